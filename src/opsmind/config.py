@@ -1,0 +1,174 @@
+"""Settings: one YAML file plus ``OPSMIND_*`` environment overrides, validated at start-up.
+
+Environment variables override the file, nested keys joined by ``__``: ``OPSMIND_API__PORT=9090`` sets
+``api.port``. Unknown keys are errors, so a typo is caught instead of silently ignored. A bad file raises
+:class:`ConfigError` whose message names every bad key and why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``str(err)`` lists ``key.path: reason`` lines."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StorageSettings(_Section):
+    backend: Literal["sqlite"] = "sqlite"
+    path: str = Field("opsmind.db", description="SQLite file; ':memory:' keeps nothing on disk")
+    raw_retention_s: float = Field(2 * 86400, gt=0, description="keep raw samples this long")
+    minute_retention_s: float = Field(14 * 86400, gt=0, description="keep 1-minute rollups this long")
+    hour_retention_s: float = Field(400 * 86400, gt=0, description="keep 1-hour rollups this long")
+    maintenance_interval_s: float = Field(60, gt=0, description="how often rollups and retention run")
+    hot_window: int = Field(256, ge=8, le=100_000, description="points per series kept in memory")
+
+    @model_validator(mode="after")
+    def _retention_order(self) -> StorageSettings:
+        if not self.raw_retention_s <= self.minute_retention_s <= self.hour_retention_s:
+            raise ValueError("retention must grow with resolution: raw <= minute <= hour")
+        return self
+
+
+class BusSettings(_Section):
+    backend: Literal["memory"] = "memory"
+    max_backlog: int = Field(10_000, ge=1, description="unacked messages per topic before backpressure")
+    overflow: Literal["block", "shed"] = Field(
+        "block", description="when a topic is full: make producers wait, or drop and count"
+    )
+    ack_timeout_s: float = Field(30, gt=0, description="an unacked message is redelivered after this")
+    block_timeout_s: float = Field(5, gt=0, description="a blocked producer sheds after this long")
+
+
+class IngestSettings(_Section):
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body accepted")
+    max_decoded_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="largest decompressed body")
+    max_samples_per_request: int = Field(500_000, ge=1)
+    max_series_per_request: int = Field(100_000, ge=1)
+    max_series: int = Field(1_000_000, ge=1, description="active series limit across the engine")
+
+
+class ScrapeTarget(_Section):
+    url: HttpUrl
+    interval_s: float = Field(15, gt=0)
+    timeout_s: float = Field(10, gt=0)
+    labels: dict[str, str] = Field(default_factory=dict, description="added to every scraped series")
+
+
+class DetectSettings(_Section):
+    enabled: bool = True
+    window: int = Field(120, ge=8, description="points of history the median/MAD is computed over")
+    min_points: int = Field(30, ge=3, description="no scores before this many points (cold start)")
+    threshold: float = Field(6.0, gt=0, description="robust z-score at which a point is anomalous")
+
+    @model_validator(mode="after")
+    def _min_le_window(self) -> DetectSettings:
+        if self.min_points > self.window:
+            raise ValueError("min_points must not exceed window")
+        return self
+
+
+class IncidentSettings(_Section):
+    group_window_s: float = Field(300, gt=0, description="anomalies of a service this close form one incident")
+    resolve_after_s: float = Field(600, gt=0, description="resolve when no anomaly arrived for this long")
+    check_interval_s: float = Field(15, gt=0)
+
+
+class WebhookSettings(_Section):
+    url: HttpUrl
+    timeout_s: float = Field(5, gt=0)
+    max_retries: int = Field(5, ge=0)
+    backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles each attempt")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class NotifySettings(_Section):
+    log: bool = True
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _host_not_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("host must not be empty")
+        return v
+
+
+class Settings(BaseSettings):
+    """Everything the engine needs; every field has a working default (the embedded set-up)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OPSMIND_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    scrape: list[ScrapeTarget] = Field(default_factory=list)
+    detect: DetectSettings = Field(default_factory=DetectSettings)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first so it overrides the values read from the YAML file (passed as init kwargs).
+        return (env_settings, init_settings)
+
+
+def format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read ``path`` (YAML) if given, apply environment overrides, validate, and return settings."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(loaded).__name__}")
+        data = loaded
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}invalid configuration\n{format_validation_error(exc)}") from exc

@@ -1,0 +1,1 @@
+"""Storage: samples (raw + rollups, with retention) and events, behind backend-neutral protocols."""

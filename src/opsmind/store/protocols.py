@@ -1,0 +1,104 @@
+"""Storage contracts. The embedded backend is SQLite; a PostgreSQL backend implements the same
+protocols without callers changing. Methods are synchronous: the async engine calls them through
+``asyncio.to_thread`` where a call may block, and both SQLite and psycopg are synchronous libraries.
+
+Every write method is durable when it returns: an acknowledged write survives ``kill -9``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeVar
+
+from opsmind.types import Record, Series, SeriesSamples
+
+Resolution = Literal["raw", "1m", "1h", "auto"]
+R = TypeVar("R", bound=Record)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesInfo:
+    series: Series
+    first_ts: float | None
+    last_ts: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RangeResult:
+    """Points of one series over a range. For rollups ``values`` is the mean of each bucket and
+    ``minimums``/``maximums``/``counts`` describe the bucket; for raw data those three are empty."""
+
+    series: Series
+    resolution: Literal["raw", "1m", "1h"]
+    timestamps: list[float]
+    values: list[float]
+    minimums: list[float] = field(default_factory=list)
+    maximums: list[float] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceReport:
+    rolled_up_minutes: int
+    rolled_up_hours: int
+    deleted_raw: int
+    deleted_minutes: int
+    deleted_hours: int
+
+
+class TooManySeriesError(RuntimeError):
+    """Accepting the batch would exceed the store's active-series limit; nothing was written."""
+
+
+class SampleStore(Protocol):
+    def append(self, batch: Sequence[SeriesSamples]) -> int:
+        """Store all points of ``batch`` atomically (all or nothing) and durably; return the count.
+
+        A point with the same series and timestamp as a stored one replaces it (last write wins)."""
+        ...
+
+    def series(
+        self, matchers: Mapping[str, str] | None = None, limit: int = 1000
+    ) -> list[SeriesInfo]:
+        """Series whose labels equal every matcher (``__name__`` matches the metric name)."""
+        ...
+
+    def series_count(self) -> int: ...
+
+    def query(
+        self, series: Series, start: float, end: float, resolution: Resolution = "auto"
+    ) -> RangeResult:
+        """Points with ``start <= ts <= end``, oldest first. ``auto`` picks the finest resolution whose
+        retention still covers ``start``."""
+        ...
+
+    def maintain(self, now: float) -> MaintenanceReport:
+        """Roll raw points up into complete 1-minute and 1-hour buckets, then apply retention."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class EventStore(Protocol):
+    def put(self, record: Record) -> None:
+        """Insert or replace the record with this kind and id, durably."""
+        ...
+
+    def get(self, cls: type[R], record_id: str) -> R | None: ...
+
+    def query(
+        self,
+        cls: type[R],
+        *,
+        service: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        newest_first: bool = True,
+    ) -> list[R]:
+        """Records of one kind filtered by service, status and ``at`` range."""
+        ...
+
+    def close(self) -> None: ...

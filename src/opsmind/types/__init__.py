@@ -1,0 +1,39 @@
+"""The core data model: series identity and the typed, immutable records the engine passes around."""
+
+from opsmind.types.records import (
+    Action,
+    ActionStatus,
+    Anomaly,
+    AuditEntry,
+    Decision,
+    Incident,
+    IncidentStatus,
+    Record,
+    Sample,
+    SeriesSamples,
+    new_id,
+)
+from opsmind.types.series import (
+    InvalidSeriesError,
+    Series,
+    validate_label_name,
+    validate_metric_name,
+)
+
+__all__ = [
+    "Action",
+    "ActionStatus",
+    "Anomaly",
+    "AuditEntry",
+    "Decision",
+    "Incident",
+    "IncidentStatus",
+    "InvalidSeriesError",
+    "Record",
+    "Sample",
+    "Series",
+    "SeriesSamples",
+    "new_id",
+    "validate_label_name",
+    "validate_metric_name",
+]

@@ -1,0 +1,139 @@
+"""Typed, immutable records: what flows between stages and what the EventStore keeps.
+
+Samples travel in bulk as :class:`SeriesSamples` (one series, many points) because ingestion handles
+hundreds of thousands of points per second; every other record is a frozen pydantic model so it has one
+JSON form for the bus, the store and the API.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsmind.types.series import Series
+
+
+def new_id() -> str:
+    """A sortable-enough unique id (random UUID4 hex) for records created by the engine."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One point of one series; ``ts`` is Unix time in seconds."""
+
+    series: Series
+    ts: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSamples:
+    """Many points of one series, timestamps in seconds, in the order they were received."""
+
+    series: Series
+    timestamps: tuple[float, ...]
+    values: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+
+class Record(BaseModel):
+    """Base of every stored record. ``kind`` names its table-like family in the EventStore."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: ClassVar[str] = "record"
+
+    id: str = Field(default_factory=new_id)
+    at: float = Field(description="when the record was created or last changed, Unix seconds")
+    service: str | None = None
+
+    @property
+    def status_value(self) -> str | None:
+        """The status column the EventStore indexes, if this kind has one."""
+        status = getattr(self, "status", None)
+        return None if status is None else str(status)
+
+
+class Anomaly(Record):
+    """A point that a detector found unusual."""
+
+    kind: ClassVar[str] = "anomaly"
+
+    series: str = Field(description="canonical series key, e.g. latency_seconds{service=\"gateway\"}")
+    ts: float = Field(description="timestamp of the anomalous sample, Unix seconds")
+    value: float
+    expected: float | None = None
+    score: float = Field(description="raw detector score; higher is more anomalous")
+    probability: float = Field(ge=0.0, le=1.0)
+    detector: str
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Incident(Record):
+    """A group of related anomalies on one service, with a lifecycle."""
+
+    kind: ClassVar[str] = "incident"
+
+    title: str
+    status: IncidentStatus = IncidentStatus.OPEN
+    opened_at: float
+    last_anomaly_at: float
+    resolved_at: float | None = None
+    anomaly_count: int = 0
+    series: tuple[str, ...] = ()
+    max_probability: float = 0.0
+    timeline: tuple[dict[str, Any], ...] = ()
+
+
+class ActionStatus(StrEnum):
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    EXECUTING = "executing"
+    VERIFYING = "verifying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
+class Action(Record):
+    """Something the engine (or a person) does to the fleet: scale, restart, roll back, notify."""
+
+    kind: ClassVar[str] = "action"
+
+    name: str
+    target: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    status: ActionStatus = ActionStatus.PROPOSED
+    incident_id: str | None = None
+    reason: str = ""
+
+
+class Decision(Record):
+    """The output of a pure decision function: a value and the reason chain that produced it."""
+
+    kind: ClassVar[str] = "decision"
+
+    name: str
+    value: Any
+    reasons: tuple[str, ...] = ()
+
+
+class AuditEntry(Record):
+    """Who or what did what, why, with which evidence."""
+
+    kind: ClassVar[str] = "audit"
+
+    actor: str
+    verb: str
+    subject: str
+    detail: dict[str, Any] = Field(default_factory=dict)
