@@ -47,6 +47,10 @@ class BusSettings(_Section):
     )
     ack_timeout_s: float = Field(30, gt=0, description="an unacked message is redelivered after this")
     block_timeout_s: float = Field(5, gt=0, description="a blocked producer sheds after this long")
+    topic_overflow: dict[str, Literal["block", "shed"]] = Field(
+        default_factory=lambda: {"samples": "shed"},
+        description="per-topic override of overflow; samples shed so a stuck detector never stalls ingest",
+    )
 
 
 class IngestSettings(_Section):

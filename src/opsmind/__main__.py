@@ -1,0 +1,5 @@
+"""``python -m opsmind`` is the ``opsmind`` command."""
+
+from opsmind.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI): the only layer that knows about HTTP."""

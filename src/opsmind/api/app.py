@@ -1,0 +1,48 @@
+"""The FastAPI application: thin routers over one engine, errors as problem documents."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from opsmind import __version__
+from opsmind.api import problems
+from opsmind.api.routers import events, health, ingest, series, services
+from opsmind.engine import Engine
+
+
+Source = Callable[[asyncio.Event], Coroutine[None, None, None]]
+
+
+def create_app(engine: Engine, manage_engine: bool = True, sources: Sequence[Source] = ()) -> FastAPI:
+    """Build the app around ``engine``; with ``manage_engine`` the app starts and stops it.
+
+    ``sources`` are data sources run beside the engine for the app's lifetime (the demo fleet, for
+    instance); each gets an event that is set when the app shuts down."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_engine:
+            await engine.start()
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(src(stop)) for src in sources]
+        try:
+            yield
+        finally:
+            stop.set()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if manage_engine:
+                await engine.stop()
+
+    app = FastAPI(title="OpsMind", version=__version__, lifespan=lifespan,
+                  description="AI operations engine: ingest, detect, group into incidents, notify.")
+    app.state.engine = engine
+    problems.install(app)
+    for r in (health.router, ingest.router, series.router, services.router, events.router):
+        app.include_router(r)
+    return app

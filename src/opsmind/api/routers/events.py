@@ -1,0 +1,54 @@
+"""Anomalies, incidents and the audit log: read-only views of the EventStore."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+
+from opsmind.api.deps import EngineDep
+from opsmind.types import Anomaly, AuditEntry, Incident, IncidentStatus
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _anomaly_json(a: Anomaly) -> dict[str, Any]:
+    d = a.model_dump(mode="json")
+    for k in ("value", "expected", "score"):
+        v = d.get(k)
+        if isinstance(v, float) and not math.isfinite(v):
+            d[k] = None
+    return d
+
+
+@router.get("/anomalies", tags=["anomalies"])
+async def list_anomalies(engine: EngineDep, service: str | None = None, since: float | None = None,
+                         limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+    """Newest anomalies first, optionally of one service and since a time (Unix seconds)."""
+    rows = await asyncio.to_thread(engine.store.query, Anomaly, service=service, since=since, limit=limit)
+    return [_anomaly_json(a) for a in rows]
+
+
+@router.get("/incidents", response_model=list[Incident], tags=["incidents"])
+async def list_incidents(engine: EngineDep, status: IncidentStatus | None = None, service: str | None = None,
+                         limit: int = Query(100, ge=1, le=10_000)) -> list[Incident]:
+    """Newest incidents first, optionally filtered by status and service."""
+    return await asyncio.to_thread(engine.store.query, Incident, service=service,
+                                   status=status.value if status else None, limit=limit)
+
+
+@router.get("/incidents/{incident_id}", response_model=Incident, tags=["incidents"])
+async def get_incident(incident_id: str, engine: EngineDep) -> Incident:
+    inc = await asyncio.to_thread(engine.store.get, Incident, incident_id)
+    if inc is None:
+        raise HTTPException(404, f"no incident with id {incident_id!r}")
+    return inc
+
+
+@router.get("/audit", response_model=list[AuditEntry], tags=["audit"])
+async def list_audit(engine: EngineDep, service: str | None = None,
+                     limit: int = Query(100, ge=1, le=10_000)) -> list[AuditEntry]:
+    """What OpsMind (and later people) did, newest first."""
+    return await asyncio.to_thread(engine.store.query, AuditEntry, service=service, limit=limit)

@@ -1,0 +1,24 @@
+"""Liveness and the engine's own metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from opsmind.api.deps import EngineDep
+
+router = APIRouter()
+
+
+@router.get("/api/v1/health", tags=["health"])
+async def health(engine: EngineDep) -> dict[str, Any]:
+    """Whether the engine runs, the state of each stage and how many series it holds."""
+    return engine.health()
+
+
+@router.get("/metrics", tags=["health"], response_class=Response)
+async def metrics(engine: EngineDep) -> Response:
+    """OpsMind's self-metrics in the Prometheus text format."""
+    return Response(generate_latest(engine.telemetry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,58 @@
+"""Ingestion endpoints: Prometheus remote-write 1.0 and the JSON push API.
+
+Each request is decoded and validated as a whole before anything is stored, then stored in one
+transaction: a bad request is refused with a 4xx and leaves no trace; a good one is durable when the
+response is sent.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+
+from opsmind.api.body import read_capped
+from opsmind.api.deps import EngineDep
+from opsmind.ingest.errors import IngestError
+from opsmind.ingest.push import decode_push
+from opsmind.ingest.remote_write import decode_remote_write
+
+router = APIRouter(tags=["ingest"])
+
+
+class IngestPublic(BaseModel):
+    samples: int
+    series: int
+
+
+@router.post("/api/v1/write", status_code=204, response_class=Response,
+             responses={400: {"description": "malformed"}, 413: {"description": "too large"},
+                        415: {"description": "wrong encoding"}})
+async def remote_write(request: Request, engine: EngineDep) -> Response:
+    """Prometheus remote-write 1.0: snappy-compressed protobuf ``WriteRequest``."""
+    limits = engine.settings.ingest
+    try:
+        body = await read_capped(request, limits.max_body_bytes)
+        decoded = decode_remote_write(
+            body, content_encoding=request.headers.get("content-encoding"),
+            content_type=request.headers.get("content-type"), limits=limits)
+        await engine.ingest(decoded.series, "remote_write")
+    except IngestError as exc:
+        engine.reject("remote_write", exc.status)
+        raise
+    return Response(status_code=204)
+
+
+@router.post("/api/v1/ingest", response_model=IngestPublic,
+             responses={400: {"description": "malformed"}, 413: {"description": "too large"}})
+async def push(request: Request, engine: EngineDep) -> IngestPublic:
+    """JSON push: ``{"samples": [{"metric", "labels", "timestamp", "value"}]}`` or the compact
+    ``{"series": [{"metric", "labels", "timestamps", "values"}]}``; timestamps in Unix seconds."""
+    limits = engine.settings.ingest
+    try:
+        body = await read_capped(request, limits.max_body_bytes)
+        batch = decode_push(body, limits)
+        stored = await engine.ingest(batch, "push")
+    except IngestError as exc:
+        engine.reject("push", exc.status)
+        raise
+    return IngestPublic(samples=stored, series=len(batch))

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table, writes it to docs/benchmarks/ and runs its baseline in the same run."""

@@ -1,0 +1,1 @@
+"""Detection: score every sample, emit anomalies. One detector per module."""

@@ -1,0 +1,129 @@
+"""The engine: builds every stage from settings and runs them on one clock.
+
+Ingestion writes to the SampleStore first (an acknowledged sample is durable) and only then publishes the
+batch on ``samples`` for the pipeline; the ``samples`` topic sheds when full, so a slow or failed stage
+degrades detection but never stalls or fails ingestion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from opsmind.bus.memory import MemoryBus
+from opsmind.bus.stage import Stage
+from opsmind.clock import Clock, RealClock
+from opsmind.config import Settings
+from opsmind.detect.stage import SAMPLES_TOPIC, DetectStage
+from opsmind.incidents.stage import IncidentStage
+from opsmind.ingest.errors import IngestError
+from opsmind.ingest.scrape import Scraper
+from opsmind.notify.base import Notifier
+from opsmind.notify.log import LogNotifier
+from opsmind.notify.stage import NotifyStage, RetryPolicy
+from opsmind.notify.webhook import WebhookNotifier
+from opsmind.store.protocols import TooManySeriesError
+from opsmind.store.sqlite import SqliteStore
+from opsmind.telemetry import Telemetry
+from opsmind.types import SeriesSamples
+
+log = logging.getLogger(__name__)
+
+
+def build_notifiers(settings: Settings) -> list[tuple[Notifier, RetryPolicy]]:
+    out: list[tuple[Notifier, RetryPolicy]] = []
+    if settings.notify.log:
+        out.append((LogNotifier(), RetryPolicy(0, 1.0)))
+    for wh in settings.notify.webhooks:
+        out.append((WebhookNotifier(wh), RetryPolicy(wh.max_retries, wh.backoff_s)))
+    return out
+
+
+class Engine:
+    """Owns the store, the bus, the stages and the background loops of one OpsMind instance."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None, telemetry: Telemetry | None = None,
+                 notifiers: list[tuple[Notifier, RetryPolicy]] | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or RealClock()
+        self.telemetry = telemetry or Telemetry()
+        self.store = SqliteStore(settings.storage.path, settings.storage, max_series=settings.ingest.max_series)
+        self.bus = MemoryBus(settings.bus, self.telemetry, self.clock)
+        self.stages: list[Stage] = []
+        if settings.detect.enabled:
+            self.stages.append(DetectStage(self.bus, self.clock, self.telemetry, self.store, settings.detect))
+            self.stages.append(IncidentStage(self.bus, self.clock, self.telemetry, self.store,
+                                             settings.incidents))
+            self.stages.append(NotifyStage(self.bus, self.clock, self.telemetry, self.store,
+                                           notifiers if notifiers is not None else build_notifiers(settings)))
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = False
+        t = self.telemetry
+        self._samples = t.counter("opsmind_ingest_samples_total", "Samples stored", ("source",))
+        self._rejected = t.counter("opsmind_ingest_rejected_requests_total", "Rejected ingest requests",
+                                   ("source", "status"))
+        self._series = t.gauge("opsmind_store_series", "Series in the sample store")
+
+    async def start(self) -> None:
+        self._stop.clear()
+        for stage in self.stages:
+            await stage.start()
+        if self.settings.scrape:
+            scraper = Scraper(self.settings.scrape, self._scrape_sink, self.clock)
+            self._tasks.append(asyncio.create_task(scraper.run(self._stop), name="scraper"))
+        self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="maintenance"))
+        self.started = True
+        log.info("engine started with %d stages", len(self.stages))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for stage in self.stages:
+            await stage.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.bus.close()
+        self.store.close()
+        self.started = False
+
+    async def ingest(self, batch: list[SeriesSamples], source: str) -> int:
+        """Store ``batch`` durably, then hand it to the pipeline. Raises IngestError for client mistakes."""
+        if not batch:
+            return 0
+        try:
+            stored = await asyncio.to_thread(self.store.append, batch)
+        except TooManySeriesError as exc:
+            self.reject(source, 422)
+            raise IngestError(str(exc), status=422) from exc
+        self._samples.labels(source).inc(stored)
+        if self.stages:
+            await self.bus.publish(SAMPLES_TOPIC, batch)
+        return stored
+
+    def reject(self, source: str, status: int) -> None:
+        self._rejected.labels(source, str(status)).inc()
+
+    async def _scrape_sink(self, batch: list[SeriesSamples]) -> None:
+        try:
+            await self.ingest(batch, "scrape")
+        except IngestError as exc:
+            log.warning("scraped samples rejected: %s", exc.reason)
+
+    async def _maintenance_loop(self) -> None:
+        interval = self.settings.storage.maintenance_interval_s
+        while not self._stop.is_set():
+            try:
+                report = await asyncio.to_thread(self.store.maintain, self.clock.now())
+                self._series.set(self.store.series_count())
+                log.debug("maintenance: %s", report)
+            except Exception:
+                log.exception("storage maintenance failed; will retry")
+            await self.clock.sleep(interval)
+
+    def health(self) -> dict[str, Any]:
+        stages = {s.name: ("up" if s.is_running else "down") for s in self.stages}
+        return {"status": "ok" if self.started else "starting", "stages": stages,
+                "series": self.store.series_count(), "time": self.clock.now()}

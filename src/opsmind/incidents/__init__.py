@@ -1,0 +1,1 @@
+"""Incidents: group anomalies into incidents with a lifecycle."""

@@ -1,0 +1,1 @@
+"""Notifications: deliver incident events to the log and to webhooks."""

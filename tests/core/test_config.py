@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from opsmind.cli.main import app
+from opsmind.config import ConfigError, load_settings
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "opsmind.yaml"
+
+
+def test_defaults_are_valid() -> None:
+    s = load_settings()
+    assert s.api.port == 8080 and s.storage.backend == "sqlite"
+
+
+def test_example_config_is_valid() -> None:
+    s = load_settings(EXAMPLE)
+    assert s.scrape and s.notify.webhooks
+
+
+def test_errors_name_the_key_and_why(tmp_path: Path) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text("storage:\n  raw_retention_s: -5\n  pathh: x\napi:\n  port: 70000\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(f)
+    text = str(err.value)
+    assert "storage.raw_retention_s: Input should be greater than 0" in text
+    assert "storage.pathh: unknown key" in text
+    assert "api.port" in text
+
+
+def test_cross_field_rules(tmp_path: Path) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text("detect: {window: 10, min_points: 20}\n")
+    with pytest.raises(ConfigError, match="min_points must not exceed window"):
+        load_settings(f)
+
+
+def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
+    f = tmp_path / "x.yaml"
+    f.write_text("storage: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(f)
+    f.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_settings(f)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml")
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("api: {host: 0.0.0.0, port: 9000}\n")
+    monkeypatch.setenv("OPSMIND_API__PORT", "9100")
+    s = load_settings(f)
+    assert (s.api.host, s.api.port) == ("0.0.0.0", 9100)
+    monkeypatch.setenv("OPSMIND_API__PORT", "not-a-port")
+    with pytest.raises(ConfigError, match="api.port"):
+        load_settings(f)
+
+
+def test_cli_config_check(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(app, ["config", "check", str(EXAMPLE)])
+    assert ok.exit_code == 0, ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("bus: {overflow: sometimes}\n")
+    res = runner.invoke(app, ["config", "check", str(bad)])
+    assert res.exit_code == 2
+    assert "bus.overflow" in res.output

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from opsmind.incidents import grouping
+from opsmind.types import Anomaly, IncidentStatus
+
+
+def anomaly(service: str | None, ts: float, series: str = "m") -> Anomaly:
+    return Anomaly(at=ts, service=service, series=series, ts=ts, value=1, score=9, probability=0.7,
+                   detector="t")
+
+
+def test_anomalies_within_the_window_join_the_open_incident() -> None:
+    inc = grouping.open_incident(anomaly("a", 100), now=100)
+    ok, reason = grouping.joins(inc, anomaly("a", 350), 300)
+    assert ok and "within" in reason
+    inc = grouping.add_anomaly(inc, anomaly("a", 350, "m2"), now=350)
+    assert inc.anomaly_count == 2 and inc.series == ("m", "m2") and inc.last_anomaly_at == 350
+    ok, reason = grouping.joins(inc, anomaly("a", 700), 300)
+    assert not ok and "beyond" in reason
+
+
+def test_resolve_after_quiet_period() -> None:
+    inc = grouping.open_incident(anomaly("a", 100), now=100)
+    assert not grouping.should_resolve(inc, 500, 600)[0]
+    done, reason = grouping.should_resolve(inc, 700, 600)
+    assert done
+    res = grouping.resolve(inc, 700, reason)
+    assert res.status is IncidentStatus.RESOLVED and res.resolved_at == 700
+    assert res.timeline[-1]["event"] == "resolved"
+    assert not grouping.joins(res, anomaly("a", 710), 300)[0]
+
+
+def test_unlabelled_anomalies_get_a_service_name() -> None:
+    assert grouping.open_incident(anomaly(None, 1), 1).service == grouping.UNLABELLED_SERVICE
+
+
+def test_timeline_is_bounded_but_counts_are_exact() -> None:
+    inc = grouping.open_incident(anomaly("a", 0), 0)
+    for i in range(1, 500):
+        inc = grouping.add_anomaly(inc, anomaly("a", i), i)
+    assert inc.anomaly_count == 500 and len(inc.timeline) == grouping.TIMELINE_LIMIT
