@@ -36,7 +36,7 @@ def _load(config: Path | None) -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _serve(settings: Settings, extra_source: str | None = None) -> None:
+def _serve(settings: Settings, extra_source: str | None = None, fault_after_s: float = 30.0) -> None:
     import uvicorn
 
     from opsmind.api.app import create_app
@@ -47,7 +47,7 @@ def _serve(settings: Settings, extra_source: str | None = None) -> None:
     if extra_source == "demo":
         from opsmind.cli.demo_source import DemoSource
 
-        sources.append(DemoSource(engine, engine.clock).run)
+        sources.append(DemoSource(engine, engine.clock, fault_after_s=fault_after_s).run)
     fastapi_app = create_app(engine, sources=sources)
     console.print(f"OpsMind API on http://{settings.api.host}:{settings.api.port}/api/v1/health")
     uvicorn.run(fastapi_app, host=settings.api.host, port=settings.api.port, log_level="warning")
@@ -64,8 +64,10 @@ def run(config: Path | None = typer.Option(None, "--config", "-c", help="YAML co
 @app.command()
 def demo(port: int = typer.Option(8080, help="API port on 127.0.0.1"),
          data_dir: Path | None = typer.Option(None, help="where the demo database goes (default: a temp dir)"),
+         fault_after: float = typer.Option(30.0, min=0, help="seconds until the first injected fault"),
          verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
-    """Run the engine on embedded defaults with a demo fleet feeding it; a fault appears after 30 s."""
+    """Run the engine on embedded defaults with a demo fleet feeding it; a fault appears after 30 s
+    (``--fault-after``) and every 10 minutes after that, on a different service each time."""
     _setup_logging(verbose)
     directory = data_dir or Path(tempfile.mkdtemp(prefix="opsmind-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -75,7 +77,7 @@ def demo(port: int = typer.Option(8080, help="API port on 127.0.0.1"),
     settings.incidents.resolve_after_s = 120
     settings.incidents.check_interval_s = 5
     console.print(f"demo data in {directory}; try: curl http://127.0.0.1:{port}/api/v1/incidents")
-    _serve(settings, extra_source="demo")
+    _serve(settings, extra_source="demo", fault_after_s=fault_after)
 
 
 @config_app.command("check")

@@ -13,3 +13,11 @@ class IngestError(ValueError):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+def over_limit(what: str, count: int, limit: int, setting: str) -> IngestError:
+    """The 413 error for a request with ``count`` of ``what`` (bytes, series, samples) over ``limit``.
+
+    ``setting`` names the ``ingest.*`` configuration key, so the sender's operator knows what to raise.
+    """
+    return IngestError(f"request has {count} {what}, over the limit of {limit} (ingest.{setting})", 413)

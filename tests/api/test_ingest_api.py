@@ -1,0 +1,161 @@
+"""Ingestion over real HTTP: good requests are stored; every kind of bad request gets a 4xx problem
+document with a clear reason and stores nothing; nothing is ever a 500."""
+
+from __future__ import annotations
+
+import struct
+
+import cramjam
+import pytest
+
+from opsmind.ingest.remote_write import encode_remote_write
+from opsmind.types import Series, SeriesSamples
+from tests.conftest import RunningServer
+
+RW_HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"}
+T0 = 1_700_000_000.0
+
+
+def good_body(n_series: int = 3, metric: str = "rw_metric") -> bytes:
+    return encode_remote_write([
+        SeriesSamples(Series.of(metric, {"service": f"s{i}"}), (T0, T0 + 15), (1.0, 2.0)) for i in range(n_series)
+    ])
+
+
+def raw_write_request(labels: list[tuple[str, str]], ts_ms: int = 1_700_000_000_000) -> bytes:
+    """Encode a WriteRequest by hand, so invalid label sets (which our encoder refuses) can be sent."""
+
+    def varint(n: int) -> bytes:
+        n &= (1 << 64) - 1
+        out = bytearray()
+        while True:
+            b = n & 0x7F
+            n >>= 7
+            out.append(b | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+
+    def field(num: int, payload: bytes) -> bytes:
+        return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+    ts = b"".join(field(1, field(1, k.encode()) + field(2, v.encode())) for k, v in labels)
+    sample = b"\x09" + struct.pack("<d", 1.5) + b"\x10" + varint(ts_ms)
+    return bytes(cramjam.snappy.compress_raw(field(1, ts + field(2, sample))))
+
+
+def stored_series(server: RunningServer) -> int:
+    with server.client() as c:
+        return len(c.get("/api/v1/series").json())
+
+
+def test_remote_write_stores_samples(server: RunningServer) -> None:
+    with server.client() as c:
+        r = c.post("/api/v1/write", content=good_body(), headers=RW_HEADERS)
+        assert r.status_code == 204, r.text
+        q = c.get("/api/v1/series/query", params={"series": 'rw_metric{service="s1"}', "start": T0 - 1,
+                                                    "end": T0 + 100, "resolution": "raw"}).json()
+    assert q["timestamps"] == [T0, T0 + 15] and q["values"] == [1.0, 2.0]
+
+
+BAD_REMOTE_WRITE = {
+    "truncated protobuf": (lambda: bytes(cramjam.snappy.compress_raw(bytes(cramjam.snappy.decompress_raw(
+        good_body()))[:-7])), RW_HEADERS, 400, "protobuf"),
+    "wrong compression": (lambda: bytes(cramjam.gzip.compress(b"hello")), {**RW_HEADERS, "Content-Encoding": "gzip"},
+                          415, "snappy"),
+    "missing compression": (lambda: good_body(), {"Content-Type": "application/x-protobuf"}, 415, "snappy"),
+    "not snappy": (lambda: b"\xff\xff\xff\xff\x0fgarbage", RW_HEADERS, 400, "snappy"),
+    "negative timestamp": (lambda: raw_write_request([("__name__", "m")], ts_ms=-5), RW_HEADERS, 400, "timestamp"),
+    "invalid metric name": (lambda: raw_write_request([("__name__", "bad-name")]), RW_HEADERS, 400, "metric name"),
+    "invalid label name": (lambda: raw_write_request([("__name__", "m"), ("bad-label", "x")]), RW_HEADERS, 400,
+                           "label name"),
+    "duplicate labels": (lambda: raw_write_request([("__name__", "m"), ("a", "1"), ("a", "2")]), RW_HEADERS, 400,
+                         "duplicate"),
+    "remote-write 2.0": (lambda: good_body(), {**RW_HEADERS,
+                                               "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"},
+                         415, "v2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REMOTE_WRITE))
+def test_bad_remote_write_is_refused_and_stores_nothing(server: RunningServer, case: str) -> None:
+    make, headers, status, word = BAD_REMOTE_WRITE[case]
+    with server.client() as c:
+        r = c.post("/api/v1/write", content=make(), headers=headers)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert word.lower() in r.json()["detail"].lower()
+    assert stored_series(server) == 0
+
+
+def test_oversized_and_too_many_series(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import start_server
+
+    running, srv, thread = start_server(make_settings(ingest={"max_body_bytes": 4096, "max_series_per_request": 5,
+                                                              "max_series": 8}))
+    try:
+        with running.client() as c:
+            big = c.post("/api/v1/write", content=b"x" * 5000, headers=RW_HEADERS)
+            assert big.status_code == 413 and "limit" in big.json()["detail"]
+            many = c.post("/api/v1/write", content=good_body(6), headers=RW_HEADERS)
+            assert many.status_code == 413 and "series" in many.json()["detail"]
+            assert c.post("/api/v1/write", content=good_body(5), headers=RW_HEADERS).status_code == 204
+            # 5 stored; 5 more new series would pass the per-request limit but exceed max_series=8.
+            over = c.post("/api/v1/write", content=good_body(5, "other_metric"), headers=RW_HEADERS)
+            assert over.status_code == 422 and "series" in over.json()["detail"]
+            assert len(c.get("/api/v1/series").json()) == 5
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+def test_json_push_and_its_errors(server: RunningServer) -> None:
+    with server.client() as c:
+        ok = c.post("/api/v1/ingest", json={"samples": [
+            {"metric": "queue_depth", "labels": {"service": "billing"}, "timestamp": T0, "value": 3},
+            {"metric": "queue_depth", "labels": {"service": "billing"}, "timestamp": T0 + 1, "value": 4}]})
+        assert ok.status_code == 200 and ok.json() == {"samples": 2, "series": 1}
+        bad_cases = [
+            (b'{"samples": [{"metric": "m", "timestamp": NaN, "value": 1}]}', "timestamp"),
+            (b'{"samples": [{"metric": "m", "timestamp": -1, "value": 1}]}', "timestamp"),
+            (b'{"samples": [{"metric": "m", "labels": {"a": "1", "a": "2"}, "timestamp": 1, "value": 1}]}',
+             "duplicate"),
+            (b'{"samples": [{"metric": "bad name", "timestamp": 1, "value": 1}]}', "metric name"),
+            (b'{"samples": [', "json"),
+        ]
+        for body, word in bad_cases:
+            r = c.post("/api/v1/ingest", content=body, headers={"content-type": "application/json"})
+            assert 400 <= r.status_code < 500, (body, r.text)
+            assert word.lower() in r.json()["detail"].lower(), (body, r.text)
+        # A batch with one bad sample stores none of its good samples.
+        mixed = c.post("/api/v1/ingest", json={"samples": [
+            {"metric": "fresh_metric", "timestamp": T0, "value": 1},
+            {"metric": "fresh_metric", "timestamp": -3, "value": 1}]})
+        assert mixed.status_code == 400
+        names = {s["name"] for s in c.get("/api/v1/series").json()}
+        assert names == {"queue_depth"}
+
+
+def test_read_api_errors_are_problem_documents(server: RunningServer) -> None:
+    with server.client() as c:
+        for path, params, status in [
+            ("/api/v1/incidents/nope", {}, 404),
+            ("/api/v1/services/nope", {}, 404),
+            ("/api/v1/series/query", {"series": "bad name{"}, 400),
+            ("/api/v1/series/query", {"series": "m", "start": 10, "end": 5}, 400),
+            ("/api/v1/incidents", {"limit": 0}, 422),
+            ("/api/v1/series", {"match": "novalue"}, 400),
+        ]:
+            r = c.get(path, params=params)
+            assert r.status_code == status, (path, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["detail"]
+
+
+def test_openapi_and_metrics(server: RunningServer) -> None:
+    with server.client() as c:
+        spec = c.get("/openapi.json").json()
+        assert "/api/v1/write" in spec["paths"] and "/api/v1/incidents" in spec["paths"]
+        c.post("/api/v1/write", content=good_body(), headers=RW_HEADERS)
+        text = c.get("/metrics").text
+    assert 'opsmind_ingest_samples_total{source="remote_write"} 6.0' in text
+    assert "opsmind_stage_up" in text

@@ -1,0 +1,46 @@
+"""``opsmind demo`` as a user runs it: health within 60 s, anomalies and an incident within 2 minutes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_serves_health_then_shows_an_incident(tmp_path: Path) -> None:
+    port = free_port()
+    start = time.time()
+    proc = subprocess.Popen([sys.executable, "-m", "opsmind", "demo", "--port", str(port), "--data-dir",
+                             str(tmp_path), "--fault-after", "5"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        while True:
+            assert time.time() - start < 60, "no /api/v1/health within 60 s"
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "demo exited"
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        incidents: list[dict[str, object]] = []
+        while time.time() - start < 120 and not incidents:
+            incidents = httpx.get(url + "/incidents", timeout=5).json()
+            time.sleep(1)
+        assert incidents, "no incident within two minutes"
+        assert incidents[0]["service"] == "personalization"
+        anomalies = httpx.get(url + "/anomalies", params={"service": "personalization"}, timeout=5).json()
+        assert anomalies and all(a["service"] == "personalization" for a in anomalies)
+        services = {s["name"] for s in httpx.get(url + "/services", timeout=5).json()}
+        assert {"gateway", "personalization", "churn-prevention", "comms-optimizer"} <= services
+    finally:
+        proc.terminate()
+        proc.wait(20)
