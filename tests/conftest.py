@@ -58,8 +58,11 @@ def start_server(settings: Settings) -> tuple[RunningServer, uvicorn.Server, thr
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Any:
     def _make(**overrides: Any) -> Settings:
-        base: dict[str, Any] = {"storage": {"path": str(tmp_path / "opsmind.db")},
-                                "api": {"port": free_port()}, "notify": {"log": False}}
+        base: dict[str, Any] = {
+            "storage": {"path": str(tmp_path / "opsmind.db")},
+            "api": {"port": free_port()},
+            "notify": {"log": False},
+        }
         for k, v in overrides.items():
             if isinstance(v, dict) and isinstance(base.get(k), dict):
                 base[k] = {**base[k], **v}

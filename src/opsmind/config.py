@@ -39,16 +39,23 @@ class StorageSettings(_Section):
         return self
 
 
+Overflow = Literal["block", "shed"]
+
+
+def _default_topic_overflow() -> dict[str, Overflow]:
+    return {"samples": "shed"}
+
+
 class BusSettings(_Section):
     backend: Literal["memory"] = "memory"
     max_backlog: int = Field(10_000, ge=1, description="unacked messages per topic before backpressure")
-    overflow: Literal["block", "shed"] = Field(
+    overflow: Overflow = Field(
         "block", description="when a topic is full: make producers wait, or drop and count"
     )
     ack_timeout_s: float = Field(30, gt=0, description="an unacked message is redelivered after this")
     block_timeout_s: float = Field(5, gt=0, description="a blocked producer sheds after this long")
-    topic_overflow: dict[str, Literal["block", "shed"]] = Field(
-        default_factory=lambda: {"samples": "shed"},
+    topic_overflow: dict[str, Overflow] = Field(
+        default_factory=_default_topic_overflow,
         description="per-topic override of overflow; samples shed so a stuck detector never stalls ingest",
     )
 
@@ -82,7 +89,9 @@ class DetectSettings(_Section):
 
 
 class IncidentSettings(_Section):
-    group_window_s: float = Field(300, gt=0, description="anomalies of a service this close form one incident")
+    group_window_s: float = Field(
+        300, gt=0, description="anomalies of a service this close form one incident"
+    )
     resolve_after_s: float = Field(600, gt=0, description="resolve when no anomaly arrived for this long")
     check_interval_s: float = Field(15, gt=0)
 
@@ -168,7 +177,9 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"{p}: the top level must be a mapping of sections, got {type(loaded).__name__}"
+            )
         data = loaded
     data.update(overrides)
     try:

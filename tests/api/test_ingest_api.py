@@ -17,9 +17,12 @@ T0 = 1_700_000_000.0
 
 
 def good_body(n_series: int = 3, metric: str = "rw_metric") -> bytes:
-    return encode_remote_write([
-        SeriesSamples(Series.of(metric, {"service": f"s{i}"}), (T0, T0 + 15), (1.0, 2.0)) for i in range(n_series)
-    ])
+    return encode_remote_write(
+        [
+            SeriesSamples(Series.of(metric, {"service": f"s{i}"}), (T0, T0 + 15), (1.0, 2.0))
+            for i in range(n_series)
+        ]
+    )
 
 
 def raw_write_request(labels: list[tuple[str, str]], ts_ms: int = 1_700_000_000_000) -> bytes:
@@ -52,27 +55,63 @@ def test_remote_write_stores_samples(server: RunningServer) -> None:
     with server.client() as c:
         r = c.post("/api/v1/write", content=good_body(), headers=RW_HEADERS)
         assert r.status_code == 204, r.text
-        q = c.get("/api/v1/series/query", params={"series": 'rw_metric{service="s1"}', "start": T0 - 1,
-                                                    "end": T0 + 100, "resolution": "raw"}).json()
+        q = c.get(
+            "/api/v1/series/query",
+            params={
+                "series": 'rw_metric{service="s1"}',
+                "start": T0 - 1,
+                "end": T0 + 100,
+                "resolution": "raw",
+            },
+        ).json()
     assert q["timestamps"] == [T0, T0 + 15] and q["values"] == [1.0, 2.0]
 
 
 BAD_REMOTE_WRITE = {
-    "truncated protobuf": (lambda: bytes(cramjam.snappy.compress_raw(bytes(cramjam.snappy.decompress_raw(
-        good_body()))[:-7])), RW_HEADERS, 400, "protobuf"),
-    "wrong compression": (lambda: bytes(cramjam.gzip.compress(b"hello")), {**RW_HEADERS, "Content-Encoding": "gzip"},
-                          415, "snappy"),
+    "truncated protobuf": (
+        lambda: bytes(cramjam.snappy.compress_raw(bytes(cramjam.snappy.decompress_raw(good_body()))[:-7])),
+        RW_HEADERS,
+        400,
+        "protobuf",
+    ),
+    "wrong compression": (
+        lambda: bytes(cramjam.gzip.compress(b"hello")),
+        {**RW_HEADERS, "Content-Encoding": "gzip"},
+        415,
+        "snappy",
+    ),
     "missing compression": (lambda: good_body(), {"Content-Type": "application/x-protobuf"}, 415, "snappy"),
     "not snappy": (lambda: b"\xff\xff\xff\xff\x0fgarbage", RW_HEADERS, 400, "snappy"),
-    "negative timestamp": (lambda: raw_write_request([("__name__", "m")], ts_ms=-5), RW_HEADERS, 400, "timestamp"),
-    "invalid metric name": (lambda: raw_write_request([("__name__", "bad-name")]), RW_HEADERS, 400, "metric name"),
-    "invalid label name": (lambda: raw_write_request([("__name__", "m"), ("bad-label", "x")]), RW_HEADERS, 400,
-                           "label name"),
-    "duplicate labels": (lambda: raw_write_request([("__name__", "m"), ("a", "1"), ("a", "2")]), RW_HEADERS, 400,
-                         "duplicate"),
-    "remote-write 2.0": (lambda: good_body(), {**RW_HEADERS,
-                                               "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"},
-                         415, "v2"),
+    "negative timestamp": (
+        lambda: raw_write_request([("__name__", "m")], ts_ms=-5),
+        RW_HEADERS,
+        400,
+        "timestamp",
+    ),
+    "invalid metric name": (
+        lambda: raw_write_request([("__name__", "bad-name")]),
+        RW_HEADERS,
+        400,
+        "metric name",
+    ),
+    "invalid label name": (
+        lambda: raw_write_request([("__name__", "m"), ("bad-label", "x")]),
+        RW_HEADERS,
+        400,
+        "label name",
+    ),
+    "duplicate labels": (
+        lambda: raw_write_request([("__name__", "m"), ("a", "1"), ("a", "2")]),
+        RW_HEADERS,
+        400,
+        "duplicate",
+    ),
+    "remote-write 2.0": (
+        lambda: good_body(),
+        {**RW_HEADERS, "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"},
+        415,
+        "v2",
+    ),
 }
 
 
@@ -90,8 +129,9 @@ def test_bad_remote_write_is_refused_and_stores_nothing(server: RunningServer, c
 def test_oversized_and_too_many_series(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.conftest import start_server
 
-    running, srv, thread = start_server(make_settings(ingest={"max_body_bytes": 4096, "max_series_per_request": 5,
-                                                              "max_series": 8}))
+    running, srv, thread = start_server(
+        make_settings(ingest={"max_body_bytes": 4096, "max_series_per_request": 5, "max_series": 8})
+    )
     try:
         with running.client() as c:
             big = c.post("/api/v1/write", content=b"x" * 5000, headers=RW_HEADERS)
@@ -110,15 +150,28 @@ def test_oversized_and_too_many_series(make_settings, tmp_path) -> None:  # type
 
 def test_json_push_and_its_errors(server: RunningServer) -> None:
     with server.client() as c:
-        ok = c.post("/api/v1/ingest", json={"samples": [
-            {"metric": "queue_depth", "labels": {"service": "billing"}, "timestamp": T0, "value": 3},
-            {"metric": "queue_depth", "labels": {"service": "billing"}, "timestamp": T0 + 1, "value": 4}]})
+        ok = c.post(
+            "/api/v1/ingest",
+            json={
+                "samples": [
+                    {"metric": "queue_depth", "labels": {"service": "billing"}, "timestamp": T0, "value": 3},
+                    {
+                        "metric": "queue_depth",
+                        "labels": {"service": "billing"},
+                        "timestamp": T0 + 1,
+                        "value": 4,
+                    },
+                ]
+            },
+        )
         assert ok.status_code == 200 and ok.json() == {"samples": 2, "series": 1}
         bad_cases = [
             (b'{"samples": [{"metric": "m", "timestamp": NaN, "value": 1}]}', "timestamp"),
             (b'{"samples": [{"metric": "m", "timestamp": -1, "value": 1}]}', "timestamp"),
-            (b'{"samples": [{"metric": "m", "labels": {"a": "1", "a": "2"}, "timestamp": 1, "value": 1}]}',
-             "duplicate"),
+            (
+                b'{"samples": [{"metric": "m", "labels": {"a": "1", "a": "2"}, "timestamp": 1, "value": 1}]}',
+                "duplicate",
+            ),
             (b'{"samples": [{"metric": "bad name", "timestamp": 1, "value": 1}]}', "metric name"),
             (b'{"samples": [', "json"),
         ]
@@ -127,9 +180,15 @@ def test_json_push_and_its_errors(server: RunningServer) -> None:
             assert 400 <= r.status_code < 500, (body, r.text)
             assert word.lower() in r.json()["detail"].lower(), (body, r.text)
         # A batch with one bad sample stores none of its good samples.
-        mixed = c.post("/api/v1/ingest", json={"samples": [
-            {"metric": "fresh_metric", "timestamp": T0, "value": 1},
-            {"metric": "fresh_metric", "timestamp": -3, "value": 1}]})
+        mixed = c.post(
+            "/api/v1/ingest",
+            json={
+                "samples": [
+                    {"metric": "fresh_metric", "timestamp": T0, "value": 1},
+                    {"metric": "fresh_metric", "timestamp": -3, "value": 1},
+                ]
+            },
+        )
         assert mixed.status_code == 400
         names = {s["name"] for s in c.get("/api/v1/series").json()}
         assert names == {"queue_depth"}

@@ -18,9 +18,22 @@ pytestmark = pytest.mark.slow
 def test_demo_serves_health_then_shows_an_incident(tmp_path: Path) -> None:
     port = free_port()
     start = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "opsmind", "demo", "--port", str(port), "--data-dir",
-                             str(tmp_path), "--fault-after", "5"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "opsmind",
+            "demo",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+            "--fault-after",
+            "5",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}/api/v1"
     try:
         while True:

@@ -31,9 +31,14 @@ def test_kill9_loses_no_acknowledged_sample(tmp_path: Path) -> None:
     port = free_port()
     db = tmp_path / "k.db"
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"storage": {"path": str(db)}, "api": {"port": port}, "notify": {"log": False}}))
-    proc = subprocess.Popen([sys.executable, "-m", "opsmind", "run", "-c", str(cfg)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cfg.write_text(
+        yaml.safe_dump({"storage": {"path": str(db)}, "api": {"port": port}, "notify": {"log": False}})
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opsmind", "run", "-c", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     series = [Series.of("kill_test", {"service": "s", "shard": str(i)}) for i in range(200)]
     acked: list[int] = []
@@ -43,8 +48,9 @@ def test_kill9_loses_no_acknowledged_sample(tmp_path: Path) -> None:
         with httpx.Client(base_url=url, timeout=5) as c:
             batch = 0
             while not stop.is_set():
-                body = encode_remote_write([SeriesSamples(s, (1_700_000_000.0 + batch,), (float(batch),))
-                                            for s in series])
+                body = encode_remote_write(
+                    [SeriesSamples(s, (1_700_000_000.0 + batch,), (float(batch),)) for s in series]
+                )
                 try:
                     if c.post("/api/v1/write", content=body, headers=HEADERS).status_code == 204:
                         acked.append(batch)
@@ -74,7 +80,7 @@ def test_kill9_loses_no_acknowledged_sample(tmp_path: Path) -> None:
     assert len(acked) >= 50, "the server did not acknowledge enough batches before the kill"
     store = SqliteStore(str(db))
     try:
-        for s in series[:: 20]:
+        for s in series[::20]:
             got = set(store.query(s, 0, 2e9, "raw").values)
             missing = [b for b in acked if float(b) not in got]
             assert not missing, f"{s.key}: acknowledged batches lost: {missing[:10]}"

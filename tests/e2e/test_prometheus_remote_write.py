@@ -63,19 +63,29 @@ remote_write:
       max_backoff: 1s
 """)
     proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.remote.flush-deadline=2s"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+            "--storage.remote.flush-deadline=2s",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.time() + 60
         got: Any = None
-        series = Series.of("checkout_queue_depth",
-                           {"instance": f"127.0.0.1:{exporter_port}", "job": "exporter", "service": "gateway"})
+        series = Series.of(
+            "checkout_queue_depth",
+            {"instance": f"127.0.0.1:{exporter_port}", "job": "exporter", "service": "gateway"},
+        )
         while time.time() < deadline:
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "prometheus exited"
             with server.client() as c:
-                r = c.get("/api/v1/series/query", params={"series": series.key, "start": 0, "resolution": "raw"})
+                r = c.get(
+                    "/api/v1/series/query", params={"series": series.key, "start": 0, "resolution": "raw"}
+                )
                 assert r.status_code == 200, r.text
                 got = r.json()
                 if len(got["values"]) >= 2:
@@ -88,9 +98,12 @@ remote_write:
             up = c.get("/api/v1/series", params={"match": ["__name__=up", "job=prometheus"]}).json()
         assert up, "Prometheus' own 'up' series did not arrive"
         assert server.engine.telemetry.value("opsmind_ingest_samples_total", {"source": "remote_write"}) > 0
-        rejected = sum(server.engine.telemetry.value("opsmind_ingest_rejected_requests_total",
-                                                     {"source": "remote_write", "status": s})
-                       for s in ("400", "413", "415", "422"))
+        rejected = sum(
+            server.engine.telemetry.value(
+                "opsmind_ingest_rejected_requests_total", {"source": "remote_write", "status": s}
+            )
+            for s in ("400", "413", "415", "422")
+        )
         assert rejected == 0
     finally:
         proc.terminate()

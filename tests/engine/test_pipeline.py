@@ -75,7 +75,9 @@ async def test_a_spike_becomes_an_anomaly_an_incident_and_a_notification(tmp_pat
         await engine.stop()
 
 
-async def test_ingestion_goes_on_when_the_detector_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_ingestion_goes_on_when_the_detector_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = Engine(settings(tmp_path, bus={"ack_timeout_s": 0.05, "max_backlog": 4}), notifiers=[])
     detect = engine.stages[0]
 
@@ -121,7 +123,9 @@ async def test_a_crashed_stage_loop_is_restarted(tmp_path: Path, monkeypatch: py
 
 
 async def test_open_incidents_survive_a_restart(tmp_path: Path) -> None:
-    cfg = settings(tmp_path, incidents={"group_window_s": 600, "resolve_after_s": 3600, "check_interval_s": 1})
+    cfg = settings(
+        tmp_path, incidents={"group_window_s": 600, "resolve_after_s": 3600, "check_interval_s": 1}
+    )
     engine = Engine(cfg, notifiers=[])
     await engine.start()
     t0 = 1_700_000_000.0

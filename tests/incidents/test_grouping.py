@@ -5,8 +5,9 @@ from opsmind.types import Anomaly, IncidentStatus
 
 
 def anomaly(service: str | None, ts: float, series: str = "m") -> Anomaly:
-    return Anomaly(at=ts, service=service, series=series, ts=ts, value=1, score=9, probability=0.7,
-                   detector="t")
+    return Anomaly(
+        at=ts, service=service, series=series, ts=ts, value=1, score=9, probability=0.7, detector="t"
+    )
 
 
 def test_anomalies_within_the_window_join_the_open_incident() -> None:

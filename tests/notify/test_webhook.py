@@ -107,4 +107,11 @@ async def test_unreachable_receiver_exhausts_retries() -> None:
     audit = store.query(AuditEntry)
     assert audit[0].detail["ok"] is False and audit[0].detail["attempts"] == 3
     failed = [m for m in tel.registry.collect() if m.name == "opsmind_notifications"]
-    assert sum(s.value for s in failed[0].samples if s.labels.get("outcome") == "failed") == 3
+    assert (
+        sum(
+            s.value
+            for s in failed[0].samples
+            if s.name.endswith("_total") and s.labels.get("outcome") == "failed"
+        )
+        == 3
+    )

@@ -13,7 +13,6 @@ from opsmind.api import problems
 from opsmind.api.routers import events, health, ingest, series, services
 from opsmind.engine import Engine
 
-
 Source = Callable[[asyncio.Event], Coroutine[None, None, None]]
 
 
@@ -39,8 +38,12 @@ def create_app(engine: Engine, manage_engine: bool = True, sources: Sequence[Sou
             if manage_engine:
                 await engine.stop()
 
-    app = FastAPI(title="OpsMind", version=__version__, lifespan=lifespan,
-                  description="AI operations engine: ingest, detect, group into incidents, notify.")
+    app = FastAPI(
+        title="OpsMind",
+        version=__version__,
+        lifespan=lifespan,
+        description="AI operations engine: ingest, detect, group into incidents, notify.",
+    )
     app.state.engine = engine
     problems.install(app)
     for r in (health.router, ingest.router, series.router, services.router, events.router):

@@ -10,11 +10,10 @@ from opsmind.ingest.errors import IngestError
 async def read_capped(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise IngestError(f"request body of {declared} bytes exceeds the limit of {limit} bytes", 413)
-        except ValueError as exc:
-            raise IngestError(f"invalid Content-Length header {declared!r}", 400) from exc
+        if not declared.strip().isdigit():
+            raise IngestError(f"invalid Content-Length header {declared!r}", 400)
+        if int(declared) > limit:
+            raise IngestError(f"request body of {declared} bytes exceeds the limit of {limit} bytes", 413)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

@@ -36,8 +36,11 @@ from opsmind.types import Series, SeriesSamples
 
 SERIES_PER_REQUEST = 2000
 IN_FLIGHT = 4
-HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
-           "X-Prometheus-Remote-Write-Version": "0.1.0"}
+HEADERS = {
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
 
 
 @dataclass
@@ -54,14 +57,28 @@ class Row:
 def fleet_series(n: int, seed: int = 1) -> list[Series]:
     """``n`` realistic series: six labels, a few metric names, many pods (like a Kubernetes fleet)."""
     rng = random.Random(seed)
-    names = ["http_requests_total", "http_request_duration_seconds_sum", "process_cpu_seconds_total",
-             "container_memory_working_set_bytes", "model_prediction_latency_seconds"]
+    names = [
+        "http_requests_total",
+        "http_request_duration_seconds_sum",
+        "process_cpu_seconds_total",
+        "container_memory_working_set_bytes",
+        "model_prediction_latency_seconds",
+    ]
     out = []
     for i in range(n):
-        out.append(Series.of(names[i % len(names)], {
-            "service": f"svc-{i % 97}", "namespace": f"ns-{i % 7}", "pod": f"pod-{i // len(names)}",
-            "instance": f"10.0.{(i >> 8) & 255}.{i & 255}:9100", "job": "kubernetes-pods",
-            "zone": rng.choice(["eu-west-1a", "eu-west-1b", "eu-west-1c"])}))
+        out.append(
+            Series.of(
+                names[i % len(names)],
+                {
+                    "service": f"svc-{i % 97}",
+                    "namespace": f"ns-{i % 7}",
+                    "pod": f"pod-{i // len(names)}",
+                    "instance": f"10.0.{(i >> 8) & 255}.{i & 255}:9100",
+                    "job": "kubernetes-pods",
+                    "zone": rng.choice(["eu-west-1a", "eu-west-1b", "eu-west-1c"]),
+                },
+            )
+        )
     return out
 
 
@@ -70,9 +87,10 @@ def encode_requests(series: list[Series], rounds: int, t0_ms: int) -> list[bytes
     for r in range(rounds):
         ts = (t0_ms + r * 15_000) / 1000.0
         for i in range(0, len(series), SERIES_PER_REQUEST):
-            chunk = series[i:i + SERIES_PER_REQUEST]
-            bodies.append(encode_remote_write(
-                [SeriesSamples(s, (ts,), (float(r + j),)) for j, s in enumerate(chunk)]))
+            chunk = series[i : i + SERIES_PER_REQUEST]
+            bodies.append(
+                encode_remote_write([SeriesSamples(s, (ts,), (float(r + j),)) for j, s in enumerate(chunk)])
+            )
     return bodies
 
 
@@ -94,7 +112,9 @@ def post_all(url: str, bodies: list[bytes], deadline: float | None) -> tuple[int
                     return
                 try:
                     ok = client.post(url, content=bodies[i % len(bodies)], headers=HEADERS).status_code in (
-                        200, 204)
+                        200,
+                        204,
+                    )
                 except httpx.HTTPError:
                     ok = False
                 with lock:
@@ -110,15 +130,27 @@ def post_all(url: str, bodies: list[bytes], deadline: float | None) -> tuple[int
 
 
 def opsmind_config(directory: Path, port: int, pipeline: bool) -> Path:
-    cfg = {"storage": {"path": str(directory / "bench.db")}, "api": {"port": port},
-           "detect": {"enabled": pipeline}, "notify": {"log": False}}
+    cfg = {
+        "storage": {"path": str(directory / "bench.db")},
+        "api": {"port": port},
+        "detect": {"enabled": pipeline},
+        "notify": {"log": False},
+    }
     path = directory / "bench.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
-def measure(system: str, start_server: Callable[[], Server], write_path: str, tput_bodies: list[bytes],
-            mem_bodies: list[bytes], n_series: int, seconds: float, console: Console) -> Row:
+def measure(
+    system: str,
+    start_server: Callable[[], Server],
+    write_path: str,
+    tput_bodies: list[bytes],
+    mem_bodies: list[bytes],
+    n_series: int,
+    seconds: float,
+    console: Console,
+) -> Row:
     with start_server() as srv:  # throughput
         url = srv.base_url + write_path
         post_all(url, tput_bodies[: max(1, len(tput_bodies) // 10)], None)  # warm-up: series created
@@ -153,31 +185,83 @@ def run_ingest_benchmark(series: int, seconds: float, out: Path, json_out: bool,
             def start() -> Server:
                 port = free_port()
                 d = Path(tempfile.mkdtemp(dir=workdir))
-                return Server(opsmind_argv(opsmind_config(d, port, pipeline)), f"http://127.0.0.1:{port}",
-                              "/api/v1/health", core=0, log_path=d / "server.log")
+                return Server(
+                    opsmind_argv(opsmind_config(d, port, pipeline)),
+                    f"http://127.0.0.1:{port}",
+                    "/api/v1/health",
+                    core=0,
+                    log_path=d / "server.log",
+                )
+
             return start
 
-        rows.append(measure("opsmind (ingest only)", opsmind_server(False), "/api/v1/write", tput_bodies,
-                            mem_bodies, series, seconds, console))
-        rows.append(measure("opsmind (default pipeline)", opsmind_server(True), "/api/v1/write", tput_bodies,
-                            mem_bodies, series, seconds, console))
+        rows.append(
+            measure(
+                "opsmind (ingest only)",
+                opsmind_server(False),
+                "/api/v1/write",
+                tput_bodies,
+                mem_bodies,
+                series,
+                seconds,
+                console,
+            )
+        )
+        rows.append(
+            measure(
+                "opsmind (default pipeline)",
+                opsmind_server(True),
+                "/api/v1/write",
+                tput_bodies,
+                mem_bodies,
+                series,
+                seconds,
+                console,
+            )
+        )
         prom = shutil.which("prometheus")
         if prom:
+
             def prometheus_server() -> Server:
                 port = free_port()
                 d = Path(tempfile.mkdtemp(dir=workdir))
                 (d / "prometheus.yml").write_text("global: {scrape_interval: 1m}\n")
-                return Server([prom, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'tsdb'}",
-                               f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver"],
-                              f"http://127.0.0.1:{port}", "/-/ready", core=0, log_path=d / "prometheus.log")
+                return Server(
+                    [
+                        prom,
+                        f"--config.file={d / 'prometheus.yml'}",
+                        f"--storage.tsdb.path={d / 'tsdb'}",
+                        f"--web.listen-address=127.0.0.1:{port}",
+                        "--web.enable-remote-write-receiver",
+                    ],
+                    f"http://127.0.0.1:{port}",
+                    "/-/ready",
+                    core=0,
+                    log_path=d / "prometheus.log",
+                )
 
-            rows.append(measure("prometheus 2.x receiver (peer)", prometheus_server, "/api/v1/write",
-                                tput_bodies, mem_bodies, series, seconds, console))
+            rows.append(
+                measure(
+                    "prometheus 2.x receiver (peer)",
+                    prometheus_server,
+                    "/api/v1/write",
+                    tput_bodies,
+                    mem_bodies,
+                    series,
+                    seconds,
+                    console,
+                )
+            )
         else:
             console.print("[yellow]prometheus not installed: the peer row is missing[/yellow]")
     main = rows[0]
-    result = {"samples_per_s": round(main.samples_per_s), "bytes_per_series": round(main.bytes_per_series),
-              "series": series, "seconds": seconds, "rows": [asdict(r) for r in rows]}
+    result = {
+        "samples_per_s": round(main.samples_per_s),
+        "bytes_per_series": round(main.bytes_per_series),
+        "series": series,
+        "seconds": seconds,
+        "rows": [asdict(r) for r in rows],
+    }
     table = render_markdown(rows, series, seconds)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table)
@@ -188,24 +272,35 @@ def run_ingest_benchmark(series: int, seconds: float, out: Path, json_out: bool,
         for col in ("system", "samples/s", "ok", "failed", "server CPU s", "bytes/series", "RSS MiB"):
             t.add_column(col)
         for r in rows:
-            t.add_row(r.system, f"{r.samples_per_s:,.0f}", str(r.requests_ok), str(r.requests_failed),
-                      f"{r.server_cpu_s:.1f}", f"{r.bytes_per_series:,.0f}", f"{r.rss_mb:,.0f}")
+            t.add_row(
+                r.system,
+                f"{r.samples_per_s:,.0f}",
+                str(r.requests_ok),
+                str(r.requests_failed),
+                f"{r.server_cpu_s:.1f}",
+                f"{r.bytes_per_series:,.0f}",
+                f"{r.rss_mb:,.0f}",
+            )
         Console().print(t)
         console.print(f"written to {out}")
 
 
 def render_markdown(rows: list[Row], series: int, seconds: float) -> str:
     lines = [
-        "# Ingest benchmark", "",
+        "# Ingest benchmark",
+        "",
         "`opsmind bench ingest` - remote-write 1.0 over real HTTP on loopback; server pinned to one core,",
         f"client on the other; {SERIES_PER_REQUEST} series x 1 sample per request, {IN_FLIGHT} in flight, "
         f"{seconds:.0f} s run. Memory: RSS growth for {series:,} new series / series.",
-        "OpsMind answers 204 only after the SQLite WAL commit (durable against kill -9).", "",
+        "OpsMind answers 204 only after the SQLite WAL commit (durable against kill -9).",
+        "",
         "| system | samples/s | requests ok | failed | server CPU s | bytes/series | RSS MiB |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r.system} | {r.samples_per_s:,.0f} | {r.requests_ok} | {r.requests_failed} | "
-                     f"{r.server_cpu_s:.1f} | {r.bytes_per_series:,.0f} | {r.rss_mb:,.0f} |")
-    lines += ["", f"Goals: samples/s >= 200,000 and bytes/series <= 2,048 (the first row).", ""]
+        lines.append(
+            f"| {r.system} | {r.samples_per_s:,.0f} | {r.requests_ok} | {r.requests_failed} | "
+            f"{r.server_cpu_s:.1f} | {r.bytes_per_series:,.0f} | {r.rss_mb:,.0f} |"
+        )
+    lines += ["", "Goals: samples/s >= 200,000 and bytes/series <= 2,048 (the first row).", ""]
     return "\n".join(lines)

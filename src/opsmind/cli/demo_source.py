@@ -27,9 +27,17 @@ FAULT_ORDER = ["personalization", "comms-optimizer", "churn-prevention", "gatewa
 
 
 class DemoSource:
-    def __init__(self, engine: Engine, clock: Clock, step_s: float = 2.0, history_points: int = 150,
-                 fault_after_s: float = 30.0, fault_every_s: float = 600.0, fault_for_s: float = 90.0,
-                 seed: int = 7) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        step_s: float = 2.0,
+        history_points: int = 150,
+        fault_after_s: float = 30.0,
+        fault_every_s: float = 600.0,
+        fault_for_s: float = 90.0,
+        seed: int = 7,
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.step_s = step_s
@@ -60,8 +68,12 @@ class DemoSource:
                 latency *= 5
                 errors += 0.08
                 util = min(1.0, util * 1.6)
-            for metric, value in (("http_requests_per_second", rate), ("latency_p99_seconds", latency),
-                                  ("error_ratio", errors), ("cpu_utilisation", util)):
+            for metric, value in (
+                ("http_requests_per_second", rate),
+                ("latency_p99_seconds", latency),
+                ("error_ratio", errors),
+                ("cpu_utilisation", util),
+            ):
                 out.append(SeriesSamples(Series.of(metric, {"service": svc, "job": "demo"}), (ts,), (value,)))
         return out
 

@@ -14,18 +14,24 @@ from rich.logging import RichHandler
 
 from opsmind.config import ConfigError, Settings, load_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="OpsMind: an open-source AI operations engine.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="OpsMind: an open-source AI operations engine."
+)
 config_app = typer.Typer(no_args_is_help=True, help="Configuration commands.")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: print a table and write it to docs/benchmarks/.")
+bench_app = typer.Typer(
+    no_args_is_help=True, help="Benchmarks: print a table and write it to docs/benchmarks/."
+)
 app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
 console = Console(stderr=True)
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False)])
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
 
 
 def _load(config: Path | None) -> Settings:
@@ -54,18 +60,22 @@ def _serve(settings: Settings, extra_source: str | None = None, fault_after_s: f
 
 
 @app.command()
-def run(config: Path | None = typer.Option(None, "--config", "-c", help="YAML configuration file"),
-        verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+def run(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML configuration file"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
     """Run the engine and its API with the given configuration."""
     _setup_logging(verbose)
     _serve(_load(config))
 
 
 @app.command()
-def demo(port: int = typer.Option(8080, help="API port on 127.0.0.1"),
-         data_dir: Path | None = typer.Option(None, help="where the demo database goes (default: a temp dir)"),
-         fault_after: float = typer.Option(30.0, min=0, help="seconds until the first injected fault"),
-         verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+def demo(
+    port: int = typer.Option(8080, help="API port on 127.0.0.1"),
+    data_dir: Path | None = typer.Option(None, help="where the demo database goes (default: a temp dir)"),
+    fault_after: float = typer.Option(30.0, min=0, help="seconds until the first injected fault"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
     """Run the engine on embedded defaults with a demo fleet feeding it; a fault appears after 30 s
     (``--fault-after``) and every 10 minutes after that, on a different service each time."""
     _setup_logging(verbose)
@@ -84,9 +94,11 @@ def demo(port: int = typer.Option(8080, help="API port on 127.0.0.1"),
 def config_check(file: Path = typer.Argument(..., help="YAML configuration file")) -> None:
     """Validate a configuration file (with OPSMIND_* environment overrides applied)."""
     settings = _load(file)
-    console.print(f"[green]{file}: valid[/green] (storage {settings.storage.path}, "
-                  f"API {settings.api.host}:{settings.api.port}, {len(settings.scrape)} scrape targets, "
-                  f"{len(settings.notify.webhooks)} webhooks)")
+    console.print(
+        f"[green]{file}: valid[/green] (storage {settings.storage.path}, "
+        f"API {settings.api.host}:{settings.api.port}, {len(settings.scrape)} scrape targets, "
+        f"{len(settings.notify.webhooks)} webhooks)"
+    )
 
 
 @app.command()

@@ -21,12 +21,29 @@ class PushError(RuntimeError):
 
 
 def compact_body(batch: list[SeriesSamples]) -> dict[str, Any]:
-    return {"series": [{"metric": ss.series.name, "labels": dict(ss.series.labels),
-                        "timestamps": list(ss.timestamps), "values": list(ss.values)} for ss in batch]}
+    return {
+        "series": [
+            {
+                "metric": ss.series.name,
+                "labels": dict(ss.series.labels),
+                "timestamps": list(ss.timestamps),
+                "values": list(ss.values),
+            }
+            for ss in batch
+        ]
+    }
 
 
-async def run_replay(file: Path, metric: str, labels: dict[str, str], url: str, speed: float | None,
-                     align_now: bool, batch_size: int, console: Console) -> int:
+async def run_replay(
+    file: Path,
+    metric: str,
+    labels: dict[str, str],
+    url: str,
+    speed: float | None,
+    align_now: bool,
+    batch_size: int,
+    console: Console,
+) -> int:
     """Replay ``file`` into the API at ``url``; return the process exit code."""
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
 
@@ -42,16 +59,30 @@ async def run_replay(file: Path, metric: str, labels: dict[str, str], url: str, 
                     detail = r.text
                 raise PushError(f"OpsMind refused a batch (HTTP {r.status_code}): {detail}")
 
-        with Progress(TextColumn("replay {task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=console) as bar:
+        with Progress(
+            TextColumn("replay {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as bar:
             task = bar.add_task(file.name, total=None)
 
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
             try:
-                sent = await replay(file, sink, RealClock(), metric=metric, labels=labels, speed=speed,
-                                    batch_size=batch_size, align_to_now=align_now, progress=progress)
+                sent = await replay(
+                    file,
+                    sink,
+                    RealClock(),
+                    metric=metric,
+                    labels=labels,
+                    speed=speed,
+                    batch_size=batch_size,
+                    align_to_now=align_now,
+                    progress=progress,
+                )
             except IngestError as exc:
                 console.print(f"[red]{exc.reason}[/red]")
                 return 2

@@ -39,8 +39,13 @@ class RollingMadDetector:
 
     name = "rolling_mad"
 
-    def __init__(self, window: int = 120, min_points: int = 30, threshold: float = 6.0,
-                 relearn_after: int | None = None) -> None:
+    def __init__(
+        self,
+        window: int = 120,
+        min_points: int = 30,
+        threshold: float = 6.0,
+        relearn_after: int | None = None,
+    ) -> None:
         if min_points > window:
             raise ValueError("min_points must not exceed window")
         self.window = window

@@ -31,8 +31,9 @@ class DetectStage(Stage):
     name = "detect"
     topic = SAMPLES_TOPIC
 
-    def __init__(self, bus: Bus, clock: Clock, telemetry: Telemetry, events: EventStore,
-                 settings: DetectSettings) -> None:
+    def __init__(
+        self, bus: Bus, clock: Clock, telemetry: Telemetry, events: EventStore, settings: DetectSettings
+    ) -> None:
         super().__init__(bus, clock, telemetry)
         self.events = events
         self.detector = RollingMadDetector(settings.window, settings.min_points, settings.threshold)
@@ -58,11 +59,20 @@ class DetectStage(Stage):
                     continue
                 self._scored.inc()
                 if anomalous:
-                    found.append(Anomaly(
-                        id=anomaly_id(key, ts, det.name), at=self.clock.now(), service=ss.series.service,
-                        series=key, ts=ts, value=value, expected=score.expected, score=score.score,
-                        probability=score.probability, detector=det.name,
-                    ))
+                    found.append(
+                        Anomaly(
+                            id=anomaly_id(key, ts, det.name),
+                            at=self.clock.now(),
+                            service=ss.series.service,
+                            series=key,
+                            ts=ts,
+                            value=value,
+                            expected=score.expected,
+                            score=score.score,
+                            probability=score.probability,
+                            detector=det.name,
+                        )
+                    )
             self._last_ts[key] = last
         if not found:
             return

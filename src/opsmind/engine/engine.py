@@ -43,27 +43,43 @@ def build_notifiers(settings: Settings) -> list[tuple[Notifier, RetryPolicy]]:
 class Engine:
     """Owns the store, the bus, the stages and the background loops of one OpsMind instance."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None, telemetry: Telemetry | None = None,
-                 notifiers: list[tuple[Notifier, RetryPolicy]] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        telemetry: Telemetry | None = None,
+        notifiers: list[tuple[Notifier, RetryPolicy]] | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock or RealClock()
         self.telemetry = telemetry or Telemetry()
-        self.store = SqliteStore(settings.storage.path, settings.storage, max_series=settings.ingest.max_series)
+        self.store = SqliteStore(
+            settings.storage.path, settings.storage, max_series=settings.ingest.max_series
+        )
         self.bus = MemoryBus(settings.bus, self.telemetry, self.clock)
         self.stages: list[Stage] = []
         if settings.detect.enabled:
             self.stages.append(DetectStage(self.bus, self.clock, self.telemetry, self.store, settings.detect))
-            self.stages.append(IncidentStage(self.bus, self.clock, self.telemetry, self.store,
-                                             settings.incidents))
-            self.stages.append(NotifyStage(self.bus, self.clock, self.telemetry, self.store,
-                                           notifiers if notifiers is not None else build_notifiers(settings)))
+            self.stages.append(
+                IncidentStage(self.bus, self.clock, self.telemetry, self.store, settings.incidents)
+            )
+            self.stages.append(
+                NotifyStage(
+                    self.bus,
+                    self.clock,
+                    self.telemetry,
+                    self.store,
+                    notifiers if notifiers is not None else build_notifiers(settings),
+                )
+            )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
         t = self.telemetry
         self._samples = t.counter("opsmind_ingest_samples_total", "Samples stored", ("source",))
-        self._rejected = t.counter("opsmind_ingest_rejected_requests_total", "Rejected ingest requests",
-                                   ("source", "status"))
+        self._rejected = t.counter(
+            "opsmind_ingest_rejected_requests_total", "Rejected ingest requests", ("source", "status")
+        )
         self._series = t.gauge("opsmind_store_series", "Series in the sample store")
 
     async def start(self) -> None:
@@ -125,5 +141,9 @@ class Engine:
 
     def health(self) -> dict[str, Any]:
         stages = {s.name: ("up" if s.is_running else "down") for s in self.stages}
-        return {"status": "ok" if self.started else "starting", "stages": stages,
-                "series": self.store.series_count(), "time": self.clock.now()}
+        return {
+            "status": "ok" if self.started else "starting",
+            "stages": stages,
+            "series": self.store.series_count(),
+            "time": self.clock.now(),
+        }

@@ -29,11 +29,24 @@ def joins(incident: Incident | None, anomaly: Anomaly, group_window_s: float) ->
 def open_incident(anomaly: Anomaly, now: float) -> Incident:
     svc = service_of(anomaly)
     return Incident(
-        at=now, service=svc, title=f"Anomalous behaviour on {svc}", opened_at=anomaly.ts,
-        last_anomaly_at=anomaly.ts, anomaly_count=1, series=(anomaly.series,),
+        at=now,
+        service=svc,
+        title=f"Anomalous behaviour on {svc}",
+        opened_at=anomaly.ts,
+        last_anomaly_at=anomaly.ts,
+        anomaly_count=1,
+        series=(anomaly.series,),
         max_probability=anomaly.probability,
-        timeline=({"at": now, "event": "opened", "anomaly": anomaly.id, "series": anomaly.series,
-                   "value": anomaly.value, "expected": anomaly.expected},),
+        timeline=(
+            {
+                "at": now,
+                "event": "opened",
+                "anomaly": anomaly.id,
+                "series": anomaly.series,
+                "value": anomaly.value,
+                "expected": anomaly.expected,
+            },
+        ),
     )
 
 
@@ -41,13 +54,27 @@ def add_anomaly(incident: Incident, anomaly: Anomaly, now: float) -> Incident:
     series = incident.series if anomaly.series in incident.series else (*incident.series, anomaly.series)
     timeline = incident.timeline
     if len(timeline) < TIMELINE_LIMIT:
-        timeline = (*timeline, {"at": now, "event": "anomaly", "anomaly": anomaly.id, "series": anomaly.series,
-                                "value": anomaly.value, "expected": anomaly.expected})
-    return incident.model_copy(update={
-        "at": now, "last_anomaly_at": max(incident.last_anomaly_at, anomaly.ts),
-        "anomaly_count": incident.anomaly_count + 1, "series": series,
-        "max_probability": max(incident.max_probability, anomaly.probability), "timeline": timeline,
-    })
+        timeline = (
+            *timeline,
+            {
+                "at": now,
+                "event": "anomaly",
+                "anomaly": anomaly.id,
+                "series": anomaly.series,
+                "value": anomaly.value,
+                "expected": anomaly.expected,
+            },
+        )
+    return incident.model_copy(
+        update={
+            "at": now,
+            "last_anomaly_at": max(incident.last_anomaly_at, anomaly.ts),
+            "anomaly_count": incident.anomaly_count + 1,
+            "series": series,
+            "max_probability": max(incident.max_probability, anomaly.probability),
+            "timeline": timeline,
+        }
+    )
 
 
 def should_resolve(incident: Incident, now: float, resolve_after_s: float) -> tuple[bool, str]:
@@ -58,7 +85,11 @@ def should_resolve(incident: Incident, now: float, resolve_after_s: float) -> tu
 
 
 def resolve(incident: Incident, now: float, reason: str) -> Incident:
-    return incident.model_copy(update={
-        "at": now, "status": IncidentStatus.RESOLVED, "resolved_at": now,
-        "timeline": (*incident.timeline, {"at": now, "event": "resolved", "reason": reason}),
-    })
+    return incident.model_copy(
+        update={
+            "at": now,
+            "status": IncidentStatus.RESOLVED,
+            "resolved_at": now,
+            "timeline": (*incident.timeline, {"at": now, "event": "resolved", "reason": reason}),
+        }
+    )

@@ -35,8 +35,9 @@ class IncidentStage(Stage):
     name = "incidents"
     topic = ANOMALIES_TOPIC
 
-    def __init__(self, bus: Bus, clock: Clock, telemetry: Telemetry, events: EventStore,
-                 settings: IncidentSettings) -> None:
+    def __init__(
+        self, bus: Bus, clock: Clock, telemetry: Telemetry, events: EventStore, settings: IncidentSettings
+    ) -> None:
         super().__init__(bus, clock, telemetry)
         self.events = events
         self.settings = settings
@@ -49,8 +50,9 @@ class IncidentStage(Stage):
 
     async def start(self) -> None:
         # Pick up incidents that were open when the engine last stopped, so they keep grouping and resolve.
-        for inc in await asyncio.to_thread(self.events.query, Incident, status=IncidentStatus.OPEN.value,
-                                           limit=10_000):
+        for inc in await asyncio.to_thread(
+            self.events.query, Incident, status=IncidentStatus.OPEN.value, limit=10_000
+        ):
             if inc.service is not None:
                 self._open[inc.service] = inc
         self._open_gauge.set(len(self._open))
@@ -78,9 +80,17 @@ class IncidentStage(Stage):
         self._open_gauge.set(len(self._open))
         self._seen.add(anomaly.id)
         if event == "opened":
-            await asyncio.to_thread(self.events.put, AuditEntry(
-                at=now, service=svc, actor="opsmind:incidents", verb="open", subject=incident.id,
-                detail={"reason": f"anomaly on {anomaly.series}", "anomaly": anomaly.id}))
+            await asyncio.to_thread(
+                self.events.put,
+                AuditEntry(
+                    at=now,
+                    service=svc,
+                    actor="opsmind:incidents",
+                    verb="open",
+                    subject=incident.id,
+                    detail={"reason": f"anomaly on {anomaly.series}", "anomaly": anomaly.id},
+                ),
+            )
         await self.bus.publish(INCIDENTS_TOPIC, IncidentEvent(event, incident))
 
     async def tick(self) -> None:
@@ -95,8 +105,16 @@ class IncidentStage(Stage):
     async def _resolve(self, incident: Incident, now: float, reason: str) -> None:
         resolved = grouping.resolve(incident, now, reason)
         await asyncio.to_thread(self.events.put, resolved)
-        await asyncio.to_thread(self.events.put, AuditEntry(
-            at=now, service=resolved.service, actor="opsmind:incidents", verb="resolve",
-            subject=resolved.id, detail={"reason": reason}))
+        await asyncio.to_thread(
+            self.events.put,
+            AuditEntry(
+                at=now,
+                service=resolved.service,
+                actor="opsmind:incidents",
+                verb="resolve",
+                subject=resolved.id,
+                detail={"reason": reason},
+            ),
+        )
         self._resolved.inc()
         await self.bus.publish(INCIDENTS_TOPIC, IncidentEvent("resolved", resolved))

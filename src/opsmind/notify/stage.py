@@ -37,13 +37,20 @@ class NotifyStage(Stage):
     name = "notify"
     topic = INCIDENTS_TOPIC
 
-    def __init__(self, bus: Bus, clock: Clock, telemetry: Telemetry, events: EventStore,
-                 notifiers: list[tuple[Notifier, RetryPolicy]]) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        clock: Clock,
+        telemetry: Telemetry,
+        events: EventStore,
+        notifiers: list[tuple[Notifier, RetryPolicy]],
+    ) -> None:
         super().__init__(bus, clock, telemetry)
         self.events = events
         self.notifiers = notifiers
-        self._sent = telemetry.counter("opsmind_notifications_total", "Notification attempts by outcome",
-                                       ("notifier", "outcome"))
+        self._sent = telemetry.counter(
+            "opsmind_notifications_total", "Notification attempts by outcome", ("notifier", "outcome")
+        )
         self._done = RecentKeys()
 
     async def handle(self, message: Message) -> None:
@@ -71,10 +78,27 @@ class NotifyStage(Stage):
                 break
         self._done.add(key)
         if not result.ok:
-            log.error("notification %s via %s failed after %d attempts: %s",
-                      ev.event, notifier.name, attempts, result.detail)
-        await asyncio.to_thread(self.events.put, AuditEntry(
-            at=self.clock.now(), service=ev.incident.service, actor="opsmind:notify", verb="notify",
-            subject=ev.incident.id,
-            detail={"notifier": notifier.name, "event": ev.event, "ok": result.ok, "attempts": attempts,
-                    "detail": result.detail}))
+            log.error(
+                "notification %s via %s failed after %d attempts: %s",
+                ev.event,
+                notifier.name,
+                attempts,
+                result.detail,
+            )
+        await asyncio.to_thread(
+            self.events.put,
+            AuditEntry(
+                at=self.clock.now(),
+                service=ev.incident.service,
+                actor="opsmind:notify",
+                verb="notify",
+                subject=ev.incident.id,
+                detail={
+                    "notifier": notifier.name,
+                    "event": ev.event,
+                    "ok": result.ok,
+                    "attempts": attempts,
+                    "detail": result.detail,
+                },
+            ),
+        )

@@ -58,17 +58,13 @@ class SampleStore(Protocol):
         A point with the same series and timestamp as a stored one replaces it (last write wins)."""
         ...
 
-    def series(
-        self, matchers: Mapping[str, str] | None = None, limit: int = 1000
-    ) -> list[SeriesInfo]:
+    def series(self, matchers: Mapping[str, str] | None = None, limit: int = 1000) -> list[SeriesInfo]:
         """Series whose labels equal every matcher (``__name__`` matches the metric name)."""
         ...
 
     def series_count(self) -> int: ...
 
-    def query(
-        self, series: Series, start: float, end: float, resolution: Resolution = "auto"
-    ) -> RangeResult:
+    def query(self, series: Series, start: float, end: float, resolution: Resolution = "auto") -> RangeResult:
         """Points with ``start <= ts <= end``, oldest first. ``auto`` picks the finest resolution whose
         retention still covers ``start``."""
         ...

@@ -70,6 +70,9 @@ CREATE INDEX IF NOT EXISTS events_service ON events(kind, service, at);
 CREATE INDEX IF NOT EXISTS events_status ON events(kind, status, at);
 """
 
+_INSERT_SERIES = "INSERT INTO series(id, key, name, labels) VALUES (?, ?, ?, ?)"
+_INSERT_HEAD = "INSERT OR REPLACE INTO head(ts_ms, series_id, value) VALUES (?, ?, ?)"
+_PUT_EVENT = "INSERT OR REPLACE INTO events(kind, id, at, service, status, body) VALUES (?, ?, ?, ?, ?, ?)"
 _RAW_SQL = """
 SELECT ts_ms, value FROM head WHERE ts_ms BETWEEN :a AND :b AND series_id = :sid
 UNION ALL
@@ -77,7 +80,6 @@ SELECT ts_ms, value FROM samples AS s WHERE series_id = :sid AND ts_ms BETWEEN :
     AND NOT EXISTS (SELECT 1 FROM head AS h WHERE h.ts_ms = s.ts_ms AND h.series_id = :sid)
 ORDER BY ts_ms
 """
-
 
 # maintain(): ``temp.late`` holds (series, minute) pairs whose points arrived after the minute was rolled up.
 _LATE = (
@@ -153,6 +155,9 @@ class SqliteStore:
     Safe to share between threads: writes go through one connection behind a lock; reads of a file
     database use a pool of separate connections, which WAL lets run while a write is in progress.
     ``":memory:"`` keeps everything in one connection (other connections would see another database).
+
+    Both protocols name their read method ``query``; :meth:`query` dispatches on its first argument, and
+    :meth:`query_range` and :meth:`query_events` are the unambiguous spellings.
     """
 
     def __init__(
@@ -331,22 +336,12 @@ class SqliteStore:
                 # Insert in head's key order so the B-tree is appended to rather than split in the middle;
                 # the sort is stable, so of two points with the same series and time the later still wins.
                 order = np.lexsort((sid_arr, ts_ms))
-                rows = zip(
-                    ts_ms[order].tolist(),
-                    sid_arr[order].tolist(),
-                    np.asarray(values)[order].tolist(),
-                    strict=True,
-                )
+                cols = (ts_ms[order].tolist(), sid_arr[order].tolist(), np.asarray(values)[order].tolist())
             else:
-                rows = zip(ts_ms.tolist(), sids, values, strict=True)
+                cols = (ts_ms.tolist(), sids, values)
             with self._transaction() as conn:
-                if new_rows:
-                    conn.executemany(
-                        "INSERT INTO series(id, key, name, labels) VALUES (?, ?, ?, ?)", new_rows
-                    )
-                conn.executemany(
-                    "INSERT OR REPLACE INTO head(ts_ms, series_id, value) VALUES (?, ?, ?)", rows
-                )
+                conn.executemany(_INSERT_SERIES, new_rows)
+                conn.executemany(_INSERT_HEAD, zip(*cols, strict=True))
             ids.update(pending)
             self._next_id = next_id
             self._grow(next_id)
@@ -414,7 +409,9 @@ class SqliteStore:
         self, series: Series, start: float, end: float, resolution: Resolution = "auto"
     ) -> RangeResult:
         """:meth:`SampleStore.query`. Rollup buckets are returned when they overlap ``[start, end]``,
-        stamped with their start, so the first bucket may start before ``start``."""
+        stamped with their start, so the first bucket may start before ``start``. A point written into a
+        minute that maintenance already rolled up shows in raw results at once and in rollups after the
+        next :meth:`maintain`."""
         res = self.resolve(start) if resolution == "auto" else resolution
         sid = self._ids.get(series.key)
         if sid is None:
@@ -454,11 +451,10 @@ class SqliteStore:
         p["hour_cut"] = now_ms - round(st.hour_retention_s * 1000)
         p["series_cut"] = p["hour_cut"] // HOUR_MS * HOUR_MS
         target = now_ms // MIN_MS * MIN_MS
-        minutes = hours = 0
+        minutes = hours = deleted_raw = 0
         with self._maintain_lock:
             with self._lock, self._transaction() as c:
                 p.update(self._watermarks(c))
-                deleted_raw = c.execute("DELETE FROM head WHERE ts_ms < :raw_cut", p).rowcount
                 c.execute("DELETE FROM temp.late")
                 c.execute(_LATE, p)
                 c.execute(_COMPACT, {**p, "end": p["wm_m"]})
@@ -469,11 +465,9 @@ class SqliteStore:
                 with self._lock, self._transaction() as c:
                     p.update(self._watermarks(c))
                     row = c.execute(_SLICE, {**p, "n": SLICE_ROWS}).fetchone()
-                    end = (
-                        target
-                        if row is None
-                        else min(target, max(row[0] // MIN_MS * MIN_MS, p["wm_m"] + MIN_MS))
-                    )
+                    # Whole minutes, at least one, so that a slice makes progress however dense it is.
+                    end = target if row is None else max(row[0] // MIN_MS * MIN_MS, p["wm_m"] + MIN_MS)
+                    end = min(end, target)
                     p.update(end=end, end_h=max(p["wm_h"], end // HOUR_MS * HOUR_MS))
                     minutes += c.execute(_ROLL_M, p).rowcount
                     c.execute(_COMPACT, p)
@@ -516,23 +510,21 @@ class SqliteStore:
     # -- EventStore --------------------------------------------------------------------------------
 
     def put(self, record: Record) -> None:
+        row = (
+            record.kind,
+            record.id,
+            record.at,
+            record.service,
+            record.status_value,
+            record.model_dump_json(),
+        )
         with self._lock, self._transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO events(kind, id, at, service, status, body) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    record.kind,
-                    record.id,
-                    record.at,
-                    record.service,
-                    record.status_value,
-                    record.model_dump_json(),
-                ),
-            )
+            conn.execute(_PUT_EVENT, row)
 
     def get(self, cls: type[R], record_id: str) -> R | None:
         with self._reader() as conn:
             row = conn.execute(
-                "SELECT body FROM events WHERE kind = ? AND id = ?", (cls.kind, record_id)
+                "SELECT body FROM events WHERE kind = ?1 AND id = ?2", (cls.kind, record_id)
             ).fetchone()
         return None if row is None else cls.model_validate_json(row[0])
 

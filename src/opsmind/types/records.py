@@ -65,7 +65,7 @@ class Anomaly(Record):
 
     kind: ClassVar[str] = "anomaly"
 
-    series: str = Field(description="canonical series key, e.g. latency_seconds{service=\"gateway\"}")
+    series: str = Field(description='canonical series key, e.g. latency_seconds{service="gateway"}')
     ts: float = Field(description="timestamp of the anomalous sample, Unix seconds")
     value: float
     expected: float | None = None

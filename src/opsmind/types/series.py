@@ -127,7 +127,7 @@ class Series:
         while i < len(body):
             eq = body.find("=", i)
             if eq < 0 or eq + 1 >= len(body) or body[eq + 1] != '"':
-                raise InvalidSeriesError(f"invalid series selector {key!r}: expected label=\"value\"")
+                raise InvalidSeriesError(f'invalid series selector {key!r}: expected label="value"')
             lname = body[i:eq].strip()
             j = eq + 2
             chars: list[str] = []

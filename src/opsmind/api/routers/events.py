@@ -24,19 +24,28 @@ def _anomaly_json(a: Anomaly) -> dict[str, Any]:
 
 
 @router.get("/anomalies", tags=["anomalies"])
-async def list_anomalies(engine: EngineDep, service: str | None = None, since: float | None = None,
-                         limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+async def list_anomalies(
+    engine: EngineDep,
+    service: str | None = None,
+    since: float | None = None,
+    limit: int = Query(100, ge=1, le=10_000),
+) -> list[dict[str, Any]]:
     """Newest anomalies first, optionally of one service and since a time (Unix seconds)."""
     rows = await asyncio.to_thread(engine.store.query, Anomaly, service=service, since=since, limit=limit)
     return [_anomaly_json(a) for a in rows]
 
 
 @router.get("/incidents", response_model=list[Incident], tags=["incidents"])
-async def list_incidents(engine: EngineDep, status: IncidentStatus | None = None, service: str | None = None,
-                         limit: int = Query(100, ge=1, le=10_000)) -> list[Incident]:
+async def list_incidents(
+    engine: EngineDep,
+    status: IncidentStatus | None = None,
+    service: str | None = None,
+    limit: int = Query(100, ge=1, le=10_000),
+) -> list[Incident]:
     """Newest incidents first, optionally filtered by status and service."""
-    return await asyncio.to_thread(engine.store.query, Incident, service=service,
-                                   status=status.value if status else None, limit=limit)
+    return await asyncio.to_thread(
+        engine.store.query, Incident, service=service, status=status.value if status else None, limit=limit
+    )
 
 
 @router.get("/incidents/{incident_id}", response_model=Incident, tags=["incidents"])
@@ -48,7 +57,8 @@ async def get_incident(incident_id: str, engine: EngineDep) -> Incident:
 
 
 @router.get("/audit", response_model=list[AuditEntry], tags=["audit"])
-async def list_audit(engine: EngineDep, service: str | None = None,
-                     limit: int = Query(100, ge=1, le=10_000)) -> list[AuditEntry]:
+async def list_audit(
+    engine: EngineDep, service: str | None = None, limit: int = Query(100, ge=1, le=10_000)
+) -> list[AuditEntry]:
     """What OpsMind (and later people) did, newest first."""
     return await asyncio.to_thread(engine.store.query, AuditEntry, service=service, limit=limit)

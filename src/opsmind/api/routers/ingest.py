@@ -24,17 +24,27 @@ class IngestPublic(BaseModel):
     series: int
 
 
-@router.post("/api/v1/write", status_code=204, response_class=Response,
-             responses={400: {"description": "malformed"}, 413: {"description": "too large"},
-                        415: {"description": "wrong encoding"}})
+@router.post(
+    "/api/v1/write",
+    status_code=204,
+    response_class=Response,
+    responses={
+        400: {"description": "malformed"},
+        413: {"description": "too large"},
+        415: {"description": "wrong encoding"},
+    },
+)
 async def remote_write(request: Request, engine: EngineDep) -> Response:
     """Prometheus remote-write 1.0: snappy-compressed protobuf ``WriteRequest``."""
     limits = engine.settings.ingest
     try:
         body = await read_capped(request, limits.max_body_bytes)
         decoded = decode_remote_write(
-            body, content_encoding=request.headers.get("content-encoding"),
-            content_type=request.headers.get("content-type"), limits=limits)
+            body,
+            content_encoding=request.headers.get("content-encoding"),
+            content_type=request.headers.get("content-type"),
+            limits=limits,
+        )
         await engine.ingest(decoded.series, "remote_write")
     except IngestError as exc:
         engine.reject("remote_write", exc.status)
@@ -42,8 +52,11 @@ async def remote_write(request: Request, engine: EngineDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/api/v1/ingest", response_model=IngestPublic,
-             responses={400: {"description": "malformed"}, 413: {"description": "too large"}})
+@router.post(
+    "/api/v1/ingest",
+    response_model=IngestPublic,
+    responses={400: {"description": "malformed"}, 413: {"description": "too large"}},
+)
 async def push(request: Request, engine: EngineDep) -> IngestPublic:
     """JSON push: ``{"samples": [{"metric", "labels", "timestamp", "value"}]}`` or the compact
     ``{"series": [{"metric", "labels", "timestamps", "values"}]}``; timestamps in Unix seconds."""

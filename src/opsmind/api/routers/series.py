@@ -50,12 +50,22 @@ def _json_floats(values: list[float]) -> list[float | None]:
 
 
 @router.get("", response_model=list[SeriesPublic])
-async def list_series(engine: EngineDep, match: list[str] = Query(default=[]),
-                      limit: int = Query(1000, ge=1, le=100_000)) -> list[SeriesPublic]:
+async def list_series(
+    engine: EngineDep, match: list[str] = Query(default=[]), limit: int = Query(1000, ge=1, le=100_000)
+) -> list[SeriesPublic]:
     """Stored series whose labels equal every ``match`` (``label=value``, ``__name__`` for the metric)."""
     infos = await asyncio.to_thread(engine.store.series, parse_matchers(match), limit)
-    return [SeriesPublic(key=i.series.key, name=i.series.name, labels=dict(i.series.labels),
-                         service=i.series.service, first_ts=i.first_ts, last_ts=i.last_ts) for i in infos]
+    return [
+        SeriesPublic(
+            key=i.series.key,
+            name=i.series.name,
+            labels=dict(i.series.labels),
+            service=i.series.service,
+            first_ts=i.first_ts,
+            last_ts=i.last_ts,
+        )
+        for i in infos
+    ]
 
 
 @router.get("/query", response_model=RangePublic)
@@ -75,6 +85,12 @@ async def query_range(
     if not (math.isfinite(start_ts) and math.isfinite(end_ts)) or start_ts > end_ts:
         raise HTTPException(400, "start must be a finite time not after end")
     r = await asyncio.to_thread(engine.store.query, s, start_ts, end_ts, resolution)
-    return RangePublic(series=s.key, resolution=r.resolution, timestamps=r.timestamps,
-                       values=_json_floats(r.values), minimums=_json_floats(r.minimums),
-                       maximums=_json_floats(r.maximums), counts=r.counts)
+    return RangePublic(
+        series=s.key,
+        resolution=r.resolution,
+        timestamps=r.timestamps,
+        values=_json_floats(r.values),
+        minimums=_json_floats(r.minimums),
+        maximums=_json_floats(r.maximums),
+        counts=r.counts,
+    )

@@ -37,9 +37,13 @@ def _collect(engine: Engine) -> dict[str, ServicePublic]:
         if inc.service:
             open_by_service[inc.service] = open_by_service.get(inc.service, 0) + 1
     return {
-        svc: ServicePublic(name=svc, series=count, metrics=sorted(names),
-                           open_incidents=open_by_service.get(svc, 0),
-                           status="incident" if open_by_service.get(svc) else "ok")
+        svc: ServicePublic(
+            name=svc,
+            series=count,
+            metrics=sorted(names),
+            open_incidents=open_by_service.get(svc, 0),
+            status="incident" if open_by_service.get(svc) else "ok",
+        )
         for svc, (count, names) in sorted(by_service.items())
     }
 

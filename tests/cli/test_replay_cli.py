@@ -1,0 +1,56 @@
+"""``opsmind replay`` pushes a file into a running server; bad files fail with the line named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from opsmind.cli.main import app
+from tests.conftest import RunningServer
+
+
+def test_replay_csv_into_a_running_server(server: RunningServer, tmp_path: Path) -> None:
+    f = tmp_path / "cpu.csv"
+    f.write_text("timestamp,value\n" + "".join(f"2024-01-01 00:{m:02d}:00,{m * 1.5}\n" for m in range(30)))
+    res = CliRunner().invoke(
+        app,
+        [
+            "replay",
+            str(f),
+            "--metric",
+            "cpu_utilisation",
+            "-l",
+            "service=billing",
+            "--url",
+            server.url,
+            "--batch-size",
+            "7",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    with server.client() as c:
+        q = c.get(
+            "/api/v1/series/query",
+            params={
+                "series": 'cpu_utilisation{service="billing"}',
+                "start": 0,
+                "end": 2e9,
+                "resolution": "raw",
+            },
+        ).json()
+    assert len(q["values"]) == 30 and q["values"][3] == 4.5
+    assert q["timestamps"][0] == 1704067200.0
+
+
+def test_replay_reports_bad_rows_and_bad_arguments(server: RunningServer, tmp_path: Path) -> None:
+    f = tmp_path / "bad.csv"
+    f.write_text("timestamp,value\n1700000000,1\nnot-a-time,2\n")
+    res = CliRunner().invoke(app, ["replay", str(f), "--metric", "m", "--url", server.url])
+    assert res.exit_code == 2 and "bad.csv:3:" in res.output and "not-a-time" in res.output
+    res = CliRunner().invoke(app, ["replay", str(tmp_path / "missing.csv"), "--url", server.url])
+    assert res.exit_code == 2 and "no such file" in " ".join(res.output.split())  # rich wraps lines
+    res = CliRunner().invoke(app, ["replay", str(f), "-l", "novalue", "--url", server.url])
+    assert res.exit_code == 2 and "expected k=v" in res.output
+    with server.client() as c:
+        assert c.get("/api/v1/series").json() == []
