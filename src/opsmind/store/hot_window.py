@@ -5,7 +5,7 @@ one row per series in two ``float32 [n_series, capacity]`` matrices (values, and
 from a per-series ``float64`` base), used as ring buffers. That is 8 bytes per point. A float32 offset
 keeps about 7 significant digits, so the base is moved forward (the offsets rewritten) once the newest
 point is more than ``REBASE_AFTER_S`` past it: while a window spans less than that, timestamps read back
-within about 4 ms.
+within about 10 ms.
 
 Points must arrive in time order per series. A point older than the newest one of its series is dropped
 and counted in ``dropped_out_of_order``; a point with exactly the newest timestamp (a resent sample) is

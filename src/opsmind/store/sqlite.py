@@ -195,7 +195,7 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the hot right edge of head and the indexes
+        conn.execute("PRAGMA cache_size = -16384")  # 16 MiB: the hot right edge of head and the indexes
         conn.execute("PRAGMA temp_store = MEMORY")  # GROUP BY and ORDER BY sorts in maintain()
         return conn
 

@@ -9,6 +9,7 @@ use. The ``service`` label ties a series to a service of the fleet.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -68,7 +69,7 @@ class Series:
             validate_label_name(k)
             if not isinstance(v, str):
                 raise InvalidSeriesError(f"label {k!r} has a non-string value {v!r}")
-        return cls(name, tuple((k, v) for k, v in pairs if v != ""))
+        return cls(sys.intern(name), tuple((sys.intern(k), sys.intern(v)) for k, v in pairs if v != ""))
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> Series:
@@ -89,12 +90,14 @@ class Series:
                 continue
             validate_label_name(k)
             if v != "":
-                rest.append((k, v))
+                # Interning: a fleet repeats the same label names (and most values) across hundreds of
+                # thousands of series; one shared string each keeps memory per series low.
+                rest.append((sys.intern(k), sys.intern(v)))
         if name is None:
             raise InvalidSeriesError("series has no __name__ label (metric name)")
         validate_metric_name(name)
         rest.sort()
-        return cls(name, tuple(rest))
+        return cls(sys.intern(name), tuple(rest))
 
     @property
     def service(self) -> str | None:
