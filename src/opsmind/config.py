@@ -30,7 +30,6 @@ class StorageSettings(_Section):
     minute_retention_s: float = Field(14 * 86400, gt=0, description="keep 1-minute rollups this long")
     hour_retention_s: float = Field(400 * 86400, gt=0, description="keep 1-hour rollups this long")
     maintenance_interval_s: float = Field(60, gt=0, description="how often rollups and retention run")
-    hot_window: int = Field(256, ge=8, le=100_000, description="points per series kept in memory")
 
     @model_validator(mode="after")
     def _retention_order(self) -> StorageSettings:
@@ -77,7 +76,9 @@ class ScrapeTarget(_Section):
 
 class DetectSettings(_Section):
     enabled: bool = True
-    window: int = Field(120, ge=8, description="points of history the median/MAD is computed over")
+    window: int = Field(
+        120, ge=8, le=100_000, description="points per series kept in memory (the detectors' hot window)"
+    )
     min_points: int = Field(30, ge=3, description="no scores before this many points (cold start)")
     threshold: float = Field(6.0, gt=0, description="robust z-score at which a point is anomalous")
 

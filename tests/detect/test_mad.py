@@ -3,6 +3,8 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
+
 from opsmind.detect.mad import RollingMadDetector, calibrate
 
 
@@ -58,3 +60,30 @@ def test_constant_series_and_non_finite_values() -> None:
 def test_calibration_is_monotonic_and_bounded() -> None:
     ps = [calibrate(x, 6) for x in (0, 1, 6, 12, 100, math.inf)]
     assert ps == sorted(ps) and ps[0] == 0 and ps[2] == 0.5 and ps[-1] == 1.0
+
+
+def test_vectorised_scoring_matches_one_at_a_time() -> None:
+    import numpy as np
+
+    rng = random.Random(3)
+    a = RollingMadDetector(window=40, min_points=10, threshold=6)
+    b = RollingMadDetector(window=40, min_points=10, threshold=6)
+    keys = [f"s{i}" for i in range(30)]
+    for step in range(80):
+        # Series start at different times, so full, partial and cold-start rows are mixed.
+        active = [k for i, k in enumerate(keys) if step >= 2 * i]
+        vals = np.array([rng.gauss(5, 1) if rng.random() > 0.05 else 50.0 for _ in active])
+        ts = np.full(len(active), float(step))
+        rows, scores, expected = a.score_many(active, vals)
+        anomalous = scores >= 6
+        a.learn_many(active, rows, ts, vals, np.nan_to_num(anomalous, nan=False).astype(bool))
+        for j, k in enumerate(active):
+            s = b.score_one(k, float(vals[j]))
+            b.learn_one(k, float(step), float(vals[j]), b.is_anomalous(s))
+            if s is None:
+                assert np.isnan(scores[j])
+            else:
+                assert scores[j] == pytest.approx(s.score, rel=1e-5)
+                assert expected[j] == pytest.approx(s.expected, rel=1e-5)
+    for k in keys:
+        assert np.allclose(a.history.window(k)[1], b.history.window(k)[1])

@@ -352,8 +352,9 @@ def render_markdown(rows: list[Row], series: int, seconds: float) -> str:
     lines = [
         "# Ingest benchmark",
         "",
-        "`opsmind bench ingest` - remote-write 1.0 over real HTTP on loopback; each server pinned to one core,",
-        f"the client on the other; {SERIES_PER_REQUEST} series x 1 sample per request, {IN_FLIGHT} in flight, "
+        "`opsmind bench ingest` - remote-write 1.0 over real HTTP on loopback; each server pinned to one",
+        f"core, the client on the other; {SERIES_PER_REQUEST} series x 1 sample per request, {IN_FLIGHT} in "
+        "flight, "
         f"{seconds:.0f} s run over 20,000 series, every request distinct (no duplicate or out-of-order "
         f"samples). Memory: RSS growth while {series:,} new series arrive (3 samples each), per series.",
         "OpsMind answers 204 only after the SQLite WAL commit (durable against kill -9). "

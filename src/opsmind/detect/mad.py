@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from opsmind.store.hot_window import HotWindow
 
@@ -73,6 +74,49 @@ class RollingMadDetector:
             return Score(math.inf, med, 1.0)
         z = abs(value - med) / scale
         return Score(z, med, calibrate(z, self.threshold))
+
+    def score_many(
+        self, keys: list[str], values: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Score one new value for each of many distinct series at once.
+
+        Returns ``(rows, scores, expected)``; a score is NaN during a series' cold start. The arithmetic is
+        the same as :meth:`score_one`, over an ``[n, window]`` matrix instead of one window at a time."""
+        rows = self.history.rows_of(keys)
+        scores = np.full(len(keys), np.nan)
+        expected = np.full(len(keys), np.nan)
+        ready = self.history.counts(rows) >= self.min_points
+        if not ready.any():
+            return rows, scores, expected
+        m = self.history.value_matrix(rows[ready]).astype(np.float64)
+        med = np.nanmedian(m, axis=1)
+        mad = np.nanmedian(np.abs(m - med[:, None]), axis=1) * MAD_TO_SIGMA
+        scale = np.maximum(np.maximum(mad, 1e-3 * np.abs(med)), 1e-9)
+        v = values[ready]
+        with np.errstate(invalid="ignore"):
+            z = np.abs(v - med) / scale
+        z[~np.isfinite(v)] = np.inf
+        scores[ready] = z
+        expected[ready] = med
+        return rows, scores, expected
+
+    def learn_many(
+        self,
+        keys: list[str],
+        rows: npt.NDArray[np.int64],
+        ts: npt.NDArray[np.float64],
+        values: npt.NDArray[np.float64],
+        anomalous: npt.NDArray[np.bool_],
+    ) -> None:
+        """:meth:`learn_one` for many distinct series: normal points are learned in one vectorised append;
+        the few anomalous ones go through the streak rule one by one."""
+        learn = ~anomalous & np.isfinite(values)
+        if self._streak:
+            for i in np.flatnonzero(learn):
+                self._streak.pop(keys[i], None)
+        for i in np.flatnonzero(anomalous):
+            self.learn_one(keys[i], float(ts[i]), float(values[i]), True)
+        self.history.append_many(rows[learn], ts[learn], values[learn])
 
     def learn_one(self, key: str, ts: float, value: float, anomalous: bool) -> None:
         """Add the point to the history unless it is anomalous and the anomaly is not (yet) lasting."""

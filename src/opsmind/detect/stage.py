@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
+
+import numpy as np
 
 from opsmind.bus.protocols import Bus, Message
 from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
 from opsmind.config import DetectSettings
-from opsmind.detect.mad import RollingMadDetector
+from opsmind.detect.mad import RollingMadDetector, calibrate
 from opsmind.store.protocols import EventStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import Anomaly, SeriesSamples
@@ -44,39 +47,88 @@ class DetectStage(Stage):
     async def handle(self, message: Message) -> None:
         batch: list[SeriesSamples] = message.payload
         found: list[Anomaly] = []
-        det = self.detector
+        single = [ss for ss in batch if len(ss) == 1]
+        if single:
+            found.extend(self._score_single_points(single))
         for ss in batch:
-            key = ss.series.key
-            last = self._last_ts.get(key, float("-inf"))
-            for ts, value in zip(ss.timestamps, ss.values, strict=True):
-                if ts <= last:
-                    continue  # duplicates and out-of-order points were already scored or are stale
-                last = ts
-                score = det.score_one(key, value)
-                anomalous = det.is_anomalous(score)
-                det.learn_one(key, ts, value, anomalous)
-                if score is None:
-                    continue
-                self._scored.inc()
-                if anomalous:
-                    found.append(
-                        Anomaly(
-                            id=anomaly_id(key, ts, det.name),
-                            at=self.clock.now(),
-                            service=ss.series.service,
-                            series=key,
-                            ts=ts,
-                            value=value,
-                            expected=score.expected,
-                            score=score.score,
-                            probability=score.probability,
-                            detector=det.name,
-                        )
-                    )
-            self._last_ts[key] = last
+            if len(ss) != 1:
+                found.extend(self._score_series(ss))
         if not found:
             return
         self._found.inc(len(found))
         for a in found:
             await asyncio.to_thread(self.events.put, a)
             await self.bus.publish(ANOMALIES_TOPIC, a)
+
+    def _anomaly(self, ss: SeriesSamples, ts: float, value: float, score: float, expected: float) -> Anomaly:
+        key = ss.series.key
+        return Anomaly(
+            id=anomaly_id(key, ts, self.detector.name),
+            at=self.clock.now(),
+            service=ss.series.service,
+            series=key,
+            ts=ts,
+            value=value,
+            expected=expected,
+            score=score,
+            probability=calibrate(score, self.detector.threshold),
+            detector=self.detector.name,
+        )
+
+    def _score_single_points(self, batch: list[SeriesSamples]) -> list[Anomaly]:
+        """The common shape (one new point for each of many series, as a scrape or remote-write brings),
+        scored for the whole batch at once."""
+        last_ts = self._last_ts
+        fresh = [ss for ss in batch if ss.timestamps[0] > last_ts.get(ss.series.key, -math.inf)]
+        # A series twice in one batch would break the one-row-per-series matrix: its later points go
+        # through the per-point path after the batch.
+        keys: list[str] = []
+        uniq: list[SeriesSamples] = []
+        repeats: list[SeriesSamples] = []
+        seen: set[str] = set()
+        for ss in fresh:
+            k = ss.series.key
+            if k in seen:
+                repeats.append(ss)
+                continue
+            seen.add(k)
+            keys.append(k)
+            uniq.append(ss)
+        out: list[Anomaly] = []
+        if not uniq:
+            return out
+        ts = np.fromiter((ss.timestamps[0] for ss in uniq), dtype=np.float64, count=len(uniq))
+        values = np.fromiter((ss.values[0] for ss in uniq), dtype=np.float64, count=len(uniq))
+        det = self.detector
+        rows, scores, expected = det.score_many(keys, values)
+        with np.errstate(invalid="ignore"):
+            anomalous = scores >= det.threshold
+        det.learn_many(keys, rows, ts, values, anomalous)
+        self._scored.inc(int(np.count_nonzero(~np.isnan(scores))))
+        for k, t in zip(keys, ts.tolist(), strict=True):
+            last_ts[k] = t
+        for i in np.flatnonzero(anomalous):
+            out.append(
+                self._anomaly(uniq[i], float(ts[i]), float(values[i]), float(scores[i]), float(expected[i]))
+            )
+        return out
+
+    def _score_series(self, ss: SeriesSamples) -> list[Anomaly]:
+        det = self.detector
+        key = ss.series.key
+        last = self._last_ts.get(key, -math.inf)
+        out: list[Anomaly] = []
+        for ts, value in zip(ss.timestamps, ss.values, strict=True):
+            if ts <= last:
+                continue  # duplicates and out-of-order points were already scored or are stale
+            last = ts
+            score = det.score_one(key, value)
+            anomalous = det.is_anomalous(score)
+            det.learn_one(key, ts, value, anomalous)
+            if score is None:
+                continue
+            self._scored.inc()
+            if anomalous:
+                out.append(self._anomaly(ss, ts, value, score.score, score.expected))
+        self._last_ts[key] = last
+        return out

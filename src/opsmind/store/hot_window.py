@@ -86,6 +86,27 @@ class HotWindow:
         ts = self._base[row] + self._offsets[row, idx].astype(np.float64)
         return ts, self._values[row, idx].astype(np.float64)
 
+    def rows_of(self, keys: list[str]) -> npt.NDArray[np.int64]:
+        """Rows of many keys at once (new keys get rows), for the vectorised paths."""
+        return np.fromiter((self.index_of(k) for k in keys), dtype=np.int64, count=len(keys))
+
+    def counts(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        return self._count[rows]
+
+    def value_matrix(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """The stored values of ``rows`` as an ``[n, capacity]`` copy in ring order, unfilled slots NaN.
+
+        Order-free statistics (median, MAD, quantiles) over many windows at once need no unrolling of the
+        ring: a row that is not full yet was written from slot 0, so its slots ``>= count`` are unused."""
+        m = self._values[rows]
+        partial = self._count[rows] < self.capacity
+        if partial.any():
+            unused = np.arange(self.capacity)[None, :] >= self._count[rows][partial][:, None]
+            sub = m[partial]
+            sub[unused] = np.nan
+            m[partial] = sub
+        return m
+
     def _rebase(self, rows: npt.NDArray[np.int64], new_base: F64) -> None:
         shift = self._base[rows] - new_base
         self._offsets[rows] = (self._offsets[rows] + shift[:, None]).astype(np.float32)
