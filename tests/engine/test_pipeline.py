@@ -64,13 +64,13 @@ async def test_a_spike_becomes_an_anomaly_an_incident_and_a_notification(tmp_pat
         await engine.ingest(history("checkout", 100, t0), "test")
         s = Series.of("latency_seconds", {"service": "checkout"})
         await engine.ingest([SeriesSamples(s, (t0 + 100, t0 + 101), (55.0, 60.0))], "test")
-        await wait_for(lambda: len(engine.store.query(Anomaly)) >= 2)
-        await wait_for(lambda: bool(engine.store.query(Incident)))
-        inc = engine.store.query(Incident)[0]
+        await wait_for(lambda: len(engine.store.find(Anomaly)) >= 2)
+        await wait_for(lambda: bool(engine.store.find(Incident)))
+        inc = engine.store.find(Incident)[0]
         assert inc.service == "checkout" and inc.series == (s.key,)
-        await wait_for(lambda: engine.store.query(Incident)[0].status is IncidentStatus.RESOLVED)
+        await wait_for(lambda: engine.store.find(Incident)[0].status is IncidentStatus.RESOLVED)
         await wait_for(lambda: [e for e, _ in collect.events] == ["opened", "resolved"])
-        assert engine.store.query(Incident)[0].anomaly_count == 2
+        assert engine.store.find(Incident)[0].anomaly_count == 2
     finally:
         await engine.stop()
 
@@ -132,14 +132,14 @@ async def test_open_incidents_survive_a_restart(tmp_path: Path) -> None:
     s = Series.of("latency_seconds", {"service": "db"})
     await engine.ingest(history("db", 100, t0), "test")
     await engine.ingest([SeriesSamples(s, (t0 + 100,), (80.0,))], "test")
-    await wait_for(lambda: bool(engine.store.query(Incident)))
+    await wait_for(lambda: bool(engine.store.find(Incident)))
     await engine.stop()
     engine2 = Engine(cfg, notifiers=[])
     await engine2.start()
     try:
         await engine2.ingest(history("db", 100, t0 + 101), "test")
         await engine2.ingest([SeriesSamples(s, (t0 + 201,), (90.0,))], "test")
-        await wait_for(lambda: engine2.store.query(Incident)[0].anomaly_count == 2)
-        assert len(engine2.store.query(Incident)) == 1
+        await wait_for(lambda: engine2.store.find(Incident)[0].anomaly_count == 2)
+        assert len(engine2.store.find(Incident)) == 1
     finally:
         await engine2.stop()

@@ -77,7 +77,7 @@ async def run_stage(url: str, retries: int) -> tuple[SqliteStore, Telemetry]:
     await bus.publish(INCIDENTS_TOPIC, IncidentEvent("opened", incident()))
 
     for _ in range(200):
-        if store.query(AuditEntry):
+        if store.find(AuditEntry):
             break
         await asyncio.sleep(0.02)
     await stage.stop()
@@ -90,7 +90,7 @@ async def test_retries_5xx_then_succeeds(receiver_factory: Any) -> None:
     store, tel = await run_stage(r.url, retries=3)
     assert len(r.bodies) == 3
     assert r.bodies[-1]["event"] == "opened" and r.bodies[-1]["incident"]["service"] == "gateway"
-    audit = store.query(AuditEntry)
+    audit = store.find(AuditEntry)
     assert audit[0].detail["ok"] is True and audit[0].detail["attempts"] == 3
 
 
@@ -98,13 +98,13 @@ async def test_client_error_is_not_retried(receiver_factory: Any) -> None:
     r = receiver_factory([400])
     store, _ = await run_stage(r.url, retries=3)
     assert len(r.bodies) == 1
-    audit = store.query(AuditEntry)
+    audit = store.find(AuditEntry)
     assert audit[0].detail["ok"] is False and audit[0].detail["detail"] == "HTTP 400"
 
 
 async def test_unreachable_receiver_exhausts_retries() -> None:
     store, tel = await run_stage(f"http://127.0.0.1:{free_port()}/hook", retries=2)
-    audit = store.query(AuditEntry)
+    audit = store.find(AuditEntry)
     assert audit[0].detail["ok"] is False and audit[0].detail["attempts"] == 3
     failed = [m for m in tel.registry.collect() if m.name == "opsmind_notifications"]
     assert (

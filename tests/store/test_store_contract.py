@@ -282,10 +282,10 @@ def test_events_put_get_and_upsert(store: Any) -> None:
     )
     store.put(resolved)
     assert store.get(Incident, "i1") == resolved
-    assert store.query(Incident) == [resolved]
+    assert store.find(Incident) == [resolved]
 
 
-def test_events_query_filters_and_order(store: Any) -> None:
+def test_events_find_filters_and_order(store: Any) -> None:
     store.put(incident(T0 + 1, "gateway", id="a"))
     store.put(incident(T0 + 2, "db", id="b"))
     store.put(incident(T0 + 3, "gateway", IncidentStatus.RESOLVED, id="c"))
@@ -298,7 +298,7 @@ def test_events_query_filters_and_order(store: Any) -> None:
     )
 
     def ids(**kw: Any) -> list[str]:
-        return [r.id for r in store.query(Incident, **kw)]
+        return [r.id for r in store.find(Incident, **kw)]
 
     assert ids() == ["d", "c", "b", "a"]
     assert ids(newest_first=False) == ["a", "b", "c", "d"]
@@ -308,8 +308,8 @@ def test_events_query_filters_and_order(store: Any) -> None:
     assert ids(service="gateway", status="open", limit=1) == ["d"]
     assert ids(since=T0 + 2, until=T0 + 3) == ["c", "b"]
     assert ids(service="nope") == []
-    assert [a.name for a in store.query(Action, status="approved")] == ["scale"]
-    assert len(store.query(Anomaly, service=None)) == 1
+    assert [a.name for a in store.find(Action, status="approved")] == ["scale"]
+    assert len(store.find(Anomaly, service=None)) == 1
 
 
 # -- persistence -------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ class IncidentStage(Stage):
     async def start(self) -> None:
         # Pick up incidents that were open when the engine last stopped, so they keep grouping and resolve.
         for inc in await asyncio.to_thread(
-            self.events.query, Incident, status=IncidentStatus.OPEN.value, limit=10_000
+            self.events.find, Incident, status=IncidentStatus.OPEN.value, limit=10_000
         ):
             if inc.service is not None:
                 self._open[inc.service] = inc

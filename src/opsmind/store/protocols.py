@@ -83,7 +83,7 @@ class EventStore(Protocol):
 
     def get(self, cls: type[R], record_id: str) -> R | None: ...
 
-    def query(
+    def find(
         self,
         cls: type[R],
         *,
@@ -94,7 +94,9 @@ class EventStore(Protocol):
         limit: int = 100,
         newest_first: bool = True,
     ) -> list[R]:
-        """Records of one kind filtered by service, status and ``at`` range."""
+        """Records of one kind filtered by service, status and ``at`` range, newest first unless
+        ``newest_first`` is false. Named ``find``, not ``query``, so that one class can implement both
+        protocols: :meth:`SampleStore.query` reads a range of samples."""
         ...
 
     def close(self) -> None: ...

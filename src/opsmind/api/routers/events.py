@@ -31,7 +31,7 @@ async def list_anomalies(
     limit: int = Query(100, ge=1, le=10_000),
 ) -> list[dict[str, Any]]:
     """Newest anomalies first, optionally of one service and since a time (Unix seconds)."""
-    rows = await asyncio.to_thread(engine.store.query, Anomaly, service=service, since=since, limit=limit)
+    rows = await asyncio.to_thread(engine.store.find, Anomaly, service=service, since=since, limit=limit)
     return [_anomaly_json(a) for a in rows]
 
 
@@ -44,7 +44,7 @@ async def list_incidents(
 ) -> list[Incident]:
     """Newest incidents first, optionally filtered by status and service."""
     return await asyncio.to_thread(
-        engine.store.query, Incident, service=service, status=status.value if status else None, limit=limit
+        engine.store.find, Incident, service=service, status=status.value if status else None, limit=limit
     )
 
 
@@ -61,4 +61,4 @@ async def list_audit(
     engine: EngineDep, service: str | None = None, limit: int = Query(100, ge=1, le=10_000)
 ) -> list[AuditEntry]:
     """What OpsMind (and later people) did, newest first."""
-    return await asyncio.to_thread(engine.store.query, AuditEntry, service=service, limit=limit)
+    return await asyncio.to_thread(engine.store.find, AuditEntry, service=service, limit=limit)

@@ -33,7 +33,7 @@ def _collect(engine: Engine) -> dict[str, ServicePublic]:
         names.add(info.series.name)
         by_service[svc] = (count + 1, names)
     open_by_service: dict[str, int] = {}
-    for inc in engine.store.query(Incident, status=IncidentStatus.OPEN.value, limit=100_000):
+    for inc in engine.store.find(Incident, status=IncidentStatus.OPEN.value, limit=100_000):
         if inc.service:
             open_by_service[inc.service] = open_by_service.get(inc.service, 0) + 1
     return {
