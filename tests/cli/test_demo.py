@@ -49,11 +49,42 @@ def test_demo_serves_health_then_shows_an_incident(tmp_path: Path) -> None:
             incidents = httpx.get(url + "/incidents", timeout=5).json()
             time.sleep(1)
         assert incidents, "no incident within two minutes"
-        assert incidents[0]["service"] == "personalization"
+        # The first demo fault slows personalization; its callers (the gateway) slow down with it.
+        assert "personalization" in {i["service"] for i in incidents}
         anomalies = httpx.get(url + "/anomalies", params={"service": "personalization"}, timeout=5).json()
         assert anomalies and all(a["service"] == "personalization" for a in anomalies)
         services = {s["name"] for s in httpx.get(url + "/services", timeout=5).json()}
-        assert {"gateway", "personalization", "churn-prevention", "comms-optimizer"} <= services
+        assert {
+            "gateway",
+            "personalization",
+            "churn-prevention",
+            "comms-optimizer",
+            "model-training",
+            "postgres",
+            "redis",
+        } <= services
+        # A fault injected by hand shows up as the platform would report it: a Deployment event.
+        base = f"http://127.0.0.1:{port}"
+        cli = [sys.executable, "-m", "opsmind", "demo", "inject"]
+        done = subprocess.run(
+            [*cli, "bad_deployment", "--service", "comms-optimizer", "-p", "error_rate=0.4", "--url", base],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        refused = subprocess.run(
+            [*cli, "bad_deployment", "--service", "nope", "--url", base],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert refused.returncode == 2 and "unknown service" in refused.stdout + refused.stderr
+        reasons: set[str] = set()
+        while time.time() - start < 150 and "Deployment" not in reasons:
+            reasons = {e["reason"] for e in httpx.get(url + "/events", timeout=5).json()}
+            time.sleep(1)
+        assert "Deployment" in reasons, f"platform events did not reach the engine: {reasons}"
     finally:
         proc.terminate()
         proc.wait(20)

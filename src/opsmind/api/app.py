@@ -6,17 +6,22 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from opsmind import __version__
 from opsmind.api import problems
-from opsmind.api.routers import events, health, ingest, series, services
+from opsmind.api.routers import health, ingest, platform_events, records, series, services
 from opsmind.engine import Engine
 
 Source = Callable[[asyncio.Event], Coroutine[None, None, None]]
 
 
-def create_app(engine: Engine, manage_engine: bool = True, sources: Sequence[Source] = ()) -> FastAPI:
+def create_app(
+    engine: Engine,
+    manage_engine: bool = True,
+    sources: Sequence[Source] = (),
+    extra_routers: Sequence[APIRouter] = (),
+) -> FastAPI:
     """Build the app around ``engine``; with ``manage_engine`` the app starts and stops it.
 
     ``sources`` are data sources run beside the engine for the app's lifetime (the demo fleet, for
@@ -46,6 +51,15 @@ def create_app(engine: Engine, manage_engine: bool = True, sources: Sequence[Sou
     )
     app.state.engine = engine
     problems.install(app)
-    for r in (health.router, ingest.router, series.router, services.router, events.router):
+    for r in extra_routers:  # e.g. the demo's fault-injection route, which lives with the demo
+        app.include_router(r)
+    for r in (
+        health.router,
+        ingest.router,
+        series.router,
+        services.router,
+        records.router,
+        platform_events.router,
+    ):
         app.include_router(r)
     return app

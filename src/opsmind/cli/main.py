@@ -42,7 +42,7 @@ def _load(config: Path | None) -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _serve(settings: Settings, extra_source: str | None = None, fault_after_s: float = 30.0) -> None:
+def _serve(settings: Settings, demo: tuple[float, float, float] | None = None) -> None:
     import uvicorn
 
     from opsmind.api.app import create_app
@@ -50,11 +50,17 @@ def _serve(settings: Settings, extra_source: str | None = None, fault_after_s: f
 
     engine = Engine(settings)
     sources = []
-    if extra_source == "demo":
-        from opsmind.cli.demo_source import DemoSource
+    routers = []
+    if demo is not None:
+        from opsmind.cli.demo_fleet import DemoFleet, inject_router
 
-        sources.append(DemoSource(engine, engine.clock, fault_after_s=fault_after_s).run)
-    fastapi_app = create_app(engine, sources=sources)
+        fault_after, fault_every, fault_for = demo
+        fleet = DemoFleet(
+            engine, engine.clock, fault_after_s=fault_after, fault_every_s=fault_every, fault_for_s=fault_for
+        )
+        sources.append(fleet.run)
+        routers.append(inject_router(fleet))
+    fastapi_app = create_app(engine, sources=sources, extra_routers=routers)
     console.print(f"OpsMind API on http://{settings.api.host}:{settings.api.port}/api/v1/health")
     uvicorn.run(fastapi_app, host=settings.api.host, port=settings.api.port, log_level="warning")
 
@@ -69,15 +75,23 @@ def run(
     _serve(_load(config))
 
 
-@app.command()
+demo_app = typer.Typer(help="The demo: the engine watching a simulated fleet.")
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.callback(invoke_without_command=True)
 def demo(
+    ctx: typer.Context,
     port: int = typer.Option(8080, help="API port on 127.0.0.1"),
     data_dir: Path | None = typer.Option(None, help="where the demo database goes (default: a temp dir)"),
     fault_after: float = typer.Option(30.0, min=0, help="seconds until the first injected fault"),
+    fault_every: float = typer.Option(300.0, min=10, help="seconds between injected faults"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run the engine on embedded defaults with a demo fleet feeding it; a fault appears after 30 s
-    (``--fault-after``) and every 10 minutes after that, on a different service each time."""
+    """Run the engine on embedded defaults watching the default simulated fleet (11 services) at real
+    time; a fault is injected after 30 s and every 5 minutes, and remedied by a simulated operator."""
+    if ctx.invoked_subcommand is not None:
+        return
     _setup_logging(verbose)
     directory = data_dir or Path(tempfile.mkdtemp(prefix="opsmind-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -87,7 +101,46 @@ def demo(
     settings.incidents.resolve_after_s = 120
     settings.incidents.check_interval_s = 5
     console.print(f"demo data in {directory}; try: curl http://127.0.0.1:{port}/api/v1/incidents")
-    _serve(settings, extra_source="demo", fault_after_s=fault_after)
+    _serve(settings, demo=(fault_after, fault_every, min(150.0, fault_every / 2)))
+
+
+@demo_app.command("inject")
+def demo_inject(
+    kind: str = typer.Argument(..., help="fault kind, e.g. bad_deployment (see docs/SCENARIOS.md)"),
+    service: str | None = typer.Option(None, help="target service"),
+    node: str | None = typer.Option(None, help="target node (node_failure, cpu_saturation)"),
+    zone: str | None = typer.Option(None, help="target zone (node_failure)"),
+    param: list[str] = typer.Option([], "--param", "-p", help="fault parameter k=v (repeatable)"),
+    url: str = typer.Option("http://127.0.0.1:8080", help="the running demo"),
+) -> None:
+    """Inject a fault into a running demo by hand."""
+    import httpx
+
+    params: dict[str, float | str] = {}
+    for item in param:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            console.print(f"[red]invalid --param {item!r}[/red]: expected k=v")
+            raise typer.Exit(2)
+        try:
+            params[k] = float(v)
+        except ValueError:
+            params[k] = v
+    body = {"kind": kind, "service": service, "node": node, "zone": zone, "params": params}
+    try:
+        r = httpx.post(f"{url}/api/v1/demo/faults", json=body, timeout=10)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach the demo at {url}[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    if r.status_code != 200:
+        detail = (
+            r.json().get("detail", r.text)
+            if r.headers.get("content-type", "").startswith("application/")
+            else r.text
+        )
+        console.print(f"[red]refused (HTTP {r.status_code})[/red]: {detail}")
+        raise typer.Exit(2)
+    console.print(f"injected {r.json()}")
 
 
 @config_app.command("check")
@@ -126,6 +179,59 @@ def replay(
         raise typer.Exit(2)
     code = asyncio.run(run_replay(file, metric, labels, url, speed or None, align_now, batch_size, console))
     raise typer.Exit(code)
+
+
+sim_app = typer.Typer(no_args_is_help=True, help="The fleet simulator.")
+app.add_typer(sim_app, name="sim")
+
+
+@sim_app.command("run")
+def sim_run(
+    scenario: Path = typer.Argument(..., help="scenario YAML (see docs/SCENARIOS.md)"),
+    speed: str = typer.Option("max", help="'max' (as fast as possible) or a speed-up factor (1 = real time)"),
+    out: Path = typer.Option(Path("sim-out"), help="directory for metrics, events and ground truth"),
+) -> None:
+    """Run a scenario; write metrics.csv.gz, events.ndjson and ground_truth.json to --out."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from opsmind.sim.load import TraceError
+    from opsmind.sim.runner import ScenarioError, load_scenario, run_to_dir
+
+    try:
+        factor = None if speed == "max" else float(speed)
+        if factor is not None and factor <= 0:
+            raise ValueError
+    except ValueError as exc:
+        console.print(f"[red]invalid --speed {speed!r}[/red]: use 'max' or a positive number")
+        raise typer.Exit(2) from exc
+    try:
+        sc = load_scenario(scenario)
+        with Progress(
+            TextColumn(f"simulating {sc.name}"), BarColumn(), TimeRemainingColumn(), console=console
+        ) as bar:
+            task = bar.add_task("sim", total=sc.duration_s)
+            summary = run_to_dir(
+                sc, out, factor, scenario.parent, progress=lambda t, total: bar.update(task, completed=t)
+            )
+    except (ScenarioError, TraceError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(
+        f"{sc.name}: {summary['steps']} steps, {summary['samples']} samples, {summary['events']} "
+        f"events, {summary['faults']} faults in {summary['wall_s']:.1f} s -> {out}"
+    )
+
+
+@bench_app.command("sim")
+def bench_sim(
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
+    hours: float = typer.Option(24.0, min=0.1, help="simulated hours per run"),
+    out: Path = typer.Option(Path("docs/benchmarks/sim.md"), help="where the table is written"),
+) -> None:
+    """Simulated seconds per wall second for the default fleet at 5 s resolution, one core."""
+    from opsmind.bench.sim import run_sim_benchmark
+
+    run_sim_benchmark(hours=hours, out=out, json_out=json_out, console=console)
 
 
 @bench_app.command("ingest")

@@ -77,26 +77,26 @@ class DetectStage(Stage):
 
     def _score_single_points(self, batch: list[SeriesSamples]) -> list[Anomaly]:
         """The common shape (one new point for each of many series, as a scrape or remote-write brings),
-        scored for the whole batch at once."""
-        last_ts = self._last_ts
-        fresh = [ss for ss in batch if ss.timestamps[0] > last_ts.get(ss.series.key, -math.inf)]
-        # A series twice in one batch would break the one-row-per-series matrix: its later points go
-        # through the per-point path after the batch.
-        keys: list[str] = []
-        uniq: list[SeriesSamples] = []
-        repeats: list[SeriesSamples] = []
-        seen: set[str] = set()
-        for ss in fresh:
+        scored a whole round at a time. A batch holding several steps of the same series (a backfill, a
+        replay) is cut into rounds - every series' first point, then every second point, ... - so each
+        round has a series at most once and time order per series is kept."""
+        rounds: list[list[SeriesSamples]] = []
+        occurrence: dict[str, int] = {}
+        for ss in batch:
             k = ss.series.key
-            if k in seen:
-                repeats.append(ss)
-                continue
-            seen.add(k)
-            keys.append(k)
-            uniq.append(ss)
-        out: list[Anomaly] = []
+            i = occurrence.get(k, 0)
+            occurrence[k] = i + 1
+            if i == len(rounds):
+                rounds.append([])
+            rounds[i].append(ss)
+        return [a for r in rounds for a in self._score_round(r)]
+
+    def _score_round(self, batch: list[SeriesSamples]) -> list[Anomaly]:
+        last_ts = self._last_ts
+        uniq = [ss for ss in batch if ss.timestamps[0] > last_ts.get(ss.series.key, -math.inf)]
         if not uniq:
-            return out
+            return []
+        keys = [ss.series.key for ss in uniq]
         ts = np.fromiter((ss.timestamps[0] for ss in uniq), dtype=np.float64, count=len(uniq))
         values = np.fromiter((ss.values[0] for ss in uniq), dtype=np.float64, count=len(uniq))
         det = self.detector
@@ -107,11 +107,10 @@ class DetectStage(Stage):
         self._scored.inc(int(np.count_nonzero(~np.isnan(scores))))
         for k, t in zip(keys, ts.tolist(), strict=True):
             last_ts[k] = t
-        for i in np.flatnonzero(anomalous):
-            out.append(
-                self._anomaly(uniq[i], float(ts[i]), float(values[i]), float(scores[i]), float(expected[i]))
-            )
-        return out
+        return [
+            self._anomaly(uniq[i], float(ts[i]), float(values[i]), float(scores[i]), float(expected[i]))
+            for i in np.flatnonzero(anomalous)
+        ]
 
     def _score_series(self, ss: SeriesSamples) -> list[Anomaly]:
         det = self.detector

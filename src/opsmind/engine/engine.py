@@ -26,9 +26,10 @@ from opsmind.notify.webhook import WebhookNotifier
 from opsmind.store.protocols import TooManySeriesError
 from opsmind.store.sqlite import SqliteStore
 from opsmind.telemetry import Telemetry
-from opsmind.types import SeriesSamples
+from opsmind.types import Event, SeriesSamples
 
 log = logging.getLogger(__name__)
+EVENTS_TOPIC = "events"  # platform events, for the stages that correlate them (classification, RCA)
 
 
 def build_notifiers(settings: Settings) -> list[tuple[Notifier, RetryPolicy]]:
@@ -81,6 +82,7 @@ class Engine:
             "opsmind_ingest_rejected_requests_total", "Rejected ingest requests", ("source", "status")
         )
         self._series = t.gauge("opsmind_store_series", "Series in the sample store")
+        self._events = t.counter("opsmind_ingest_events_total", "Platform events stored", ("source",))
 
     async def start(self) -> None:
         self._stop.clear()
@@ -118,6 +120,16 @@ class Engine:
         if self.stages:
             await self.bus.publish(SAMPLES_TOPIC, batch)
         return stored
+
+    async def ingest_events(self, events: list[Event], source: str) -> int:
+        """Store platform events (deploys, restarts, OOM kills...) durably, then publish them."""
+        if not events:
+            return 0
+        await asyncio.to_thread(self.store.put_many, events)
+        self._events.labels(source).inc(len(events))
+        for e in events:
+            await self.bus.publish(EVENTS_TOPIC, e)
+        return len(events)
 
     def reject(self, source: str, status: int) -> None:
         self._rejected.labels(source, str(status)).inc()

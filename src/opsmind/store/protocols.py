@@ -81,6 +81,10 @@ class EventStore(Protocol):
         """Insert or replace the record with this kind and id, durably."""
         ...
 
+    def put_many(self, records: Sequence[Record]) -> None:
+        """Insert or replace many records in one durable transaction (all or none)."""
+        ...
+
     def get(self, cls: type[R], record_id: str) -> R | None: ...
 
     def find(

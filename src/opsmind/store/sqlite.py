@@ -88,6 +88,10 @@ class SqliteStore:
         """Insert or replace the record with this kind and id, durably."""
         self._events.put(record)
 
+    def put_many(self, records: Sequence[Record]) -> None:
+        """Insert or replace many records in one durable transaction."""
+        self._events.put_many(records)
+
     def get(self, cls: type[R], record_id: str) -> R | None:
         """The record of kind ``cls`` with this id, or None."""
         return self._events.get(cls, record_id)

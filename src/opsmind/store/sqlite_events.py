@@ -3,6 +3,7 @@ records of every kind in the ``events`` table, one JSON body per record."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from opsmind.store.protocols import R
@@ -20,16 +21,13 @@ class SqliteEvents:
 
     def put(self, record: Record) -> None:
         """Insert or replace the record with this kind and id in one transaction."""
-        row = (
-            record.kind,
-            record.id,
-            record.at,
-            record.service,
-            record.status_value,
-            record.model_dump_json(),
-        )
+        self.put_many([record])
+
+    def put_many(self, records: Sequence[Record]) -> None:
+        """Insert or replace many records in one transaction: all of them or none."""
+        rows = [(r.kind, r.id, r.at, r.service, r.status_value, r.model_dump_json()) for r in records]
         with self._db.lock, self._db.transaction() as conn:
-            conn.execute(PUT_EVENT, row)
+            conn.executemany(PUT_EVENT, rows)
 
     def get(self, cls: type[R], record_id: str) -> R | None:
         """The record of kind ``cls`` with this id, or None."""

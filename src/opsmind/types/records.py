@@ -128,6 +128,19 @@ class Decision(Record):
     reasons: tuple[str, ...] = ()
 
 
+class Event(Record):
+    """Something the platform reported: a deployment, a restart, an OOM kill, a scaling step, a config
+    change. Shaped like a Kubernetes event: a short machine-readable ``reason`` and a human ``message``."""
+
+    kind: ClassVar[str] = "event"
+
+    reason: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+    message: str = Field(default="", max_length=4096)
+    pod: str | None = None
+    node: str | None = None
+    source: str = "push"
+
+
 class AuditEntry(Record):
     """Who or what did what, why, with which evidence."""
 

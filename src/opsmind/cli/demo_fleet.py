@@ -1,0 +1,193 @@
+"""The demo's world: the default simulated fleet, live, with a fault every few minutes.
+
+The fleet starts an hour in the past and is simulated quickly up to now, so detectors are warm within
+seconds; then it steps at real time (one 5 s step every 5 s) and follows the real time of day, so the
+load is today's daily cycle. A director injects a fault every ``fault_every_s`` (rotating through the
+kinds) and, ``fault_for_s`` later, applies the remedy an operator would, through the simulator's
+actuator. The engine is fed exactly what a real fleet gives: metrics and platform events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from opsmind.clock import Clock
+from opsmind.engine import Engine
+from opsmind.sim.faults import ActiveFault
+from opsmind.sim.runner import SimRun, Step, default_scenario
+from opsmind.sim.spec import FaultKind, FaultSpec
+from opsmind.types import Event, SeriesSamples
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Planned:
+    spec: FaultSpec
+    remedy: str
+    remedy_params: dict[str, Any]
+
+
+def _plan(
+    kind: FaultKind,
+    service: str | None,
+    remedy: str,
+    remedy_params: dict[str, Any] | None = None,
+    **params: float | str,
+) -> Planned:
+    spec = FaultSpec(kind=kind, at_s=0, service=service, params=params)
+    return Planned(spec, remedy, remedy_params if remedy_params is not None else {"service": service})
+
+
+ROTATION = [
+    _plan("latency_injection", "personalization", "restart", delay_ms=300),
+    _plan("bad_deployment", "personalization", "rollback", error_rate=0.3),
+    _plan("memory_leak", "comms-optimizer", "rollback", mb_per_min=400),
+    _plan("cache_failure", "redis", "restart"),
+    _plan("latency_injection", "feature-store", "restart", delay_ms=200),
+    _plan("dependency_outage", "postgres", "failover"),
+    _plan(
+        "config_error",
+        "churn-prevention",
+        "set_config",
+        {"service": "churn-prevention", "key": "feature_flags", "value": "stable"},
+    ),
+    _plan("cpu_saturation", "personalization", "drain_node", {}),
+    _plan("pool_exhaustion", "auth", "restart", leak_per_min=120),
+    _plan("model_drift", "personalization", "retrain_model", accuracy_loss_per_hour=1.5),
+    _plan(
+        "disk_full",
+        "postgres",
+        "set_config",
+        {"service": "postgres", "key": "log_level", "value": "info"},
+        gb_per_hour=600,
+    ),
+    _plan("crash_loop", "notification-sender", "rollback"),
+    _plan("traffic_spike", None, "scale", {"service": "gateway", "replicas": 12}, factor=2.5),
+    _plan("node_failure", "gateway", "drain_node", {}),
+]
+
+
+def to_events(step: Step) -> list[Event]:
+    return [
+        Event(
+            at=e.ts,
+            service=e.service,
+            reason=e.reason,
+            message=e.message,
+            pod=e.pod,
+            node=e.node,
+            source="sim",
+        )
+        for e in step.events
+    ]
+
+
+class DemoFleet:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        fault_after_s: float = 30.0,
+        fault_every_s: float = 300.0,
+        fault_for_s: float = 150.0,
+        history_s: float = 3600.0,
+        seed: int = 7,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.fault_after_s = fault_after_s
+        self.fault_every_s = fault_every_s
+        self.fault_for_s = fault_for_s
+        scenario = default_scenario(seed=seed, start=clock.now() - history_s, duration_s=10.0**9)
+        self.sim = SimRun(scenario)
+
+    async def _feed(self, steps: list[Step]) -> None:
+        batch: list[SeriesSamples] = [ss for st in steps for ss in st.as_batch()]
+        events = [e for st in steps for e in to_events(st)]
+        await self.engine.ingest(batch, "sim")
+        await self.engine.ingest_events(events, "sim")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        sim, fleet = self.sim, self.sim.fleet
+        # Catch up from an hour ago to now, as fast as possible, in chunks of ten minutes.
+        chunk: list[Step] = []
+        while fleet.now + fleet.dt <= self.clock.now():
+            chunk.append(sim.step())
+            if len(chunk) == 120:
+                await self._feed(chunk)
+                chunk = []
+        if chunk:
+            await self._feed(chunk)
+        live_start = self.clock.now()
+        director = asyncio.create_task(self._direct(live_start, stop))
+        try:
+            while not stop.is_set():
+                await self.clock.sleep(max(0.0, fleet.now + fleet.dt - self.clock.now()))
+                await self._feed([sim.step()])
+        finally:
+            director.cancel()
+
+    async def _direct(self, live_start: float, stop: asyncio.Event) -> None:
+        await self.clock.sleep(self.fault_after_s)
+        i = 0
+        while not stop.is_set():
+            planned = ROTATION[i % len(ROTATION)]
+            i += 1
+            try:
+                fault = self.sim.inject(planned.spec)
+                log.warning("demo: injected %s on %s", planned.spec.kind, fault.target)
+            except ValueError as exc:
+                log.warning("demo: could not inject %s: %s", planned.spec.kind, exc)
+                await self.clock.sleep(self.fault_every_s)
+                continue
+            await self.clock.sleep(self.fault_for_s)
+            self._remedy(planned, fault)
+            await self.clock.sleep(max(0.0, self.fault_every_s - self.fault_for_s))
+
+    def _remedy(self, planned: Planned, fault: ActiveFault) -> None:
+        params = dict(planned.remedy_params)
+        if planned.remedy == "drain_node":
+            params = {"node": fault.target}
+        result = self.sim.actuator.apply(planned.remedy, **params)
+        log.warning("demo operator: %s %s -> %s", planned.remedy, params, result.reason)
+
+
+class FaultInject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: FaultKind
+    service: str | None = None
+    node: str | None = None
+    zone: str | None = None
+    duration_s: float | None = Field(None, gt=0)
+    params: dict[str, float | str] = Field(default_factory=dict)
+
+
+def inject_router(demo: DemoFleet) -> APIRouter:
+    """``POST /api/v1/demo/faults``: inject a fault by hand (demo mode only)."""
+    router = APIRouter(prefix="/api/v1/demo", tags=["demo"])
+
+    @router.post("/faults")
+    async def inject(body: FaultInject) -> dict[str, Any]:
+        try:
+            spec = FaultSpec(at_s=0, **body.model_dump())
+            fleet = demo.sim.fleet
+            if spec.service is not None and spec.service not in fleet.services:
+                raise ValueError(
+                    f"unknown service {spec.service!r}; known: {', '.join(sorted(fleet.services))}"
+                )
+            fault = demo.sim.inject(spec)
+        except (ValidationError, ValueError) as exc:
+            raise HTTPException(422, str(exc)) from exc
+        except KeyError as exc:  # a kind that targets a service, given none
+            raise HTTPException(422, f"{body.kind} needs a service (one of the fleet's)") from exc
+        return {"kind": spec.kind, "target": fault.target, "started": demo.sim.fleet.now}
+
+    return router
