@@ -246,3 +246,21 @@ def bench_ingest(
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     run_ingest_benchmark(series=series, seconds=seconds, out=out, json_out=json_out, console=console)
+
+
+@bench_app.command("nab")
+def bench_nab(
+    data: Path = typer.Option(
+        ..., "--data", help="a folder in NAB's layout: data/<category>/*.csv, labels/combined_windows.json"
+    ),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object instead of the tables"),
+    out: Path = typer.Option(Path("docs/benchmarks/nab.md"), help="where the tables are written"),
+) -> None:
+    """Numenta Anomaly Benchmark score of OpsMind's detector beside the windowed Gaussian and river HST."""
+    from opsmind.bench.nab import NabLayoutError, run_nab_benchmark
+
+    try:
+        run_nab_benchmark(data=data, out=out, json_out=json_out, console=console)
+    except NabLayoutError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc

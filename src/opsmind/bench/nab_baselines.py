@@ -1,0 +1,108 @@
+"""Detectors scored by ``opsmind bench nab``; each maps one file's (timestamps, values) to one score per row.
+
+Every detector is strictly online: the score of row i depends on rows 0..i only.
+
+* ``opsmind_mad`` - OpsMind's engine detector, :class:`RollingMadDetector` (window 120, min_points 30,
+  threshold 6), fed one value at a time exactly as the engine does (score, then learn unless anomalous);
+  the NAB score is its calibrated probability, 0 during the cold start.
+* ``windowed_gaussian`` - NAB's "Windowed Gaussian" baseline as NAB describes it: a Gaussian (mean,
+  population standard deviation, 1e-6 if that is 0) is fitted to the past values; the window grows to
+  6400 values and then slides forward 100 values at a time; the score is ``1 - Q(|z|)`` (one minus the
+  Gaussian tail probability of the deviation); the first row scores 0.
+* ``river_hst`` - river's HalfSpaceTrees behind a MinMaxScaler (river defaults: 10 trees of height 8,
+  reference window 250; seed 42), ``score_one`` then ``learn_one`` per row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from opsmind.detect.mad import RollingMadDetector
+
+F64 = npt.NDArray[np.float64]
+Detector = Callable[[F64, F64], F64]
+
+GAUSSIAN_WINDOW = 6400
+GAUSSIAN_STEP = 100
+HST_TREES, HST_HEIGHT, HST_WINDOW, HST_SEED = 10, 8, 250, 42
+MAD_PARAMS = {"window": 120, "min_points": 30, "threshold": 6.0}
+
+
+def windowed_gaussian(
+    timestamps: F64, values: F64, window: int = GAUSSIAN_WINDOW, step: int = GAUSSIAN_STEP
+) -> F64:
+    """Tail-probability score of each value under a Gaussian fitted to the values before it (see module)."""
+    x = np.asarray(values, dtype=np.float64)
+    n = len(x)
+    mean = np.zeros(n)
+    std = np.ones(n)
+    # Growing phase: row i (1 <= i <= window) is scored against x[:i]; running mean and M2 (Welford).
+    m = m2 = 0.0
+    for k in range(min(n - 1, window)):
+        d = x[k] - m
+        m += d / (k + 1)
+        m2 += d * (x[k] - m)
+        mean[k + 1], std[k + 1] = m, math.sqrt(max(m2, 0.0) / (k + 1))
+    # Full window: rows window + s*step .. window + (s+1)*step - 1 are scored against
+    # x[s*step : s*step + window]; the values in between wait in a step buffer.
+    for start in range(window, n, step):
+        s = (start - window) // step
+        if s == 0:
+            mean[start : start + step], std[start : start + step] = mean[window], std[window]
+            continue
+        seg = x[s * step : s * step + window]
+        mean[start : start + step], std[start : start + step] = float(np.mean(seg)), float(np.std(seg))
+    std[std == 0.0] = 1e-6
+    z = np.abs(x - mean) / std
+    score = 1.0 - 0.5 * np.array([math.erfc(v / math.sqrt(2.0)) for v in z])
+    if n:
+        score[0] = 0.0
+    return score
+
+
+def river_hst(timestamps: F64, values: F64) -> F64:
+    """HalfSpaceTrees on the min-max scaled value, online (score before learning each row)."""
+    from river import anomaly, preprocessing
+
+    model = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(
+        n_trees=HST_TREES, height=HST_HEIGHT, window_size=HST_WINDOW, seed=HST_SEED
+    )
+    out = np.empty(len(values))
+    for i, v in enumerate(values.tolist()):
+        x = {"value": v}
+        out[i] = model.score_one(x)
+        model.learn_one(x)
+    return out
+
+
+def opsmind_mad(timestamps: F64, values: F64) -> F64:
+    """OpsMind's rolling median/MAD detector, one value at a time; score = calibrated probability."""
+    det = RollingMadDetector(
+        window=int(MAD_PARAMS["window"]),
+        min_points=int(MAD_PARAMS["min_points"]),
+        threshold=float(MAD_PARAMS["threshold"]),
+    )
+    out = np.zeros(len(values))
+    for i, (t, v) in enumerate(zip(timestamps.tolist(), values.tolist(), strict=True)):
+        score = det.score_one("nab", v)
+        if score is not None:
+            out[i] = score.probability
+        det.learn_one("nab", t, v, det.is_anomalous(score))
+    return out
+
+
+DETECTORS: dict[str, Detector] = {
+    "opsmind_mad": opsmind_mad,
+    "windowed_gaussian": windowed_gaussian,
+    "river_hst": river_hst,
+}
+
+DESCRIPTIONS = {
+    "opsmind_mad": "RollingMadDetector(window=120, min_points=30, threshold=6), calibrated probability",
+    "windowed_gaussian": f"NAB windowed Gaussian (window {GAUSSIAN_WINDOW}, step {GAUSSIAN_STEP})",
+    "river_hst": "river MinMaxScaler | HalfSpaceTrees(n_trees=10, height=8, window_size=250, seed=42)",
+}
