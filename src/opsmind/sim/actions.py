@@ -78,20 +78,17 @@ class SimActuator:
         except ActionRejected as exc:
             return ActionResult(aid, action, False, str(exc), params)
         fleet = self.fleet
-        target = params.get("service") or params.get("node")
-        fleet.emit(target if "service" in params else None, "ActionStarted", f"{aid} {action} {params}")
+        service, node = params.get("service"), params.get("node")
+        fleet.emit(service, "ActionStarted", f"{aid} {action} {params}", node=node)
         self.outcomes[aid] = "pending"
         failed = self.failure_rate > 0 and float(fleet.action_rng.random()) < self.failure_rate
 
         def finish() -> None:
-            if failed:
-                self.outcomes[aid] = "failed: the platform returned an error"
-                fleet.emit(None, "ActionFailed", f"{aid} {action} failed: the platform returned an error")
-                return
-            message = effect()
+            message = "the platform returned an error" if failed else effect()
             self.outcomes[aid] = "succeeded" if message is None else f"failed: {message}"
             reason = "ActionSucceeded" if message is None else "ActionFailed"
-            fleet.emit(None, reason, f"{aid} {action}" + ("" if message is None else f" failed: {message}"))
+            text = f"{aid} {action}" + ("" if message is None else f" failed: {message}")
+            fleet.emit(service, reason, text, node=node)
 
         fleet.after(DELAYS_S[action], finish)
         return ActionResult(
@@ -223,7 +220,9 @@ class SimActuator:
             )
 
         def effect() -> str | None:
-            svc.down = svc.hung = False
+            svc.down = False
+            for p in svc.pods:
+                p.hung = False  # the standby takes the primary's place: clients talk to a live process
             self.fleet.emit(service, "Failover", f"standby of {service} promoted to primary")
             return None
 
@@ -254,11 +253,10 @@ class SimActuator:
             fleet.emit(service, "RetrainStarted", f"retraining the model of {service}")
 
             def done() -> None:
-                m.version = f"m{len(m.history) + 1}"
-                m.accuracy, m.decay_per_s, m.drift_cause = m.baseline_accuracy, 0.0, None
-                m.history.append((m.version, m.accuracy))
+                m.retrained()
                 fleet.emit(service, "ModelDeployed", f"{service} now serves retrained model {m.version}")
 
+            m.retrain_done_at = fleet.t + spec_model.retrain_s
             fleet.after(spec_model.retrain_s, done)
             return None
 
@@ -294,9 +292,7 @@ class SimActuator:
             if key == "pool_size":
                 svc.pool_size = int(value)
             if key == "log_level" and value != "debug" and svc.disk_growth_gb_per_s:
-                # Less logging stops the growth and log rotation frees what the debug logs took.
-                svc.disk_growth_gb_per_s = 0.0
-                svc.disk_used_gb = svc.spec.disk_gb * svc.spec.disk_used_ratio
+                svc.rotate_logs()
             self.fleet.emit(service, "ConfigChanged", f"{service} config {key} set to {value!r}")
             return None
 

@@ -1,9 +1,10 @@
 """Fault injection: each kind changes a cause in the fleet, never a metric directly.
 
 Every kind has a documented set of symptoms (what shows in the metrics and events) and of remedies that
-end it (see ``FAULT_CATALOGUE`` and docs/SCENARIOS.md). A fault is *over* when its cause is gone - by
-a remedy or by its own duration - which ``cause_present`` checks; the ground truth records when that
-happened and when the fleet met its SLOs again.
+end it: ``FAULT_CATALOGUE``, declared beside the kinds' parameters in :mod:`opsmind.sim.spec`, and
+docs/SCENARIOS.md. A fault is *over* when its cause is gone - by a remedy or by its own duration - which
+``cause_present`` checks; the ground truth records when that happened and when the fleet met its SLOs
+again.
 """
 
 from __future__ import annotations
@@ -13,84 +14,16 @@ from dataclasses import dataclass, field
 
 from opsmind.sim.fleet import Fleet
 from opsmind.sim.model import ServiceState, Version
-from opsmind.sim.spec import FaultKind, FaultSpec
+from opsmind.sim.spec import (
+    FAULT_CATALOGUE,
+    FAULT_PARAMS,
+    FaultInfo,
+    FaultKind,
+    FaultSpec,
+    fault_target_problem,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class FaultInfo:
-    symptoms: str
-    remedies: tuple[str, ...]
-    wrong: str
-
-
-FAULT_CATALOGUE: dict[str, FaultInfo] = {
-    "crash_loop": FaultInfo(
-        "a Deployment event, then BackOff events; replicas_ready falls, pod restarts climb, errors rise",
-        ("rollback",),
-        "restart: new pods crash the same way; scale: more crashing pods",
-    ),
-    "memory_leak": FaultInfo(
-        "a Deployment event; pod memory climbs steadily to the limit, OOMKilled events, restarts, "
-        "error and latency blips when pods die",
-        ("rollback",),
-        "restart: memory resets, then climbs again (temporary relief); scale: more leaking pods",
-    ),
-    "cpu_saturation": FaultInfo(
-        "CPU of the pods on one node near 100%, latency up on the services with pods there",
-        ("drain_node",),
-        "restart: the pod comes back on the same node; scale: partial relief",
-    ),
-    "latency_injection": FaultInfo(
-        "latency percentiles up by a fixed delay on one service and its callers, CPU unchanged",
-        ("restart",),
-        "scale: new pods are clean but old ones still add delay (partial relief)",
-    ),
-    "dependency_outage": FaultInfo(
-        "the dependency's error ratio at 1 and its replicas not serving; callers' errors rise",
-        ("failover",),
-        "restarting or scaling the callers changes nothing",
-    ),
-    "bad_deployment": FaultInfo(
-        "a Deployment event, then errors and/or latency up on that service and its callers",
-        ("rollback",),
-        "restart or scale: the defective version keeps serving",
-    ),
-    "config_error": FaultInfo(
-        "a ConfigChanged event, then errors up on that service",
-        ("set_config",),
-        "restart or rollback: the configuration stays wrong",
-    ),
-    "pool_exhaustion": FaultInfo(
-        "pool_in_use_ratio climbs to 1, then latency to the timeout and errors",
-        ("restart",),
-        "scale: new pods have fresh pools (partial relief); raising pool_size: relief until it fills",
-    ),
-    "disk_full": FaultInfo(
-        "disk_used_ratio climbs after a ConfigChanged event (log_level=debug); write errors above 95%",
-        ("set_config",),
-        "restart or scale: the disk is persistent, nothing changes",
-    ),
-    "traffic_spike": FaultInfo(
-        "request rate at the entry multiplied; utilisation, latency and overflow errors up",
-        ("scale",),
-        "restart: capacity dips while pods restart (harm)",
-    ),
-    "cache_failure": FaultInfo(
-        "cache errors at 1, reads shift to the database: its request rate, utilisation and latency up",
-        ("restart",),
-        "flush_cache: a hung cache cannot be flushed; scaling callers adds database load",
-    ),
-    "node_failure": FaultInfo(
-        "NodeNotReady event; replicas_ready falls on services with pods there; Evicted after 5 minutes",
-        ("drain_node", "scale"),
-        "restart: pods on the dead node stay dead",
-    ),
-    "model_drift": FaultInfo(
-        "model_accuracy decays and model_drift_score rises on one ML service; latency and errors normal",
-        ("retrain_model", "rollback_model"),
-        "restart, scale or rollback of the service: the model is the same",
-    ),
-}
+__all__ = ["FAULT_CATALOGUE", "ActiveFault", "FaultInfo", "inject"]
 
 
 @dataclass
@@ -104,109 +37,116 @@ class ActiveFault:
     details: dict[str, str | float] = field(default_factory=dict)
 
 
-def _param(spec: FaultSpec, name: str, default: float) -> float:
-    value = spec.params.get(name, default)
-    return float(value)
+def _param(spec: FaultSpec, name: str, default: float = 0.0) -> float:
+    """A numeric parameter (FaultSpec has checked its type and range), else its default."""
+    value = spec.params.get(name, FAULT_PARAMS[spec.kind][name].default)
+    return default if value is None or isinstance(value, str) else float(value)
 
 
-def _deploy_defect(fleet: Fleet, svc: ServiceState, version: Version, recreate: bool) -> None:
-    svc.versions[version.name] = version
-    fleet.emit(svc.name, "Deployment", f"deployment {svc.name} updated to {version.name}")
-    if recreate:
-        # Strategy Recreate: every pod is replaced at once by the new version.
-        svc.pods.clear()
-        svc.version_history.append(version.name)
-        for _ in range(svc.desired):
-            fleet.create_pod(svc, version.name)
-    else:
-        fleet.rollout(svc, version.name)
+def _text(spec: FaultSpec, name: str) -> str:
+    return str(spec.params.get(name, FAULT_PARAMS[spec.kind][name].default))
+
+
+def _service(fleet: Fleet, spec: FaultSpec) -> ServiceState:
+    return fleet.services[spec.service or ""]  # inject() has checked it exists
 
 
 def inject(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
-    """Start ``spec`` now and return its live record."""
+    """Start ``spec`` now and return its live record; ValueError if the fleet has no such target."""
+    sc = fleet.scenario
+    problem = fault_target_problem(spec, sc.services, sc.nodes)
+    if problem is not None:
+        raise ValueError(f"{spec.kind}: {problem}")
     kind: FaultKind = spec.kind
-    handler = _HANDLERS[kind]
-    return handler(fleet, spec)
+    return _HANDLERS[kind](fleet, spec)
 
 
-def _new_version_name(svc: ServiceState) -> str:
-    return f"v{len(svc.versions) + 1}"
+def _defective_build(
+    fleet: Fleet, spec: FaultSpec, recreate: bool, build: Callable[[str], Version]
+) -> ActiveFault:
+    """Deploy a new version of the target with hidden defects (``build(name)``); over once no pod runs
+    it and it is no longer the version the Deployment asks for."""
+    svc = _service(fleet, spec)
+    n = len(svc.versions) + 1
+    while f"v{n}" in svc.versions:
+        n += 1
+    bad = build(f"v{n}")
+    svc.versions[bad.name] = bad
+    fleet.emit(svc.name, "Deployment", f"deployment {svc.name} updated to {bad.name}")
+    if recreate:  # strategy Recreate: every pod is replaced at once
+        svc.pods.clear()
+        svc.version_history.append(bad.name)
+        for _ in range(svc.desired):
+            fleet.create_pod(svc, bad.name)
+    else:
+        fleet.rollout(svc, bad.name)
+
+    def expire() -> None:  # someone else (or a progress deadline) rolls it back
+        if svc.version.name == bad.name:
+            previous = svc.version_history[-2]
+            fleet.emit(svc.name, "Deployment", f"deployment {svc.name} rolled back to {previous}")
+            fleet.rollout(svc, previous)
+
+    return ActiveFault(
+        spec,
+        fleet.t,
+        lambda: svc.version.name == bad.name or any(p.version == bad.name for p in svc.pods),
+        expire,
+        target=svc.name,
+        details={"version": bad.name},
+    )
 
 
 def _crash_loop(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
-    svc = fleet.services[spec.service or ""]
-    bad = Version(_new_version_name(svc), crashes_on_start=True)
-    _deploy_defect(fleet, svc, bad, recreate=True)
-    return ActiveFault(
-        spec, fleet.t, lambda: svc.version.name == bad.name, target=svc.name, details={"version": bad.name}
-    )
+    return _defective_build(fleet, spec, True, lambda name: Version(name, crashes_on_start=True))
 
 
 def _memory_leak(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
-    svc = fleet.services[spec.service or ""]
-    bad = Version(_new_version_name(svc), leak_mb_per_min=_param(spec, "mb_per_min", 40))
-    _deploy_defect(fleet, svc, bad, recreate=False)
-    return ActiveFault(
-        spec,
-        fleet.t,
-        lambda: any(p.version == bad.name for p in svc.pods),
-        target=svc.name,
-        details={"version": bad.name},
-    )
+    leak = _param(spec, "mb_per_min")
+    return _defective_build(fleet, spec, False, lambda name: Version(name, leak_mb_per_min=leak))
 
 
 def _bad_deployment(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
-    svc = fleet.services[spec.service or ""]
-    bad = Version(
-        _new_version_name(svc),
-        error_rate=_param(spec, "error_rate", 0.2),
-        slowdown=_param(spec, "slowdown", 1.0),
-    )
-    _deploy_defect(fleet, svc, bad, recreate=False)
-    return ActiveFault(
-        spec,
-        fleet.t,
-        lambda: any(p.version == bad.name and p.ready for p in svc.pods) or svc.version.name == bad.name,
-        target=svc.name,
-        details={"version": bad.name},
+    error_rate, slowdown = _param(spec, "error_rate"), _param(spec, "slowdown")
+    return _defective_build(
+        fleet, spec, False, lambda name: Version(name, error_rate=error_rate, slowdown=slowdown)
     )
 
 
 def _node_for(fleet: Fleet, spec: FaultSpec) -> str:
     if spec.node:
-        if spec.node not in fleet.nodes:
-            raise ValueError(f"unknown node {spec.node!r}")
         return spec.node
     if spec.service:
         counts: dict[str, int] = {}
         for p in fleet.services[spec.service].pods:
             counts[p.node] = counts.get(p.node, 0) + 1
-        return min(counts, key=lambda n: (-counts[n], n))
+        if counts:
+            return min(counts, key=lambda n: (-counts[n], n))
     return sorted(fleet.nodes)[0]
+
+
+def _hosts_pods(fleet: Fleet, node: str) -> bool:
+    return any(p.node == node for s in fleet.services.values() for p in s.pods)
 
 
 def _cpu_saturation(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
     name = _node_for(fleet, spec)
     node = fleet.nodes[name]
-    node.cpu_steal = _param(spec, "steal", 0.7)
+    node.cpu_steal = _param(spec, "steal")
 
     def expire() -> None:
         node.cpu_steal = 0.0
 
     def present() -> bool:
         # The neighbour may stay; the fault is over for the fleet once none of our pods share its node.
-        return (
-            node.cpu_steal > 0
-            and fleet.nodes.get(name) is node
-            and any(p.node == name for s in fleet.services.values() for p in s.pods)
-        )
+        return node.cpu_steal > 0 and fleet.nodes.get(name) is node and _hosts_pods(fleet, name)
 
     return ActiveFault(spec, fleet.t, present, expire, target=name)
 
 
 def _latency_injection(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
-    svc = fleet.services[spec.service or ""]
-    delay = _param(spec, "delay_ms", 400) / 1000.0
+    svc = _service(fleet, spec)
+    delay = _param(spec, "delay_ms") / 1000.0
     hit = {p.name for p in svc.pods}
     for p in svc.pods:
         p.extra_latency_s = delay
@@ -225,7 +165,7 @@ def _latency_injection(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
 
 
 def _dependency_outage(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
-    svc = fleet.services[spec.service or ""]
+    svc = _service(fleet, spec)
     svc.down = True
     fleet.emit(svc.name, "Unhealthy", f"{svc.name} primary is not accepting connections")
 
@@ -236,16 +176,17 @@ def _dependency_outage(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
 
 
 def _config_error(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
-    svc = fleet.services[spec.service or ""]
-    key = str(spec.params.get("key", "feature_flags"))
-    value = str(spec.params.get("value", "broken"))
+    svc = _service(fleet, spec)
+    key, value = _text(spec, "key"), _text(spec, "value")
     good = svc.config.get(key, "")
-    svc.config_defects[(key, value)] = _param(spec, "error_rate", 0.3)
+    svc.config_defects[(key, value)] = _param(spec, "error_rate")
     svc.config[key] = value
     fleet.emit(svc.name, "ConfigChanged", f"{svc.name} config {key} set to {value!r}")
 
-    def expire() -> None:
-        svc.config[key] = good
+    def expire() -> None:  # someone else sets it back
+        if svc.config.get(key) == value:
+            svc.config[key] = good
+            fleet.emit(svc.name, "ConfigChanged", f"{svc.name} config {key} set to {good!r}")
 
     return ActiveFault(
         spec,
@@ -258,15 +199,15 @@ def _config_error(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
 
 
 def _pool_exhaustion(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
-    svc = fleet.services[spec.service or ""]
-    per_min = _param(spec, "leak_per_min", 15)
-    leak_for = _param(spec, "leak_for_s", 600)
+    svc = _service(fleet, spec)
+    per_min = _param(spec, "leak_per_min")
+    leak_for = _param(spec, "leak_for_s")
     leaking = {p.name for p in svc.pods}
     start = fleet.t
 
     def leak() -> None:
         # Connections leak while the trigger lasts (e.g. a dependency blip); leaked ones never return.
-        if fleet.t - start < leak_for:
+        if fleet.t - start < leak_for and leaking:
             for p in svc.pods:
                 if p.name in leaking:
                     p.leaked_connections = min(
@@ -274,44 +215,74 @@ def _pool_exhaustion(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
                     )
             fleet.after(fleet.dt, leak)
 
+    def expire() -> None:  # the server side times the idle connections out
+        leaking.clear()
+        for p in svc.pods:
+            p.leaked_connections = 0.0
+
     leak()
     return ActiveFault(
-        spec, fleet.t, lambda: any(p.leaked_connections > 0 for p in svc.pods), target=svc.name
+        spec, fleet.t, lambda: any(p.leaked_connections > 0 for p in svc.pods), expire, target=svc.name
     )
 
 
 def _disk_full(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
-    svc = fleet.services[spec.service or ""]
-    if not svc.spec.disk_gb:
-        raise ValueError(f"disk_full needs a service with a disk; {svc.name} has disk_gb 0")
-    rate = _param(spec, "gb_per_hour", svc.spec.disk_gb) / 3600.0
+    svc = _service(fleet, spec)
+    rate = _param(spec, "gb_per_hour", svc.spec.disk_gb) / 3600.0  # default: a whole disk an hour
     svc.config["log_level"] = "debug"
     fleet.emit(svc.name, "ConfigChanged", f"{svc.name} config log_level set to 'debug'")
     svc.disk_growth_gb_per_s = rate
-    return ActiveFault(spec, fleet.t, lambda: svc.disk_growth_gb_per_s > 0, target=svc.name)
+
+    def expire() -> None:  # someone else turns the debug logging off
+        if svc.disk_growth_gb_per_s:
+            svc.config["log_level"] = "info"
+            fleet.emit(svc.name, "ConfigChanged", f"{svc.name} config log_level set to 'info'")
+            svc.rotate_logs()
+
+    return ActiveFault(spec, fleet.t, lambda: svc.disk_growth_gb_per_s > 0, expire, target=svc.name)
+
+
+SPIKE_HEADROOM = 0.85  # a spike is absorbed once every serving service stays below this utilisation
+SPIKE_CALM_S = 60.0  # ... for this long
 
 
 def _traffic_spike(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
-    fleet.load.multiplier = _param(spec, "factor", 3.0)
+    factor = _param(spec, "factor")
+    fleet.load.multiplier *= factor
+    state: dict[str, float | None] = {"calm_since": None, "on": 1.0}
 
     def expire() -> None:
-        fleet.load.multiplier = 1.0
+        if state["on"]:
+            fleet.load.multiplier /= factor
+            state["on"] = 0.0
+
+    def present() -> bool:
+        # The extra traffic is not ours to stop; the fault is over when the fleet has the capacity for
+        # it (or the spike ends): no request-serving service saturated for a minute.
+        if not state["on"]:
+            return False
+        serving = (s for s in fleet.services.values() if s.spec.kind != "worker")
+        if any(s.utilisation >= SPIKE_HEADROOM for s in serving):
+            state["calm_since"] = None
+            return True
+        calm_since = state["calm_since"]
+        if calm_since is None:
+            state["calm_since"] = calm_since = fleet.t
+        return fleet.t - calm_since < SPIKE_CALM_S
 
     return ActiveFault(
-        spec,
-        fleet.t,
-        lambda: fleet.load.multiplier != 1.0,
-        expire,
-        target=spec.service or fleet.scenario.load.entry,
+        spec, fleet.t, present, expire, target=spec.service or fleet.scenario.load.entry, details={}
     )
 
 
 def _cache_failure(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
-    svc = fleet.services[spec.service or ""]
-    svc.hung = True
+    svc = _service(fleet, spec)
+    for p in svc.pods:
+        p.hung = True  # e.g. a blocking command or swapping: the processes answer nothing
 
     def expire() -> None:
-        svc.hung = False
+        for p in svc.pods:
+            p.hung = False
 
     return ActiveFault(spec, fleet.t, lambda: svc.hung, expire, target=svc.name)
 
@@ -330,32 +301,40 @@ def _node_failure(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
 
     def expire() -> None:
         for n in nodes:
-            n.ready = True
-            fleet.node_down_since.pop(n.name, None)
-            fleet.emit(None, "NodeReady", f"node {n.name} status is now Ready", node=n.name)
+            if fleet.nodes.get(n.name) is n:
+                n.ready = True
+                fleet.node_down_since.pop(n.name, None)
+                fleet.emit(None, "NodeReady", f"node {n.name} status is now Ready", node=n.name)
 
     def present() -> bool:
-        # Over once every failed node is back, replaced, or drained (its pods rescheduled elsewhere).
-        return any(fleet.nodes.get(n.name) is n and not n.ready and not n.cordoned for n in nodes)
+        # Over once no pod of ours is left on a failed node: it is back, replaced or drained, or its pods
+        # were evicted and rescheduled elsewhere.
+        return any(fleet.nodes.get(n.name) is n and not n.ready and _hosts_pods(fleet, n.name) for n in nodes)
 
     return ActiveFault(spec, fleet.t, present, expire, target=spec.zone or names[0])
 
 
 def _model_drift(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
-    svc = fleet.services[spec.service or ""]
+    svc = _service(fleet, spec)
     m = svc.model
-    if m is None:
+    if m is None:  # inject() has checked; kept for the type checker
         raise ValueError(f"model_drift needs an ML service; {svc.name} serves no model")
-    m.decay_per_s = _param(spec, "accuracy_loss_per_hour", 0.2) / 3600.0
-    cause = str(spec.params.get("cause", "model"))
-    if cause not in ("model", "data"):
-        raise ValueError("model_drift cause must be 'model' or 'data'")
+    m.decay_per_s = _param(spec, "accuracy_loss_per_hour") / 3600.0
+    cause = _text(spec, "cause")
     m.drift_cause = cause
     if cause == "model":
         m.version = f"m{len(m.history) + 1}"
         m.history.append((m.version, m.accuracy))
         fleet.emit(svc.name, "ModelDeployed", f"{svc.name} now serves model {m.version}")
-    return ActiveFault(spec, fleet.t, lambda: m.decay_per_s > 0, target=svc.name, details={"cause": cause})
+
+    def expire() -> None:  # the scheduled retraining pipeline catches up
+        if m.decay_per_s > 0:
+            m.retrained()
+            fleet.emit(svc.name, "ModelDeployed", f"{svc.name} now serves retrained model {m.version}")
+
+    return ActiveFault(
+        spec, fleet.t, lambda: m.decay_per_s > 0, expire, target=svc.name, details={"cause": cause}
+    )
 
 
 _HANDLERS: dict[str, Callable[[Fleet, FaultSpec], ActiveFault]] = {
@@ -373,4 +352,4 @@ _HANDLERS: dict[str, Callable[[Fleet, FaultSpec], ActiveFault]] = {
     "node_failure": _node_failure,
     "model_drift": _model_drift,
 }
-assert set(_HANDLERS) == set(FAULT_CATALOGUE)
+assert set(_HANDLERS) == set(FAULT_CATALOGUE) == set(FAULT_PARAMS)

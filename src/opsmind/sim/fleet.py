@@ -26,6 +26,24 @@ from opsmind.sim.spec import Scenario
 CACHE_TIMEOUT_S = 0.05  # clients give up on a hung cache quickly and read from the backing store
 EVICTION_S = 300.0  # Kubernetes' default pod eviction timeout on a NotReady node
 BACKOFF_MAX_S = 300.0  # CrashLoopBackOff caps at five minutes
+NO_ENDPOINT_S = 0.001  # a call to a service without ready pods is refused at once
+
+
+def _call_success(error_ratio: float, calls: float) -> float:
+    """Share of requests whose ``calls`` calls (a mean, e.g. 0.3: three requests in ten make one) to a
+    dependency failing ``error_ratio`` of the time all succeed."""
+    whole = math.floor(calls)
+    return (1.0 - error_ratio) ** whole * (1.0 - (calls - whole) * error_ratio)
+
+
+def _pod_quantile(added: list[float], level: float) -> float:
+    """How far a service's ``level`` quantile of latency moves when each ready pod adds its own time to
+    the requests it serves (an equal share each): the same quantile of the per-pod additions. A few slow
+    pods leave the median alone but set the tail."""
+    if not added:
+        return 0.0
+    ranked = sorted(added, reverse=True)
+    return ranked[min(len(ranked) - 1, int((1.0 - level) * len(ranked)))]
 
 
 class Fleet:
@@ -167,13 +185,23 @@ class Fleet:
                 self._evict_node(name)
 
     def _finish_rollouts(self, svc: ServiceState) -> None:
-        """Rolling updates: an old pod (other version or generation) leaves once a new one is ready."""
+        """Rolling updates (max unavailable 0): pods of another version or generation leave while there
+        are more pods than desired - those that are not ready at once, the ready ones only as far as
+        enough other pods are ready to take their place."""
         current, gen = svc.version.name, svc.generation
-        new_ready = sum(1 for p in svc.pods if p.version == current and p.generation == gen and p.ready)
-        old = [p for p in svc.pods if p.version != current or p.generation != gen]
+        # Like a ReplicaSet scaling down: old pods that are not ready go first, then the newest.
+        old = sorted(
+            (p for p in svc.pods if p.version != current or p.generation != gen),
+            key=lambda p: (p.ready, -p.started_at),
+        )
         surplus = len(svc.pods) - svc.desired
-        for pod in old[: max(0, min(new_ready, surplus))]:
+        spare_ready = sum(1 for p in svc.pods if p.ready) - svc.desired
+        for pod in old:
+            if surplus <= 0 or (pod.ready and spare_ready <= 0):
+                break
             self.delete_pod(svc, pod)
+            surplus -= 1
+            spare_ready -= pod.ready
 
     def _reconcile(self, svc: ServiceState) -> None:
         """Keep ``desired`` pods of the current version and generation (old ones are the rollout's)."""
@@ -230,17 +258,16 @@ class Fleet:
         self.entry_rps = self.load.rps(self.t, self.scenario.start, self.dt)
         arrivals = dict.fromkeys(self.services, 0.0)
         arrivals[self.scenario.load.entry] = self.entry_rps
+        for svc in self.services.values():
+            if svc.spec.jobs_per_request:  # workers are fed by a queue of jobs the entry's requests create
+                arrivals[svc.name] += self.entry_rps * svc.spec.jobs_per_request
         for name in self.order:
             svc = self.services[name]
-            lam = arrivals[name] * (1.0 - min(1.0, svc.error_ratio if svc.down else 0.0))
+            # A dead primary or a service without ready pods refuses requests before doing any work.
+            lam = 0.0 if svc.down or not svc.ready_pods else arrivals[name]
             svc.arrival_rps = arrivals[name]
             for dep, calls in self._effective_calls(svc).items():
                 arrivals[dep] += lam * calls
-            if svc.spec.jobs_per_request:
-                pass  # workers are fed by the queue below, not by calls
-        for svc in self.services.values():
-            if svc.spec.kind == "worker" and svc.spec.jobs_per_request:
-                svc.arrival_rps = self.entry_rps * svc.spec.jobs_per_request
 
     def _effective_calls(self, svc: ServiceState) -> dict[str, float]:
         calls = dict(svc.spec.calls)
@@ -265,7 +292,7 @@ class Fleet:
             # A dead primary refuses connections at once; a hung cache answers nothing until clients time out.
             svc.served_rps, svc.utilisation, svc.pool_in_use = 0.0, 0.0, 0.0
             svc.own_error_ratio = svc.error_ratio = 1.0 if lam > 0 or svc.down else 0.0
-            lat = CACHE_TIMEOUT_S if svc.hung else 0.001
+            lat = CACHE_TIMEOUT_S if svc.hung else NO_ENDPOINT_S
             svc.p50_s = svc.p95_s = svc.p99_s = lat
             for pod in svc.pods:
                 pod.cpu_utilisation = 0.02
@@ -278,13 +305,14 @@ class Fleet:
             dep_p50 += calls * d.p50_s
             dep_tail = max(dep_tail, d.p99_s - d.p50_s)
             if dep != cache_via:  # cache errors fall back to the backing store, they do not fail the request
-                dep_ok *= (1.0 - d.error_ratio) ** calls
-        version = svc.version
+                dep_ok *= _call_success(d.error_ratio, calls)
+        version_error, slowdown = self._version_mix(svc, ready)
         steal = [self.nodes[p.node].cpu_steal for p in ready]
-        own_s = spec.service_time_ms / 1000.0 * version.slowdown
+        own_s = spec.service_time_ms / 1000.0 * slowdown
+        # A noisy neighbour takes CPU: a pod there serves fewer requests at once (capacity) and each of
+        # them takes longer (latency, below).
         slots = sum(max(1, round(spec.concurrency * (1.0 - s))) for s in steal)
         hold_s = own_s + dep_p50
-        extra = sum(p.extra_latency_s for p in ready) / len(ready) if ready else 0.0
         timeout = spec.timeout_ms / 1000.0
         if spec.kind == "worker":
             q = mmc(lam, slots, own_s, math.inf, dep_p50)
@@ -298,22 +326,35 @@ class Fleet:
             self._pods_cpu(svc, ready, lam, own_s)
             return
         q = mmc(lam, slots, own_s, timeout, dep_p50)
-        p50, p95 = q.p50_s + extra, q.p95_s + extra
-        p99 = min(timeout, q.p99_s + extra + dep_tail)
-        # Pool: connections busy = request rate x dependency time (Little's law) plus leaked ones.
+        stretch = [1.0 / max(0.05, 1.0 - s) - 1.0 for s in steal]
+        slowed = any(stretch) or any(p.extra_latency_s for p in ready)
+
+        def added(level: float) -> float:
+            if not slowed:
+                return 0.0
+            z = -math.log(1.0 - level)  # the level's quantile of an exponential own time, in means
+            adds = [own_s * k * z + p.extra_latency_s for k, p in zip(stretch, ready, strict=True)]
+            return _pod_quantile(adds, level)
+
+        p50 = min(timeout, q.p50_s + added(0.5))
+        p95 = min(timeout, q.p95_s + added(0.95))
+        p99 = min(timeout, q.p99_s + added(0.99) + dep_tail)
+        # Pool: connections busy = request rate x dependency time (Little's law) plus leaked ones. A pod
+        # whose pool is used up fails the requests it is sent (each ready pod gets an equal share).
         per_pod = lam / len(ready) if ready else 0.0
         needed = per_pod * dep_p50
-        leaked = sum(p.leaked_connections for p in ready) / len(ready) if ready else 0.0
-        available = max(0.0, svc.pool_size - leaked)
-        pool_err = 0.0 if needed <= available or needed <= 0 else 1.0 - available / needed
+        free = [max(0.0, svc.pool_size - p.leaked_connections) for p in ready]
+        pool_errs = [0.0 if needed <= avail else 1.0 - avail / needed for avail in free]
+        pool_err = sum(pool_errs) / len(ready) if ready else 0.0
         if pool_err > 0:
             p50, p95, p99 = (min(timeout, x + timeout * pool_err) for x in (p50, p95, p99))
-        svc.pool_in_use = min(float(svc.pool_size), needed + leaked)
+        in_use = [min(float(svc.pool_size), needed + p.leaked_connections) for p in ready]
+        svc.pool_in_use = sum(in_use) / len(ready) if ready else 0.0
         disk_err = 0.0
         if spec.disk_gb:
             used = svc.disk_used_gb / spec.disk_gb
             disk_err = 0.8 if used >= 0.999 else max(0.0, (used - 0.95) / 0.05 * 0.5)
-        ok = (1.0 - spec.base_error_rate) * (1.0 - version.error_rate) * (1.0 - svc.config_error_rate())
+        ok = (1.0 - spec.base_error_rate) * (1.0 - version_error) * (1.0 - svc.config_error_rate())
         ok *= (1.0 - (q.overflow_rps / lam if lam > 0 else 0.0)) * (1.0 - timeout_fraction(p50, p99, timeout))
         ok *= (1.0 - pool_err) * (1.0 - disk_err)
         if self.zone_weights is not None and svc.name == self.scenario.load.entry:
@@ -323,11 +364,24 @@ class Fleet:
             ok *= 1.0 - sum(w for z, w in self.zone_weights.items() if z not in zones_ready) / total
         svc.own_error_ratio = 1.0 - ok
         svc.error_ratio = 1.0 - ok * dep_ok if lam > 0 or ready else 1.0
-        if not ready and lam > 0:
-            svc.error_ratio, svc.own_error_ratio = 1.0, 1.0
+        if not ready:
+            # No ready pod, no endpoint: connections are refused at once, nothing waits for a timeout.
+            svc.error_ratio = svc.own_error_ratio = 1.0
+            p50 = p95 = p99 = NO_ENDPOINT_S
         svc.served_rps, svc.utilisation = q.served_rps, min(q.utilisation, 10.0)
         svc.p50_s, svc.p95_s, svc.p99_s = p50, p95, p99
         self._pods_cpu(svc, ready, lam, own_s)
+
+    @staticmethod
+    def _version_mix(svc: ServiceState, ready: list[Pod]) -> tuple[float, float]:
+        """Error rate and slowdown of what actually serves: the versions of the ready pods, each pod
+        taking an equal share of the traffic (during a rollout old and new versions serve side by side)."""
+        if not ready:
+            v = svc.version
+            return v.error_rate, v.slowdown
+        versions = [svc.versions[p.version] for p in ready]
+        n = len(versions)
+        return sum(v.error_rate for v in versions) / n, sum(v.slowdown for v in versions) / n
 
     def _pods_cpu(self, svc: ServiceState, ready: list[Pod], lam: float, own_s: float) -> None:
         per_pod = lam / len(ready) if ready else 0.0

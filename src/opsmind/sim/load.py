@@ -3,7 +3,8 @@
 Traces are CSV files (optionally gzipped) with a time column (Unix seconds or ISO 8601) and a value
 column, such as the NASA-1995, WorldCup-98 and Crane series in ``../shared/datasets/traces``. The trace
 is scaled so its maximum is ``peak_rps`` and replayed from its first row at the scenario's start,
-linearly interpolated between rows and wrapped around when the scenario outlasts it.
+linearly interpolated between rows (rows with an empty value are gaps, interpolated across) and wrapped
+around when the scenario outlasts it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import csv
 import gzip
 import io
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +38,7 @@ def _parse_time(text: str) -> float:
     except ValueError as exc:
         raise ValueError(f"{text!r} is neither Unix seconds nor ISO 8601") from exc
     if dt.tzinfo is None:
-        from datetime import UTC
-
-        dt = dt.replace(tzinfo=UTC)
+        dt = dt.replace(tzinfo=UTC)  # a time without an offset is UTC
     return dt.timestamp()
 
 
@@ -50,9 +49,11 @@ def read_trace(path: str | Path, value_column: str | None = None) -> tuple[np.nd
         raw = p.read_bytes()
     except OSError as exc:
         raise TraceError(f"{p}: cannot read: {exc.strerror or exc}") from exc
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    rows = csv.reader(io.StringIO(raw.decode("utf-8-sig")))
+    try:
+        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8-sig")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise TraceError(f"{p}: not a UTF-8 CSV file, plain or gzipped: {exc}") from exc
+    rows = csv.reader(io.StringIO(text))
     header = next(rows, None)
     if not header or len(header) < 2:
         raise TraceError(f"{p}: needs a header row with a time column and a value column")
@@ -71,18 +72,23 @@ def read_trace(path: str | Path, value_column: str | None = None) -> tuple[np.nd
     for line, row in enumerate(rows, start=2):
         if not row:
             continue
+        if len(row) <= vcol:
+            raise TraceError(f"{p}:{line}: {len(row)} columns, no {header[vcol]!r}")
+        if not row[vcol].strip():
+            continue  # a gap in the data: interpolated across
         try:
-            times.append(_parse_time(row[0]))
-            values.append(float(row[vcol]))
-        except (ValueError, IndexError) as exc:
+            ts, value = _parse_time(row[0]), float(row[vcol])
+        except ValueError as exc:
             raise TraceError(f"{p}:{line}: {exc}") from exc
+        if not (math.isfinite(ts) and math.isfinite(value) and value >= 0):
+            raise TraceError(f"{p}:{line}: the time must be finite and the value finite and non-negative")
+        times.append(ts)
+        values.append(value)
     if len(times) < 2:
         raise TraceError(f"{p}: needs at least two rows")
     t = np.asarray(times)
     order = np.argsort(t, kind="stable")
     t, v = t[order] - t[order][0], np.asarray(values)[order]
-    if not np.isfinite(v).all() or (v < 0).any():
-        raise TraceError(f"{p}: values must be finite and non-negative")
     return t, v
 
 

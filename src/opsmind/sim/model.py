@@ -58,9 +58,9 @@ class Pod:
     restarts: int = 0
     ready: bool = False
     crashing: bool = False
-    next_restart_at: float = 0.0
     extra_latency_s: float = 0.0  # e.g. a misbehaving sidecar injecting delay
     leaked_connections: float = 0.0
+    hung: bool = False  # the process accepts connections and answers nothing; a fresh process is not hung
     cpu_utilisation: float = 0.0
 
 
@@ -71,8 +71,15 @@ class ModelState:
     baseline_accuracy: float
     decay_per_s: float = 0.0
     history: list[tuple[str, float]] = field(default_factory=list)
-    retrain_done_at: float | None = None
+    retrain_done_at: float | None = None  # simulated time (s) a running retrain finishes
     drift_cause: str | None = None  # "model" (a bad model version) or "data" (the world changed)
+
+    def retrained(self) -> None:
+        """A model trained on current data replaces the served one: back to the baseline quality."""
+        self.version = f"m{len(self.history) + 1}"
+        self.accuracy, self.decay_per_s, self.drift_cause = self.baseline_accuracy, 0.0, None
+        self.history.append((self.version, self.accuracy))
+        self.retrain_done_at = None
 
 
 @dataclass(slots=True)
@@ -86,9 +93,7 @@ class ServiceState:
     config: dict[str, str] = field(default_factory=dict)
     config_defects: dict[tuple[str, str], float] = field(default_factory=dict)  # (key, value) -> error rate
     pool_size: int = 40
-    hung: bool = False  # accepts connections, answers nothing (caches: clients fall back)
     down: bool = False  # the primary is gone (databases); calls fail fast
-    failover_at: float | None = None
     disk_used_gb: float = 0.0
     disk_growth_gb_per_s: float = 0.0
     queue_depth: float = 0.0
@@ -114,6 +119,17 @@ class ServiceState:
     @property
     def ready_pods(self) -> list[Pod]:
         return [p for p in self.pods if p.ready]
+
+    @property
+    def hung(self) -> bool:
+        """A hung process is still running (caches: clients wait for it, then fall back to the backing
+        store); it stops being hung when it is replaced by a fresh one or its standby takes over."""
+        return any(p.hung for p in self.pods)
+
+    def rotate_logs(self) -> None:
+        """Normal logging again: the disk stops filling and log rotation frees what debug logs took."""
+        self.disk_growth_gb_per_s = 0.0
+        self.disk_used_gb = self.spec.disk_gb * self.spec.disk_used_ratio
 
     def config_error_rate(self) -> float:
         return max(
