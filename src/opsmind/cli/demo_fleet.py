@@ -69,7 +69,7 @@ ROTATION = [
         gb_per_hour=600,
     ),
     _plan("crash_loop", "notification-sender", "rollback"),
-    _plan("traffic_spike", None, "scale", {"service": "gateway", "replicas": 12}, factor=2.5),
+    _plan("traffic_spike", None, "scale", {}, factor=2.5),
     _plan("node_failure", "gateway", "drain_node", {}),
 ]
 
@@ -152,11 +152,20 @@ class DemoFleet:
             await self.clock.sleep(max(0.0, self.fault_every_s - self.fault_for_s))
 
     def _remedy(self, planned: Planned, fault: ActiveFault) -> None:
+        if planned.remedy == "scale":
+            # A spike loads every request path, not only the entry: double everything that serves requests.
+            for svc in self.sim.fleet.services.values():
+                if svc.spec.kind not in ("worker", "database", "cache"):
+                    self._act("scale", {"service": svc.name, "replicas": svc.desired * 2})
+            return
         params = dict(planned.remedy_params)
         if planned.remedy == "drain_node":
             params = {"node": fault.target}
-        result = self.sim.actuator.apply(planned.remedy, **params)
-        log.warning("demo operator: %s %s -> %s", planned.remedy, params, result.reason)
+        self._act(planned.remedy, params)
+
+    def _act(self, action: str, params: dict[str, Any]) -> None:
+        result = self.sim.actuator.apply(action, **params)
+        log.warning("demo operator: %s %s -> %s", action, params, result.reason)
 
 
 class FaultInject(BaseModel):
