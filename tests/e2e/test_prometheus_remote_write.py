@@ -8,8 +8,6 @@ CI sets OPSMIND_REQUIRE_PROMETHEUS=1 so a missing binary fails the run instead o
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -19,23 +17,13 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from opsmind.types import Series
-from tests.conftest import RunningServer, free_port
+from tests.conftest import RunningServer, free_port, need_prometheus
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
 
-PROMETHEUS = shutil.which("prometheus")
-
-
-def _need_prometheus() -> str:
-    if PROMETHEUS is None:
-        if os.environ.get("OPSMIND_REQUIRE_PROMETHEUS"):
-            pytest.fail("the prometheus binary is required here (apt-get install prometheus)")
-        pytest.skip("prometheus binary not installed (apt-get install prometheus)")
-    return PROMETHEUS
-
 
 def test_real_prometheus_remote_writes_into_opsmind(server: RunningServer, tmp_path: Path) -> None:
-    binary = _need_prometheus()
+    binary = need_prometheus()
     registry = CollectorRegistry()
     gauge = Gauge("checkout_queue_depth", "queue depth", ["service"], registry=registry)
     gauge.labels("gateway").set(42.5)

@@ -12,9 +12,7 @@ CI sets OPSMIND_REQUIRE_PROMETHEUS=1 so a missing binary fails the run instead o
 
 from __future__ import annotations
 
-import os
 import queue
-import shutil
 import subprocess
 import threading
 import time
@@ -29,23 +27,14 @@ import pytest
 from opsmind.sim.exposition import ExpositionServer
 from opsmind.sim.runner import SimRun, default_scenario
 from opsmind.sim.spec import FaultSpec
-from tests.conftest import free_port
+from tests.conftest import free_port, need_prometheus
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
 
-PROMETHEUS = shutil.which("prometheus")
 STEP_WALL_S = 0.1  # one simulated step (5 s) every 0.1 s of wall time: 50x real time
 SERVICE = "personalization"
 ALL = f'error_ratio{{service="{SERVICE}",job="opsmind-sim"}}'  # honor_labels keeps the sim's job label
 ONE = 'error_ratio{job="sim-personalization"}'  # the per-service target, under Prometheus' job label
-
-
-def _need_prometheus() -> str:
-    if PROMETHEUS is None:
-        if os.environ.get("OPSMIND_REQUIRE_PROMETHEUS"):
-            pytest.fail("the prometheus binary is required here (apt-get install prometheus)")
-        pytest.skip("prometheus binary not installed (apt-get install prometheus)")
-    return PROMETHEUS
 
 
 @dataclass
@@ -159,7 +148,7 @@ def _wait_for(
 
 
 def test_real_prometheus_scrapes_the_simulator_and_sees_a_fault(sim: PacedSim, tmp_path: Path) -> None:
-    binary = _need_prometheus()
+    binary = need_prometheus()
     proc, prom_url = _start_prometheus(binary, tmp_path, sim.exposition.port)
     started = time.monotonic()
     try:
