@@ -76,17 +76,12 @@ class ScrapeTarget(_Section):
 
 class DetectSettings(_Section):
     enabled: bool = True
-    window: int = Field(
-        120, ge=8, le=100_000, description="points per series kept in memory (the detectors' hot window)"
+    threshold: float = Field(
+        0.99999, gt=0, lt=1, description="anomaly probability at or above which a point is anomalous"
     )
-    min_points: int = Field(30, ge=3, description="no scores before this many points (cold start)")
-    threshold: float = Field(6.0, gt=0, description="robust z-score at which a point is anomalous")
-
-    @model_validator(mode="after")
-    def _min_le_window(self) -> DetectSettings:
-        if self.min_points > self.window:
-            raise ValueError("min_points must not exceed window")
-        return self
+    relearn_after: int = Field(
+        10, ge=1, description="consecutive anomalous points after which a lasting shift is learned as normal"
+    )
 
 
 class IncidentSettings(_Section):

@@ -34,8 +34,8 @@ def test_errors_name_the_key_and_why(tmp_path: Path) -> None:
 
 def test_cross_field_rules(tmp_path: Path) -> None:
     f = tmp_path / "bad.yaml"
-    f.write_text("detect: {window: 10, min_points: 20}\n")
-    with pytest.raises(ConfigError, match="min_points must not exceed window"):
+    f.write_text("storage: {raw_retention_s: 100, minute_retention_s: 50}\n")
+    with pytest.raises(ConfigError, match="retention must grow with resolution"):
         load_settings(f)
 
 

@@ -32,7 +32,6 @@ class Collect:
 def settings(tmp_path: Path, **extra: Any) -> Settings:
     base: dict[str, Any] = {
         "storage": {"path": str(tmp_path / "e.db")},
-        "detect": {"window": 60, "min_points": 20, "threshold": 6},
         "incidents": {"group_window_s": 60, "resolve_after_s": 0.5, "check_interval_s": 0.05},
         "bus": {"ack_timeout_s": 0.2},
     }
@@ -84,7 +83,7 @@ async def test_ingestion_goes_on_when_the_detector_fails(
     def broken(*args: Any) -> Any:
         raise RuntimeError("detector bug")
 
-    monkeypatch.setattr(detect.detector, "score_one", broken)  # type: ignore[attr-defined]
+    monkeypatch.setattr(detect.ensemble, "step", broken)  # type: ignore[attr-defined]
     await engine.start()
     try:
         t0 = 1_700_000_000.0

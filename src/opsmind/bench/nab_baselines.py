@@ -2,7 +2,11 @@
 
 Every detector is strictly online: the score of row i depends on rows 0..i only.
 
-* ``opsmind_mad`` - OpsMind's engine detector, :class:`RollingMadDetector` (window 120, min_points 30,
+* ``opsmind`` - OpsMind's detection ensemble (:class:`~opsmind.detect.ensemble.Ensemble`, default
+  configuration), one value at a time via ``Ensemble.surprise_series``; the NAB score is ``S / (1 + S)``
+  of its surprise ``S = -log10(1 - probability)`` (a monotone map of the probability that keeps the
+  resolution a probability loses within 1e-16 of 1), 0 during the cold start.
+* ``opsmind_mad`` - OpsMind's first engine detector, :class:`RollingMadDetector` (window 120, min_points 30,
   threshold 6), fed one value at a time exactly as the engine does (score, then learn unless anomalous);
   the NAB score is its calibrated probability, 0 during the cold start.
 * ``windowed_gaussian`` - NAB's "Windowed Gaussian" baseline as NAB describes it: a Gaussian (mean,
@@ -21,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from opsmind.detect.ensemble import Ensemble
 from opsmind.detect.mad import RollingMadDetector
 
 F64 = npt.NDArray[np.float64]
@@ -95,13 +100,25 @@ def opsmind_mad(timestamps: F64, values: F64) -> F64:
     return out
 
 
+def opsmind_ensemble(timestamps: F64, values: F64) -> F64:
+    """OpsMind's detection ensemble, strictly online; score = ``S / (1 + S)`` of its surprise
+    ``S = -log10(1 - probability)`` - the same order as the probability, without its float saturation
+    near 1 - and 0 while cold."""
+    s = Ensemble().surprise_series(timestamps, values)
+    with np.errstate(invalid="ignore"):
+        out = np.where(np.isposinf(s), 1.0, s / (1.0 + s))
+    return np.nan_to_num(out, nan=0.0)
+
+
 DETECTORS: dict[str, Detector] = {
+    "opsmind": opsmind_ensemble,
     "opsmind_mad": opsmind_mad,
     "windowed_gaussian": windowed_gaussian,
     "river_hst": river_hst,
 }
 
 DESCRIPTIONS = {
+    "opsmind": "Ensemble() - seasonal + EWMA + CUSUM + spectral residual, calibrated, default configuration",
     "opsmind_mad": "RollingMadDetector(window=120, min_points=30, threshold=6), calibrated probability",
     "windowed_gaussian": f"NAB windowed Gaussian (window {GAUSSIAN_WINDOW}, step {GAUSSIAN_STEP})",
     "river_hst": "river MinMaxScaler | HalfSpaceTrees(n_trees=10, height=8, window_size=250, seed=42)",

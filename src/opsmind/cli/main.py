@@ -181,6 +181,26 @@ def replay(
     raise typer.Exit(code)
 
 
+@app.command()
+def detect(
+    file: Path = typer.Argument(..., help="CSV with a header and timestamp,value rows"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="write here instead of standard output"),
+) -> None:
+    """Write the anomaly probability of every row of a timestamp,value CSV (scored online)."""
+    from opsmind.cli.detect_cmd import DetectFileError, score_file
+
+    try:
+        text, rows, alarms = score_file(file)
+    except DetectFileError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    if out is None:
+        print(text, end="")
+    else:
+        out.write_text(text)
+    console.print(f"{rows} rows scored, {alarms} at or above the alarm threshold")
+
+
 sim_app = typer.Typer(no_args_is_help=True, help="The fleet simulator.")
 app.add_typer(sim_app, name="sim")
 
@@ -246,6 +266,22 @@ def bench_ingest(
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     run_ingest_benchmark(series=series, seconds=seconds, out=out, json_out=json_out, console=console)
+
+
+@bench_app.command("detect")
+def bench_detect(
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
+    series: int = typer.Option(10_000, min=1, help="synthetic series stepped together"),
+    points: int = typer.Option(1_000, min=10, help="points per series"),
+    river_series: int = typer.Option(50, min=1, help="series river HalfSpaceTrees is timed on"),
+    out: Path = typer.Option(Path("docs/benchmarks/detect.md"), help="where the table is written"),
+) -> None:
+    """Detection ensemble points/s on one core and bytes per series, river HalfSpaceTrees beside it."""
+    from opsmind.bench.detect import run_detect_benchmark
+
+    run_detect_benchmark(
+        series=series, points=points, out=out, json_out=json_out, console=console, river_series=river_series
+    )
 
 
 @bench_app.command("nab")

@@ -1,0 +1,108 @@
+"""Two-sided CUSUM on standardised residuals against a slow EW mean/sd: detects level shifts.
+
+Per row: a slow reference ``mu``/``var`` (EW, ``alpha``; running mean while ``1/n`` is larger), learned
+only from points the caller marks as normal; the standardised residual is clipped to ``+-clip`` so one
+spike cannot trip the statistic on its own (``clip - k < h``: a shift needs at least two points), then
+
+    S+ = max(0, S+ + z - k)        S- = max(0, S- - z - k)        score = max(S+, S-) / h
+
+so a score of 1 is the classic CUSUM alarm. The accumulators advance on every finite point (learned or
+not - they measure persistence, not the model), and when one reaches ``h`` both reset to 0 and ``mu``
+jumps to a fast EW mean of the recent values: after a lasting shift the detector re-centres on the new
+level instead of alarming forever.
+
+Edge cases: NaN until ``min_points`` learned points; a NaN value scores NaN, ``+-inf`` scores ``inf``;
+neither advances anything. The scale is floored by :class:`~opsmind.detect.robust.Resolution`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from opsmind.detect.base import F64, I64, B, grow
+from opsmind.detect.robust import Resolution, safe_ratio
+
+
+class CusumDetector:
+    name = "cusum"
+
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        k: float = 0.5,
+        h: float = 5.0,
+        clip: float = 3.0,
+        fast_alpha: float = 0.3,
+        min_points: int = 20,
+    ) -> None:
+        if clip - k >= h:
+            raise ValueError("clip - k must stay below h so one point cannot alarm")
+        self.alpha, self.k, self.h, self.clip = alpha, k, h, clip
+        self.fast_alpha = fast_alpha
+        self.min_points = min_points
+        self.res = Resolution()
+        self.mu = np.zeros(0)
+        self.var = np.zeros(0)
+        self.sp = np.zeros(0)
+        self.sn = np.zeros(0)
+        self.fast = np.zeros(0)
+
+    def ensure_rows(self, n_rows: int) -> None:
+        self.res.ensure_rows(n_rows)
+        self.mu = grow(self.mu, n_rows, np.nan)
+        self.var = grow(self.var, n_rows, 0.0)
+        self.sp = grow(self.sp, n_rows, 0.0)
+        self.sn = grow(self.sn, n_rows, 0.0)
+        self.fast = grow(self.fast, n_rows, np.nan)
+
+    @property
+    def nbytes_per_series(self) -> int:
+        return 5 * 8 + Resolution.NBYTES
+
+    def _step(self, rows: I64, values: F64) -> tuple[F64, F64]:
+        """The accumulators after ``values`` (no state change)."""
+        mu = self.mu[rows]
+        scale = np.maximum(np.sqrt(self.var[rows]), self.res.floor(rows, np.nan_to_num(mu)))
+        d = values - mu
+        z = safe_ratio(np.abs(d), scale)
+        z = np.copysign(np.minimum(np.nan_to_num(z, nan=0.0, posinf=self.clip), self.clip), d)
+        sp = np.maximum(0.0, self.sp[rows] + z - self.k)
+        sn = np.maximum(0.0, self.sn[rows] - z - self.k)
+        return sp, sn
+
+    def score_many(self, rows: I64, ts: F64, values: F64) -> F64:
+        self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
+        with np.errstate(invalid="ignore"):
+            sp, sn = self._step(rows, values)
+        s = np.maximum(sp, sn) / self.h
+        s[np.isinf(values)] = np.inf
+        s[self.res.n[rows] < self.min_points] = np.nan
+        s[np.isnan(values)] = np.nan
+        return s
+
+    def learn_many(self, rows: I64, ts: F64, values: F64, learn: B) -> None:
+        self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
+        fin = np.isfinite(values)
+        r, x = rows[fin], values[fin]
+        f = self.fast[r]
+        self.fast[r] = np.where(np.isnan(f), x, f + self.fast_alpha * (x - f))
+        warm = self.res.n[r] >= self.min_points
+        with np.errstate(invalid="ignore"):
+            sp, sn = self._step(r, x)
+        alarm = warm & (np.maximum(sp, sn) >= self.h)
+        self.sp[r] = np.where(warm & ~alarm, sp, 0.0)
+        self.sn[r] = np.where(warm & ~alarm, sn, 0.0)
+        # Learn the reference from the normal points, then re-centre the alarmed rows.
+        ok = learn[fin]
+        rl, xl = r[ok], x[ok]
+        n = self.res.n[rl] + 1.0
+        mu = self.mu[rl]
+        mu = np.where(np.isnan(mu), xl, mu)
+        d = xl - mu
+        a = np.maximum(self.alpha, 1.0 / n)
+        self.mu[rl] = mu + a * d
+        v = self.var[rl]
+        self.var[rl] = v + a * (d * d - v)
+        ra = r[alarm]
+        self.mu[ra] = self.fast[ra]
+        self.res.learn(rows, values, learn)

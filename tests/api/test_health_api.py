@@ -1,0 +1,98 @@
+"""Service health over real HTTP: samples pushed through the JSON API, the score read back."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.conftest import RunningServer
+
+STEP = 15.0
+
+
+def series(metric: str, labels: dict[str, str], values: list[float], t_end: float) -> dict[str, Any]:
+    n = len(values)
+    return {
+        "metric": metric,
+        "labels": labels,
+        "timestamps": [t_end - STEP * (n - 1 - i) for i in range(n)],
+        "values": values,
+    }
+
+
+def golden(service: str, t_end: float, error_tail: float | None = None, n: int = 60) -> list[dict[str, Any]]:
+    """Fifteen minutes of a steady service; with ``error_tail`` the last two minutes fail that often."""
+    labels = {"service": service}
+    errors = [0.002 + 0.0005 * (i % 3) for i in range(n)]
+    if error_tail is not None:
+        errors[-8:] = [error_tail] * 8
+    return [
+        series("request_rate", labels, [100.0 + (i % 5) for i in range(n)], t_end),
+        series("error_ratio", labels, errors, t_end),
+        series(
+            "latency_seconds", {**labels, "quantile": "0.95"}, [0.2 + 0.01 * (i % 4) for i in range(n)], t_end
+        ),
+        series("latency_seconds", {**labels, "quantile": "0.5"}, [0.05] * n, t_end),
+        series("cpu_utilisation", labels, [0.4 + 0.02 * (i % 3) for i in range(n)], t_end),
+    ]
+
+
+def push(server: RunningServer, body: list[dict[str, Any]]) -> None:
+    with server.client() as c:
+        r = c.post("/api/v1/ingest", json={"series": body})
+        assert r.status_code == 200, r.text
+
+
+def test_a_steady_service_is_healthy_and_the_gauge_is_set(server: RunningServer) -> None:
+    push(server, golden("checkout", time.time() - 1))
+    with server.client() as c:
+        r = c.get("/api/v1/services/checkout/health")
+        metrics = c.get("/metrics").text
+    assert r.status_code == 200, r.text
+    h = r.json()
+    assert h["service"] == "checkout" and h["status"] == "ok" and h["score"] >= 90, h
+    assert h["missing"] == []
+    signals = {c["signal"] for c in h["contributions"]}
+    assert signals == {"errors", "latency", "saturation", "traffic", "anomalies"}
+    latency = next(c for c in h["contributions"] if c["signal"] == "latency")
+    assert 'quantile="0.95"' in latency["series"] and latency["baseline"] is not None
+    gauge = server.engine.telemetry.value("opsmind_service_health_score", {"service": "checkout"})
+    assert gauge == h["score"]
+    assert 'opsmind_service_health_score{service="checkout"}' in metrics
+
+
+def test_high_errors_make_a_service_critical(server: RunningServer) -> None:
+    push(server, golden("payments", time.time() - 1, error_tail=0.4))
+    with server.client() as c:
+        h = c.get("/api/v1/services/payments/health").json()
+    assert h["status"] == "critical" and h["score"] < 50, h
+    assert h["contributions"][0]["signal"] == "errors"
+    assert "errors" in h["explanation"]
+
+
+def test_missing_signals_are_reported_and_counters_become_rates(server: RunningServer) -> None:
+    t_end = time.time() - 1
+    counter = [1000.0 + 150.0 * i for i in range(60)]  # 10 requests per second
+    counter[30:] = [v - counter[30] for v in counter[30:]]  # a restart halfway: the counter resets
+    push(server, [series("http_requests_total", {"service": "search", "code": "200"}, counter, t_end)])
+    with server.client() as c:
+        h = c.get("/api/v1/services/search/health").json()
+    assert h["missing"] == ["errors", "latency", "saturation"]
+    traffic = next(c for c in h["contributions"] if c["signal"] == "traffic")
+    assert abs(traffic["value"] - 10.0) < 1e-6 and abs(traffic["baseline"] - 10.0) < 1e-6
+    assert "missing signals" in h["explanation"]
+
+
+def test_a_service_without_golden_signals_has_no_score(server: RunningServer) -> None:
+    push(server, [series("queue_depth", {"service": "worker"}, [1.0, 2.0], time.time() - 1)])
+    with server.client() as c:
+        h = c.get("/api/v1/services/worker/health").json()
+    assert h["score"] is None and h["status"] == "unknown"
+
+
+def test_unknown_service_is_a_404_problem_document(server: RunningServer) -> None:
+    with server.client() as c:
+        r = c.get("/api/v1/services/nope/health")
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "nope" in r.json()["detail"]

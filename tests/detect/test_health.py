@@ -1,0 +1,127 @@
+"""The health score: healthy is high, broken is low, nothing is invented, and the explanation says why."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from opsmind.detect.health import (
+    ERRORS,
+    GOLDEN_SIGNALS,
+    LATENCY,
+    OTHER,
+    SATURATION,
+    TRAFFIC,
+    HealthPolicy,
+    SignalReading,
+    health_score,
+    signal_of,
+    summarise_window,
+)
+
+
+def healthy(**override: float) -> list[SignalReading]:
+    values = {ERRORS: 0.002, LATENCY: 0.21, SATURATION: 0.45, TRAFFIC: 105.0} | override
+    baselines = {ERRORS: 0.002, LATENCY: 0.20, SATURATION: 0.44, TRAFFIC: 100.0}
+    return [SignalReading(s, values[s], baselines[s]) for s in GOLDEN_SIGNALS]
+
+
+def test_a_healthy_service_scores_at_least_90() -> None:
+    h = health_score("checkout", healthy())
+    assert h.score is not None and h.score >= 90 and h.status == "ok"
+    assert h.missing == ()
+    assert "within its baseline" in h.explanation
+
+
+def test_high_errors_drive_the_score_below_50_and_are_named_first() -> None:
+    h = health_score("checkout", healthy(errors=0.30))
+    assert h.score is not None and h.score < 50 and h.status == "critical"
+    assert h.contributions[0].signal == ERRORS and h.contributions[0].penalty == 1.0
+    assert "errors" in h.explanation.split("top contributors:")[1]
+
+
+def test_moderate_latency_degrades_and_the_score_falls_monotonically() -> None:
+    scores = [health_score("s", healthy(latency=0.2 * k)).score for k in (1.0, 1.5, 2.0, 2.5, 3.0, 5.0)]
+    assert all(a is not None and b is not None and a >= b for a, b in zip(scores, scores[1:], strict=False))
+    mid = health_score("s", healthy(latency=0.46))
+    assert mid.status == "degraded"
+
+
+def test_traffic_collapse_and_surge_both_count() -> None:
+    assert (health_score("s", healthy(traffic=0.0)).score or 100) < 60
+    assert (health_score("s", healthy(traffic=1000.0)).score or 100) < 60
+    assert (health_score("s", healthy(traffic=80.0)).score or 0) >= 90
+
+
+def test_saturation_is_against_capacity() -> None:
+    hot = health_score("s", healthy(saturation=0.97))
+    assert hot.contributions[0].signal == SATURATION and hot.status != "ok"
+
+
+def test_missing_signals_are_reported_not_invented() -> None:
+    only_two = [r for r in healthy() if r.signal in (ERRORS, LATENCY)]
+    h = health_score("s", only_two)
+    assert set(h.missing) == {SATURATION, TRAFFIC}
+    assert {c.signal for c in h.contributions} == {ERRORS, LATENCY, OTHER}
+    assert "missing signals: saturation, traffic" in h.explanation
+    nan_value = [SignalReading(ERRORS, math.nan, 0.01)]
+    assert health_score("s", nan_value).missing == GOLDEN_SIGNALS
+
+
+def test_no_data_gives_no_score() -> None:
+    h = health_score("ghost", [])
+    assert h.score is None and h.status == "unknown" and h.missing == GOLDEN_SIGNALS
+
+
+def test_no_baseline_yet_costs_nothing_for_relative_signals() -> None:
+    h = health_score("s", [SignalReading(LATENCY, 5.0, None), SignalReading(TRAFFIC, 1.0, None)])
+    assert h.score == 100.0
+
+
+def test_a_whole_window_of_errors_is_not_excused_by_its_baseline() -> None:
+    h = health_score("s", [SignalReading(ERRORS, 0.3, 0.3)])
+    assert h.status == "critical"
+
+
+def test_anomalies_lower_the_score() -> None:
+    plain = health_score("s", healthy()).score
+    on_signal = [*healthy()[:3], SignalReading(TRAFFIC, 105.0, 100.0, anomaly_probability=0.9)]
+    h = health_score("s", on_signal)
+    elsewhere = health_score("s", healthy(), other_anomaly_probability=0.9)
+    assert plain is not None and h.score is not None and elsewhere.score is not None
+    assert h.score < plain and elsewhere.score < plain
+    assert "anomal" in h.explanation and "anomalies on other series" in elsewhere.explanation
+
+
+def test_latency_objective_counts_when_worse_than_the_baseline() -> None:
+    p = HealthPolicy(latency_objective=0.1)
+    h = health_score("s", [SignalReading(LATENCY, 0.3, 0.3)], policy=p)
+    assert h.contributions[0].penalty == pytest.approx(1.0)
+
+
+def test_unknown_signal_is_a_caller_error() -> None:
+    with pytest.raises(ValueError):
+        health_score("s", [SignalReading("vibes", 1.0)])
+
+
+def test_signal_mapping_defaults_and_override() -> None:
+    assert signal_of("latency_seconds") == LATENCY
+    assert signal_of("http_request_duration_seconds") == LATENCY
+    assert signal_of("http_requests_total") == TRAFFIC
+    assert signal_of("error_ratio") == ERRORS
+    assert signal_of("cpu_usage") == SATURATION and signal_of("cpu_utilisation") == SATURATION
+    assert signal_of("pod_memory_bytes") is None
+    assert signal_of("my_p99", {"my_p99": LATENCY}) == LATENCY and signal_of("latency_seconds", {}) is None
+
+
+def test_summarise_window_splits_recent_from_baseline() -> None:
+    ts = np.arange(0.0, 900.0, 15.0)
+    values = np.where(ts >= 800, 5.0, 1.0)
+    values[3] = np.nan
+    current, baseline = summarise_window(ts, values, now=900.0, recent_s=100.0)
+    assert current == 5.0 and baseline == 1.0
+    assert summarise_window(ts[:2], values[:2], now=900.0, recent_s=100.0) == (1.0, None)
+    cur, base = summarise_window(np.empty(0), np.empty(0), now=1.0, recent_s=1.0)
+    assert math.isnan(cur) and base is None
