@@ -73,3 +73,21 @@ async def test_redelivered_batch_is_not_scored_twice() -> None:
     await st.handle(Message(1, "samples", batch, 2))
     assert tel.value("opsmind_detect_points_scored_total") == scored
     assert len(store.find(Anomaly)) == 1
+
+
+async def test_counters_are_scored_as_rates_and_bad_points_are_counted() -> None:
+    st, tel, store = stage()
+    s = Series.of("requests_total", {"service": "api"})
+    # A counter growing 10/s, with a restart (reset to 0) half-way: as a rate it is flat, so no anomaly.
+    values, total = [], 0.0
+    for t in range(200):
+        step = 10 + random.Random(t).gauss(0, 0.3)
+        total = step if t == 100 else total + step  # the process restarted and counted from zero
+        values.append(total)
+    batch = [SeriesSamples(s, tuple(1000.0 + t for t in range(200)), tuple(values))]
+    await st.handle(Message(1, "samples", batch, 1))
+    assert store.find(Anomaly) == []
+    dup = [SeriesSamples(s, (1199.0, 1150.0, 1300.0), (values[-1], 5.0, float("nan")))]
+    await st.handle(Message(2, "samples", dup, 1))
+    for reason in ("duplicate", "out_of_order", "non_finite"):
+        assert tel.value("opsmind_detect_points_skipped_total", {"reason": reason}) == 1, reason

@@ -83,7 +83,7 @@ async def test_ingestion_goes_on_when_the_detector_fails(
     def broken(*args: Any) -> Any:
         raise RuntimeError("detector bug")
 
-    monkeypatch.setattr(detect.ensemble, "step", broken)  # type: ignore[attr-defined]
+    monkeypatch.setattr(detect.ensemble, "step_rows", broken)  # type: ignore[attr-defined]
     await engine.start()
     try:
         t0 = 1_700_000_000.0

@@ -2,9 +2,11 @@
 
 Consumes ``samples`` batches from the bus, scores every point with the detection ensemble
 (:mod:`opsmind.detect.ensemble`, vectorised over all series of a round), stores each anomaly in the
-EventStore and publishes it on ``anomalies``. Points not newer than a series' last scored point
-(duplicates, out of order, redeliveries) are skipped and counted. Anomaly ids are derived from the series
-and timestamp, so a redelivered batch produces the same records (idempotent upserts).
+EventStore and publishes it on ``anomalies``. Data hygiene (:mod:`opsmind.detect.hygiene`) stands in
+front: duplicates, out-of-order points (redeliveries included) and non-finite values are skipped and
+counted by reason, and counters (``*_total``) are scored as per-second rates with resets handled. An
+anomaly's ``value`` is what the detectors saw (the rate, for a counter). Anomaly ids are derived from
+the series and timestamp, so a redelivered batch produces the same records (idempotent upserts).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
 from opsmind.config import DetectSettings
 from opsmind.detect.ensemble import Ensemble
+from opsmind.detect.hygiene import REASONS, Hygiene
 from opsmind.store.protocols import EventStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import Anomaly, Series, SeriesSamples
@@ -43,12 +46,15 @@ class DetectStage(Stage):
         super().__init__(bus, clock, telemetry)
         self.events = events
         self.ensemble = Ensemble(threshold=settings.threshold, relearn_after=settings.relearn_after)
+        self.hygiene = Hygiene()
         self._scored = telemetry.counter("opsmind_detect_points_scored_total", "Points scored by detectors")
         self._found = telemetry.counter("opsmind_detect_anomalies_total", "Anomalous points found")
         self._skipped = telemetry.counter(
-            "opsmind_detect_points_skipped_total", "Points not scored: duplicate, out of order or not finite"
+            "opsmind_detect_points_skipped_total",
+            "Points the detectors did not see, by hygiene rule (see opsmind.detect.hygiene)",
+            ("reason",),
         )
-        self._last_ts: dict[str, float] = {}
+        self._marked = 0  # rows below this have had their counter flag set
 
     async def handle(self, message: Message) -> None:
         batch: list[SeriesSamples] = message.payload
@@ -61,27 +67,34 @@ class DetectStage(Stage):
             await self.bus.publish(ANOMALIES_TOPIC, a)
 
     def _score_round(self, points: list[tuple[Series, float, float]]) -> list[Anomaly]:
-        last_ts = self._last_ts
-        fresh = [p for p in points if p[1] > last_ts.get(p[0].key, -math.inf)]
-        if len(fresh) < len(points):
-            self._skipped.inc(len(points) - len(fresh))
-        if not fresh:
-            return []
-        keys = [p[0].key for p in fresh]
-        ts = np.fromiter((p[1] for p in fresh), dtype=np.float64, count=len(fresh))
-        values = np.fromiter((p[2] for p in fresh), dtype=np.float64, count=len(fresh))
         ens = self.ensemble
-        scores = ens.step(keys, ts, values)
+        keys = [p[0].key for p in points]
+        rows = ens.index.rows(keys)
+        if len(ens.index) > self._marked:
+            # New series: tell hygiene which are counters (their rate is what the detectors score).
+            new = np.flatnonzero(rows >= self._marked)
+            self.hygiene.mark_counters(rows[new], [points[i][0].name for i in new.tolist()])
+            self._marked = len(ens.index)
+        ts = np.fromiter((p[1] for p in points), dtype=np.float64, count=len(points))
+        values = np.fromiter((p[2] for p in points), dtype=np.float64, count=len(points))
+        clean = self.hygiene.clean_many(rows, ts, values)
+        dropped = ~clean.keep
+        if dropped.any():
+            for code, n in zip(*np.unique(clean.reason[dropped], return_counts=True), strict=True):
+                self._skipped.labels(REASONS.get(int(code), "other")).inc(int(n))
+        kept = np.flatnonzero(clean.keep)
+        if not len(kept):
+            return []
+        scores = ens.step_rows(rows[kept], ts[kept], clean.values[kept])
         prob = scores.probability
         self._scored.inc(int(np.count_nonzero(~np.isnan(prob))))
-        for k, t in zip(keys, ts.tolist(), strict=True):
-            last_ts[k] = t
         now = self.clock.now()
         out = []
-        for i in np.flatnonzero(ens.is_anomalous(prob)).tolist():
-            series, t, v = fresh[i]
-            p = float(prob[i])
-            expected = float(scores.expected[i])
+        for j in np.flatnonzero(ens.is_anomalous(prob)).tolist():
+            i = int(kept[j])
+            series, t, _ = points[i]
+            p = float(prob[j])
+            expected = float(scores.expected[j])
             out.append(
                 Anomaly(
                     id=anomaly_id(series.key, t, DETECTOR),
@@ -89,7 +102,7 @@ class DetectStage(Stage):
                     service=series.service,
                     series=series.key,
                     ts=t,
-                    value=v,
+                    value=float(clean.values[i]),
                     expected=expected if math.isfinite(expected) else None,
                     score=surprise(p),
                     probability=p,
