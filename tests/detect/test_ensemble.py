@@ -74,3 +74,19 @@ def test_vectorised_step_equals_score_series() -> None:
 
 def test_memory_budget() -> None:
     assert Ensemble().nbytes_per_series <= 4096
+
+
+def test_onset_series_keeps_only_the_first_point_of_an_ongoing_anomaly() -> None:
+    import numpy as np
+
+    from opsmind.detect.ensemble import Ensemble
+
+    rng = np.random.default_rng(4)
+    values = 10 + rng.normal(0, 0.2, 1200)
+    values[800:] += 8.0  # a lasting shift: one onset, then quiet
+    ts = np.arange(1200, dtype=np.float64) * 60.0
+    onset = Ensemble().onset_series(ts, values, refractory=200)
+    surprise = np.nan_to_num(Ensemble().surprise_series(ts, values), nan=0.0)
+    assert onset[800] > 3 and onset[800] == surprise[800]
+    assert (onset[801:1000] == 0).all() or onset[801:1000].max() > surprise[800]
+    assert (onset >= 0).all() and (onset <= np.maximum(surprise, 0) + 1e-9).all()
