@@ -8,6 +8,7 @@ import struct
 import cramjam
 import pytest
 
+from opsmind.ingest.prompb import encode_varint
 from opsmind.ingest.remote_write import encode_remote_write
 from opsmind.types import Series, SeriesSamples
 from tests.conftest import RunningServer
@@ -28,21 +29,11 @@ def good_body(n_series: int = 3, metric: str = "rw_metric") -> bytes:
 def raw_write_request(labels: list[tuple[str, str]], ts_ms: int = 1_700_000_000_000) -> bytes:
     """Encode a WriteRequest by hand, so invalid label sets (which our encoder refuses) can be sent."""
 
-    def varint(n: int) -> bytes:
-        n &= (1 << 64) - 1
-        out = bytearray()
-        while True:
-            b = n & 0x7F
-            n >>= 7
-            out.append(b | (0x80 if n else 0))
-            if not n:
-                return bytes(out)
-
     def field(num: int, payload: bytes) -> bytes:
-        return varint(num << 3 | 2) + varint(len(payload)) + payload
+        return encode_varint(num << 3 | 2) + encode_varint(len(payload)) + payload
 
     ts = b"".join(field(1, field(1, k.encode()) + field(2, v.encode())) for k, v in labels)
-    sample = b"\x09" + struct.pack("<d", 1.5) + b"\x10" + varint(ts_ms)
+    sample = b"\x09" + struct.pack("<d", 1.5) + b"\x10" + encode_varint(ts_ms)
     return bytes(cramjam.snappy.compress_raw(field(1, ts + field(2, sample))))
 
 

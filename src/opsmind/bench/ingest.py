@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from opsmind.bench.procs import Server, free_port, opsmind_argv, pin
-from opsmind.ingest.prompb import encode_write_request
+from opsmind.ingest.prompb import encode_varint, encode_write_request
 from opsmind.types import Series, SeriesSamples
 
 SERIES_PER_REQUEST = 2000
@@ -86,16 +86,6 @@ def fleet_series(n: int, seed: int = 1) -> list[Series]:
     return out
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _unframe(request: bytes) -> bytes:
     """The TimeSeries bytes inside a one-series WriteRequest: skip the field tag and length varint."""
     i = 1
@@ -114,13 +104,13 @@ def encode_requests(series: list[Series], rounds: int, t0_ms: int) -> list[bytes
     label_parts = [_unframe(encode_write_request([SeriesSamples(s, (), ())])) for s in series]
     bodies = []
     for r in range(rounds):
-        ts = _varint(t0_ms + r * 1_000)
+        ts = encode_varint(t0_ms + r * 1_000)
         for i in range(0, len(series), SERIES_PER_REQUEST):
             chunk = []
             for j, labels in enumerate(label_parts[i : i + SERIES_PER_REQUEST]):
                 sample = b"\x09" + struct.pack("<d", float(r + j)) + b"\x10" + ts
-                ts_msg = labels + b"\x12" + _varint(len(sample)) + sample
-                chunk.append(b"\x0a" + _varint(len(ts_msg)) + ts_msg)
+                ts_msg = labels + b"\x12" + encode_varint(len(sample)) + sample
+                chunk.append(b"\x0a" + encode_varint(len(ts_msg)) + ts_msg)
             bodies.append(bytes(cramjam.snappy.compress_raw(b"".join(chunk))))
     return bodies
 
@@ -241,30 +231,10 @@ def run_ingest_benchmark(series: int, seconds: float, out: Path, json_out: bool,
 
             return start
 
-        rows.append(
-            measure(
-                "opsmind (ingest only)",
-                opsmind_server(False),
-                "/api/v1/write",
-                tput_bodies,
-                mem_bodies,
-                series,
-                seconds,
-                console,
-            )
-        )
-        rows.append(
-            measure(
-                "opsmind (default pipeline)",
-                opsmind_server(True),
-                "/api/v1/write",
-                tput_bodies,
-                mem_bodies,
-                series,
-                seconds,
-                console,
-            )
-        )
+        systems: list[tuple[str, Callable[[], Server]]] = [
+            ("opsmind (ingest only)", opsmind_server(False)),
+            ("opsmind (default pipeline)", opsmind_server(True)),
+        ]
         prom = shutil.which("prometheus")
         if prom:
 
@@ -286,20 +256,15 @@ def run_ingest_benchmark(series: int, seconds: float, out: Path, json_out: bool,
                     log_path=d / "prometheus.log",
                 )
 
-            rows.append(
-                measure(
-                    "prometheus 2.x receiver (peer)",
-                    prometheus_server,
-                    "/api/v1/write",
-                    tput_bodies,
-                    mem_bodies,
-                    series,
-                    seconds,
-                    console,
-                )
-            )
+            systems.append(("prometheus 2.x receiver (peer)", prometheus_server))
         else:
             console.print("[yellow]prometheus not installed: the peer row is missing[/yellow]")
+        for name, start_server in systems:
+            rows.append(
+                measure(
+                    name, start_server, "/api/v1/write", tput_bodies, mem_bodies, series, seconds, console
+                )
+            )
     main = rows[0]
     result = {
         "samples_per_s": round(main.samples_per_s),

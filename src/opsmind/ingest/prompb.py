@@ -139,6 +139,18 @@ def messages() -> Messages:
     )
 
 
+def encode_varint(n: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative int (or a negative int64, as 10 two's-complement bytes)."""
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def encode_write_request(batch: Iterable[SeriesSamples]) -> bytes:
     """Serialize ``batch`` as an uncompressed ``prometheus.WriteRequest``.
 
