@@ -69,6 +69,7 @@ class SeasonalDetector:
         self.last_ts = np.zeros(0)
         self.run = np.zeros(0)  # consecutive learned points beyond CLIP scales
         self.last_expected = np.zeros(0)  # scratch: expected values of the last score_many call
+        self._cache: tuple[I64, F64, list[I64], F64, F64] | None = None
 
     def ensure_rows(self, n_rows: int) -> None:
         self.res.ensure_rows(n_rows)
@@ -113,8 +114,20 @@ class SeasonalDetector:
         err[np.isnan(err)] = np.inf
         return np.asarray(np.argmin(err, axis=1))
 
+    def _predict_at(self, rows: I64, ts: F64, reuse: bool = False) -> tuple[list[I64], F64, F64]:
+        """Bins and per-candidate predictions for (rows, ts). The ensemble scores and then learns the same
+        points, so score_many keeps its result and learn_many (``reuse``) takes it when called with the
+        very same arrays; learn_many then drops it, as the state changes."""
+        cached = self._cache
+        if reuse and cached is not None and cached[0] is rows and cached[1] is ts:
+            return cached[2], cached[3], cached[4]
+        bins = self._bins(ts)
+        exp, dev = self._predict(rows, bins)
+        self._cache = (rows, ts, bins, exp, dev)
+        return bins, exp, dev
+
     def expected_and_scale(self, rows: I64, ts: F64) -> tuple[F64, F64]:
-        exp, dev = self._predict(rows, self._bins(ts))
+        _, exp, dev = self._predict_at(rows, ts)
         ch = self._choice(rows)[:, None]
         e = np.take_along_axis(exp, ch, axis=1)[:, 0]
         s = MAD_TO_SIGMA * np.take_along_axis(dev, ch, axis=1)[:, 0]
@@ -133,6 +146,8 @@ class SeasonalDetector:
     def learn_many(self, rows: I64, ts: F64, values: F64, learn: B) -> None:
         self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
         ok = learn & np.isfinite(values)
+        all_bins, all_exp, all_dev = self._predict_at(rows, ts, reuse=True)
+        self._cache = None  # the state changes below
         r, t, x = rows[ok], ts[ok], values[ok]
         n = self.res.n[r] + 1.0
         # Sampling interval and age, for the per-bin rate and the candidates' eligibility.
@@ -149,8 +164,9 @@ class SeasonalDetector:
         first = np.isnan(level[:, 0])
         level[first] = x[first, None]
         self.level[r] = level
-        bins = self._bins(t)
-        exp, dev = self._predict(r, bins)
+        bins = [b[ok] for b in all_bins]
+        exp, dev = all_exp[ok], all_dev[ok]
+        exp[first] = x[first, None]  # the level was just initialised for new rows
         resid = x[:, None] - exp
         scale = np.maximum(MAD_TO_SIGMA * dev, self.res.floor(r, x)[:, None])
         lim = CLIP * np.where(scale > 0.0, scale, np.inf)
