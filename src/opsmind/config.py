@@ -88,6 +88,9 @@ class IncidentSettings(_Section):
     group_window_s: float = Field(
         300, gt=0, description="anomalies of a service this close form one incident"
     )
+    min_anomalies: int = Field(
+        2, ge=1, description="anomalies of a service within the group window before an incident opens"
+    )
     resolve_after_s: float = Field(600, gt=0, description="resolve when no anomaly arrived for this long")
     check_interval_s: float = Field(15, gt=0)
 

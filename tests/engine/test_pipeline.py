@@ -130,7 +130,7 @@ async def test_open_incidents_survive_a_restart(tmp_path: Path) -> None:
     t0 = 1_700_000_000.0
     s = Series.of("latency_seconds", {"service": "db"})
     await engine.ingest(history("db", 100, t0), "test")
-    await engine.ingest([SeriesSamples(s, (t0 + 100,), (80.0,))], "test")
+    await engine.ingest([SeriesSamples(s, (t0 + 100, t0 + 101), (80.0, 85.0))], "test")
     await wait_for(lambda: bool(engine.store.find(Incident)))
     await engine.stop()
     engine2 = Engine(cfg, notifiers=[])
@@ -138,7 +138,23 @@ async def test_open_incidents_survive_a_restart(tmp_path: Path) -> None:
     try:
         await engine2.ingest(history("db", 100, t0 + 101), "test")
         await engine2.ingest([SeriesSamples(s, (t0 + 201,), (90.0,))], "test")
-        await wait_for(lambda: engine2.store.find(Incident)[0].anomaly_count == 2)
+        await wait_for(lambda: engine2.store.find(Incident)[0].anomaly_count == 3)
         assert len(engine2.store.find(Incident)) == 1
     finally:
         await engine2.stop()
+
+
+async def test_one_stray_anomaly_opens_no_incident(tmp_path: Path) -> None:
+    engine = Engine(settings(tmp_path), notifiers=[])
+    await engine.start()
+    try:
+        t0 = 1_700_000_000.0
+        s = Series.of("latency_seconds", {"service": "search"})
+        await engine.ingest(history("search", 100, t0), "test")
+        await engine.ingest([SeriesSamples(s, (t0 + 100,), (70.0,))], "test")
+        await engine.ingest(history("search", 50, t0 + 101), "test")
+        await wait_for(lambda: len(engine.store.find(Anomaly)) == 1)
+        await asyncio.sleep(0.3)
+        assert engine.store.find(Incident) == []
+    finally:
+        await engine.stop()

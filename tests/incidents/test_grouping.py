@@ -40,3 +40,14 @@ def test_timeline_is_bounded_but_counts_are_exact() -> None:
     for i in range(1, 500):
         inc = grouping.add_anomaly(inc, anomaly("a", i), i)
     assert inc.anomaly_count == 500 and len(inc.timeline) == grouping.TIMELINE_LIMIT
+
+
+def test_an_incident_needs_repeated_anomalies_within_the_window() -> None:
+    one = [anomaly("a", 100)]
+    assert not grouping.pending_enough(one, 2, 300)[0]
+    assert grouping.pending_enough(one, 1, 300)[0]
+    far = [anomaly("a", 100), anomaly("a", 500)]
+    ok, reason = grouping.pending_enough(far, 2, 300)
+    assert not ok and "1 of 2" in reason
+    near = [anomaly("a", 100), anomaly("a", 350)]
+    assert grouping.pending_enough(near, 2, 300)[0]

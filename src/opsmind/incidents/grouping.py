@@ -26,6 +26,17 @@ def joins(incident: Incident | None, anomaly: Anomaly, group_window_s: float) ->
     return True, f"within {group_window_s:.0f}s of the incident's last anomaly"
 
 
+def pending_enough(pending: list[Anomaly], min_anomalies: int, group_window_s: float) -> tuple[bool, str]:
+    """Whether a service's not-yet-grouped anomalies justify opening an incident, and why.
+
+    Like the ``for:`` clause of a Prometheus alerting rule: one stray point does not page anyone; the
+    anomalies must repeat within the group window. ``pending`` is oldest first."""
+    recent = [a for a in pending if pending[-1].ts - a.ts <= group_window_s]
+    if len(recent) >= min_anomalies:
+        return True, f"{len(recent)} anomalies within {group_window_s:.0f}s (at least {min_anomalies})"
+    return False, f"{len(recent)} of {min_anomalies} anomalies needed within {group_window_s:.0f}s"
+
+
 def open_incident(anomaly: Anomaly, now: float) -> Incident:
     svc = service_of(anomaly)
     return Incident(

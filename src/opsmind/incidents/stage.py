@@ -44,6 +44,8 @@ class IncidentStage(Stage):
         self.tick_interval = settings.check_interval_s
         self._open: dict[str, Incident] = {}
         self._seen = RecentKeys()
+        # Anomalies of services without an open incident, until enough repeat to open one.
+        self._pending: dict[str, list[Anomaly]] = {}
         self._opened = telemetry.counter("opsmind_incidents_opened_total", "Incidents opened")
         self._resolved = telemetry.counter("opsmind_incidents_resolved_total", "Incidents resolved")
         self._open_gauge = telemetry.gauge("opsmind_incidents_open", "Incidents currently open")
@@ -66,19 +68,35 @@ class IncidentStage(Stage):
         svc = grouping.service_of(anomaly)
         current = self._open.get(svc)
         join, _ = grouping.joins(current, anomaly, self.settings.group_window_s)
+        self._seen.add(anomaly.id)
         if join and current is not None:
             incident = grouping.add_anomaly(current, anomaly, now)
             event: Literal["opened", "updated"] = "updated"
         else:
+            pending = self._pending.setdefault(svc, [])
+            pending.append(anomaly)
+            pending.sort(key=lambda a: a.ts)
+            enough, _ = grouping.pending_enough(
+                pending, self.settings.min_anomalies, self.settings.group_window_s
+            )
+            if not enough:
+                # Keep only what can still count towards an incident: the group window before the newest.
+                self._pending[svc] = [
+                    a for a in pending if pending[-1].ts - a.ts <= self.settings.group_window_s
+                ]
+                return
             if current is not None:
                 await self._resolve(current, now, "superseded: a new incident opened after a quiet gap")
-            incident = grouping.open_incident(anomaly, now)
+            recent = [a for a in pending if pending[-1].ts - a.ts <= self.settings.group_window_s]
+            incident = grouping.open_incident(recent[0], now)
+            for a in recent[1:]:
+                incident = grouping.add_anomaly(incident, a, now)
+            del self._pending[svc]
             event = "opened"
             self._opened.inc()
         await asyncio.to_thread(self.events.put, incident)
         self._open[svc] = incident
         self._open_gauge.set(len(self._open))
-        self._seen.add(anomaly.id)
         if event == "opened":
             await asyncio.to_thread(
                 self.events.put,
