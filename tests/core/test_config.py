@@ -71,3 +71,17 @@ def test_cli_config_check(tmp_path: Path) -> None:
     res = runner.invoke(app, ["config", "check", str(bad)])
     assert res.exit_code == 2
     assert "bus.overflow" in res.output
+
+
+def test_run_refuses_a_port_in_use_with_a_clear_message(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"api: {{port: {port}}}\nstorage: {{path: {tmp_path / 'x.db'}}}\n")
+        res = CliRunner().invoke(app, ["run", "-c", str(cfg)])
+    assert res.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in " ".join(res.output.split())

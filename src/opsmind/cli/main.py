@@ -42,12 +42,28 @@ def _load(config: Path | None) -> Settings:
         raise typer.Exit(2) from exc
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse to start, naming the option to change, when the API's address is taken or not ours."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            console.print(
+                f"[red]cannot listen on {host}:{port}[/red]: {exc.strerror or exc} "
+                "(choose another port: --port, api.port or OPSMIND_API__PORT)"
+            )
+            raise typer.Exit(2) from exc
+
+
 def _serve(settings: Settings, demo: tuple[float, float, float] | None = None) -> None:
     import uvicorn
 
     from opsmind.api.app import create_app
     from opsmind.engine import Engine
 
+    _check_port_free(settings.api.host, settings.api.port)
     engine = Engine(settings)
     sources = []
     routers = []
