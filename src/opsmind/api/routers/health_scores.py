@@ -76,10 +76,15 @@ def _latency_choice(series: list[Series]) -> list[Series]:
     return [s for s in series if s.label("quantile") in (None, best)]
 
 
-def _anomaly_probabilities(engine: Engine, service: str, since: float) -> dict[str, float]:
-    """The highest recent anomaly probability per golden signal, and under ``OTHER`` for the rest."""
+def _anomaly_probabilities(engine: Engine, service: str, since: float, data_since: float) -> dict[str, float]:
+    """The highest recent anomaly probability per golden signal, and under ``OTHER`` for the rest.
+
+    Recent means the anomalous *point* is recent (``ts >= data_since``), not only its detection: a backfill
+    or a replay detects hour-old anomalies now, and those say nothing about the service's current state."""
     out: dict[str, float] = {}
     for a in engine.store.find(Anomaly, service=service, since=since, limit=ANOMALY_SCAN_LIMIT):
+        if a.ts < data_since:
+            continue
         try:
             signal = signal_of(Series.parse(a.series).name) or OTHER
         except InvalidSeriesError:
@@ -102,7 +107,7 @@ def compute_health(engine: Engine, service: str, window_s: float, recent_s: floa
             by_signal.setdefault(signal, []).append(info.series)
     if LATENCY in by_signal:
         by_signal[LATENCY] = _latency_choice(by_signal[LATENCY])
-    anomalies = _anomaly_probabilities(engine, service, start)
+    anomalies = _anomaly_probabilities(engine, service, start, now - recent_s)
     readings: list[SignalReading] = []
     for signal, series_list in sorted(by_signal.items()):
         summaries: list[tuple[Series, float, float | None]] = []
