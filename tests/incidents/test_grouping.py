@@ -43,11 +43,11 @@ def test_timeline_is_bounded_but_counts_are_exact() -> None:
 
 
 def test_an_incident_needs_repeated_anomalies_within_the_window() -> None:
-    one = [anomaly("a", 100)]
+    one = grouping.within_window([anomaly("a", 100)], 300)
     assert not grouping.pending_enough(one, 2, 300)[0]
     assert grouping.pending_enough(one, 1, 300)[0]
-    far = [anomaly("a", 100), anomaly("a", 500)]
+    far = grouping.within_window([anomaly("a", 100), anomaly("a", 500)], 300)
     ok, reason = grouping.pending_enough(far, 2, 300)
     assert not ok and "1 of 2" in reason
-    near = [anomaly("a", 100), anomaly("a", 350)]
+    near = grouping.within_window([anomaly("a", 100), anomaly("a", 350)], 300)
     assert grouping.pending_enough(near, 2, 300)[0]

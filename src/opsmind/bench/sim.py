@@ -70,7 +70,7 @@ def run_sim_benchmark(hours: float, out: Path, json_out: bool, console: Console)
 
     def written() -> int:
         with tempfile.TemporaryDirectory() as tmp:
-            return int(str(run_to_dir(scenario, Path(tmp))["samples"]))
+            return int(run_to_dir(scenario, Path(tmp))["samples"])
 
     rows: list[Row] = []
     for name, fn, counts_samples in (

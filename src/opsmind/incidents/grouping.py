@@ -26,12 +26,15 @@ def joins(incident: Incident | None, anomaly: Anomaly, group_window_s: float) ->
     return True, f"within {group_window_s:.0f}s of the incident's last anomaly"
 
 
-def pending_enough(pending: list[Anomaly], min_anomalies: int, group_window_s: float) -> tuple[bool, str]:
-    """Whether a service's not-yet-grouped anomalies justify opening an incident, and why.
+def within_window(pending: list[Anomaly], group_window_s: float) -> list[Anomaly]:
+    """The pending anomalies (oldest first) that lie within the group window before the newest one."""
+    return [a for a in pending if pending[-1].ts - a.ts <= group_window_s] if pending else []
 
-    Like the ``for:`` clause of a Prometheus alerting rule: one stray point does not page anyone; the
-    anomalies must repeat within the group window. ``pending`` is oldest first."""
-    recent = [a for a in pending if pending[-1].ts - a.ts <= group_window_s]
+
+def pending_enough(recent: list[Anomaly], min_anomalies: int, group_window_s: float) -> tuple[bool, str]:
+    """Whether a service's not-yet-grouped anomalies (from :func:`within_window`) justify opening an
+    incident, and why. Like the ``for:`` clause of a Prometheus alerting rule: one stray point does not
+    page anyone; the anomalies must repeat within the group window."""
     if len(recent) >= min_anomalies:
         return True, f"{len(recent)} anomalies within {group_window_s:.0f}s (at least {min_anomalies})"
     return False, f"{len(recent)} of {min_anomalies} anomalies needed within {group_window_s:.0f}s"

@@ -73,25 +73,21 @@ class IncidentStage(Stage):
             incident = grouping.add_anomaly(current, anomaly, now)
             event: Literal["opened", "updated"] = "updated"
         else:
-            pending = self._pending.setdefault(svc, [])
-            pending.append(anomaly)
-            pending.sort(key=lambda a: a.ts)
+            pending = sorted([*self._pending.get(svc, []), anomaly], key=lambda a: a.ts)
+            # Only what can still count towards an incident is kept: the group window before the newest.
+            recent = grouping.within_window(pending, self.settings.group_window_s)
             enough, _ = grouping.pending_enough(
-                pending, self.settings.min_anomalies, self.settings.group_window_s
+                recent, self.settings.min_anomalies, self.settings.group_window_s
             )
             if not enough:
-                # Keep only what can still count towards an incident: the group window before the newest.
-                self._pending[svc] = [
-                    a for a in pending if pending[-1].ts - a.ts <= self.settings.group_window_s
-                ]
+                self._pending[svc] = recent
                 return
             if current is not None:
                 await self._resolve(current, now, "superseded: a new incident opened after a quiet gap")
-            recent = [a for a in pending if pending[-1].ts - a.ts <= self.settings.group_window_s]
             incident = grouping.open_incident(recent[0], now)
             for a in recent[1:]:
                 incident = grouping.add_anomaly(incident, a, now)
-            del self._pending[svc]
+            self._pending.pop(svc, None)
             event = "opened"
             self._opened.inc()
         await asyncio.to_thread(self.events.put, incident)

@@ -152,7 +152,7 @@ def run_to_dir(
     speed: float | None = None,
     base_dir: Path | None = None,
     progress: object = None,
-) -> dict[str, object]:
+) -> dict[str, float]:
     """Run ``scenario`` to its end and write ``metrics.csv.gz`` (``timestamp,series,value``),
     ``events.ndjson`` and ``ground_truth.json`` to ``out``. Same seed, same bytes."""
     out.mkdir(parents=True, exist_ok=True)
