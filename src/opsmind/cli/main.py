@@ -316,3 +316,28 @@ def bench_nab(
     except NabLayoutError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+
+
+@bench_app.command("nab-corpus")
+def bench_nab_corpus(
+    out: Path = typer.Option(..., "--out", help="an empty or new folder for the corpus"),
+    traces: Path = typer.Option(
+        Path("../shared/datasets/traces"), "--traces", help="the production traces to build it from"
+    ),
+    seed: int = typer.Option(1, help="seed of the injected anomalies (tuning used 1, checking 2)"),
+) -> None:
+    """Write a tuning corpus in NAB's layout: production traces with injected, labelled anomalies."""
+    from opsmind.bench.nab_synth import build_corpus
+    from opsmind.sim.load import TraceError
+
+    if out.exists() and any(out.iterdir()):
+        console.print(f"[red]{out}: not empty; give a new or empty folder[/red]")
+        raise typer.Exit(2)
+    try:
+        counts = build_corpus(traces, out, seed)
+    except (FileNotFoundError, TraceError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(
+        f"{counts['files']} files, {counts['rows']} rows, {counts['anomalies']} labelled anomalies -> {out}"
+    )
