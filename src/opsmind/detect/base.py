@@ -71,3 +71,30 @@ def grow(a: A, n_rows: int, fill: float) -> A:
     out = np.full((max(n_rows, 2 * len(a), 64), *a.shape[1:]), fill, dtype=a.dtype)
     out[: len(a)] = a
     return out  # type: ignore[return-value]  # same dtype and rank as ``a``
+
+
+Rows = I64 | slice
+
+
+def as_run(rows: I64) -> Rows:
+    """``rows`` as a slice when they are one ascending run (``k, k+1, ..., k+n-1``), else unchanged.
+
+    Indexing state with a slice gives views instead of gathered copies; when a fleet's series arrive in
+    the same order every round (a scrape, a remote-write batch), a whole step is one run and the
+    detectors' per-row updates become plain strided array operations. Callers must only use the result
+    to index state arrays (``state[run]``), never as data."""
+    n = len(rows)
+    if n == 0:
+        return rows
+    first, last = int(rows[0]), int(rows[-1])
+    if last - first + 1 != n or (n > 1 and not bool((rows[1:] - rows[:-1] == 1).all())):
+        return rows
+    return slice(first, last + 1)
+
+
+def learned(rows: I64, ok: B) -> tuple[I64, Rows]:
+    """The rows to learn (``rows[ok]``) and the same as an index into state (see :func:`as_run`)."""
+    if bool(ok.all()):
+        return rows, as_run(rows)
+    r = rows[ok]
+    return r, r

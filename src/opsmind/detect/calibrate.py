@@ -26,9 +26,11 @@ precision exactly where alarms live.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from opsmind.detect.base import F64, I64, B, grow
+from opsmind.detect.base import F64, I64, B, as_run, grow
 
 # (mean, sd) of log1p(score) on i.i.d. Gaussian noise after each detector's cold start.
 PRIORS: dict[str, tuple[float, float]] = {
@@ -54,63 +56,92 @@ class Calibrator:
 
     An exponential tail in ``u`` is a Pareto tail in the raw score, and its scale is learned from the
     row's own peaks: a series whose scores are jumpy by nature has large excesses and needs a far larger
-    score to reach a small tail than a quiet one. Memory: three floats per row."""
+    score to reach a small tail than a quiet one. Memory: three floats per row and score column.
 
-    NBYTES = 3 * 8
+    One calibrator serves one detector (scalar priors, scores of shape ``(k,)``) or several side by side
+    (a prior per column, scores of shape ``(k, columns)``): the ensemble calibrates its four detectors in
+    one pass over one ``(row, column)`` state instead of four."""
+
+    NBYTES = 3 * 8  # per row and column
 
     def __init__(
         self,
-        prior_mean: float,
-        prior_sd: float,
+        prior_mean: float | Sequence[float],
+        prior_sd: float | Sequence[float],
         step: float = 0.2,
         excess_rate: float = 0.05,
         prior_weight: float = 20.0,
         min_scale: float = 0.02,
         clip: float = 5.0,
     ) -> None:
-        self.t0 = prior_mean + _Z_AT_LEVEL * prior_sd
-        self.e0 = _EXCESS_AT_LEVEL * prior_sd
+        self.columnar = not isinstance(prior_mean, float | int)
+        mean = np.atleast_1d(np.asarray(prior_mean, dtype=np.float64))
+        sd = np.atleast_1d(np.asarray(prior_sd, dtype=np.float64))
+        self.t0 = mean + _Z_AT_LEVEL * sd
+        self.e0 = _EXCESS_AT_LEVEL * sd
         self.step, self.excess_rate, self.prior_weight = step, excess_rate, prior_weight
         self.min_scale, self.clip = min_scale, clip
-        self.t = np.zeros(0)
-        self.e = np.zeros(0)
-        self.k = np.zeros(0)  # exceedances learned
+        width = len(self.t0)
+        self.t = np.zeros((0, width))
+        self.e = np.zeros((0, width))
+        self.k = np.zeros((0, width))  # exceedances learned
 
     @classmethod
     def for_detector(cls, name: str) -> Calibrator:
         mean, sd = PRIORS.get(name, (0.5, 0.5))
         return cls(mean, sd)
 
+    @classmethod
+    def for_detectors(cls, names: Sequence[str]) -> Calibrator:
+        priors = [PRIORS.get(n, (0.5, 0.5)) for n in names]
+        return cls([m for m, _ in priors], [s for _, s in priors])
+
     def ensure_rows(self, n_rows: int) -> None:
-        self.t = grow(self.t, n_rows, self.t0)
-        self.e = grow(self.e, n_rows, self.e0)
+        have = len(self.t)
+        if have >= n_rows:
+            return
+        self.t = grow(self.t, n_rows, 0.0)
+        self.e = grow(self.e, n_rows, 0.0)
         self.k = grow(self.k, n_rows, 0.0)
+        self.t[have:], self.e[have:] = self.t0, self.e0  # new rows start from the prior
+
+    def _cols(self, scores: F64) -> F64:
+        return scores if self.columnar else scores[:, None]
+
+    def _out(self, q: F64) -> F64:
+        return q if self.columnar else q[:, 0]
 
     def tail(self, rows: I64, scores: F64) -> F64:
+        """Upper-tail probability of each score (1 = ordinary, -> 0 = extreme); NaN for NaN, 0 for inf."""
         self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
-        u = np.log1p(np.maximum(scores, 0.0))
-        z = (u - self.t[rows]) / np.maximum(self.e[rows], self.min_scale)
+        idx = as_run(rows)
+        sc = self._cols(scores)
+        u = np.log1p(np.maximum(sc, 0.0))
+        z = (u - self.t[idx]) / np.maximum(self.e[idx], self.min_scale)
         with np.errstate(invalid="ignore", over="ignore"):
             q = np.minimum(1.0, TAIL_LEVEL * np.exp(-np.where(np.isfinite(z), z, 0.0)))
         q[np.isposinf(z)] = 0.0
-        q[np.isnan(scores)] = np.nan
-        return np.asarray(q)
+        q[np.isnan(sc)] = np.nan
+        return self._out(q)
 
     def probability(self, rows: I64, scores: F64) -> F64:
         return 1.0 - self.tail(rows, scores)
 
     def learn(self, rows: I64, scores: F64, learn: B) -> None:
+        """Learn the finite scores of the rows where ``learn`` is True (``rows`` distinct)."""
         self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
-        ok = learn & np.isfinite(scores)
-        r = rows[ok]
-        u = np.log1p(np.maximum(scores[ok], 0.0))
-        t, e = self.t[r], np.maximum(self.e[r], self.min_scale)
-        over = u > t
+        idx = as_run(rows)
+        sc = self._cols(scores)
+        ok = learn[:, None] & np.isfinite(sc)
+        t, e0, k = self.t[idx], self.e[idx], self.k[idx]
+        e = np.maximum(e0, self.min_scale)
+        u = np.log1p(np.maximum(np.where(ok, sc, 0.0), 0.0))
+        over = ok & (u > t)
         # Quantile tracking: up by step * (1 - level) scales on an exceedance, down by step * level
         # otherwise, so t rests where a share `level` of scores exceed it.
-        self.t[r] = t + self.step * e * (over - TAIL_LEVEL)
-        k = self.k[r]
+        new_t = np.where(ok, t + self.step * e * (over - TAIL_LEVEL), t)
         b = np.maximum(self.excess_rate, 1.0 / (self.prior_weight * TAIL_LEVEL * 10 + k))
         excess = np.minimum(u - t, self.clip * e)  # bounded influence of one extreme score
-        self.e[r] = np.where(over, e + b * (excess - e), self.e[r])
-        self.k[r] = k + over
+        new_e = np.where(over, e + b * (excess - e), e0)
+        # Assigned last: with a run of rows, t, e0 and k are views of the state.
+        self.t[idx], self.e[idx], self.k[idx] = new_t, new_e, k + over

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from opsmind.detect.base import F64, I64, B, grow
+from opsmind.detect.base import F64, I64, B, Rows, as_run, grow, learned
 from opsmind.detect.robust import Resolution, safe_ratio
 
 
@@ -34,18 +34,22 @@ class CusumDetector:
         clip: float = 3.0,
         fast_alpha: float = 0.3,
         min_points: int = 20,
+        res: Resolution | None = None,
     ) -> None:
         if clip - k >= h:
             raise ValueError("clip - k must stay below h so one point cannot alarm")
         self.alpha, self.k, self.h, self.clip = alpha, k, h, clip
         self.fast_alpha = fast_alpha
         self.min_points = min_points
-        self.res = Resolution()
+        # A resolution tracker shared with other detectors is learned by its owner (the ensemble).
+        self.owns_res = res is None
+        self.res = res if res is not None else Resolution()
         self.mu = np.zeros(0)
         self.var = np.zeros(0)
         self.sp = np.zeros(0)
         self.sn = np.zeros(0)
         self.fast = np.zeros(0)
+        self._cache: tuple[I64, F64, F64, F64] | None = None
 
     def ensure_rows(self, n_rows: int) -> None:
         self.res.ensure_rows(n_rows)
@@ -57,9 +61,9 @@ class CusumDetector:
 
     @property
     def nbytes_per_series(self) -> int:
-        return 5 * 8 + Resolution.NBYTES
+        return 5 * 8 + (Resolution.NBYTES if self.owns_res else 0)
 
-    def _step(self, rows: I64, values: F64) -> tuple[F64, F64]:
+    def _step(self, rows: Rows, values: F64) -> tuple[F64, F64]:
         """The accumulators after ``values`` (no state change)."""
         mu = self.mu[rows]
         scale = np.maximum(np.sqrt(self.var[rows]), self.res.floor(rows, np.nan_to_num(mu)))
@@ -70,10 +74,17 @@ class CusumDetector:
         sn = np.maximum(0.0, self.sn[rows] - z - self.k)
         return sp, sn
 
+    def _step_kept(self, rows: I64, values: F64) -> tuple[F64, F64]:
+        """:meth:`_step`, kept for the learn_many that follows with the very same arrays (the ensemble
+        scores, then learns the same points)."""
+        with np.errstate(invalid="ignore"):
+            sp, sn = self._step(as_run(rows), values)
+        self._cache = (rows, values, sp, sn)
+        return sp, sn
+
     def score_many(self, rows: I64, ts: F64, values: F64) -> F64:
         self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
-        with np.errstate(invalid="ignore"):
-            sp, sn = self._step(rows, values)
+        sp, sn = self._step_kept(rows, values)
         s = np.maximum(sp, sn) / self.h
         s[np.isinf(values)] = np.inf
         s[self.res.n[rows] < self.min_points] = np.nan
@@ -83,26 +94,36 @@ class CusumDetector:
     def learn_many(self, rows: I64, ts: F64, values: F64, learn: B) -> None:
         self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
         fin = np.isfinite(values)
-        r, x = rows[fin], values[fin]
+        rf, r = learned(rows, fin)
+        x = values[fin]
         f = self.fast[r]
         self.fast[r] = np.where(np.isnan(f), x, f + self.fast_alpha * (x - f))
         warm = self.res.n[r] >= self.min_points
-        with np.errstate(invalid="ignore"):
-            sp, sn = self._step(r, x)
+        cached = self._cache
+        self._cache = None  # the state changes below
+        if cached is not None and cached[0] is rows and cached[1] is values:
+            sp, sn = cached[2][fin], cached[3][fin]
+        else:
+            with np.errstate(invalid="ignore"):
+                sp, sn = self._step(r, x)
         alarm = warm & (np.maximum(sp, sn) >= self.h)
-        self.sp[r] = np.where(warm & ~alarm, sp, 0.0)
-        self.sn[r] = np.where(warm & ~alarm, sn, 0.0)
+        keep = warm & ~alarm
+        self.sp[r] = np.where(keep, sp, 0.0)
+        self.sn[r] = np.where(keep, sn, 0.0)
         # Learn the reference from the normal points, then re-centre the alarmed rows.
         ok = learn[fin]
-        rl, xl = r[ok], x[ok]
+        xl = x[ok]
+        _, rl = learned(rf, ok)
         n = self.res.n[rl] + 1.0
         mu = self.mu[rl]
         mu = np.where(np.isnan(mu), xl, mu)
         d = xl - mu
         a = np.maximum(self.alpha, 1.0 / n)
-        self.mu[rl] = mu + a * d
         v = self.var[rl]
         self.var[rl] = v + a * (d * d - v)
-        ra = r[alarm]
-        self.mu[ra] = self.fast[ra]
-        self.res.learn(rows, values, learn)
+        self.mu[rl] = mu + a * d
+        if alarm.any():
+            ra = rf[alarm]
+            self.mu[ra] = self.fast[ra]
+        if self.owns_res:
+            self.res.learn(rows, values, learn)

@@ -41,6 +41,7 @@ from opsmind.detect.base import F64, I64, B, Detector, SeriesIndex, grow
 from opsmind.detect.calibrate import Calibrator
 from opsmind.detect.cusum import CusumDetector
 from opsmind.detect.ewma import EwmaDetector
+from opsmind.detect.robust import Resolution
 from opsmind.detect.seasonal import SeasonalDetector
 from opsmind.detect.spectral_residual import SpectralResidualDetector
 
@@ -61,8 +62,15 @@ class EnsembleScores:
     surprise: F64  # -log10(1 - probability) before the cap, for callers that need resolution beyond 1e-15
 
 
-def default_detectors() -> list[Detector]:
-    return [SeasonalDetector(), EwmaDetector(), CusumDetector(), SpectralResidualDetector()]
+def default_detectors(res: Resolution | None = None) -> list[Detector]:
+    """The four detectors; with ``res`` the three that floor their scale by the data's resolution share
+    one tracker (same points, same state), which the caller then learns once per step."""
+    return [
+        SeasonalDetector(res=res),
+        EwmaDetector(res=res),
+        CusumDetector(res=res),
+        SpectralResidualDetector(),
+    ]
 
 
 class Ensemble:
@@ -78,43 +86,48 @@ class Ensemble:
             raise ValueError("threshold must be in (0, 1)")
         self.threshold = threshold
         self.relearn_after = relearn_after
-        self.detectors = detectors if detectors is not None else default_detectors()
+        # The default detectors share one resolution tracker, learned here after they all learned.
+        self.shared_res = Resolution() if detectors is None else None
+        self.detectors = detectors if detectors is not None else default_detectors(self.shared_res)
         self.weights = np.array([(weights or WEIGHTS).get(d.name, 1.0) for d in self.detectors])
         self.agreement = agreement
-        self.calibrators = [Calibrator.for_detector(d.name) for d in self.detectors]
+        self.calibrator = Calibrator.for_detectors([d.name for d in self.detectors])
         self.index = SeriesIndex()
         self.streak = np.zeros(0, dtype=np.int64)
 
     @property
     def nbytes_per_series(self) -> int:
-        return sum(d.nbytes_per_series + Calibrator.NBYTES for d in self.detectors) + 8
+        shared = Resolution.NBYTES if self.shared_res is not None else 0
+        return sum(d.nbytes_per_series + Calibrator.NBYTES for d in self.detectors) + shared + 8
 
     def _ensure(self, rows: I64) -> None:
         n = int(rows.max()) + 1 if len(rows) else 0
         self.streak = grow(self.streak, n, 0)
-        for d, c in zip(self.detectors, self.calibrators, strict=True):
+        for d in self.detectors:
             d.ensure_rows(n)
-            c.ensure_rows(n)
+        self.calibrator.ensure_rows(n)
 
     def is_anomalous(self, probability: F64) -> B:
         with np.errstate(invalid="ignore"):
             return np.asarray(probability >= self.threshold)
 
-    def _score_rows(self, rows: I64, ts: F64, values: F64) -> tuple[EnsembleScores, list[F64]]:
+    def _score_rows(self, rows: I64, ts: F64, values: F64) -> tuple[EnsembleScores, F64]:
         self._ensure(rows)
-        raws = [d.score_many(rows, ts, values) for d in self.detectors]
-        tails = [c.tail(rows, s) for c, s in zip(self.calibrators, raws, strict=True)]
-        q = np.stack(tails)  # [detectors, rows]
+        raws = np.stack([d.score_many(rows, ts, values) for d in self.detectors], axis=1)  # [rows, detectors]
+        q = self.calibrator.tail(rows, raws)
         with np.errstate(divide="ignore", invalid="ignore"):
             s = -np.log10(q)
-        cold = np.isnan(s).all(axis=0)
-        s = np.nan_to_num(s, nan=0.0, posinf=np.inf) * self.weights[:, None]
-        if len(self.detectors) > 1:
-            top2 = np.sort(s, axis=0)[-2:]
+        cold = np.isnan(s).all(axis=1)
+        s = np.nan_to_num(s, nan=0.0, posinf=np.inf) * self.weights
+        if s.shape[1] > 1:
+            top = s.max(axis=1)
+            at_top = s == top[:, None]
+            # The second largest: the largest of the rest, or the top again when it is shared.
+            second = np.where(at_top.sum(axis=1) > 1, top, np.where(at_top, -np.inf, s).max(axis=1))
             with np.errstate(invalid="ignore"):
-                total = top2[1] + self.agreement * top2[0]
+                total = top + self.agreement * second
         else:
-            total = s[0]
+            total = s[:, 0]
         prob = 1.0 - np.power(10.0, -np.minimum(total, MAX_SURPRISE))
         prob[cold] = np.nan
         prob[np.isinf(values)] = 1.0
@@ -124,7 +137,7 @@ class Ensemble:
             expected = seasonal.last_expected
         else:
             expected = np.full(len(rows), np.nan)
-        per = {d.name: 1.0 - t for d, t in zip(self.detectors, tails, strict=True)}
+        per = {d.name: 1.0 - q[:, i] for i, d in enumerate(self.detectors)}
         total[np.isnan(prob)] = np.nan
         total[prob == 1.0] = np.inf
         return EnsembleScores(rows, prob, expected, per, total), raws
@@ -141,9 +154,11 @@ class Ensemble:
         self.streak[rows] = streak
         learn = ~anomalous | (streak >= self.relearn_after)
         fin = np.isfinite(values)
-        for d, c, raw in zip(self.detectors, self.calibrators, raws, strict=True):
+        for d in self.detectors:
             d.learn_many(rows, ts, values, learn)
-            c.learn(rows, raw, fin)
+        if self.shared_res is not None:
+            self.shared_res.learn(rows, values, learn)
+        self.calibrator.learn(rows, raws, fin)
         return out
 
     def step(self, keys: list[str], ts: F64, values: F64) -> EnsembleScores:
@@ -153,13 +168,13 @@ class Ensemble:
     def score_series(self, timestamps: F64, values: F64) -> F64:
         """Probabilities of a whole single series, strictly online (point i sees points 0..i only), on a
         fresh ensemble of this one's configuration (this ensemble's state is not touched)."""
-        fresh = Ensemble(self.threshold, self.relearn_after, default_detectors(), None, self.agreement)
+        fresh = Ensemble(self.threshold, self.relearn_after, None, None, self.agreement)
         fresh.weights = self.weights.copy()
         return fresh._series(timestamps, values)[0]
 
     def surprise_series(self, timestamps: F64, values: F64) -> F64:
         """:meth:`score_series` as uncapped surprises ``-log10(1 - p)`` (same order, full resolution)."""
-        fresh = Ensemble(self.threshold, self.relearn_after, default_detectors(), None, self.agreement)
+        fresh = Ensemble(self.threshold, self.relearn_after, None, None, self.agreement)
         fresh.weights = self.weights.copy()
         return fresh._series(timestamps, values)[1]
 

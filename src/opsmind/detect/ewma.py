@@ -23,11 +23,19 @@ from opsmind.detect.robust import Resolution, safe_ratio
 class EwmaDetector:
     name = "ewma"
 
-    def __init__(self, alpha: float = 0.15, var_alpha: float = 0.03, min_points: int = 10) -> None:
+    def __init__(
+        self,
+        alpha: float = 0.15,
+        var_alpha: float = 0.03,
+        min_points: int = 10,
+        res: Resolution | None = None,
+    ) -> None:
         self.alpha = alpha
         self.var_alpha = var_alpha
         self.min_points = min_points
-        self.res = Resolution()
+        # A resolution tracker shared with other detectors is learned by its owner (the ensemble).
+        self.owns_res = res is None
+        self.res = res if res is not None else Resolution()
         self.level = np.zeros(0)
         self.var = np.zeros(0)
 
@@ -38,7 +46,7 @@ class EwmaDetector:
 
     @property
     def nbytes_per_series(self) -> int:
-        return 2 * 8 + Resolution.NBYTES
+        return 2 * 8 + (Resolution.NBYTES if self.owns_res else 0)
 
     def scale(self, rows: I64) -> F64:
         lv = self.level[rows]
@@ -68,4 +76,5 @@ class EwmaDetector:
         self.level[r] = lv + a * resid
         v = self.var[r]
         self.var[r] = v + av * (resid * resid - v)
-        self.res.learn(rows, values, learn)
+        if self.owns_res:
+            self.res.learn(rows, values, learn)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from opsmind.detect.base import F64, I64, B, grow
+from opsmind.detect.base import F64, I64, B, Rows, grow, learned
 
 DIFF_FRACTION = 0.1
 LEVEL_FRACTION = 1e-4
@@ -39,7 +39,7 @@ class Resolution:
         self.absdiff = grow(self.absdiff, n_rows, 0.0)
         self.quantum = grow(self.quantum, n_rows, np.inf)
 
-    def floor(self, rows: I64, level: F64) -> F64:
+    def floor(self, rows: Rows, level: F64) -> F64:
         q = self.quantum[rows]
         q = np.where(np.isfinite(q), q, 0.0)
         return np.maximum(np.maximum(DIFF_FRACTION * self.absdiff[rows], LEVEL_FRACTION * np.abs(level)), q)
@@ -47,7 +47,8 @@ class Resolution:
     def learn(self, rows: I64, values: F64, learn: B) -> None:
         """Account the learned finite points (``rows`` distinct)."""
         ok = learn & np.isfinite(values)
-        r, x = rows[ok], values[ok]
+        _, r = learned(rows, ok)
+        x = values[ok]
         last = self.last[r]
         d = np.abs(x - last)
         had = np.isfinite(d)
@@ -57,7 +58,9 @@ class Resolution:
         ad = self.absdiff[r]
         self.absdiff[r] = np.where(had, ad + a * (np.where(had, d, 0.0) - ad), ad)
         nz = had & (d > 0.0)
-        self.quantum[r[nz]] = np.minimum(self.quantum[r[nz]], d[nz])
+        if nz.any():
+            q = self.quantum[r]
+            self.quantum[r] = np.where(nz, np.minimum(q, np.where(nz, d, np.inf)), q)
         self.last[r] = x
         self.n[r] = n + 1.0
 

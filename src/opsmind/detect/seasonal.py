@@ -33,8 +33,9 @@ float64 + the resolution tracker, about 2 KB per row.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
-from opsmind.detect.base import F64, I64, B, grow
+from opsmind.detect.base import F64, I64, B, Rows, as_run, grow, learned
 from opsmind.detect.robust import Resolution, safe_ratio
 
 PERIODS_S = (3600.0, 86400.0, 604800.0)
@@ -49,36 +50,66 @@ RECENTRE_AFTER = 2
 RECENTRE_ALPHA = 0.3
 
 
+Bins = I64 | int  # phase-bin columns per row, or one column for all rows (every timestamp equal)
+Cells = tuple[Bins, Rows]
+
+
+def _cells(idx: Rows, rows: I64, b: Bins) -> Cells:
+    """Index of each row's bin cell in the (bin, row) tables: a contiguous view when the rows are one
+    run and share a bin, else paired fancy indices."""
+    if isinstance(idx, slice) and isinstance(b, int):
+        return b, idx
+    return (np.full(len(rows), b, dtype=np.int64) if isinstance(b, int) else b), rows
+
+
+def _grow_cols(a: npt.NDArray[np.float32], n_rows: int) -> npt.NDArray[np.float32]:
+    """A (bin, row) table with at least ``n_rows`` row columns, new ones 0 (doubling, amortised)."""
+    if a.shape[1] >= n_rows:
+        return a
+    out = np.zeros((a.shape[0], max(n_rows, 2 * a.shape[1], 64)), dtype=a.dtype)
+    out[:, : a.shape[1]] = a
+    return out
+
+
 class SeasonalDetector:
     name = "seasonal"
 
     def __init__(
-        self, level_alpha: float = 0.02, bin_alpha: float = 0.2, err_alpha: float = 0.01, min_points: int = 30
+        self,
+        level_alpha: float = 0.02,
+        bin_alpha: float = 0.2,
+        err_alpha: float = 0.01,
+        min_points: int = 30,
+        res: Resolution | None = None,
     ) -> None:
         self.level_alpha, self.bin_alpha, self.err_alpha = level_alpha, bin_alpha, err_alpha
         self.min_points = min_points
-        self.res = Resolution()
+        # A resolution tracker shared with other detectors is learned by its owner (the ensemble).
+        self.owns_res = res is None
+        self.res = res if res is not None else Resolution()
         self.level = np.zeros((0, N_CAND))
         self.gdev = np.zeros((0, N_CAND))
         self.err = np.zeros((0, N_CAND))
-        self.prof = np.zeros((0, TOTAL_BINS), dtype=np.float32)
-        self.dev = np.zeros((0, TOTAL_BINS), dtype=np.float32)
-        self.cnt = np.zeros((0, TOTAL_BINS), dtype=np.float32)
+        # Bin tables are (bin, row): one step of a fleet that shares a timestamp touches one contiguous
+        # stretch of each, instead of one cache line per row.
+        self.prof = np.zeros((TOTAL_BINS, 0), dtype=np.float32)
+        self.dev = np.zeros((TOTAL_BINS, 0), dtype=np.float32)
+        self.cnt = np.zeros((TOTAL_BINS, 0), dtype=np.float32)
         self.dt = np.zeros(0)  # EW sampling interval (s)
         self.t0 = np.zeros(0)  # first learned timestamp
         self.last_ts = np.zeros(0)
         self.run = np.zeros(0)  # consecutive learned points beyond CLIP scales
         self.last_expected = np.zeros(0)  # scratch: expected values of the last score_many call
-        self._cache: tuple[I64, F64, list[I64], F64, F64] | None = None
+        self._cache: tuple[I64, F64, list[Bins], F64, F64, I64] | None = None
 
     def ensure_rows(self, n_rows: int) -> None:
         self.res.ensure_rows(n_rows)
         self.level = grow(self.level, n_rows, np.nan)
         self.gdev = grow(self.gdev, n_rows, 0.0)
         self.err = grow(self.err, n_rows, np.nan)
-        self.prof = grow(self.prof, n_rows, 0.0)
-        self.dev = grow(self.dev, n_rows, 0.0)
-        self.cnt = grow(self.cnt, n_rows, 0.0)
+        self.prof = _grow_cols(self.prof, n_rows)
+        self.dev = _grow_cols(self.dev, n_rows)
+        self.cnt = _grow_cols(self.cnt, n_rows)
         self.dt = grow(self.dt, n_rows, np.nan)
         self.t0 = grow(self.t0, n_rows, np.nan)
         self.last_ts = grow(self.last_ts, n_rows, np.nan)
@@ -86,49 +117,58 @@ class SeasonalDetector:
 
     @property
     def nbytes_per_series(self) -> int:
-        return TOTAL_BINS * 3 * 4 + 3 * N_CAND * 8 + 4 * 8 + Resolution.NBYTES
+        return TOTAL_BINS * 3 * 4 + 3 * N_CAND * 8 + 4 * 8 + (Resolution.NBYTES if self.owns_res else 0)
 
     @staticmethod
-    def _bins(ts: F64) -> list[I64]:
+    def _bins(ts: F64) -> list[Bins]:
+        """Bin column of each candidate; one int per candidate when every timestamp is the same (rows
+        scraped or pushed together), which lets state be indexed by views."""
+        if len(ts) and ts[0] == ts[-1] and bool((ts == ts[0]).all()):
+            return [int(b[0]) for b in SeasonalDetector._bin_arrays(ts[:1])]
+        return list(SeasonalDetector._bin_arrays(ts))
+
+    @staticmethod
+    def _bin_arrays(ts: F64) -> list[I64]:
         return [
             (np.floor(np.mod(ts, p) * (nb / p)).astype(np.int64) % nb) + off
             for p, nb, off in zip(PERIODS_S, BINS, OFFSETS, strict=True)
         ]
 
-    def _predict(self, rows: I64, bins: list[I64]) -> tuple[F64, F64]:
+    def _predict(self, idx: Rows, rows: I64, bins: list[Bins]) -> tuple[F64, F64]:
         """Per candidate (columns): expected value and raw phase deviation of each row."""
-        exp = self.level[rows].copy()
-        gdev = self.gdev[rows]
+        exp = self.level[idx].copy()
+        gdev = self.gdev[idx]
         dev = gdev.copy()
-        flat = rows * TOTAL_BINS
         for c, b in enumerate(bins, start=1):
-            i = flat + b
-            seen = self.cnt.ravel()[i] > 0.0
-            exp[:, c] += self.prof.ravel()[i]
-            dev[:, c] = np.where(seen, np.maximum(self.dev.ravel()[i], 0.5 * gdev[:, c]), gdev[:, c])
+            cell = _cells(idx, rows, b)
+            seen = self.cnt[cell] > 0.0
+            exp[:, c] += self.prof[cell]
+            dev[:, c] = np.where(seen, np.maximum(self.dev[cell], 0.5 * gdev[:, c]), gdev[:, c])
         return exp, dev
 
-    def _choice(self, rows: I64) -> I64:
-        err = self.err[rows].copy()
+    def _choice(self, idx: Rows) -> I64:
+        err = self.err[idx].copy()
         err[:, 1:] *= SEASON_PENALTY
         err[np.isnan(err)] = np.inf
         return np.asarray(np.argmin(err, axis=1))
 
-    def _predict_at(self, rows: I64, ts: F64, reuse: bool = False) -> tuple[list[I64], F64, F64]:
-        """Bins and per-candidate predictions for (rows, ts). The ensemble scores and then learns the same
-        points, so score_many keeps its result and learn_many (``reuse``) takes it when called with the
-        very same arrays; learn_many then drops it, as the state changes."""
+    def _predict_at(self, rows: I64, ts: F64, reuse: bool = False) -> tuple[list[Bins], F64, F64, I64]:
+        """Bins, per-candidate predictions and the chosen candidate for (rows, ts). The ensemble scores
+        and then learns the same points, so score_many keeps its result and learn_many (``reuse``) takes
+        it when called with the very same arrays; learn_many then drops it, as the state changes."""
         cached = self._cache
         if reuse and cached is not None and cached[0] is rows and cached[1] is ts:
-            return cached[2], cached[3], cached[4]
+            return cached[2], cached[3], cached[4], cached[5]
+        idx = as_run(rows)
         bins = self._bins(ts)
-        exp, dev = self._predict(rows, bins)
-        self._cache = (rows, ts, bins, exp, dev)
-        return bins, exp, dev
+        exp, dev = self._predict(idx, rows, bins)
+        choice = self._choice(idx)
+        self._cache = (rows, ts, bins, exp, dev, choice)
+        return bins, exp, dev, choice
 
     def expected_and_scale(self, rows: I64, ts: F64) -> tuple[F64, F64]:
-        _, exp, dev = self._predict_at(rows, ts)
-        ch = self._choice(rows)[:, None]
+        _, exp, dev, choice = self._predict_at(rows, ts)
+        ch = choice[:, None]
         e = np.take_along_axis(exp, ch, axis=1)[:, 0]
         s = MAD_TO_SIGMA * np.take_along_axis(dev, ch, axis=1)[:, 0]
         return e, np.maximum(s, self.res.floor(rows, np.nan_to_num(e)))
@@ -146,9 +186,10 @@ class SeasonalDetector:
     def learn_many(self, rows: I64, ts: F64, values: F64, learn: B) -> None:
         self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
         ok = learn & np.isfinite(values)
-        all_bins, all_exp, all_dev = self._predict_at(rows, ts, reuse=True)
+        all_bins, all_exp, all_dev, all_choice = self._predict_at(rows, ts, reuse=True)
         self._cache = None  # the state changes below
-        r, t, x = rows[ok], ts[ok], values[ok]
+        rl, r = learned(rows, ok)
+        t, x = ts[ok], values[ok]
         n = self.res.n[r] + 1.0
         # Sampling interval and age, for the per-bin rate and the candidates' eligibility.
         t0 = self.t0[r]
@@ -162,10 +203,13 @@ class SeasonalDetector:
         nc = n[:, None]
         level = self.level[r]
         first = np.isnan(level[:, 0])
-        level[first] = x[first, None]
-        self.level[r] = level
-        bins = [b[ok] for b in all_bins]
-        exp, dev = all_exp[ok], all_dev[ok]
+        if first.any():
+            level[first] = x[first, None]
+            self.level[r] = level
+        everyone = isinstance(r, slice) or len(rl) == len(rows)
+        bins = [b if isinstance(b, int) else b[ok] for b in all_bins]
+        exp, dev = (all_exp, all_dev) if everyone else (all_exp[ok], all_dev[ok])
+        ch = all_choice if everyone else all_choice[ok]
         exp[first] = x[first, None]  # the level was just initialised for new rows
         resid = x[:, None] - exp
         scale = np.maximum(MAD_TO_SIGMA * dev, self.res.floor(r, x)[:, None])
@@ -173,32 +217,36 @@ class SeasonalDetector:
         rc = np.clip(resid, -lim, lim)
         ar = np.abs(rc)
         # A run of large learned residuals is a new regime the caller accepted: re-centre quickly.
-        ch = self._choice(r)
-        out = np.abs(resid[np.arange(len(r)), ch]) > lim[np.arange(len(r)), ch]
+        k = np.arange(len(rl))
+        out = np.abs(resid[k, ch]) > lim[k, ch]
         run = np.where(out, self.run[r] + 1.0, 0.0)
         self.run[r] = run
         fast = (run >= RECENTRE_AFTER)[:, None]
-        a = np.maximum(self.level_alpha, 1.0 / nc)
-        self.level[r] = level + np.where(fast, RECENTRE_ALPHA * resid, a * rc)
+        inv = 1.0 / nc
+        step = np.maximum(self.level_alpha, inv) * rc
+        if fast.any():
+            step = np.where(fast, RECENTRE_ALPHA * resid, step)
+        self.level[r] = level + step
         g = self.gdev[r]
-        self.gdev[r] = g + np.maximum(0.05, 1.0 / nc) * (ar - g)
+        self.gdev[r] = g + np.maximum(0.05, inv) * (ar - g)
         age = (t - t0)[:, None]
         eligible = age >= np.array((0.0, *PERIODS_S))
         err = self.err[r]
         err[:, 0] = np.where(np.isnan(err[:, 0]), 0.0, err[:, 0])
         err = np.where(np.isnan(err) & eligible, err[:, :1], err)
         self.err[r] = np.where(
-            eligible, err + np.maximum(self.err_alpha, 1.0 / nc) * (np.abs(resid) - err), np.nan
+            eligible, err + np.maximum(self.err_alpha, inv) * (np.abs(resid) - err), np.nan
         )
-        flat = r * TOTAL_BINS
-        for c, (b, p, nb) in enumerate(zip(bins, PERIODS_S, BINS, strict=True), start=1):
-            i = flat + b
-            cnt = self.cnt.ravel()[i] + 1.0
-            width = p / nb
-            per_visit = np.maximum(1.0, width / np.where(np.isfinite(dt) & (dt > 0.0), dt, width))
+        moved = np.where(fast[:, 0], 0.0, rc[:, 1:].T) if fast.any() else rc[:, 1:].T
+        dtv = np.where(dt > 0.0, dt, np.nan)  # NaN (unknown interval) gives one point per bin visit
+        for c, (b, p, nb) in enumerate(zip(bins, PERIODS_S, BINS, strict=True)):
+            cell = _cells(r, rl, b)
+            cnt = self.cnt[cell] + np.float32(1.0)
+            per_visit = np.fmax(1.0, (p / nb) / dtv)
             ab = np.maximum(self.bin_alpha / per_visit, 1.0 / cnt)
-            self.cnt.ravel()[i] = cnt
-            self.prof.ravel()[i] += ab * np.where(fast[:, 0], 0.0, rc[:, c])
-            d = self.dev.ravel()[i]
-            self.dev.ravel()[i] = d + ab * (ar[:, c] - d)
-        self.res.learn(rows, values, learn)
+            self.cnt[cell] = cnt
+            self.prof[cell] += ab * moved[c]
+            d = self.dev[cell]
+            self.dev[cell] = d + ab * (ar[:, c + 1] - d)
+        if self.owns_res:
+            self.res.learn(rows, values, learn)
