@@ -26,6 +26,7 @@ precision exactly where alarms live.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -45,6 +46,7 @@ PRIORS: dict[str, tuple[float, float]] = {
 # Gaussian scores at that share, used to turn a Gaussian prior into a tail prior.
 TAIL_LEVEL = 0.02
 _Z_AT_LEVEL, _EXCESS_AT_LEVEL = 2.054, 0.366
+_SURPRISE_AT_LEVEL, _LOG10_E = -math.log10(TAIL_LEVEL), math.log10(math.e)
 
 
 class Calibrator:
@@ -126,6 +128,19 @@ class Calibrator:
 
     def probability(self, rows: I64, scores: F64) -> F64:
         return 1.0 - self.tail(rows, scores)
+
+    def surprise(self, rows: I64, scores: F64) -> F64:
+        """``-log10(tail)``, computed without the exponential (the ensemble works in surprises):
+        0 for ordinary scores, ``inf`` for an infinite one, NaN for NaN."""
+        self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
+        idx = as_run(rows)
+        sc = self._cols(scores)
+        u = np.log1p(np.maximum(sc, 0.0))
+        with np.errstate(invalid="ignore"):
+            z = (u - self.t[idx]) / np.maximum(self.e[idx], self.min_scale)
+            out = np.maximum(_SURPRISE_AT_LEVEL + _LOG10_E * z, 0.0)
+        out[np.isnan(sc)] = np.nan
+        return self._out(out)
 
     def learn(self, rows: I64, scores: F64, learn: B) -> None:
         """Learn the finite scores of the rows where ``learn`` is True (``rows`` distinct)."""

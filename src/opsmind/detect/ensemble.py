@@ -58,8 +58,16 @@ class EnsembleScores:
     rows: I64
     probability: F64
     expected: F64
-    per_detector: dict[str, F64]  # calibrated probability of each detector
+    detector_names: tuple[str, ...]
+    detector_surprise: F64  # [rows, detectors]: -log10 of each detector's calibrated tail
     surprise: F64  # -log10(1 - probability) before the cap, for callers that need resolution beyond 1e-15
+
+    @property
+    def per_detector(self) -> dict[str, F64]:
+        """Calibrated probability of each detector (computed on demand: the hot path needs surprises)."""
+        return {
+            n: 1.0 - np.power(10.0, -self.detector_surprise[:, i]) for i, n in enumerate(self.detector_names)
+        }
 
 
 def default_detectors(res: Resolution | None = None) -> list[Detector]:
@@ -114,20 +122,21 @@ class Ensemble:
     def _score_rows(self, rows: I64, ts: F64, values: F64) -> tuple[EnsembleScores, F64]:
         self._ensure(rows)
         raws = np.stack([d.score_many(rows, ts, values) for d in self.detectors], axis=1)  # [rows, detectors]
-        q = self.calibrator.tail(rows, raws)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = -np.log10(q)
-        cold = np.isnan(s).all(axis=1)
-        s = np.nan_to_num(s, nan=0.0, posinf=np.inf) * self.weights
-        if s.shape[1] > 1:
-            top = s.max(axis=1)
-            at_top = s == top[:, None]
-            # The second largest: the largest of the rest, or the top again when it is shared.
-            second = np.where(at_top.sum(axis=1) > 1, top, np.where(at_top, -np.inf, s).max(axis=1))
-            with np.errstate(invalid="ignore"):
-                total = top + self.agreement * second
-        else:
-            total = s[:, 0]
+        surprises = self.calibrator.surprise(rows, raws)
+        s = surprises * self.weights
+        # Largest and second largest weighted surprise per row, column by column (reductions along a
+        # 4-wide axis are slow in numpy; D elementwise passes are not). NaN (a cold detector) counts 0.
+        cols = s.T
+        cold = np.isnan(cols[0])
+        top = np.nan_to_num(cols[0], nan=0.0, posinf=np.inf)
+        second = np.zeros(len(top))
+        for col in cols[1:]:
+            cold &= np.isnan(col)
+            x = np.nan_to_num(col, nan=0.0, posinf=np.inf)
+            np.maximum(second, np.minimum(top, x), out=second)
+            np.maximum(top, x, out=top)
+        with np.errstate(invalid="ignore"):
+            total = top + self.agreement * second if len(cols) > 1 else top
         prob = 1.0 - np.power(10.0, -np.minimum(total, MAX_SURPRISE))
         prob[cold] = np.nan
         prob[np.isinf(values)] = 1.0
@@ -137,10 +146,10 @@ class Ensemble:
             expected = seasonal.last_expected
         else:
             expected = np.full(len(rows), np.nan)
-        per = {d.name: 1.0 - q[:, i] for i, d in enumerate(self.detectors)}
         total[np.isnan(prob)] = np.nan
         total[prob == 1.0] = np.inf
-        return EnsembleScores(rows, prob, expected, per, total), raws
+        names = tuple(d.name for d in self.detectors)
+        return EnsembleScores(rows, prob, expected, names, surprises, total), raws
 
     def score_many(self, keys: list[str], ts: F64, values: F64) -> EnsembleScores:
         """Score one new point per (distinct) key without changing any state."""
