@@ -87,6 +87,7 @@ class Calibrator:
         self.t = np.zeros((0, width))
         self.e = np.zeros((0, width))
         self.k = np.zeros((0, width))  # exceedances learned
+        self._u: tuple[I64, F64, F64] | None = None
 
     @classmethod
     def for_detector(cls, name: str) -> Calibrator:
@@ -136,6 +137,7 @@ class Calibrator:
         idx = as_run(rows)
         sc = self._cols(scores)
         u = np.log1p(np.maximum(sc, 0.0))
+        self._u = (rows, scores, u)  # learn() of the same arrays reuses it
         with np.errstate(invalid="ignore"):
             z = (u - self.t[idx]) / np.maximum(self.e[idx], self.min_scale)
             out = np.maximum(_SURPRISE_AT_LEVEL + _LOG10_E * z, 0.0)
@@ -150,7 +152,11 @@ class Calibrator:
         ok = learn[:, None] & np.isfinite(sc)
         t, e0, k = self.t[idx], self.e[idx], self.k[idx]
         e = np.maximum(e0, self.min_scale)
-        u = np.log1p(np.maximum(np.where(ok, sc, 0.0), 0.0))
+        kept, self._u = self._u, None
+        if kept is not None and kept[0] is rows and kept[1] is scores:
+            u = np.where(ok, kept[2], 0.0)
+        else:
+            u = np.log1p(np.maximum(np.where(ok, sc, 0.0), 0.0))
         over = ok & (u > t)
         # Quantile tracking: up by step * (1 - level) scales on an exceedance, down by step * level
         # otherwise, so t rests where a share `level` of scores exceed it.
