@@ -82,6 +82,9 @@ class DetectSettings(_Section):
     relearn_after: int = Field(
         10, ge=1, description="consecutive anomalous points after which a lasting shift is learned as normal"
     )
+    multivariate: bool = Field(
+        True, description="also score each service's golden signals together (IsolationForest per service)"
+    )
 
 
 class IncidentSettings(_Section):

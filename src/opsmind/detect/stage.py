@@ -7,6 +7,13 @@ front: duplicates, out-of-order points (redeliveries included) and non-finite va
 counted by reason, and counters (``*_total``) are scored as per-second rates with resets handled. An
 anomaly's ``value`` is what the detectors saw (the rate, for a counter). Anomaly ids are derived from
 the series and timestamp, so a redelivered batch produces the same records (idempotent upserts).
+
+With ``detect.multivariate`` on, the cleaned points of each round are also grouped into per-service
+golden-signal vectors (:mod:`opsmind.detect.golden`) and scored by
+:class:`~opsmind.detect.multivariate.ServiceMultivariate`; its anomalies carry the detector name
+``multivariate`` and the pseudo-series ``golden_signals{service="..."}``, their value is the robust
+z-score. It runs in a worker thread (an IsolationForest scores one vector in a few milliseconds and
+refits in a few hundred), so the event loop keeps serving ingestion meanwhile.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
 from opsmind.config import DetectSettings
 from opsmind.detect.ensemble import Ensemble
+from opsmind.detect.golden import GoldenVectors, ServiceVector
 from opsmind.detect.hygiene import REASONS, Hygiene
+from opsmind.detect.multivariate import ServiceMultivariate
 from opsmind.store.protocols import EventStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import Anomaly, Series, SeriesSamples
@@ -30,6 +39,7 @@ from opsmind.types import Anomaly, Series, SeriesSamples
 SAMPLES_TOPIC = "samples"
 ANOMALIES_TOPIC = "anomalies"
 DETECTOR = "ensemble"
+MULTIVARIATE = "multivariate"
 
 
 def anomaly_id(series_key: str, ts: float, detector: str) -> str:
@@ -47,6 +57,8 @@ class DetectStage(Stage):
         self.events = events
         self.ensemble = Ensemble(threshold=settings.threshold, relearn_after=settings.relearn_after)
         self.hygiene = Hygiene()
+        self.golden = GoldenVectors() if settings.multivariate else None
+        self.multivariate = ServiceMultivariate() if settings.multivariate else None
         self._scored = telemetry.counter("opsmind_detect_points_scored_total", "Points scored by detectors")
         self._found = telemetry.counter("opsmind_detect_anomalies_total", "Anomalous points found")
         self._skipped = telemetry.counter(
@@ -58,7 +70,12 @@ class DetectStage(Stage):
 
     async def handle(self, message: Message) -> None:
         batch: list[SeriesSamples] = message.payload
-        found = [a for r in rounds(batch) for a in self._score_round(r)]
+        found: list[Anomaly] = []
+        vectors: list[ServiceVector] = []
+        for r in rounds(batch):
+            found.extend(self._score_round(r, vectors))
+        if vectors:
+            found.extend(await asyncio.to_thread(self._score_vectors, vectors))
         if not found:
             return
         self._found.inc(len(found))
@@ -66,7 +83,35 @@ class DetectStage(Stage):
         for a in found:
             await self.bus.publish(ANOMALIES_TOPIC, a)
 
-    def _score_round(self, points: list[tuple[Series, float, float]]) -> list[Anomaly]:
+    def _score_vectors(self, vectors: list[ServiceVector]) -> list[Anomaly]:
+        model = self.multivariate
+        assert model is not None  # vectors are only built when it exists
+        now = self.clock.now()
+        out = []
+        for v in vectors:
+            score = model.update(v.service, v.ts, v.values)
+            if score is None or not score.anomalous:
+                continue
+            key = Series.of("golden_signals", {"service": v.service}).key
+            out.append(
+                Anomaly(
+                    id=anomaly_id(key, v.ts, MULTIVARIATE),
+                    at=now,
+                    service=v.service,
+                    series=key,
+                    ts=v.ts,
+                    value=score.z,
+                    expected=None,
+                    score=score.z,
+                    probability=score.probability,
+                    detector=MULTIVARIATE,
+                )
+            )
+        return out
+
+    def _score_round(
+        self, points: list[tuple[Series, float, float]], vectors: list[ServiceVector]
+    ) -> list[Anomaly]:
         ens = self.ensemble
         keys = [p[0].key for p in points]
         rows = ens.index.rows(keys)
@@ -85,6 +130,9 @@ class DetectStage(Stage):
         kept = np.flatnonzero(clean.keep)
         if not len(kept):
             return []
+        if self.golden is not None:
+            # Counters enter as their rates, like the detectors see them.
+            vectors.extend(self.golden.vectors((points[i][0], ts[i], clean.values[i]) for i in kept.tolist()))
         scores = ens.step_rows(rows[kept], ts[kept], clean.values[kept])
         prob = scores.probability
         self._scored.inc(int(np.count_nonzero(~np.isnan(prob))))
