@@ -6,7 +6,8 @@ Every detector is strictly online: the score of row i depends on rows 0..i only.
   configuration), one value at a time via ``Ensemble.onset_series``: the NAB score is ``S / (1 + S)`` of
   the surprise ``S = -log10(1 - probability)`` (a monotone map of the probability that keeps the
   resolution a probability loses within 1e-16 of 1) at an anomaly's onset, 0 while an anomaly already
-  reported continues (200-point refractory, chosen on a synthetic corpus) and during the cold start.
+  reported continues (200-point refractory, chosen on the trace corpus of ``opsmind bench nab-corpus``)
+  and during the cold start.
 * ``opsmind_mad`` - OpsMind's first engine detector, :class:`RollingMadDetector` (window 120, min_points 30,
   threshold 6), fed one value at a time exactly as the engine does (score, then learn unless anomalous);
   the NAB score is its calibrated probability, 0 during the cold start.
@@ -118,7 +119,8 @@ DETECTORS: dict[str, Detector] = {
 
 DESCRIPTIONS = {
     "opsmind": "Ensemble() - seasonal + EWMA + CUSUM + spectral residual, calibrated, default configuration; "
-    "scored at alarm onsets (200-point refractory chosen on a synthetic corpus)",
+    "scored at alarm onsets (200-point refractory); settings chosen on the trace corpus of "
+    "`opsmind bench nab-corpus`, never on NAB",
     "opsmind_mad": "RollingMadDetector(window=120, min_points=30, threshold=6), calibrated probability",
     "windowed_gaussian": f"NAB windowed Gaussian (window {GAUSSIAN_WINDOW}, step {GAUSSIAN_STEP})",
     "river_hst": "river MinMaxScaler | HalfSpaceTrees(n_trees=10, height=8, window_size=250, seed=42)",
