@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from opsmind.cli.rca_cmd import rca_app
 from opsmind.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ bench_app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
+app.add_typer(rca_app, name="rca")
 console = Console(stderr=True)
 
 
@@ -341,3 +343,15 @@ def bench_nab_corpus(
     console.print(
         f"{counts['files']} files, {counts['rows']} rows, {counts['anomalies']} labelled anomalies -> {out}"
     )
+
+
+@bench_app.command("rca")
+def bench_rca(
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
+    seeds: int = typer.Option(3, min=1, help="seeds per fault kind and topology (3 gives 108 cases)"),
+    out: Path = typer.Option(Path("docs/benchmarks/rca.md"), help="where the table is written"),
+) -> None:
+    """Root-cause ranking AC@1, AC@3, Avg@5 on simulated fault cases, OpsMind beside NSigma."""
+    from opsmind.bench.rca import run_rca_benchmark
+
+    run_rca_benchmark(seeds=seeds, out=out, json_out=json_out, console=console)
