@@ -8,9 +8,10 @@ it on the *anomalous* period (gaps are ignored).
 * :func:`robust_change` - OpsMind's score, BARO-like (Pham et al., FSE 2024: median and inter-quartile
   range of the normal period, so one outlier before the fault does not hide a change): ``max |x - median|
   / scale`` over the anomalous period. The scale is the IQR (as a standard deviation: IQR / 1.349)
-  floored by the normal period's typical step (``1.25 * median |diff|``), by ``1e-3 * |median|`` and by
-  ``1e-9``, so a metric that was flat before the fault (an error ratio of 0, a replica count) scores its
-  change relative to its level instead of dividing by zero. Each column also gets an *onset*: the
+  floored by the normal period's typical step (``1.25 * median |diff|``), by ``1e-3`` of the column's
+  largest absolute value and by ``1e-9``, so a metric that was flat before the fault (an error ratio of
+  0, an empty queue) scores at most about 1,000 for leaving its flat line instead of dividing by zero -
+  otherwise a queue that goes from 0 to anything would outrank every genuine change. Each column also gets an *onset*: the
   seconds from the fault time to the first row whose deviation passes ``ONSET_Z``; a root cause changes
   before the services that feel it, so the ranker prefers earlier onsets.
 """
@@ -72,7 +73,8 @@ def robust_change(frame: MetricFrame, fault_time: float) -> ColumnScores:
         q75, q25 = np.nanpercentile(normal, [75, 25], axis=0)
         iqr = (q75 - q25) / IQR_TO_SIGMA
         step = 1.25 * np.nanmedian(np.abs(np.diff(normal, axis=0)), axis=0) if len(normal) > 2 else 0.0
-        scale = np.fmax(np.fmax(np.fmax(iqr, step), 1e-3 * np.abs(med)), 1e-9)
+        level = np.fmax(np.abs(med), np.nanmax(np.abs(frame.values), axis=0))
+        scale = np.fmax(np.fmax(np.fmax(iqr, step), 1e-3 * level), 1e-9)
         dev = (anomalous - med) / scale
     dev = np.where(np.isnan(med)[None, :], np.nan, dev)
     peak, sign = _peak(dev)
