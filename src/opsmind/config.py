@@ -96,6 +96,13 @@ class IncidentSettings(_Section):
     )
     resolve_after_s: float = Field(600, gt=0, description="resolve when no anomaly arrived for this long")
     check_interval_s: float = Field(15, gt=0)
+    root_cause: bool = Field(True, description="rank likely root-cause services when an incident opens")
+    root_cause_lookback_s: float = Field(
+        1800, gt=0, description="metrics before the first anomaly that count as normal for ranking"
+    )
+    topology: dict[str, list[str]] = Field(
+        default_factory=dict, description="service -> services it calls, for root-cause ranking"
+    )
 
 
 class WebhookSettings(_Section):

@@ -62,7 +62,9 @@ class Engine:
         if settings.detect.enabled:
             self.stages.append(DetectStage(self.bus, self.clock, self.telemetry, self.store, settings.detect))
             self.stages.append(
-                IncidentStage(self.bus, self.clock, self.telemetry, self.store, settings.incidents)
+                IncidentStage(
+                    self.bus, self.clock, self.telemetry, self.store, settings.incidents, samples=self.store
+                )
             )
             self.stages.append(
                 NotifyStage(

@@ -1,8 +1,11 @@
 """The incidents stage: anomalies in, incidents out (opened, updated, resolved).
 
 Anomalies of one service within the group window become one incident; an incident resolves once no
-anomaly arrived for ``resolve_after_s``. Every change is persisted and published on ``incidents`` as an
-:class:`IncidentEvent`. Redelivered anomalies are recognised by id and ignored (idempotent).
+anomaly arrived for ``resolve_after_s``. With ``root_cause`` on and a sample store given, a new incident
+carries the services most likely to have caused it (:mod:`opsmind.incidents.root_cause`), ranked when it
+opens from the metrics before and since its first anomaly. Every change is persisted and published on
+``incidents`` as an :class:`IncidentEvent`. Redelivered anomalies are recognised by id and ignored
+(idempotent).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
 from opsmind.config import IncidentSettings
 from opsmind.incidents import grouping
-from opsmind.store.protocols import EventStore
+from opsmind.incidents.root_cause import root_causes, topology_graph
+from opsmind.store.protocols import EventStore, SampleStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import Anomaly, AuditEntry, Incident, IncidentStatus
 
@@ -36,10 +40,18 @@ class IncidentStage(Stage):
     topic = ANOMALIES_TOPIC
 
     def __init__(
-        self, bus: Bus, clock: Clock, telemetry: Telemetry, events: EventStore, settings: IncidentSettings
+        self,
+        bus: Bus,
+        clock: Clock,
+        telemetry: Telemetry,
+        events: EventStore,
+        settings: IncidentSettings,
+        samples: SampleStore | None = None,
     ) -> None:
         super().__init__(bus, clock, telemetry)
         self.events = events
+        self.samples = samples if settings.root_cause else None
+        self.graph = topology_graph(settings.topology)
         self.settings = settings
         self.tick_interval = settings.check_interval_s
         self._open: dict[str, Incident] = {}
@@ -87,6 +99,7 @@ class IncidentStage(Stage):
             incident = grouping.open_incident(recent[0], now)
             for a in recent[1:]:
                 incident = grouping.add_anomaly(incident, a, now)
+            incident = await self._rank(incident, now)
             self._pending.pop(svc, None)
             event = "opened"
             self._opened.inc()
@@ -106,6 +119,29 @@ class IncidentStage(Stage):
                 ),
             )
         await self.bus.publish(INCIDENTS_TOPIC, IncidentEvent(event, incident))
+
+    async def _rank(self, incident: Incident, now: float) -> Incident:
+        if self.samples is None:
+            return incident
+        causes, why_not = await asyncio.to_thread(
+            root_causes,
+            self.samples,
+            incident.opened_at,
+            max(now, incident.last_anomaly_at),
+            self.settings.root_cause_lookback_s,
+            self.graph,
+        )
+        note = {"at": now, "event": "root_causes"}
+        if why_not is not None:
+            note["reason"] = why_not
+        else:
+            note["top"] = causes[0].service if causes else None
+        return incident.model_copy(
+            update={
+                "root_causes": tuple(c.as_json() for c in causes),
+                "timeline": (*incident.timeline, note),
+            }
+        )
 
     async def tick(self) -> None:
         now = self.clock.now()

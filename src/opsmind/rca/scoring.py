@@ -11,9 +11,9 @@ it on the *anomalous* period (gaps are ignored).
   floored by the normal period's typical step (``1.25 * median |diff|``), by ``1e-3`` of the column's
   largest absolute value and by ``1e-9``, so a metric that was flat before the fault (an error ratio of
   0, an empty queue) scores at most about 1,000 for leaving its flat line instead of dividing by zero -
-  otherwise a queue that goes from 0 to anything would outrank every genuine change. Each column also gets an *onset*: the
-  seconds from the fault time to the first row whose deviation passes ``ONSET_Z``; a root cause changes
-  before the services that feel it, so the ranker prefers earlier onsets.
+  otherwise a queue that goes from 0 to anything would outrank every genuine change. Each column also
+  gets an *onset*: the seconds from the fault time to the first row whose deviation passes ``ONSET_Z``;
+  a root cause changes before the services that feel it, so the ranker prefers earlier onsets.
 """
 
 from __future__ import annotations

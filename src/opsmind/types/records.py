@@ -93,6 +93,9 @@ class Incident(Record):
     series: tuple[str, ...] = ()
     max_probability: float = 0.0
     timeline: tuple[dict[str, Any], ...] = ()
+    root_causes: tuple[dict[str, Any], ...] = Field(
+        default=(), description="likely root-cause services, best first: {service, score, evidence}"
+    )
 
 
 class ActionStatus(StrEnum):

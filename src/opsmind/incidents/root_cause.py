@@ -1,0 +1,78 @@
+"""Root causes for a new incident: recent metrics from the sample store, ranked by :mod:`opsmind.rca`.
+
+When an incident opens, the stage reads every service-level series (one with a ``service`` label and no
+``pod`` label; quantiles become their own columns, ``latency_seconds-0.95``) over ``lookback_s`` before
+the incident's first anomaly and up to now, aligns them on their timestamps and ranks the services with
+the configured dependency graph (``incidents.topology``: service -> services it calls). The result is
+kept on the incident as ``root_causes`` (service, score, evidence), best first. Ranking needs data on
+both sides of the fault time; without it the incident simply has no root causes, and says why in its
+timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import networkx as nx
+import numpy as np
+
+from opsmind.rca.frame import MetricFrame, RcaInputError
+from opsmind.rca.ranker import Cause, rank
+from opsmind.store.protocols import SampleStore
+
+MAX_SERIES = 5000
+
+
+def column_name(service: str, metric: str, quantile: str | None) -> str:
+    return f"{service}_{metric}" + (f"-{quantile}" if quantile else "")
+
+
+def frame_from_store(store: SampleStore, start: float, end: float) -> MetricFrame | None:
+    """Service-level series between ``start`` and ``end`` as a frame (None when there are none)."""
+    columns: dict[str, dict[float, float]] = {}
+    for info in store.series(limit=MAX_SERIES):
+        s = info.series
+        service = s.service
+        if service is None or s.label("pod") is not None:
+            continue
+        got = store.query(s, start, end, "raw")
+        if got.timestamps:
+            name = column_name(service, s.name, s.label("quantile"))
+            columns[name] = dict(zip(got.timestamps, got.values, strict=True))
+    if not columns:
+        return None
+    times = np.array(sorted({t for col in columns.values() for t in col}))
+    data = {name: np.array([col.get(t, np.nan) for t in times.tolist()]) for name, col in columns.items()}
+    try:
+        return MetricFrame.from_columns(times, data)
+    except RcaInputError:
+        return None
+
+
+def topology_graph(topology: Mapping[str, Sequence[str]]) -> nx.DiGraph | None:
+    if not topology:
+        return None
+    g = nx.DiGraph()
+    for caller, callees in topology.items():
+        g.add_node(caller)
+        for callee in callees:
+            g.add_edge(caller, callee)
+    return g
+
+
+def root_causes(
+    store: SampleStore,
+    fault_time: float,
+    now: float,
+    lookback_s: float,
+    graph: nx.DiGraph | None,
+    top: int = 5,
+) -> tuple[list[Cause], str | None]:
+    """The ranked causes, or an empty list and the reason there are none."""
+    frame = frame_from_store(store, fault_time - lookback_s, max(now, fault_time))
+    if frame is None:
+        return [], "no service-level metrics in the store around the fault"
+    try:
+        return rank(frame, fault_time, graph)[:top], None
+    except ValueError as exc:
+        return [], str(exc)
