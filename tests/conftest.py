@@ -31,6 +31,16 @@ def need_prometheus() -> str:
     return binary
 
 
+def need_alertmanager() -> str:
+    """The Debian Alertmanager binary; skipped when missing, a failure where CI requires it."""
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        if os.environ.get("OPSMIND_REQUIRE_PROMETHEUS"):
+            pytest.fail("the alertmanager binary is required here (apt-get install prometheus-alertmanager)")
+        pytest.skip("alertmanager binary not installed (apt-get install prometheus-alertmanager)")
+    return binary
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -113,9 +113,18 @@ class WebhookSettings(_Section):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+class AlertmanagerSettings(_Section):
+    url: HttpUrl = Field(description="Alertmanager's base URL, e.g. http://127.0.0.1:9093")
+    timeout_s: float = Field(5, gt=0)
+    max_retries: int = Field(5, ge=0)
+    backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles each attempt")
+    extra_labels: dict[str, str] = Field(default_factory=dict, description="added to every alert's labels")
+
+
 class NotifySettings(_Section):
     log: bool = True
     webhooks: list[WebhookSettings] = Field(default_factory=list)
+    alertmanagers: list[AlertmanagerSettings] = Field(default_factory=list)
 
 
 class ApiSettings(_Section):

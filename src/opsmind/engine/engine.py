@@ -19,6 +19,7 @@ from opsmind.detect.stage import SAMPLES_TOPIC, DetectStage
 from opsmind.incidents.stage import IncidentStage
 from opsmind.ingest.errors import IngestError
 from opsmind.ingest.scrape import Scraper
+from opsmind.notify.alertmanager import AlertmanagerNotifier
 from opsmind.notify.base import Notifier
 from opsmind.notify.log import LogNotifier
 from opsmind.notify.stage import NotifyStage, RetryPolicy
@@ -38,6 +39,8 @@ def build_notifiers(settings: Settings) -> list[tuple[Notifier, RetryPolicy]]:
         out.append((LogNotifier(), RetryPolicy(0, 1.0)))
     for wh in settings.notify.webhooks:
         out.append((WebhookNotifier(wh), RetryPolicy(wh.max_retries, wh.backoff_s)))
+    for am in settings.notify.alertmanagers:
+        out.append((AlertmanagerNotifier(am), RetryPolicy(am.max_retries, am.backoff_s)))
     return out
 
 

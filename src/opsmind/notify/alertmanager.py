@@ -1,0 +1,90 @@
+"""Prometheus Alertmanager as a notification target: incidents become alerts (``POST /api/v2/alerts``).
+
+An incident is one alert, identified by its labels: ``alertname="OpsMindIncident"``, ``incident_id``,
+``service`` and ``severity`` (from the incident's highest anomaly probability), plus any ``extra_labels``
+from the settings, so Alertmanager's own routing, grouping, inhibition and silences apply to it. An
+opened or updated incident is sent firing, with ``endsAt`` ``FIRING_TTL_S`` ahead (Alertmanager resolves
+an alert by itself when ``endsAt`` passes, so an OpsMind that dies does not leave alerts firing for ever;
+every update pushes it further); a resolved incident is sent with ``endsAt`` = its resolution time, which
+resolves it in Alertmanager. Annotations carry the title, a summary and the top root cause with its
+evidence.
+
+Retrying follows HTTP semantics, as for the webhook: connection errors, timeouts, 408, 425, 429 and 5xx
+are worth a retry; another 4xx means Alertmanager refused the alert (a bad label, say), and retrying the
+same alert would not help.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from opsmind.config import AlertmanagerSettings
+from opsmind.notify.base import NotifyResult
+from opsmind.notify.webhook import RETRYABLE_STATUS
+from opsmind.types import Incident, IncidentStatus
+
+ALERTNAME = "OpsMindIncident"
+FIRING_TTL_S = 3600.0
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def severity(incident: Incident) -> str:
+    p = incident.max_probability
+    return "critical" if p >= 0.999999 else "warning" if p >= 0.9999 else "info"
+
+
+def alert_of(incident: Incident, now: float, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """The Alertmanager alert for ``incident`` at ``now`` (see module)."""
+    labels = {
+        **(extra_labels or {}),
+        "alertname": ALERTNAME,
+        "incident_id": incident.id,
+        "service": incident.service or "unknown",
+        "severity": severity(incident),
+    }
+    annotations = {
+        "title": incident.title,
+        "summary": f"{incident.anomaly_count} anomalies on {len(incident.series)} series",
+    }
+    if incident.root_causes:
+        top = incident.root_causes[0]
+        annotations["root_cause"] = f"{top.get('service')}: {top.get('evidence', '')}"
+    resolved = incident.status is IncidentStatus.RESOLVED
+    end = (incident.resolved_at or now) if resolved else now + FIRING_TTL_S
+    return {
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": _rfc3339(incident.opened_at),
+        "endsAt": _rfc3339(max(end, incident.opened_at)),
+    }
+
+
+class AlertmanagerNotifier:
+    def __init__(self, settings: AlertmanagerSettings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.name = f"alertmanager:{settings.url}"
+        self._url = str(settings.url).rstrip("/") + "/api/v2/alerts"
+        self._client = client or httpx.AsyncClient(timeout=settings.timeout_s)
+
+    async def notify(self, event: str, incident: Incident) -> NotifyResult:
+        now = datetime.now(UTC).timestamp()
+        body = [alert_of(incident, now, self.settings.extra_labels)]
+        try:
+            resp = await self._client.post(self._url, json=body)
+        except httpx.HTTPError as exc:
+            return NotifyResult(ok=False, retryable=True, detail=f"{type(exc).__name__}: {exc}")
+        if resp.is_success:
+            return NotifyResult(ok=True, detail=f"HTTP {resp.status_code}")
+        retryable = resp.status_code >= 500 or resp.status_code in RETRYABLE_STATUS
+        return NotifyResult(
+            ok=False, retryable=retryable, detail=f"HTTP {resp.status_code}: {resp.text[:200]}"
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
