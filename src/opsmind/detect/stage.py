@@ -19,7 +19,6 @@ refits in a few hundred), so the event loop keeps serving ingestion meanwhile.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 
 import numpy as np
@@ -34,16 +33,12 @@ from opsmind.detect.hygiene import REASONS, Hygiene
 from opsmind.detect.multivariate import ServiceMultivariate
 from opsmind.store.protocols import EventStore
 from opsmind.telemetry import Telemetry
-from opsmind.types import Anomaly, Series, SeriesSamples
+from opsmind.types import Anomaly, Series, SeriesSamples, anomaly_id
 
 SAMPLES_TOPIC = "samples"
 ANOMALIES_TOPIC = "anomalies"
 DETECTOR = "ensemble"
 MULTIVARIATE = "multivariate"
-
-
-def anomaly_id(series_key: str, ts: float, detector: str) -> str:
-    return hashlib.blake2b(f"{detector}|{series_key}|{ts!r}".encode(), digest_size=16).hexdigest()
 
 
 class DetectStage(Stage):

@@ -15,7 +15,7 @@ from opsmind.bus.memory import MemoryBus
 from opsmind.bus.stage import Stage
 from opsmind.clock import Clock, RealClock
 from opsmind.config import Settings
-from opsmind.detect.stage import SAMPLES_TOPIC, DetectStage
+from opsmind.detect.stage import ANOMALIES_TOPIC, SAMPLES_TOPIC, DetectStage
 from opsmind.incidents.stage import IncidentStage
 from opsmind.ingest.errors import IngestError
 from opsmind.ingest.scrape import Scraper
@@ -27,7 +27,7 @@ from opsmind.notify.webhook import WebhookNotifier
 from opsmind.store.protocols import TooManySeriesError
 from opsmind.store.sqlite import SqliteStore
 from opsmind.telemetry import Telemetry
-from opsmind.types import Event, SeriesSamples
+from opsmind.types import Anomaly, Event, SeriesSamples
 
 log = logging.getLogger(__name__)
 EVENTS_TOPIC = "events"  # platform events, for the stages that correlate them (classification, RCA)
@@ -88,6 +88,9 @@ class Engine:
         )
         self._series = t.gauge("opsmind_store_series", "Series in the sample store")
         self._events = t.counter("opsmind_ingest_events_total", "Platform events stored", ("source",))
+        self._anomalies_in = t.counter(
+            "opsmind_ingest_alerts_total", "External alerts stored as anomalies", ("source",)
+        )
 
     async def start(self) -> None:
         self._stop.clear()
@@ -135,6 +138,17 @@ class Engine:
         for e in events:
             await self.bus.publish(EVENTS_TOPIC, e)
         return len(events)
+
+    async def ingest_anomalies(self, anomalies: list[Anomaly], source: str) -> int:
+        """Store anomalies found elsewhere (external alerts) and hand them to the incident stage."""
+        if not anomalies:
+            return 0
+        await asyncio.to_thread(self.store.put_many, anomalies)
+        self._anomalies_in.labels(source).inc(len(anomalies))
+        if self.stages:
+            for a in anomalies:
+                await self.bus.publish(ANOMALIES_TOPIC, a)
+        return len(anomalies)
 
     def reject(self, source: str, status: int) -> None:
         self._rejected.labels(source, str(status)).inc()

@@ -12,6 +12,7 @@ from opsmind.types.records import (
     Record,
     Sample,
     SeriesSamples,
+    anomaly_id,
     new_id,
 )
 from opsmind.types.series import (
@@ -33,6 +34,7 @@ __all__ = [
     "InvalidSeriesError",
     "Record",
     "Sample",
+    "anomaly_id",
     "Series",
     "SeriesSamples",
     "new_id",

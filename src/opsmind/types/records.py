@@ -7,6 +7,7 @@ JSON form for the bus, the store and the API.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -20,6 +21,11 @@ from opsmind.types.series import Series
 def new_id() -> str:
     """A sortable-enough unique id (random UUID4 hex) for records created by the engine."""
     return uuid.uuid4().hex
+
+
+def anomaly_id(series_key: str, ts: float, detector: str) -> str:
+    """The id of an anomaly, derived from what it is about, so a redelivered input makes the same record."""
+    return hashlib.blake2b(f"{detector}|{series_key}|{ts!r}".encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Ingestion endpoints: Prometheus remote-write 1.0 and the JSON push API.
+"""Ingestion endpoints: Prometheus remote-write 1.0, the JSON push API and Alertmanager's webhook.
 
 Each request is decoded and validated as a whole before anything is stored, then stored in one
 transaction: a bad request is refused with a 4xx and leaves no trace; a good one is durable when the
@@ -7,11 +7,14 @@ response is sent.
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from opsmind.api.body import read_capped
 from opsmind.api.deps import EngineDep
+from opsmind.ingest.alertmanager import parse
 from opsmind.ingest.errors import IngestError
 from opsmind.ingest.push import decode_push
 from opsmind.ingest.remote_write import decode_remote_write
@@ -69,3 +72,30 @@ async def push(request: Request, engine: EngineDep) -> IngestPublic:
         engine.reject("push", exc.status)
         raise
     return IngestPublic(samples=stored, series=len(batch))
+
+
+class AlertsAccepted(BaseModel):
+    firing: int
+    resolved: int
+
+
+@router.post(
+    "/api/v1/alerts/alertmanager",
+    response_model=AlertsAccepted,
+    responses={400: {"description": "not JSON"}, 422: {"description": "not an Alertmanager webhook"}},
+)
+async def alertmanager_webhook(request: Request, engine: EngineDep) -> AlertsAccepted:
+    """Alertmanager's webhook (payload version 4; missing optional and unknown fields are fine): firing
+    alerts enter the pipeline as anomalies (see ``opsmind.ingest.alertmanager``)."""
+    try:
+        raw = await read_capped(request, engine.settings.ingest.max_body_bytes)
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise IngestError(f"body is not JSON: {exc}", status=400) from exc
+        anomalies, resolved = parse(body, engine.clock.now())
+        await engine.ingest_anomalies(anomalies, "alertmanager")
+    except IngestError as exc:
+        engine.reject("alertmanager", exc.status)
+        raise
+    return AlertsAccepted(firing=len(anomalies), resolved=resolved)

@@ -1,0 +1,120 @@
+"""External alerts in: Alertmanager's webhook (payload version 4) turned into anomalies.
+
+Alertmanager POSTs ``{"version": "4", "status", "receiver", "groupLabels", "commonLabels", ...,
+"alerts": [{"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"}]}``.
+Only ``alerts`` with ``labels`` are required; every other field may be missing, and fields this version
+does not know (newer Alertmanagers add some, e.g. ``truncatedAlerts``) are ignored, and ``version`` is
+not enforced (every Alertmanager so far sends "4"), so a receiver configured on any Alertmanager works.
+
+A *firing* alert becomes an :class:`~opsmind.types.Anomaly` that enters the same pipeline as OpsMind's
+own: its series is Prometheus' representation of an alert, ``ALERTS{alertname="...", ...}`` (all the
+alert's labels), its service the ``service`` label (else ``job``, else ``namespace``, else
+``external``), its time ``startsAt`` (else when it arrived) and its probability follows the
+``severity`` label (critical 0.999999, warning 0.9999, anything else 0.999). The anomaly id derives from
+the labels and ``startsAt``, so Alertmanager's repeated notifications of one alert are one anomaly.
+Resolved alerts are counted and otherwise left alone: OpsMind resolves incidents when their signals
+stay quiet.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from opsmind.ingest.errors import IngestError
+from opsmind.types import Anomaly, InvalidSeriesError, Series, anomaly_id
+
+DETECTOR = "alertmanager"
+SEVERITY_PROBABILITY = {"critical": 0.999999, "page": 0.999999, "error": 0.9999, "warning": 0.9999}
+DEFAULT_PROBABILITY = 0.999
+MAX_ALERTS = 10_000
+
+
+class AmAlert(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    status: str = "firing"
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: str | None = None  # noqa: N815 - Alertmanager's field name
+    endsAt: str | None = None  # noqa: N815
+    fingerprint: str | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, v: str) -> str:
+        if v not in ("firing", "resolved"):
+            raise ValueError("must be 'firing' or 'resolved'")
+        return v
+
+
+class AmWebhook(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    version: str | None = None
+    status: str | None = None
+    receiver: str | None = None
+    groupKey: str | None = None  # noqa: N815
+    alerts: list[AmAlert] = Field(max_length=MAX_ALERTS)
+
+
+def _time(text: str | None, fallback: float, where: str) -> float:
+    if not text or text.startswith("0001-01-01"):  # Go's zero time: not set
+        return fallback
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise IngestError(f"{where}: {text!r} is not an RFC 3339 time", status=422) from exc
+    if not math.isfinite(ts):
+        raise IngestError(f"{where}: {text!r} is not a usable time", status=422)
+    return ts
+
+
+def service_of(labels: dict[str, str]) -> str:
+    return labels.get("service") or labels.get("job") or labels.get("namespace") or "external"
+
+
+def parse(body: Any, now: float) -> tuple[list[Anomaly], int]:
+    """The anomalies of a webhook body's firing alerts and the number of resolved alerts; raises
+    :class:`IngestError` (422) naming the first problem and accepting nothing."""
+    if body is not None and isinstance(body, dict) and body.get("version") not in (None, "4", 4):
+        raise IngestError(
+            f"version: {body.get('version')!r} is not a webhook version this receiver reads (4)", 422
+        )
+    try:
+        hook = AmWebhook.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "(body)"
+        raise IngestError(f"{where}: {first['msg']}", status=422) from exc
+    out: list[Anomaly] = []
+    resolved = 0
+    for i, alert in enumerate(hook.alerts):
+        if alert.status == "resolved":
+            resolved += 1
+            continue
+        where = f"alerts.{i}"
+        ts = _time(alert.startsAt, now, f"{where}.startsAt")
+        try:
+            series = Series.of("ALERTS", alert.labels)
+        except InvalidSeriesError as exc:
+            raise IngestError(f"{where}.labels: {exc}", status=422) from exc
+        severity = alert.labels.get("severity", "").lower()
+        out.append(
+            Anomaly(
+                id=anomaly_id(series.key, ts, DETECTOR),
+                at=now,
+                service=service_of(alert.labels),
+                series=series.key,
+                ts=ts,
+                value=1.0,
+                expected=None,
+                score=1.0,
+                probability=SEVERITY_PROBABILITY.get(severity, DEFAULT_PROBABILITY),
+                detector=DETECTOR,
+            )
+        )
+    return out, resolved

@@ -1,0 +1,112 @@
+"""Alertmanager webhooks (v4) into OpsMind over real HTTP: with and without newer fields, repeated
+notifications, resolved alerts, and malformed bodies refused with a reason."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import pytest
+
+from opsmind.ingest.alertmanager import parse
+from opsmind.ingest.errors import IngestError
+from opsmind.types import Anomaly, Incident
+from tests.conftest import RunningServer
+
+V4: dict[str, Any] = {
+    "version": "4",
+    "groupKey": '{}:{alertname="HighLatency"}',
+    "status": "firing",
+    "receiver": "opsmind",
+    "groupLabels": {"alertname": "HighLatency"},
+    "commonLabels": {"alertname": "HighLatency", "service": "checkout"},
+    "commonAnnotations": {},
+    "externalURL": "http://am:9093",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "HighLatency", "service": "checkout", "severity": "critical"},
+            "annotations": {"summary": "p99 over 1 s"},
+            "startsAt": "2026-01-01T00:00:00.000Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prom:9090/graph",
+            "fingerprint": "abc",
+        },
+        {
+            "status": "firing",
+            "labels": {"alertname": "HighErrors", "job": "payments"},
+            "startsAt": "2026-01-01T00:00:05Z",
+        },
+        {"status": "resolved", "labels": {"alertname": "Old", "service": "checkout"}},
+    ],
+}
+
+
+def test_parse_maps_alerts_to_anomalies() -> None:
+    anomalies, resolved = parse(V4, now=1_800_000_000.0)
+    assert resolved == 1 and len(anomalies) == 2
+    a, b = anomalies
+    assert a.service == "checkout" and a.detector == "alertmanager" and a.probability == 0.999999
+    assert a.series == 'ALERTS{alertname="HighLatency",service="checkout",severity="critical"}'
+    assert a.ts == 1_767_225_600.0
+    assert b.service == "payments" and b.probability == 0.999  # no severity label
+    again, _ = parse(copy.deepcopy(V4), now=1_800_000_100.0)
+    assert [x.id for x in again] == [a.id, b.id]  # a repeated notification is the same anomaly
+
+
+def test_newer_and_missing_fields_are_tolerated() -> None:
+    newer = copy.deepcopy(V4)
+    newer["truncatedAlerts"] = 0
+    newer["alerts"][0]["someFutureField"] = {"x": 1}
+    assert len(parse(newer, now=0.0)[0]) == 2
+    minimal = {"alerts": [{"labels": {"alertname": "Bare"}}]}
+    (only,), _ = parse(minimal, now=42.0)
+    assert only.service == "external" and only.ts == 42.0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"version": "4"}, "alerts: Field required"),
+        ({"alerts": {"labels": {}}}, "alerts"),
+        ({"alerts": [{"annotations": {}}]}, "alerts.0.labels: Field required"),
+        ({"alerts": [{"labels": {"alertname": "X"}, "status": "pending"}]}, "must be 'firing' or 'resolved'"),
+        ({"alerts": [{"labels": {"alertname": "X"}, "startsAt": "yesterday"}]}, "not an RFC 3339 time"),
+        ({"alerts": [{"labels": {"bad-label": "X"}}]}, "invalid label name"),
+        ([1, 2], "(body)"),
+    ],
+)
+def test_malformed_bodies_name_the_problem(body: Any, message: str) -> None:
+    with pytest.raises(IngestError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        parse(body, now=0.0)
+    assert info.value.status == 422
+
+
+def test_webhooks_over_http_open_an_incident_and_refuse_bad_bodies(server: RunningServer) -> None:
+    with server.client() as c:
+        r = c.post("/api/v1/alerts/alertmanager", json=V4)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"firing": 2, "resolved": 1}
+        bad = c.post("/api/v1/alerts/alertmanager", json={"alerts": [{"labels": {"bad-label": "x"}}]})
+        assert bad.status_code == 422 and "invalid label name" in bad.json()["detail"]
+        assert bad.headers["content-type"].startswith("application/problem+json")
+        notjson = c.post(
+            "/api/v1/alerts/alertmanager", content=b"{nope", headers={"content-type": "application/json"}
+        )
+        assert notjson.status_code == 400 and "not JSON" in notjson.json()["detail"]
+        stored = c.get("/api/v1/anomalies", params={"service": "checkout"}).json()
+        assert any(a["detector"] == "alertmanager" for a in stored)
+    # Two notifications of the same firing alert within the group window open one incident.
+    with server.client() as c:
+        c.post("/api/v1/alerts/alertmanager", json=V4)
+        second = copy.deepcopy(V4)
+        second["alerts"][0]["startsAt"] = "2026-01-01T00:00:20Z"
+        c.post("/api/v1/alerts/alertmanager", json=second)
+    for _ in range(100):
+        incidents = [i for i in server.engine.store.find(Incident) if i.service == "checkout"]
+        if incidents:
+            break
+        time.sleep(0.05)
+    assert len(incidents) == 1
+    assert len([a for a in server.engine.store.find(Anomaly) if a.service == "checkout"]) == 2
