@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -111,6 +120,16 @@ class WebhookSettings(_Section):
     max_retries: int = Field(5, ge=0)
     backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles each attempt")
     headers: dict[str, str] = Field(default_factory=dict)
+    secret: SecretStr | None = Field(
+        None, description="sign each request with HMAC-SHA256 (X-OpsMind-Signature) under this secret"
+    )
+
+
+class SlackSettings(_Section):
+    url: HttpUrl = Field(description="a Slack incoming-webhook URL (or any Slack-compatible one)")
+    timeout_s: float = Field(5, gt=0)
+    max_retries: int = Field(5, ge=0)
+    backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles each attempt")
 
 
 class AlertmanagerSettings(_Section):
@@ -124,6 +143,7 @@ class AlertmanagerSettings(_Section):
 class NotifySettings(_Section):
     log: bool = True
     webhooks: list[WebhookSettings] = Field(default_factory=list)
+    slack: list[SlackSettings] = Field(default_factory=list)
     alertmanagers: list[AlertmanagerSettings] = Field(default_factory=list)
 
 

@@ -22,6 +22,7 @@ from opsmind.ingest.scrape import Scraper
 from opsmind.notify.alertmanager import AlertmanagerNotifier
 from opsmind.notify.base import Notifier
 from opsmind.notify.log import LogNotifier
+from opsmind.notify.slack import SlackNotifier
 from opsmind.notify.stage import NotifyStage, RetryPolicy
 from opsmind.notify.webhook import WebhookNotifier
 from opsmind.store.protocols import TooManySeriesError
@@ -39,6 +40,8 @@ def build_notifiers(settings: Settings) -> list[tuple[Notifier, RetryPolicy]]:
         out.append((LogNotifier(), RetryPolicy(0, 1.0)))
     for wh in settings.notify.webhooks:
         out.append((WebhookNotifier(wh), RetryPolicy(wh.max_retries, wh.backoff_s)))
+    for sl in settings.notify.slack:
+        out.append((SlackNotifier(sl), RetryPolicy(sl.max_retries, sl.backoff_s)))
     for am in settings.notify.alertmanagers:
         out.append((AlertmanagerNotifier(am), RetryPolicy(am.max_retries, am.backoff_s)))
     return out

@@ -2,9 +2,19 @@
 
 Whether a failure is worth retrying follows HTTP semantics: connection errors, timeouts, 408, 429 and
 5xx are retryable; any other 4xx means the receiver rejected the payload and a retry would not help.
+
+With a ``secret`` every request is signed so the receiver can tell it came from OpsMind and was not
+replayed: ``X-OpsMind-Timestamp`` (Unix seconds) and ``X-OpsMind-Signature: sha256=<hex>``, the
+HMAC-SHA256 under the secret of ``"<timestamp>.<body>"`` (the exact bytes sent). A receiver recomputes
+it, compares in constant time and rejects old timestamps (:func:`verify` does both).
 """
 
 from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
 
 import httpx
 
@@ -22,10 +32,12 @@ class WebhookNotifier:
         self._client = client or httpx.AsyncClient(timeout=settings.timeout_s)
 
     async def notify(self, event: str, incident: Incident) -> NotifyResult:
+        body = json.dumps(incident_payload(event, incident), separators=(",", ":")).encode()
+        headers = {"content-type": "application/json", **self.settings.headers}
+        if self.settings.secret is not None:
+            headers.update(sign(self.settings.secret.get_secret_value(), body, time.time()))
         try:
-            resp = await self._client.post(
-                str(self.settings.url), json=incident_payload(event, incident), headers=self.settings.headers
-            )
+            resp = await self._client.post(str(self.settings.url), content=body, headers=headers)
         except httpx.HTTPError as exc:
             return NotifyResult(ok=False, retryable=True, detail=f"{type(exc).__name__}: {exc}")
         if resp.is_success:
@@ -35,3 +47,26 @@ class WebhookNotifier:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+SIGNATURE_HEADER = "X-OpsMind-Signature"
+TIMESTAMP_HEADER = "X-OpsMind-Timestamp"
+
+
+def _digest(secret: str, body: bytes, timestamp: str) -> str:
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, body: bytes, now: float) -> dict[str, str]:
+    """The two headers that sign ``body`` at ``now``."""
+    ts = str(int(now))
+    return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: f"sha256={_digest(secret, body, ts)}"}
+
+
+def verify(secret: str, body: bytes, headers: dict[str, str], now: float, max_age_s: float = 300.0) -> bool:
+    """Whether ``headers`` sign ``body`` under ``secret`` within ``max_age_s`` of ``now`` (for receivers)."""
+    ts = headers.get(TIMESTAMP_HEADER, "")
+    sig = headers.get(SIGNATURE_HEADER, "")
+    if not ts.isdigit() or abs(now - int(ts)) > max_age_s or not sig.startswith("sha256="):
+        return False
+    return hmac.compare_digest(sig.removeprefix("sha256="), _digest(secret, body, ts))
