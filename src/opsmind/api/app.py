@@ -10,7 +10,16 @@ from fastapi import APIRouter, FastAPI
 
 from opsmind import __version__
 from opsmind.api import problems
-from opsmind.api.routers import health, health_scores, ingest, platform_events, records, series, services
+from opsmind.api.routers import (
+    health,
+    health_scores,
+    ingest,
+    platform_events,
+    records,
+    series,
+    services,
+    silences,
+)
 from opsmind.engine import Engine
 
 Source = Callable[[asyncio.Event], Coroutine[None, None, None]]
@@ -58,6 +67,7 @@ def create_app(
         ingest.router,
         series.router,
         services.router,
+        silences.router,
         health_scores.router,
         records.router,
         platform_events.router,

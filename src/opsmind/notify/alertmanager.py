@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 
 from opsmind.config import AlertmanagerSettings
+from opsmind.incidents.muting import incident_labels, severity_of
 from opsmind.notify.base import NotifyResult
 from opsmind.notify.webhook import RETRYABLE_STATUS
 from opsmind.types import Incident, IncidentStatus
 
-ALERTNAME = "OpsMindIncident"
 FIRING_TTL_S = 3600.0
 
 
@@ -35,19 +35,12 @@ def _rfc3339(ts: float) -> str:
 
 
 def severity(incident: Incident) -> str:
-    p = incident.max_probability
-    return "critical" if p >= 0.999999 else "warning" if p >= 0.9999 else "info"
+    return severity_of(incident.max_probability)
 
 
 def alert_of(incident: Incident, now: float, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
     """The Alertmanager alert for ``incident`` at ``now`` (see module)."""
-    labels = {
-        **(extra_labels or {}),
-        "alertname": ALERTNAME,
-        "incident_id": incident.id,
-        "service": incident.service or "unknown",
-        "severity": severity(incident),
-    }
+    labels = {**(extra_labels or {}), **incident_labels(incident)}
     annotations = {
         "title": incident.title,
         "summary": f"{incident.anomaly_count} anomalies on {len(incident.series)} series",

@@ -12,6 +12,7 @@ from opsmind.types.records import (
     Record,
     Sample,
     SeriesSamples,
+    Silence,
     anomaly_id,
     new_id,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "Sample",
     "anomaly_id",
     "Series",
+    "Silence",
     "SeriesSamples",
     "new_id",
     "validate_label_name",

@@ -159,3 +159,22 @@ class AuditEntry(Record):
     verb: str
     subject: str
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class Silence(Record):
+    """Notifications muted for a while for everything whose labels match, as in Alertmanager.
+
+    Each matcher is ``{"name", "value", "isRegex", "isEqual"}`` (Alertmanager's API v2 shape); a regex
+    matches the whole label value. A silence is ``pending`` before ``starts_at``, ``active`` until
+    ``ends_at`` and ``expired`` after; expiring one early sets ``ends_at`` to now."""
+
+    kind: ClassVar[str] = "silence"
+
+    matchers: tuple[dict[str, Any], ...]
+    starts_at: float
+    ends_at: float
+    created_by: str
+    comment: str = ""
+
+    def state(self, now: float) -> str:
+        return "pending" if now < self.starts_at else "active" if now < self.ends_at else "expired"

@@ -1,0 +1,122 @@
+"""Silences: mute notifications for everything whose labels match, for a while (as in Alertmanager).
+
+``POST /api/v1/silences`` creates one (matchers in Alertmanager's v2 shape), ``GET`` lists them with
+their state, ``DELETE /api/v1/silences/{id}`` expires one now. Creating and expiring are recorded in the
+audit log with who and why. A bad silence is refused with 422 and the reason; nothing is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsmind.api.deps import EngineDep
+from opsmind.incidents.muting import Matcher, MatcherError
+from opsmind.types import AuditEntry, Silence
+
+router = APIRouter(prefix="/api/v1/silences", tags=["silences"])
+MAX_MATCHERS = 32
+
+
+class SilenceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    matchers: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_MATCHERS)
+    startsAt: float | None = Field(None, description="Unix seconds; default now")  # noqa: N815
+    endsAt: float = Field(description="Unix seconds, after startsAt")  # noqa: N815
+    createdBy: str = Field(min_length=1, max_length=256)  # noqa: N815
+    comment: str = Field("", max_length=4096)
+
+
+class SilencePublic(BaseModel):
+    id: str
+    state: str
+    matchers: list[dict[str, Any]]
+    startsAt: float  # noqa: N815
+    endsAt: float  # noqa: N815
+    createdBy: str  # noqa: N815
+    comment: str
+
+
+def _public(s: Silence, now: float) -> SilencePublic:
+    return SilencePublic(
+        id=s.id,
+        state=s.state(now),
+        matchers=list(s.matchers),
+        startsAt=s.starts_at,
+        endsAt=s.ends_at,
+        createdBy=s.created_by,
+        comment=s.comment,
+    )
+
+
+def _invalid(reason: str) -> HTTPException:
+    return HTTPException(status_code=422, detail=reason)
+
+
+@router.post("", response_model=SilencePublic, status_code=201, responses={422: {"description": "invalid"}})
+async def create_silence(body: SilenceCreate, engine: EngineDep) -> SilencePublic:
+    """Create a silence; its matchers must all match for an incident to be muted."""
+    now = engine.clock.now()
+    try:
+        matchers = [Matcher.parse(m, f"matchers.{i}").as_json() for i, m in enumerate(body.matchers)]
+    except MatcherError as exc:
+        raise _invalid(str(exc)) from exc
+    start = now if body.startsAt is None else body.startsAt
+    if not (math.isfinite(start) and math.isfinite(body.endsAt)):
+        raise _invalid("startsAt and endsAt must be finite Unix seconds")
+    if body.endsAt <= now:
+        raise _invalid("endsAt is in the past: the silence would never be active")
+    if body.endsAt <= start:
+        raise _invalid(f"endsAt ({body.endsAt}) must be after startsAt ({start})")
+    silence = Silence(
+        at=now,
+        matchers=tuple(matchers),
+        starts_at=start,
+        ends_at=body.endsAt,
+        created_by=body.createdBy,
+        comment=body.comment,
+    )
+    audit = AuditEntry(
+        at=now,
+        actor=f"user:{body.createdBy}",
+        verb="silence",
+        subject=silence.id,
+        detail={"matchers": matchers, "until": body.endsAt, "comment": body.comment},
+    )
+    await asyncio.to_thread(engine.store.put_many, [silence, audit])
+    return _public(silence, now)
+
+
+@router.get("", response_model=list[SilencePublic])
+async def list_silences(
+    engine: EngineDep, state: str | None = Query(None, pattern="^(pending|active|expired)$")
+) -> list[SilencePublic]:
+    """Silences, newest first, optionally only those in one state."""
+    now = engine.clock.now()
+    rows = await asyncio.to_thread(engine.store.find, Silence, limit=10_000)
+    out = [_public(s, now) for s in rows]
+    return [s for s in out if state is None or s.state == state]
+
+
+@router.delete(
+    "/{silence_id}", response_model=SilencePublic, responses={404: {"description": "no such silence"}}
+)
+async def expire_silence(
+    silence_id: str, engine: EngineDep, by: str = Query("api", max_length=256)
+) -> SilencePublic:
+    """Expire a silence now (it stays listed, as expired)."""
+    now = engine.clock.now()
+    found = await asyncio.to_thread(engine.store.get, Silence, silence_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no silence {silence_id!r}")
+    if found.state(now) == "expired":
+        return _public(found, now)
+    expired = found.model_copy(update={"ends_at": now, "starts_at": min(found.starts_at, now), "at": now})
+    audit = AuditEntry(at=now, actor=f"user:{by}", verb="expire_silence", subject=silence_id, detail={})
+    await asyncio.to_thread(engine.store.put_many, [expired, audit])
+    return _public(expired, now)
