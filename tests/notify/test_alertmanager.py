@@ -13,7 +13,8 @@ import pytest
 
 from opsmind.config import AlertmanagerSettings
 from opsmind.incidents import grouping
-from opsmind.notify.alertmanager import ALERTNAME, AlertmanagerNotifier, alert_of, severity
+from opsmind.incidents.muting import ALERTNAME
+from opsmind.notify.alertmanager import AlertmanagerNotifier, alert_of, severity
 from opsmind.types import Anomaly
 from tests.conftest import free_port, need_alertmanager
 
