@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import networkx as nx
 import numpy as np
@@ -30,22 +30,10 @@ import numpy as np
 from opsmind.detect.ensemble import Ensemble
 from opsmind.rca.frame import F64, MetricFrame
 from opsmind.sim.runner import SimRun, fleet_data, scenario_from_data
-from opsmind.sim.spec import FaultSpec, Scenario, fault_target_problem
+from opsmind.sim.spec import FaultKind, FaultSpec, Scenario, fault_target_problem
 
-KINDS = (
-    "crash_loop",
-    "memory_leak",
-    "cpu_saturation",
-    "latency_injection",
-    "dependency_outage",
-    "bad_deployment",
-    "config_error",
-    "pool_exhaustion",
-    "disk_full",
-    "traffic_spike",
-    "cache_failure",
-    "model_drift",
-)
+# Every fault kind of the simulator that has a root service (a node failure is a node's).
+KINDS = tuple(k for k in get_args(FaultKind) if k != "node_failure")
 TOPOLOGIES = ("default", "direct-db", "fanout")
 WARMUP_S = 900.0  # the detector's cold start; faults start after it
 FAULT_AT_S = (1500.0, 1800.0, 2100.0)

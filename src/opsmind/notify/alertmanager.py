@@ -24,7 +24,7 @@ import httpx
 from opsmind.config import AlertmanagerSettings
 from opsmind.incidents.muting import incident_labels, severity_of
 from opsmind.notify.base import NotifyResult
-from opsmind.notify.webhook import RETRYABLE_STATUS
+from opsmind.notify.webhook import post
 from opsmind.types import Incident, IncidentStatus
 
 FIRING_TTL_S = 3600.0
@@ -68,16 +68,7 @@ class AlertmanagerNotifier:
     async def notify(self, event: str, incident: Incident) -> NotifyResult:
         now = datetime.now(UTC).timestamp()
         body = [alert_of(incident, now, self.settings.extra_labels)]
-        try:
-            resp = await self._client.post(self._url, json=body)
-        except httpx.HTTPError as exc:
-            return NotifyResult(ok=False, retryable=True, detail=f"{type(exc).__name__}: {exc}")
-        if resp.is_success:
-            return NotifyResult(ok=True, detail=f"HTTP {resp.status_code}")
-        retryable = resp.status_code >= 500 or resp.status_code in RETRYABLE_STATUS
-        return NotifyResult(
-            ok=False, retryable=retryable, detail=f"HTTP {resp.status_code}: {resp.text[:200]}"
-        )
+        return await post(self._client, self._url, json=body)
 
     async def aclose(self) -> None:
         await self._client.aclose()

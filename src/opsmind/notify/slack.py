@@ -13,7 +13,7 @@ import httpx
 
 from opsmind.config import SlackSettings
 from opsmind.notify.base import NotifyResult
-from opsmind.notify.webhook import RETRYABLE_STATUS
+from opsmind.notify.webhook import post
 from opsmind.types import Incident
 
 ICONS = {"opened": ":rotating_light:", "resolved": ":white_check_mark:"}
@@ -37,14 +37,7 @@ class SlackNotifier:
         self._client = client or httpx.AsyncClient(timeout=settings.timeout_s)
 
     async def notify(self, event: str, incident: Incident) -> NotifyResult:
-        try:
-            resp = await self._client.post(str(self.settings.url), json=slack_message(event, incident))
-        except httpx.HTTPError as exc:
-            return NotifyResult(ok=False, retryable=True, detail=f"{type(exc).__name__}: {exc}")
-        if resp.is_success:
-            return NotifyResult(ok=True, detail=f"HTTP {resp.status_code}")
-        retryable = resp.status_code >= 500 or resp.status_code in RETRYABLE_STATUS
-        return NotifyResult(ok=False, retryable=retryable, detail=f"HTTP {resp.status_code}")
+        return await post(self._client, str(self.settings.url), json=slack_message(event, incident))
 
     async def aclose(self) -> None:
         await self._client.aclose()

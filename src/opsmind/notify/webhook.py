@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import time
+from typing import Any
 
 import httpx
 
@@ -23,6 +24,20 @@ from opsmind.notify.base import NotifyResult, incident_payload
 from opsmind.types import Incident
 
 RETRYABLE_STATUS = {408, 425, 429}
+
+
+async def post(client: httpx.AsyncClient, url: str, **request: Any) -> NotifyResult:
+    """POST and judge the outcome by HTTP semantics (see module): what every HTTP notifier returns."""
+    try:
+        resp = await client.post(url, **request)
+    except httpx.HTTPError as exc:
+        return NotifyResult(ok=False, retryable=True, detail=f"{type(exc).__name__}: {exc}")
+    if resp.is_success:
+        return NotifyResult(ok=True, detail=f"HTTP {resp.status_code}")
+    retryable = resp.status_code >= 500 or resp.status_code in RETRYABLE_STATUS
+    said = resp.text[:200].strip()
+    detail = f"HTTP {resp.status_code}: {said}" if said else f"HTTP {resp.status_code}"
+    return NotifyResult(ok=False, retryable=retryable, detail=detail)
 
 
 class WebhookNotifier:
@@ -36,14 +51,7 @@ class WebhookNotifier:
         headers = {"content-type": "application/json", **self.settings.headers}
         if self.settings.secret is not None:
             headers.update(sign(self.settings.secret.get_secret_value(), body, time.time()))
-        try:
-            resp = await self._client.post(str(self.settings.url), content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return NotifyResult(ok=False, retryable=True, detail=f"{type(exc).__name__}: {exc}")
-        if resp.is_success:
-            return NotifyResult(ok=True, detail=f"HTTP {resp.status_code}")
-        retryable = resp.status_code >= 500 or resp.status_code in RETRYABLE_STATUS
-        return NotifyResult(ok=False, retryable=retryable, detail=f"HTTP {resp.status_code}")
+        return await post(self._client, str(self.settings.url), content=body, headers=headers)
 
     async def aclose(self) -> None:
         await self._client.aclose()
