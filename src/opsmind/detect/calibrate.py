@@ -16,7 +16,7 @@ turned into the threshold and mean excess a Gaussian would have), so there is no
 Why not a Gaussian tail on ``u`` (the first version): real metrics' scores are heavier-tailed than any
 Gaussian fitted to their bulk, so surprises of 1e-5 turned up every few hundred points; on a tuning
 corpus made from production traces (:mod:`opsmind.bench.nab_synth`, seeds 1 and 2) the switch lifted the
-NAB-rules score from 13 to 30 (seed 1, where it was chosen) and from 14 to 41 (seed 2, held out).
+NAB-rules score from 13 to 34 (seed 1, where it was chosen) and from 14 to 39 (seed 2, held out).
 
 The ensemble feeds every finite score, anomalous or not; one extreme score moves the excess scale by at
 most ``clip`` scales' worth. ``p`` is monotone in the score for a fixed state, in [0, 1], NaN for a NaN
