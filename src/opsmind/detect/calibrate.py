@@ -116,16 +116,7 @@ class Calibrator:
 
     def tail(self, rows: I64, scores: F64) -> F64:
         """Upper-tail probability of each score (1 = ordinary, -> 0 = extreme); NaN for NaN, 0 for inf."""
-        self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
-        idx = as_run(rows)
-        sc = self._cols(scores)
-        u = np.log1p(np.maximum(sc, 0.0))
-        z = (u - self.t[idx]) / np.maximum(self.e[idx], self.min_scale)
-        with np.errstate(invalid="ignore", over="ignore"):
-            q = np.minimum(1.0, TAIL_LEVEL * np.exp(-np.where(np.isfinite(z), z, 0.0)))
-        q[np.isposinf(z)] = 0.0
-        q[np.isnan(sc)] = np.nan
-        return self._out(q)
+        return np.asarray(np.power(10.0, -self.surprise(rows, scores)))
 
     def probability(self, rows: I64, scores: F64) -> F64:
         return 1.0 - self.tail(rows, scores)
