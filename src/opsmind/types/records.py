@@ -81,12 +81,23 @@ class Anomaly(Record):
 
 
 class IncidentStatus(StrEnum):
+    """open -> acknowledged (a person owns it) -> mitigating (a fix is under way) -> resolved; a resolved
+    incident whose signals relapse within the reopen window goes back to open."""
+
     OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    MITIGATING = "mitigating"
     RESOLVED = "resolved"
+
+    @property
+    def active(self) -> bool:
+        return self is not IncidentStatus.RESOLVED
 
 
 class Incident(Record):
-    """A group of related anomalies on one service, with a lifecycle."""
+    """A group of related anomalies, on one service or on services that call each other, with a
+    lifecycle. ``service`` is the service it is filed under (the likeliest root cause when known, else
+    the first service to show anomalies); ``services`` every service with an anomaly in it."""
 
     kind: ClassVar[str] = "incident"
 
@@ -102,6 +113,11 @@ class Incident(Record):
     root_causes: tuple[dict[str, Any], ...] = Field(
         default=(), description="likely root-cause services, best first: {service, score, evidence}"
     )
+    services: tuple[str, ...] = Field(default=(), description="every service with an anomaly in it")
+    priority: float = Field(0.0, description="0-100, higher first; see priority_explanation")
+    priority_explanation: dict[str, Any] = Field(default_factory=dict)
+    reopened: int = Field(0, description="times it relapsed after resolving and was reopened")
+    flapping: bool = Field(False, description="it keeps resolving and relapsing; notifications are held")
 
 
 class ActionStatus(StrEnum):
