@@ -11,7 +11,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -194,3 +194,20 @@ class Silence(Record):
 
     def state(self, now: float) -> str:
         return "pending" if now < self.starts_at else "active" if now < self.ends_at else "expired"
+
+
+class Feedback(Record):
+    """An operator's verdict on an incident: ``noise`` (it should not have paged anyone) or
+    ``actionable``. ``features`` is a snapshot of the incident's features when the verdict was given, so
+    a model trained on feedback does not change when the incident changes later; ``service`` is the
+    incident's service, so feedback can be filtered like the incidents it is about."""
+
+    kind: ClassVar[str] = "feedback"
+
+    incident_id: str
+    verdict: Literal["noise", "actionable"]
+    by: str
+    comment: str = ""
+    features: dict[str, float] = Field(
+        default_factory=dict, description="the incident's features at the time, see incidents/feedback.py"
+    )
