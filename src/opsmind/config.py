@@ -7,6 +7,7 @@ Environment variables override the file, nested keys joined by ``__``: ``OPSMIND
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,8 +111,26 @@ class IncidentSettings(_Section):
         1800, gt=0, description="metrics before the first anomaly that count as normal for ranking"
     )
     topology: dict[str, list[str]] = Field(
-        default_factory=dict, description="service -> services it calls, for root-cause ranking"
+        default_factory=dict,
+        description="service -> services it calls: for grouping, root causes and blast radius",
     )
+    reopen_window_s: float = Field(
+        1800, ge=0, description="a resolved incident whose services relapse this soon is reopened"
+    )
+    flap_threshold: int = Field(
+        3, ge=1, description="reopened this many times, an incident is flapping and its notifications held"
+    )
+    criticality: dict[str, float] = Field(
+        default_factory=dict, description="service -> criticality 0-1 for priority (default 0.5)"
+    )
+
+    @field_validator("criticality")
+    @classmethod
+    def _criticality_in_range(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: x for k, x in v.items() if not 0.0 <= x <= 1.0}
+        if bad:
+            raise ValueError(f"criticality must be between 0 and 1: {bad}")
+        return v
 
 
 class WebhookSettings(_Section):
@@ -140,11 +159,98 @@ class AlertmanagerSettings(_Section):
     extra_labels: dict[str, str] = Field(default_factory=dict, description="added to every alert's labels")
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class MatcherSettings(_Section):
+    """One label matcher in Alertmanager's API v2 shape, as silences use (see ``incidents/muting.py``)."""
+
+    name: str = Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", description="label name")
+    value: str = Field(description="label value, or a regular expression matched against the whole value")
+    isRegex: bool = False  # noqa: N815 - Alertmanager's spelling, so silences and windows read alike
+    isEqual: bool = True  # noqa: N815
+
+    @model_validator(mode="after")
+    def _regex_compiles(self) -> MatcherSettings:
+        if self.isRegex:
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise ValueError(f"value is not a valid regular expression: {exc}") from exc
+        return self
+
+
+class MaintenanceWindow(_Section):
+    """A weekly window during which notifications for matching incidents are muted.
+
+    Times are UTC. A window may run past midnight (``start: "23:00"``, ``duration_s: 7200`` on ``sat``
+    covers Saturday 23:00 to Sunday 01:00); ``days`` are the days on which it *starts*.
+    """
+
+    name: str = Field(min_length=1, description="shown in the audit log when the window mutes something")
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(WEEKDAYS), min_length=1, description="days (UTC) on which it starts"
+    )
+    start: str = Field(description='start time of day, "HH:MM" in UTC, 24-hour clock')
+    duration_s: float = Field(gt=0, le=7 * 86400, description="how long it lasts, at most a week")
+    matchers: list[MatcherSettings] = Field(
+        min_length=1, description="every matcher must match an incident's labels for it to be muted"
+    )
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _lower_days(cls, v: Any) -> Any:
+        return [d.lower() if isinstance(d, str) else d for d in v] if isinstance(v, list) else v
+
+    @field_validator("start")
+    @classmethod
+    def _hh_mm(cls, v: str) -> str:
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", v.strip())
+        if m is None or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+            raise ValueError(f'start must be "HH:MM" (24-hour clock, UTC), got {v!r}')
+        return f"{int(m.group(1)):02d}:{m.group(2)}"
+
+    @property
+    def start_s(self) -> int:
+        """Seconds after midnight UTC at which the window starts."""
+        hh, mm = self.start.split(":")
+        return int(hh) * 3600 + int(mm) * 60
+
+
 class NotifySettings(_Section):
+    """Where notifications go, and when: Alertmanager-like group timers, inhibition and maintenance."""
+
     log: bool = True
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     slack: list[SlackSettings] = Field(default_factory=list)
     alertmanagers: list[AlertmanagerSettings] = Field(default_factory=list)
+    group_wait_s: float = Field(
+        30, ge=0, description="wait this long before an incident's first notification, folding updates"
+    )
+    group_interval_s: float = Field(
+        300, gt=0, description="send an incident's later changes (and resolution) at most this often"
+    )
+    repeat_interval_s: float = Field(
+        4 * 3600, gt=0, description="re-send an unchanged, still-active incident this often"
+    )
+    flush_interval_s: float = Field(
+        1, gt=0, description="how often due notifications are checked; timers fire up to this late"
+    )
+    inhibition_slack_s: float = Field(
+        60, ge=0, description="an upstream incident opened up to this long after a downstream one inhibits it"
+    )
+    maintenance_windows: list[MaintenanceWindow] = Field(
+        default_factory=list, description="recurring weekly windows that mute matching incidents"
+    )
+
+    @field_validator("maintenance_windows")
+    @classmethod
+    def _unique_names(cls, v: list[MaintenanceWindow]) -> list[MaintenanceWindow]:
+        names = [w.name for w in v]
+        if len(set(names)) != len(names):
+            raise ValueError("maintenance window names must be unique")
+        return v
 
 
 class ApiSettings(_Section):

@@ -10,14 +10,21 @@ def anomaly(service: str | None, ts: float, series: str = "m") -> Anomaly:
     )
 
 
-def test_anomalies_within_the_window_join_the_open_incident() -> None:
+def test_anomalies_of_its_services_join_an_active_incident() -> None:
     inc = grouping.open_incident(anomaly("a", 100), now=100)
     ok, reason = grouping.joins(inc, anomaly("a", 350), 300)
-    assert ok and "within" in reason
+    assert ok and "still active" in reason
     inc = grouping.add_anomaly(inc, anomaly("a", 350, "m2"), now=350)
     assert inc.anomaly_count == 2 and inc.series == ("m", "m2") and inc.last_anomaly_at == 350
-    ok, reason = grouping.joins(inc, anomaly("a", 700), 300)
+    # Another service joins only through the dependency graph, and only within the group window.
+    ok, reason = grouping.joins(inc, anomaly("b", 400), 300)
+    assert not ok and "neither" in reason
+    ok, reason = grouping.joins(inc, anomaly("b", 400), 300, frozenset({"a"}))
+    assert ok and "calls or is called by a" in reason
+    ok, reason = grouping.joins(inc, anomaly("b", 700), 300, frozenset({"a"}))
     assert not ok and "beyond" in reason
+    inc = grouping.add_anomaly(inc, anomaly("b", 400), now=400)
+    assert inc.services == ("a", "b")
 
 
 def test_resolve_after_quiet_period() -> None:

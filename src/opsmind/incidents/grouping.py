@@ -16,14 +16,32 @@ def service_of(anomaly: Anomaly) -> str:
     return anomaly.service or UNLABELLED_SERVICE
 
 
-def joins(incident: Incident | None, anomaly: Anomaly, group_window_s: float) -> tuple[bool, str]:
-    """Whether ``anomaly`` belongs to the open ``incident`` of its service, and why."""
-    if incident is None or incident.status is not IncidentStatus.OPEN:
-        return False, "no open incident for the service"
+def joins(
+    incident: Incident | None,
+    anomaly: Anomaly,
+    group_window_s: float,
+    neighbours: frozenset[str] = frozenset(),
+) -> tuple[bool, str]:
+    """Whether ``anomaly`` belongs to the active ``incident``, and why: it must come within the group
+    window of the incident's last anomaly, on one of the incident's services or on a service that calls
+    or is called by one of them (``neighbours``: the anomaly's service's neighbours in the dependency
+    graph), so a failing database and the slow services that call it become one incident."""
+    if incident is None or not incident.status.active:
+        return False, "no active incident"
+    svc = service_of(anomaly)
+    services = incident.services or ((incident.service,) if incident.service else ())
+    if svc in services:
+        # Still active means its quiet period has not run out: the same service's trouble continues.
+        return True, f"on {svc}, one of its services, while it is still active"
+    else:
+        linked = sorted(neighbours.intersection(services))
+        if not linked:
+            return False, f"{svc} is neither one of its services nor calls or is called by one"
+        how = f"on {svc}, which calls or is called by {', '.join(linked)}"
     gap = anomaly.ts - incident.last_anomaly_at
     if gap > group_window_s:
         return False, f"{gap:.0f}s after the incident's last anomaly, beyond the {group_window_s:.0f}s window"
-    return True, f"within {group_window_s:.0f}s of the incident's last anomaly"
+    return True, f"{how}, within {group_window_s:.0f}s of the incident's last anomaly"
 
 
 def within_window(pending: list[Anomaly], group_window_s: float) -> list[Anomaly]:
@@ -50,6 +68,7 @@ def open_incident(anomaly: Anomaly, now: float) -> Incident:
         last_anomaly_at=anomaly.ts,
         anomaly_count=1,
         series=(anomaly.series,),
+        services=(svc,),
         max_probability=anomaly.probability,
         timeline=(
             {
@@ -66,6 +85,8 @@ def open_incident(anomaly: Anomaly, now: float) -> Incident:
 
 def add_anomaly(incident: Incident, anomaly: Anomaly, now: float) -> Incident:
     series = incident.series if anomaly.series in incident.series else (*incident.series, anomaly.series)
+    svc = service_of(anomaly)
+    services = incident.services if svc in incident.services else (*incident.services, svc)
     timeline = incident.timeline
     if len(timeline) < TIMELINE_LIMIT:
         timeline = (
@@ -85,6 +106,7 @@ def add_anomaly(incident: Incident, anomaly: Anomaly, now: float) -> Incident:
             "last_anomaly_at": max(incident.last_anomaly_at, anomaly.ts),
             "anomaly_count": incident.anomaly_count + 1,
             "series": series,
+            "services": services,
             "max_probability": max(incident.max_probability, anomaly.probability),
             "timeline": timeline,
         }
@@ -92,18 +114,67 @@ def add_anomaly(incident: Incident, anomaly: Anomaly, now: float) -> Incident:
 
 
 def should_resolve(incident: Incident, now: float, resolve_after_s: float) -> tuple[bool, str]:
+    """Auto-resolve: an active incident whose signals were healthy (no anomaly) for ``resolve_after_s``.
+    A flapping incident must stay quiet twice as long, so it does not close only to relapse again."""
     quiet = now - incident.last_anomaly_at
-    if incident.status is IncidentStatus.OPEN and quiet >= resolve_after_s:
-        return True, f"no anomaly for {quiet:.0f}s (resolve after {resolve_after_s:.0f}s)"
+    needed = resolve_after_s * (2 if incident.flapping else 1)
+    if incident.status.active and quiet >= needed:
+        return True, f"no anomaly for {quiet:.0f}s (resolve after {needed:.0f}s)"
     return False, "still within the quiet period"
 
 
-def resolve(incident: Incident, now: float, reason: str) -> Incident:
+def note(incident: Incident, now: float, event: str, **detail: object) -> Incident:
+    """``incident`` with one more timeline entry (the record stays bounded, see TIMELINE_LIMIT)."""
+    if len(incident.timeline) >= TIMELINE_LIMIT and event == "anomaly":
+        return incident
     return incident.model_copy(
+        update={"at": now, "timeline": (*incident.timeline, {"at": now, "event": event, **detail})}
+    )
+
+
+def resolve(incident: Incident, now: float, reason: str, by: str = "opsmind") -> Incident:
+    done = note(incident, now, "resolved", reason=reason, by=by)
+    return done.model_copy(update={"status": IncidentStatus.RESOLVED, "resolved_at": now})
+
+
+TRANSITIONS: dict[IncidentStatus, frozenset[IncidentStatus]] = {
+    IncidentStatus.OPEN: frozenset(
+        {IncidentStatus.ACKNOWLEDGED, IncidentStatus.MITIGATING, IncidentStatus.RESOLVED}
+    ),
+    IncidentStatus.ACKNOWLEDGED: frozenset({IncidentStatus.MITIGATING, IncidentStatus.RESOLVED}),
+    IncidentStatus.MITIGATING: frozenset({IncidentStatus.ACKNOWLEDGED, IncidentStatus.RESOLVED}),
+    IncidentStatus.RESOLVED: frozenset({IncidentStatus.OPEN}),
+}
+
+
+def transition(incident: Incident, to: IncidentStatus, now: float, by: str, reason: str) -> Incident:
+    """An operator's (or a remediation's) move along the lifecycle; ValueError names a move that is not
+    allowed (for example acknowledging a resolved incident)."""
+    if to not in TRANSITIONS[incident.status]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[incident.status])) or "none"
+        raise ValueError(
+            f"an incident that is {incident.status.value} cannot become {to.value} (allowed: {allowed})"
+        )
+    if to is IncidentStatus.RESOLVED:
+        return resolve(incident, now, reason, by)
+    moved = note(incident, now, to.value, reason=reason, by=by)
+    return moved.model_copy(update={"status": to, "resolved_at": None})
+
+
+def reopen(incident: Incident, anomaly: Anomaly, now: float, flap_threshold: int) -> Incident:
+    """A resolved incident whose signals relapsed: open again, counted; after ``flap_threshold``
+    relapses it is flapping (its notifications are held, it must stay quiet longer to resolve)."""
+    reopened = incident.reopened + 1
+    moved = note(
+        incident, now, "reopened", reason=f"relapse: anomaly on {anomaly.series}", anomaly=anomaly.id
+    ).model_copy(
         update={
-            "at": now,
-            "status": IncidentStatus.RESOLVED,
-            "resolved_at": now,
-            "timeline": (*incident.timeline, {"at": now, "event": "resolved", "reason": reason}),
+            "status": IncidentStatus.OPEN,
+            "resolved_at": None,
+            "reopened": reopened,
+            "flapping": incident.flapping or reopened >= flap_threshold,
         }
     )
+    if moved.flapping and not incident.flapping:
+        moved = note(moved, now, "flapping", reason=f"reopened {reopened} times")
+    return add_anomaly(moved, anomaly, now)

@@ -1,11 +1,12 @@
-"""The incidents stage: anomalies in, incidents out (opened, updated, resolved).
+"""The incidents stage: anomalies in, incidents out (opened, updated, reopened, resolved, moved by hand).
 
-Anomalies of one service within the group window become one incident; an incident resolves once no
-anomaly arrived for ``resolve_after_s``. With ``root_cause`` on and a sample store given, a new incident
-carries the services most likely to have caused it (:mod:`opsmind.incidents.root_cause`), ranked when it
-opens from the metrics before and since its first anomaly. Every change is persisted and published on
-``incidents`` as an :class:`IncidentEvent`. Redelivered anomalies are recognised by id and ignored
-(idempotent).
+The decisions are the :class:`~opsmind.incidents.correlator.Correlator`'s (dedup, grouping by service,
+topology and time, reopening, flapping, auto-resolve, priority); this stage persists what changed,
+records it in the audit log and publishes it on ``incidents`` as an :class:`IncidentEvent`. With
+``root_cause`` on and a sample store given, a new incident carries the services most likely to have
+caused it (:mod:`opsmind.incidents.root_cause`), ranked when it opens from the metrics before and since
+its first anomaly, and is filed under the top one when that is one of its services. Redelivered
+anomalies are recognised by id and ignored (idempotent).
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
-from opsmind.bus.dedup import RecentKeys
 from opsmind.bus.protocols import Bus, Message
 from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
 from opsmind.config import IncidentSettings
-from opsmind.incidents import grouping
+from opsmind.incidents.correlator import Change, ChangeKind, Correlator
 from opsmind.incidents.root_cause import root_causes, topology_graph
 from opsmind.store.protocols import EventStore, SampleStore
 from opsmind.telemetry import Telemetry
@@ -29,9 +29,22 @@ ANOMALIES_TOPIC = "anomalies"
 INCIDENTS_TOPIC = "incidents"
 
 
+EventKind = Literal["opened", "updated", "resolved"]
+# What a change is announced as: a reopened incident is firing again, a manual move is an update unless
+# it resolves the incident.
+ANNOUNCE: dict[ChangeKind, EventKind] = {
+    "opened": "opened",
+    "reopened": "opened",
+    "updated": "updated",
+    "transitioned": "updated",
+    "resolved": "resolved",
+}
+AUDIT_VERB = {"opened": "open", "reopened": "reopen", "resolved": "resolve"}
+
+
 @dataclass(frozen=True, slots=True)
 class IncidentEvent:
-    event: Literal["opened", "updated", "resolved"]
+    event: EventKind
     incident: Incident
 
 
@@ -54,70 +67,63 @@ class IncidentStage(Stage):
         self.graph = topology_graph(settings.topology)
         self.settings = settings
         self.tick_interval = settings.check_interval_s
-        self._open: dict[str, Incident] = {}
-        self._seen = RecentKeys()
-        # Anomalies of services without an open incident, until enough repeat to open one.
-        self._pending: dict[str, list[Anomaly]] = {}
+        self.correlator = Correlator(settings, self.graph)
+        self._lock = asyncio.Lock()  # anomalies, ticks and operators' moves change the same state
         self._opened = telemetry.counter("opsmind_incidents_opened_total", "Incidents opened")
         self._resolved = telemetry.counter("opsmind_incidents_resolved_total", "Incidents resolved")
         self._open_gauge = telemetry.gauge("opsmind_incidents_open", "Incidents currently open")
 
     async def start(self) -> None:
-        # Pick up incidents that were open when the engine last stopped, so they keep grouping and resolve.
-        for inc in await asyncio.to_thread(
-            self.events.find, Incident, status=IncidentStatus.OPEN.value, limit=10_000
-        ):
-            if inc.service is not None:
-                self._open[inc.service] = inc
-        self._open_gauge.set(len(self._open))
+        # Pick up incidents that were active when the engine last stopped, so they keep grouping and resolve.
+        for status in (s for s in IncidentStatus if s.active):
+            found = await asyncio.to_thread(self.events.find, Incident, status=status.value, limit=10_000)
+            self.correlator.restore(found)
+        self._open_gauge.set(len(self.correlator.active))
         await super().start()
 
     async def handle(self, message: Message) -> None:
         anomaly: Anomaly = message.payload
-        if anomaly.id in self._seen:
-            return
-        now = self.clock.now()
-        svc = grouping.service_of(anomaly)
-        current = self._open.get(svc)
-        join, _ = grouping.joins(current, anomaly, self.settings.group_window_s)
-        self._seen.add(anomaly.id)
-        if join and current is not None:
-            incident = grouping.add_anomaly(current, anomaly, now)
-            event: Literal["opened", "updated"] = "updated"
-        else:
-            pending = sorted([*self._pending.get(svc, []), anomaly], key=lambda a: a.ts)
-            # Only what can still count towards an incident is kept: the group window before the newest.
-            recent = grouping.within_window(pending, self.settings.group_window_s)
-            enough, _ = grouping.pending_enough(
-                recent, self.settings.min_anomalies, self.settings.group_window_s
-            )
-            if not enough:
-                self._pending[svc] = recent
-                return
-            if current is not None:
-                await self._resolve(current, now, "superseded: a new incident opened after a quiet gap")
-            incident = grouping.open_incident(recent[0], now)
-            for a in recent[1:]:
-                incident = grouping.add_anomaly(incident, a, now)
-            incident = await self._rank(incident, now)
-            self._pending.pop(svc, None)
-            event = "opened"
-            self._opened.inc()
+        async with self._lock:
+            now = self.clock.now()
+            for change in self.correlator.add(anomaly, now):
+                if change.event == "opened":
+                    change = Change(change.event, await self._rank(change.incident, now), change.reason)
+                    self.correlator.replace(change.incident)
+                await self._emit(change, now, "opsmind:incidents")
+
+    async def transition(self, incident_id: str, to: IncidentStatus, by: str, reason: str) -> Incident:
+        """An operator's move (acknowledge, mitigating, resolve, reopen). KeyError: not an incident this
+        stage holds (unknown, or resolved too long ago to reopen); ValueError: a move not allowed."""
+        async with self._lock:
+            now = self.clock.now()
+            change = self.correlator.transition(incident_id, to, now, by, reason)
+            await self._emit(change, now, by)
+            return change.incident
+
+    async def _emit(self, change: Change, now: float, actor: str) -> None:
+        incident = change.incident
         await asyncio.to_thread(self.events.put, incident)
-        self._open[svc] = incident
-        self._open_gauge.set(len(self._open))
-        if event == "opened":
+        if change.event in ("opened", "reopened"):
+            self._opened.inc()
+        elif change.event == "resolved" or not incident.status.active:
+            self._resolved.inc()
+        verb = AUDIT_VERB.get(change.event) or (
+            incident.status.value if change.event == "transitioned" else None
+        )
+        if verb is not None:
             await asyncio.to_thread(
                 self.events.put,
                 AuditEntry(
                     at=now,
-                    service=svc,
-                    actor="opsmind:incidents",
-                    verb="open",
+                    service=incident.service,
+                    actor=actor,
+                    verb=verb,
                     subject=incident.id,
-                    detail={"reason": f"anomaly on {anomaly.series}", "anomaly": anomaly.id},
+                    detail={"reason": change.reason, "priority": incident.priority},
                 ),
             )
+        self._open_gauge.set(len(self.correlator.active))
+        event = "resolved" if not incident.status.active else ANNOUNCE[change.event]
         await self.bus.publish(INCIDENTS_TOPIC, IncidentEvent(event, incident))
 
     async def _rank(self, incident: Incident, now: float) -> Incident:
@@ -136,35 +142,16 @@ class IncidentStage(Stage):
             note["reason"] = why_not
         else:
             note["top"] = causes[0].service if causes else None
-        return incident.model_copy(
-            update={
-                "root_causes": tuple(c.as_json() for c in causes),
-                "timeline": (*incident.timeline, note),
-            }
-        )
+        update: dict[str, object] = {
+            "root_causes": tuple(c.as_json() for c in causes),
+            "timeline": (*incident.timeline, note),
+        }
+        if causes and causes[0].service in incident.services:
+            update["service"] = causes[0].service
+        return incident.model_copy(update=update)
 
     async def tick(self) -> None:
-        now = self.clock.now()
-        for svc, inc in list(self._open.items()):
-            done, reason = grouping.should_resolve(inc, now, self.settings.resolve_after_s)
-            if done:
-                await self._resolve(inc, now, reason)
-                self._open.pop(svc, None)
-        self._open_gauge.set(len(self._open))
-
-    async def _resolve(self, incident: Incident, now: float, reason: str) -> None:
-        resolved = grouping.resolve(incident, now, reason)
-        await asyncio.to_thread(self.events.put, resolved)
-        await asyncio.to_thread(
-            self.events.put,
-            AuditEntry(
-                at=now,
-                service=resolved.service,
-                actor="opsmind:incidents",
-                verb="resolve",
-                subject=resolved.id,
-                detail={"reason": reason},
-            ),
-        )
-        self._resolved.inc()
-        await self.bus.publish(INCIDENTS_TOPIC, IncidentEvent("resolved", resolved))
+        async with self._lock:
+            now = self.clock.now()
+            for change in self.correlator.tick(now):
+                await self._emit(change, now, "opsmind:incidents")

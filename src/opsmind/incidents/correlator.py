@@ -1,0 +1,161 @@
+"""The incident correlator: the state machine behind the incident stage, free of I/O.
+
+It turns anomalies into incidents in time order and says what changed, with a reason:
+
+* **fingerprint and deduplicate**: an anomaly is known by its id (series, time, detector); a redelivered
+  one changes nothing;
+* **group** by service, by topology and by time: an anomaly joins the active incident that has its
+  service, or a service it calls or is called by (the dependency graph), when it comes within the group
+  window of that incident's last anomaly (:func:`opsmind.incidents.grouping.joins`);
+* **open** only when a service's anomalies repeat (``min_anomalies`` within the window; one stray point
+  pages no one), like the ``for:`` clause of an alerting rule;
+* **reopen** a recently resolved incident when its services relapse within ``reopen_window_s``, instead
+  of opening a new one; an incident reopened ``flap_threshold`` times is **flapping**;
+* **auto-resolve** an incident once its signals were healthy for ``resolve_after_s``;
+* operators (or remediations) move incidents along the lifecycle with :meth:`Correlator.transition`.
+
+The stage persists and publishes what this returns; the noise benchmark drives the same object over
+simulated faults, so what it measures is the code that runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import networkx as nx
+
+from opsmind.bus.dedup import RecentKeys
+from opsmind.config import IncidentSettings
+from opsmind.incidents import grouping
+from opsmind.incidents.priority import Prioritiser
+from opsmind.types import Anomaly, Incident, IncidentStatus
+
+ChangeKind = Literal["opened", "updated", "resolved", "reopened", "transitioned"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    event: ChangeKind
+    incident: Incident
+    reason: str
+
+
+class Correlator:
+    def __init__(self, settings: IncidentSettings, graph: nx.DiGraph | None = None) -> None:
+        self.settings = settings
+        self.graph = graph
+        self.prioritiser = Prioritiser(graph, settings.criticality)
+        self.active: dict[str, Incident] = {}  # by id
+        self.resolved: dict[str, Incident] = {}  # recently resolved, by id, for reopening
+        self._pending: dict[str, list[Anomaly]] = {}  # by service: anomalies not yet in an incident
+        self._seen = RecentKeys()
+        self._neighbours: dict[str, frozenset[str]] = {}
+
+    def restore(self, incidents: Iterable[Incident]) -> None:
+        """Take back the incidents that were active when the engine stopped."""
+        for inc in incidents:
+            if inc.status.active:
+                self.active[inc.id] = inc
+
+    def neighbours(self, service: str) -> frozenset[str]:
+        """Services that call ``service`` or that it calls (empty without a graph)."""
+        got = self._neighbours.get(service)
+        if got is None:
+            g = self.graph
+            got = (
+                frozenset(g.predecessors(service)) | frozenset(g.successors(service))
+                if g is not None and service in g
+                else frozenset()
+            )
+            self._neighbours[service] = got
+        return got
+
+    def add(self, anomaly: Anomaly, now: float) -> list[Change]:
+        if anomaly.id in self._seen:
+            return []
+        self._seen.add(anomaly.id)
+        window = self.settings.group_window_s
+        near = self.neighbours(grouping.service_of(anomaly))
+        candidates = [
+            (inc, reason)
+            for inc in self.active.values()
+            for ok, reason in [grouping.joins(inc, anomaly, window, near)]
+            if ok
+        ]
+        if candidates:
+            # The incident most recently active wins: it is the one this anomaly most likely continues.
+            inc, reason = max(candidates, key=lambda c: c[0].last_anomaly_at)
+            return [self._store("updated", self._prioritise(grouping.add_anomaly(inc, anomaly, now)), reason)]
+        svc = grouping.service_of(anomaly)
+        pending = sorted([*self._pending.get(svc, []), anomaly], key=lambda a: a.ts)
+        recent = grouping.within_window(pending, window)
+        enough, why = grouping.pending_enough(recent, self.settings.min_anomalies, window)
+        if not enough:
+            self._pending[svc] = recent
+            return []
+        self._pending.pop(svc, None)
+        relapsed = self._relapsed(svc, anomaly.ts)
+        if relapsed is not None:
+            inc = grouping.reopen(relapsed, recent[0], now, self.settings.flap_threshold)
+            for a in recent[1:]:
+                inc = grouping.add_anomaly(inc, a, now)
+            self.resolved.pop(inc.id, None)
+            return [self._store("reopened", self._prioritise(inc), f"relapse: {why}")]
+        inc = grouping.open_incident(recent[0], now)
+        for a in recent[1:]:
+            inc = grouping.add_anomaly(inc, a, now)
+        return [self._store("opened", self._prioritise(inc), why)]
+
+    def _relapsed(self, service: str, ts: float) -> Incident | None:
+        """The most recent resolved incident on ``service`` that resolved within the reopen window."""
+        found = [
+            inc
+            for inc in self.resolved.values()
+            if service in inc.services
+            and inc.resolved_at is not None
+            and ts - inc.resolved_at <= self.settings.reopen_window_s
+        ]
+        return max(found, key=lambda i: i.resolved_at or 0.0) if found else None
+
+    def tick(self, now: float) -> list[Change]:
+        out = []
+        for inc in list(self.active.values()):
+            done, reason = grouping.should_resolve(inc, now, self.settings.resolve_after_s)
+            if done:
+                out.append(self._store("resolved", grouping.resolve(inc, now, reason), reason))
+        horizon = now - self.settings.reopen_window_s
+        for key, inc in list(self.resolved.items()):
+            if (inc.resolved_at or 0.0) < horizon:
+                del self.resolved[key]
+        return out
+
+    def transition(self, incident_id: str, to: IncidentStatus, now: float, by: str, reason: str) -> Change:
+        """Move an active incident (or reopen a recently resolved one) by hand. KeyError when the incident
+        is not known here; ValueError when the move is not allowed."""
+        inc = self.active.get(incident_id) or self.resolved.get(incident_id)
+        if inc is None:
+            raise KeyError(incident_id)
+        moved = grouping.transition(inc, to, now, by, reason)
+        if to is IncidentStatus.OPEN:
+            self.resolved.pop(incident_id, None)
+        return self._store("transitioned", moved, reason)
+
+    def replace(self, incident: Incident) -> None:
+        """Keep a changed copy (root causes added by the stage, say) as the current state."""
+        if incident.status.active:
+            self.active[incident.id] = incident
+
+    def _prioritise(self, incident: Incident) -> Incident:
+        score, explanation = self.prioritiser.score(incident)
+        return incident.model_copy(update={"priority": score, "priority_explanation": explanation})
+
+    def _store(self, event: ChangeKind, incident: Incident, reason: str) -> Change:
+        if incident.status.active:
+            self.active[incident.id] = incident
+            self.resolved.pop(incident.id, None)
+        else:
+            self.active.pop(incident.id, None)
+            self.resolved[incident.id] = incident
+        return Change(event, incident, reason)

@@ -1,0 +1,146 @@
+"""The correlator: dedup, grouping by topology and time, reopen on relapse, flapping, lifecycle, priority."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+
+from opsmind.config import IncidentSettings
+from opsmind.incidents.correlator import Correlator
+from opsmind.incidents.priority import Prioritiser
+from opsmind.types import Anomaly, IncidentStatus
+
+
+def anomaly(service: str, ts: float, series: str = "latency_seconds", p: float = 0.99999) -> Anomaly:
+    return Anomaly(
+        at=ts,
+        service=service,
+        series=f'{series}{{service="{service}"}}',
+        ts=ts,
+        value=1,
+        score=5,
+        probability=p,
+        detector="t",
+    )
+
+
+def chain() -> nx.DiGraph:
+    g = nx.DiGraph()
+    g.add_edges_from([("gateway", "api"), ("api", "db"), ("batch", "queue")])
+    return g
+
+
+def settings(**kw: object) -> IncidentSettings:
+    base: dict[str, object] = {"group_window_s": 300, "min_anomalies": 2, "resolve_after_s": 600}
+    return IncidentSettings.model_validate({**base, **kw})
+
+
+def test_a_redelivered_anomaly_changes_nothing() -> None:
+    c = Correlator(settings(min_anomalies=1))
+    a = anomaly("db", 100)
+    assert [ch.event for ch in c.add(a, 100)] == ["opened"]
+    assert c.add(a, 101) == []
+    assert next(iter(c.active.values())).anomaly_count == 1
+
+
+def test_one_stray_anomaly_opens_nothing_two_do() -> None:
+    c = Correlator(settings())
+    assert c.add(anomaly("db", 100), 100) == []
+    assert c.add(anomaly("db", 500), 500) == []  # the first is outside the window by now
+    changes = c.add(anomaly("db", 600, "errors_total"), 600)
+    assert [ch.event for ch in changes] == ["opened"]
+    assert changes[0].incident.anomaly_count == 2 and "2 anomalies" in changes[0].reason
+
+
+def test_services_that_call_each_other_share_an_incident_unrelated_ones_do_not() -> None:
+    c = Correlator(settings(), chain())
+    c.add(anomaly("db", 100), 100)
+    (opened,) = c.add(anomaly("db", 110), 110)
+    (joined,) = c.add(anomaly("api", 150), 150)  # api calls db: joins at once, no waiting
+    assert joined.event == "updated" and joined.incident.id == opened.incident.id
+    (joined,) = c.add(anomaly("gateway", 200), 200)  # gateway calls api, which is in the incident now
+    assert joined.incident.services == ("db", "api", "gateway")
+    assert c.add(anomaly("batch", 210), 210) == []  # unrelated: pending, its own incident later
+    (other,) = c.add(anomaly("batch", 220), 220)
+    assert other.event == "opened" and other.incident.id != opened.incident.id
+    assert len(c.active) == 2
+
+
+def test_without_a_graph_each_service_is_its_own_incident() -> None:
+    c = Correlator(settings(min_anomalies=1))
+    c.add(anomaly("db", 100), 100)
+    c.add(anomaly("api", 110), 110)
+    assert len(c.active) == 2
+
+
+def test_auto_resolve_then_reopen_on_relapse_then_flapping() -> None:
+    c = Correlator(settings(min_anomalies=1, flap_threshold=2, reopen_window_s=1800))
+    (opened,) = c.add(anomaly("db", 0), 0)
+    assert c.tick(500) == []
+    (res,) = c.tick(600)
+    assert res.event == "resolved" and res.incident.status is IncidentStatus.RESOLVED
+    (again,) = c.add(anomaly("db", 900), 900)
+    assert again.event == "reopened" and again.incident.id == opened.incident.id
+    assert again.incident.reopened == 1 and not again.incident.flapping
+    c.tick(1500)
+    (third,) = c.add(anomaly("db", 1600), 1600)
+    assert third.incident.reopened == 2 and third.incident.flapping
+    assert any(e["event"] == "flapping" for e in third.incident.timeline)
+    # A flapping incident must stay quiet twice as long before it resolves.
+    assert c.tick(1600 + 700) == []
+    assert [ch.event for ch in c.tick(1600 + 1200)] == ["resolved"]
+    # Past the reopen window a relapse is a new incident.
+    (new,) = c.add(anomaly("db", 2800 + 1801), 2800 + 1801)
+    assert new.event == "opened" and new.incident.id != opened.incident.id
+
+
+def test_lifecycle_moves_and_refusals() -> None:
+    c = Correlator(settings(min_anomalies=1))
+    (opened,) = c.add(anomaly("db", 0), 0)
+    iid = opened.incident.id
+    ack = c.transition(iid, IncidentStatus.ACKNOWLEDGED, 10, "alice", "looking")
+    assert ack.incident.status is IncidentStatus.ACKNOWLEDGED
+    assert ack.incident.timeline[-1] == {
+        "at": 10,
+        "event": "acknowledged",
+        "reason": "looking",
+        "by": "alice",
+    }
+    with pytest.raises(ValueError, match="cannot become open"):
+        c.transition(iid, IncidentStatus.OPEN, 11, "alice", "")
+    mit = c.transition(iid, IncidentStatus.MITIGATING, 20, "opsmind:heal", "restarting db")
+    assert mit.incident.status is IncidentStatus.MITIGATING
+    # An acknowledged or mitigating incident still groups anomalies and still auto-resolves.
+    (upd,) = c.add(anomaly("db", 30), 30)
+    assert upd.event == "updated" and upd.incident.status is IncidentStatus.MITIGATING
+    assert [ch.event for ch in c.tick(630)] == ["resolved"]
+    with pytest.raises(ValueError, match="resolved cannot become acknowledged"):
+        c.transition(iid, IncidentStatus.ACKNOWLEDGED, 640, "alice", "")
+    reopened = c.transition(iid, IncidentStatus.OPEN, 650, "alice", "not fixed")
+    assert reopened.incident.status is IncidentStatus.OPEN and iid in c.active
+    with pytest.raises(KeyError):
+        c.transition("nope", IncidentStatus.RESOLVED, 1, "alice", "")
+
+
+def test_priority_explains_its_parts_and_orders_incidents() -> None:
+    g = chain()
+    p = Prioritiser(g, {"db": 1.0, "queue": 0.2})
+    c = Correlator(settings(min_anomalies=1, criticality={"db": 1.0, "queue": 0.2}), g)
+    (db,) = c.add(anomaly("db", 0, "latency_seconds", p=0.9999999), 0)
+    (queue,) = c.add(anomaly("queue", 0, "cpu_utilisation", p=0.99995), 0)
+    hi, lo = db.incident, queue.incident
+    assert hi.priority > lo.priority
+    ex = hi.priority_explanation
+    assert set(ex) >= {"severity", "blast_radius", "slo_impact", "criticality"}
+    assert ex["affected_services"] == ["api", "db", "gateway"]  # callers of db are affected too
+    assert "users affected" in ex["blast_radius"]["why"] and ex["slo_impact"]["value"] == 1.0
+    assert hi.priority == pytest.approx(
+        sum(ex[k]["points"] for k in ("severity", "blast_radius", "slo_impact", "criticality"))
+    )
+    assert lo.priority_explanation["slo_impact"]["why"] == "only traffic or resource anomalies"
+    assert p.score(hi)[0] == hi.priority
+
+
+def test_criticality_outside_0_1_is_refused() -> None:
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        IncidentSettings.model_validate({"criticality": {"db": 3}})
