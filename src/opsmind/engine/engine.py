@@ -16,6 +16,7 @@ from opsmind.bus.stage import Stage
 from opsmind.clock import Clock, RealClock
 from opsmind.config import Settings
 from opsmind.detect.stage import ANOMALIES_TOPIC, SAMPLES_TOPIC, DetectStage
+from opsmind.incidents.feedback import NoiseClassifier
 from opsmind.incidents.stage import IncidentStage
 from opsmind.ingest.errors import IngestError
 from opsmind.ingest.scrape import Scraper
@@ -28,7 +29,7 @@ from opsmind.notify.webhook import WebhookNotifier
 from opsmind.store.protocols import TooManySeriesError
 from opsmind.store.sqlite import SqliteStore
 from opsmind.telemetry import Telemetry
-from opsmind.types import Anomaly, Event, SeriesSamples
+from opsmind.types import Anomaly, Event, Feedback, SeriesSamples
 
 log = logging.getLogger(__name__)
 EVENTS_TOPIC = "events"  # platform events, for the stages that correlate them (classification, RCA)
@@ -81,6 +82,7 @@ class Engine:
                     notifiers if notifiers is not None else build_notifiers(settings),
                 )
             )
+        self.noise = NoiseClassifier()  # learns from operators' verdicts; see retrain_noise
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -97,6 +99,7 @@ class Engine:
 
     async def start(self) -> None:
         self._stop.clear()
+        await asyncio.to_thread(self.retrain_noise)  # verdicts given before a restart still count
         for stage in self.stages:
             await stage.start()
         if self.settings.scrape:
@@ -152,6 +155,12 @@ class Engine:
             for a in anomalies:
                 await self.bus.publish(ANOMALIES_TOPIC, a)
         return len(anomalies)
+
+    def retrain_noise(self) -> dict[str, Any]:
+        """Refit the noise classifier on all stored operator feedback and return its state. Blocking:
+        call it through ``asyncio.to_thread``."""
+        feedback = self.store.find(Feedback, limit=1_000_000, newest_first=False)
+        return self.noise.fit_feedback(feedback).state()
 
     def reject(self, source: str, status: int) -> None:
         self._rejected.labels(source, str(status)).inc()
