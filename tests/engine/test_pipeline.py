@@ -34,6 +34,8 @@ def settings(tmp_path: Path, **extra: Any) -> Settings:
         "storage": {"path": str(tmp_path / "e.db")},
         "incidents": {"group_window_s": 60, "resolve_after_s": 0.5, "check_interval_s": 0.05},
         "bus": {"ack_timeout_s": 0.2},
+        # Group timers shrunk to real-time fractions of a second: the spine, not the timers, is under test.
+        "notify": {"group_wait_s": 0, "group_interval_s": 0.05, "flush_interval_s": 0.05},
     }
     base.update(extra)
     return load_settings(**base)

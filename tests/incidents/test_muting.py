@@ -8,6 +8,7 @@ import pytest
 
 from opsmind.bus.memory import MemoryBus
 from opsmind.clock import SimClock
+from opsmind.config import NotifySettings
 from opsmind.incidents import grouping
 from opsmind.incidents.muting import Matcher, MatcherError, SilenceMuter, incident_labels
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
@@ -85,7 +86,8 @@ async def test_the_notify_stage_mutes_silenced_incidents_and_records_why() -> No
     bus = MemoryBus(telemetry=tel)
     collect = Collect()
     store.put(silence(100, 200, m("service", "checkout")))
-    stage = NotifyStage(bus, clock, tel, store, [(collect, RetryPolicy(0, 0.01))])
+    timers = NotifySettings(group_wait_s=0, group_interval_s=1)  # send at once: muting is under test
+    stage = NotifyStage(bus, clock, tel, store, [(collect, RetryPolicy(0, 0.01))], timers)
     await stage.start()
     muted, loud = incident("checkout"), incident("payments")
     await bus.publish(INCIDENTS_TOPIC, IncidentEvent("opened", muted))

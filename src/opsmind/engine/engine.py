@@ -80,6 +80,8 @@ class Engine:
                     self.telemetry,
                     self.store,
                     notifiers if notifiers is not None else build_notifiers(settings),
+                    settings.notify,
+                    settings.incidents.topology,
                 )
             )
         self.noise = NoiseClassifier()  # learns from operators' verdicts; see retrain_noise
