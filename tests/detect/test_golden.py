@@ -82,7 +82,7 @@ async def test_multivariate_can_be_switched_off() -> None:
         MemoryBus(telemetry=tel), SimClock(), tel, SqliteStore(":memory:"), DetectSettings(multivariate=False)
     )
     await st.handle(Message(1, "samples", _fleet_round(1.0, 100.0, 0.2), 1))
-    assert st.multivariate is None and st.golden is None
+    assert st.multivariate is None and st.scorer.golden is None
 
 
 def test_a_single_signal_makes_no_vector() -> None:

@@ -19,9 +19,6 @@ refits in a few hundred), so the event loop keeps serving ingestion meanwhile.
 from __future__ import annotations
 
 import asyncio
-import math
-
-import numpy as np
 
 from opsmind.bus.protocols import Bus, Message
 from opsmind.bus.stage import Stage
@@ -29,15 +26,14 @@ from opsmind.clock import Clock
 from opsmind.config import DetectSettings
 from opsmind.detect.ensemble import Ensemble
 from opsmind.detect.golden import GoldenVectors, ServiceVector
-from opsmind.detect.hygiene import REASONS, Hygiene
 from opsmind.detect.multivariate import ServiceMultivariate
+from opsmind.detect.points import PointScorer
 from opsmind.store.protocols import EventStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import Anomaly, Series, SeriesSamples, anomaly_id
 
 SAMPLES_TOPIC = "samples"
 ANOMALIES_TOPIC = "anomalies"
-DETECTOR = "ensemble"
 MULTIVARIATE = "multivariate"
 
 
@@ -50,25 +46,21 @@ class DetectStage(Stage):
     ) -> None:
         super().__init__(bus, clock, telemetry)
         self.events = events
-        self.ensemble = Ensemble(threshold=settings.threshold, relearn_after=settings.relearn_after)
-        self.hygiene = Hygiene()
-        self.golden = GoldenVectors() if settings.multivariate else None
-        self.multivariate = ServiceMultivariate() if settings.multivariate else None
-        self._scored = telemetry.counter("opsmind_detect_points_scored_total", "Points scored by detectors")
-        self._found = telemetry.counter("opsmind_detect_anomalies_total", "Anomalous points found")
-        self._skipped = telemetry.counter(
-            "opsmind_detect_points_skipped_total",
-            "Points the detectors did not see, by hygiene rule (see opsmind.detect.hygiene)",
-            ("reason",),
+        self.scorer = PointScorer(
+            Ensemble(threshold=settings.threshold, relearn_after=settings.relearn_after),
+            telemetry,
+            golden=GoldenVectors() if settings.multivariate else None,
         )
-        self._marked = 0  # rows below this have had their counter flag set
+        self.ensemble = self.scorer.ensemble
+        self.multivariate = ServiceMultivariate() if settings.multivariate else None
+        self._found = telemetry.counter("opsmind_detect_anomalies_total", "Anomalous points found")
 
     async def handle(self, message: Message) -> None:
         batch: list[SeriesSamples] = message.payload
         found: list[Anomaly] = []
         vectors: list[ServiceVector] = []
         for r in rounds(batch):
-            found.extend(self._score_round(r, vectors))
+            found.extend(self.scorer.score_round(r, self.clock.now(), vectors))
         if vectors:
             found.extend(await asyncio.to_thread(self._score_vectors, vectors))
         if not found:
@@ -103,61 +95,6 @@ class DetectStage(Stage):
                 )
             )
         return out
-
-    def _score_round(
-        self, points: list[tuple[Series, float, float]], vectors: list[ServiceVector]
-    ) -> list[Anomaly]:
-        ens = self.ensemble
-        keys = [p[0].key for p in points]
-        rows = ens.index.rows(keys)
-        if len(ens.index) > self._marked:
-            # New series: tell hygiene which are counters (their rate is what the detectors score).
-            new = np.flatnonzero(rows >= self._marked)
-            self.hygiene.mark_counters(rows[new], [points[i][0].name for i in new.tolist()])
-            self._marked = len(ens.index)
-        ts = np.fromiter((p[1] for p in points), dtype=np.float64, count=len(points))
-        values = np.fromiter((p[2] for p in points), dtype=np.float64, count=len(points))
-        clean = self.hygiene.clean_many(rows, ts, values)
-        dropped = ~clean.keep
-        if dropped.any():
-            for code, n in zip(*np.unique(clean.reason[dropped], return_counts=True), strict=True):
-                self._skipped.labels(REASONS.get(int(code), "other")).inc(int(n))
-        kept = np.flatnonzero(clean.keep)
-        if not len(kept):
-            return []
-        if self.golden is not None:
-            # Counters enter as their rates, like the detectors see them.
-            vectors.extend(self.golden.vectors((points[i][0], ts[i], clean.values[i]) for i in kept.tolist()))
-        scores = ens.step_rows(rows[kept], ts[kept], clean.values[kept])
-        prob = scores.probability
-        self._scored.inc(int(np.count_nonzero(~np.isnan(prob))))
-        now = self.clock.now()
-        out = []
-        for j in np.flatnonzero(ens.is_anomalous(prob)).tolist():
-            i = int(kept[j])
-            series, t, _ = points[i]
-            p = float(prob[j])
-            expected = float(scores.expected[j])
-            out.append(
-                Anomaly(
-                    id=anomaly_id(series.key, t, DETECTOR),
-                    at=now,
-                    service=series.service,
-                    series=series.key,
-                    ts=t,
-                    value=float(clean.values[i]),
-                    expected=expected if math.isfinite(expected) else None,
-                    score=surprise(p),
-                    probability=p,
-                    detector=DETECTOR,
-                )
-            )
-        return out
-
-
-def surprise(probability: float) -> float:
-    """The raw score stored with an anomaly: -log10(1 - p), so 4 means one in ten thousand."""
-    return 15.0 if probability >= 1.0 else -math.log10(1.0 - probability)
 
 
 def rounds(batch: list[SeriesSamples]) -> list[list[tuple[Series, float, float]]]:
