@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from opsmind import __version__
 from opsmind.api import problems
 from opsmind.api.routers import (
+    feedback,
     health,
     health_scores,
     ingest,
@@ -70,6 +71,7 @@ def create_app(
         silences.router,
         health_scores.router,
         records.router,
+        feedback.router,
         platform_events.router,
     ):
         app.include_router(r)
