@@ -99,8 +99,8 @@ def test_features_of_an_incident() -> None:
     assert f["surprise"] == pytest.approx(6.0, abs=1e-3)
     assert f["duration_log"] == pytest.approx(math.log1p(3.0))
     assert f["rate_log"] == pytest.approx(math.log1p(3.0))
-    assert (f["hour_sin"], f["hour_cos"]) == (pytest.approx(1.0), pytest.approx(0.0, abs=1e-12))
-    assert (f["has_root_cause"], f["reopened_log"], f["flapping"]) == (1.0, pytest.approx(math.log1p(2)), 1.0)
+    assert [f["hour_sin"], f["hour_cos"]] == pytest.approx([1.0, 0.0], abs=1e-12)
+    assert [f["has_root_cause"], f["reopened_log"], f["flapping"]] == pytest.approx([1.0, math.log1p(2), 1.0])
 
 
 def test_features_stay_finite_at_the_edges() -> None:
