@@ -53,4 +53,8 @@ def test_run_prints_the_keys(
         assert 0.0 <= result[key] <= 1.0
         assert key in result["baselines"]["nsigma"]
     assert result["cases"] == 1
+    learned = result["learned_graph"]
+    assert 0.0 <= learned["precision"] <= 1.0 and 0.0 <= learned["recall"] <= 1.0
+    assert "opsmind_learned_graph" in result["baselines"]
+    assert "Learned graph" in out.read_text()
     assert "NSigma" in out.read_text() or "nsigma" in out.read_text()
