@@ -51,3 +51,44 @@ def test_table_and_errors(tmp_path: Path) -> None:
         app, ["rca", "rank", "--metrics", str(tmp_path / "x.csv"), "--fault-time", "5"]
     )
     assert missing.exit_code == 2 and "cannot read" in missing.output
+
+
+def write_spike(path: Path) -> float:
+    """gw calls api: api's traffic follows gw's (and its own jobs) before the fault; at the fault a load
+    spike at gw doubles api's traffic, which changes more in noise units than gw's own."""
+    rng = np.random.default_rng(11)
+    t0, n, fault = 1_692_569_000, 600, 1_692_569_450
+    gw = 300.0 + np.cumsum(rng.normal(0.0, 2.0, n))
+    api = 2.0 * gw + np.cumsum(rng.normal(0.0, 2.0, n))
+    after = np.arange(n) >= fault - t0
+    gw[after] += 60.0
+    api[after] += 400.0
+    lines = ["time,gw_request_rate,api_request_rate,gw_latency_seconds,api_latency_seconds"]
+    for i in range(n):
+        lat_api = 0.02 + rng.normal(0.0, 0.001)
+        lines.append(f"{t0 + i},{gw[i]:.3f},{api[i]:.3f},{0.03 + lat_api:.5f},{lat_api:.5f}")
+    path.write_text("\n".join(lines) + "\n")
+    return float(fault)
+
+
+def test_graph_option_learned_file_and_none(tmp_path: Path) -> None:
+    p = tmp_path / "spike.csv"
+    fault = write_spike(p)
+
+    def first(*graph: str) -> str:
+        args = ["rca", "rank", "--metrics", str(p), "--fault-time", str(fault), "--json", *graph]
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0, r.output
+        return str(json.loads(r.stdout)[0]["service"])
+
+    assert first() == "api"  # by default no graph: the biggest change wins
+    assert first("--graph", "none") == "api"
+    assert first("--graph", "learned") == "gw"  # api's load is explained by its learned caller
+    declared = tmp_path / "graph.json"
+    declared.write_text(json.dumps({"gw": ["api"]}))
+    assert first("--graph", str(declared)) == "gw"
+    declared.write_text(json.dumps({"gw": "api"}))
+    bad = CliRunner().invoke(
+        app, ["rca", "rank", "--metrics", str(p), "--fault-time", str(fault), "--graph", str(declared)]
+    )
+    assert bad.exit_code == 2 and "expected" in bad.output

@@ -5,14 +5,43 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import networkx as nx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from opsmind.rca.frame import RcaInputError, read_csv
+from opsmind.rca.frame import MetricFrame, RcaInputError, read_csv
+from opsmind.rca.learn_graph import learn_graph
 from opsmind.rca.ranker import rank
 
 rca_app = typer.Typer(no_args_is_help=True, help="Root-cause analysis.")
+
+
+def read_graph(path: Path) -> nx.DiGraph:
+    """A dependency graph from JSON: ``{"caller": ["callee", ...], ...}`` (as ``incidents.topology``)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RcaInputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RcaInputError(f"{path}: not JSON ({exc})") from exc
+    if not isinstance(data, dict) or not all(
+        isinstance(v, list) and all(isinstance(c, str) for c in v) for v in data.values()
+    ):
+        raise RcaInputError(f'{path}: expected {{"caller": ["callee", ...], ...}}')
+    graph = nx.DiGraph()
+    for caller, callees in data.items():
+        graph.add_node(caller)
+        graph.add_edges_from((caller, c) for c in callees)
+    return graph
+
+
+def choose_graph(option: str, frame: MetricFrame, fault_time: float) -> nx.DiGraph | None:
+    if option == "none":
+        return None
+    if option == "learned":
+        return learn_graph(frame, fault_time)
+    return read_graph(Path(option))
 
 
 @rca_app.command("rank")
@@ -23,12 +52,18 @@ def rca_rank(
     fault_time: float = typer.Option(..., "--fault-time", help="when the fault was detected, Unix seconds"),
     top: int = typer.Option(5, "--top", min=1, help="how many services to print"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON list of {service, score, evidence}"),
+    graph: str = typer.Option(
+        "none",
+        "--graph",
+        help="dependency graph: 'none', 'learned' (from the metrics before the fault time) or a JSON "
+        'file {"caller": ["callee", ...]}',
+    ),
 ) -> None:
     """Rank services by how much, and how early, their metrics changed at the fault time."""
     err = Console(stderr=True)
     try:
         frame = read_csv(metrics)
-        causes = rank(frame, fault_time)[:top]
+        causes = rank(frame, fault_time, choose_graph(graph, frame, fault_time))[:top]
     except (RcaInputError, ValueError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
