@@ -6,9 +6,12 @@ import random
 import time
 from pathlib import Path
 
+import networkx as nx
+import numpy as np
+
 from opsmind.config import load_settings
 from opsmind.engine import Engine
-from opsmind.incidents.root_cause import frame_from_store, topology_graph
+from opsmind.incidents.root_cause import frame_from_store, root_causes, topology_graph
 from opsmind.notify.stage import RetryPolicy
 from opsmind.store.sqlite import SqliteStore
 from opsmind.types import Incident, Series, SeriesSamples
@@ -89,3 +92,29 @@ async def test_ranking_can_be_switched_off(tmp_path: Path) -> None:
         assert all(i.root_causes == () for i in engine.store.find(Incident))
     finally:
         await engine.stop()
+
+
+def test_without_a_topology_the_graph_is_learned_from_the_metrics(tmp_path: Path) -> None:
+    """gw calls api (api's traffic follows gw's, its latency is part of gw's); a load spike at gw moves
+    api's traffic most. The learned graph explains api's load by its caller, so gw comes first."""
+    rng = np.random.default_rng(11)
+    n, fault = 400, 300
+    gw = 300.0 + np.cumsum(rng.normal(0.0, 2.0, n))
+    api = 2.0 * gw + np.cumsum(rng.normal(0.0, 2.0, n))
+    gw[fault:] += 60.0
+    api[fault:] += 400.0
+    lat_api = 0.02 + rng.normal(0.0, 0.001, n)
+    ts = tuple(T0 + i for i in range(n))
+    cols = {
+        Series.of("request_rate", {"service": "gw"}): gw,
+        Series.of("request_rate", {"service": "api"}): api,
+        Series.of("latency_seconds", {"service": "gw"}): 0.03 + lat_api,
+        Series.of("latency_seconds", {"service": "api"}): lat_api,
+    }
+    store = SqliteStore(str(tmp_path / "s.db"))
+    store.append([SeriesSamples(s, ts, tuple(v.tolist())) for s, v in cols.items()])
+    learned, why = root_causes(store, T0 + fault, T0 + n, 400.0, None)
+    assert why is None and learned[0].service == "gw", learned
+    assert "explained: load from gw" in learned[1].evidence
+    unexplained, _ = root_causes(store, T0 + fault, T0 + n, 400.0, nx.DiGraph())
+    assert unexplained[0].service == "api"  # an empty graph explains nothing

@@ -3,7 +3,9 @@
 When an incident opens, the stage reads every service-level series (one with a ``service`` label and no
 ``pod`` label; quantiles become their own columns, ``latency_seconds-0.95``) over ``lookback_s`` before
 the incident's first anomaly and up to now, aligns them on their timestamps and ranks the services with
-the configured dependency graph (``incidents.topology``: service -> services it calls). The result is
+the configured dependency graph (``incidents.topology``: service -> services it calls) or, when none is
+configured, the graph :func:`opsmind.rca.learn_graph.learn_graph` learns from the same metrics before
+the fault time. The result is
 kept on the incident as ``root_causes`` (service, score, evidence), best first. Ranking needs data on
 both sides of the fault time; without it the incident simply has no root causes, and says why in its
 timeline.
@@ -17,6 +19,7 @@ import networkx as nx
 import numpy as np
 
 from opsmind.rca.frame import MetricFrame, RcaInputError
+from opsmind.rca.learn_graph import learn_graph
 from opsmind.rca.ranker import Cause, rank
 from opsmind.store.protocols import SampleStore
 
@@ -68,11 +71,14 @@ def root_causes(
     graph: nx.DiGraph | None,
     top: int = 5,
 ) -> tuple[list[Cause], str | None]:
-    """The ranked causes, or an empty list and the reason there are none."""
+    """The ranked causes, or an empty list and the reason there are none. Without a ``graph``, one is
+    learned from the metrics before the fault time."""
     frame = frame_from_store(store, fault_time - lookback_s, max(now, fault_time))
     if frame is None:
         return [], "no service-level metrics in the store around the fault"
     try:
+        if graph is None:
+            graph = learn_graph(frame, fault_time)
         return rank(frame, fault_time, graph)[:top], None
     except ValueError as exc:
         return [], str(exc)
