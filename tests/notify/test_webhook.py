@@ -13,7 +13,7 @@ import pytest
 
 from opsmind.bus.memory import MemoryBus
 from opsmind.clock import RealClock
-from opsmind.config import WebhookSettings
+from opsmind.config import NotifySettings, WebhookSettings
 from opsmind.incidents import grouping
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
 from opsmind.notify.stage import NotifyStage, RetryPolicy
@@ -72,7 +72,8 @@ async def run_stage(url: str, retries: int) -> tuple[SqliteStore, Telemetry]:
     tel = Telemetry()
     bus = MemoryBus(telemetry=tel)
     notifier = WebhookNotifier(WebhookSettings(url=url, timeout_s=2, max_retries=retries, backoff_s=0.01))
-    stage = NotifyStage(bus, RealClock(), tel, store, [(notifier, RetryPolicy(retries, 0.01))])
+    send_now = NotifySettings(group_wait_s=0)  # the retries are under test, not the group timers
+    stage = NotifyStage(bus, RealClock(), tel, store, [(notifier, RetryPolicy(retries, 0.01))], send_now)
     await stage.start()
     await bus.publish(INCIDENTS_TOPIC, IncidentEvent("opened", incident()))
 
