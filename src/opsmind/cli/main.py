@@ -355,3 +355,15 @@ def bench_rca(
     from opsmind.bench.rca import run_rca_benchmark
 
     run_rca_benchmark(seeds=seeds, out=out, json_out=json_out, console=console)
+
+
+@bench_app.command("noise")
+def bench_noise(
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
+    seeds: int = typer.Option(4, min=1, help="seeds per topology (4 gives 12 runs, 48 faults)"),
+    out: Path = typer.Option(Path("docs/benchmarks/noise.md"), help="where the table is written"),
+) -> None:
+    """Raw per-metric alerts vs incidents on simulated faults: compression, purity, missed, false."""
+    from opsmind.bench.noise import run_noise_benchmark
+
+    run_noise_benchmark(seeds=seeds, out=out, json_out=json_out, console=console)

@@ -40,6 +40,7 @@ class Change:
     event: ChangeKind
     incident: Incident
     reason: str
+    anomalies: tuple[Anomaly, ...] = ()  # the anomalies this change added to the incident
 
 
 class Correlator:
@@ -87,7 +88,8 @@ class Correlator:
         if candidates:
             # The incident most recently active wins: it is the one this anomaly most likely continues.
             inc, reason = max(candidates, key=lambda c: c[0].last_anomaly_at)
-            return [self._store("updated", self._prioritise(grouping.add_anomaly(inc, anomaly, now)), reason)]
+            inc = self._prioritise(grouping.add_anomaly(inc, anomaly, now))
+            return [self._store("updated", inc, reason, (anomaly,))]
         svc = grouping.service_of(anomaly)
         pending = sorted([*self._pending.get(svc, []), anomaly], key=lambda a: a.ts)
         recent = grouping.within_window(pending, window)
@@ -96,26 +98,29 @@ class Correlator:
             self._pending[svc] = recent
             return []
         self._pending.pop(svc, None)
-        relapsed = self._relapsed(svc, anomaly.ts)
+        relapsed = self._relapsed(recent)
         if relapsed is not None:
             inc = grouping.reopen(relapsed, recent[0], now, self.settings.flap_threshold)
             for a in recent[1:]:
                 inc = grouping.add_anomaly(inc, a, now)
             self.resolved.pop(inc.id, None)
-            return [self._store("reopened", self._prioritise(inc), f"relapse: {why}")]
+            return [self._store("reopened", self._prioritise(inc), f"relapse: {why}", tuple(recent))]
         inc = grouping.open_incident(recent[0], now)
         for a in recent[1:]:
             inc = grouping.add_anomaly(inc, a, now)
-        return [self._store("opened", self._prioritise(inc), why)]
+        return [self._store("opened", self._prioritise(inc), why, tuple(recent))]
 
-    def _relapsed(self, service: str, ts: float) -> Incident | None:
-        """The most recent resolved incident on ``service`` that resolved within the reopen window."""
+    def _relapsed(self, anomalies: list[Anomaly]) -> Incident | None:
+        """The most recent incident, resolved within the reopen window, that had one of these anomalies'
+        series: a relapse is the same signal going wrong again, not just any trouble nearby."""
+        series = {a.series for a in anomalies}
+        ts = anomalies[0].ts
         found = [
             inc
             for inc in self.resolved.values()
-            if service in inc.services
-            and inc.resolved_at is not None
+            if inc.resolved_at is not None
             and ts - inc.resolved_at <= self.settings.reopen_window_s
+            and not series.isdisjoint(inc.series)
         ]
         return max(found, key=lambda i: i.resolved_at or 0.0) if found else None
 
@@ -151,11 +156,13 @@ class Correlator:
         score, explanation = self.prioritiser.score(incident)
         return incident.model_copy(update={"priority": score, "priority_explanation": explanation})
 
-    def _store(self, event: ChangeKind, incident: Incident, reason: str) -> Change:
+    def _store(
+        self, event: ChangeKind, incident: Incident, reason: str, added: tuple[Anomaly, ...] = ()
+    ) -> Change:
         if incident.status.active:
             self.active[incident.id] = incident
             self.resolved.pop(incident.id, None)
         else:
             self.active.pop(incident.id, None)
             self.resolved[incident.id] = incident
-        return Change(event, incident, reason)
+        return Change(event, incident, reason, added)

@@ -87,7 +87,9 @@ class IncidentStage(Stage):
             now = self.clock.now()
             for change in self.correlator.add(anomaly, now):
                 if change.event == "opened":
-                    change = Change(change.event, await self._rank(change.incident, now), change.reason)
+                    change = Change(
+                        change.event, await self._rank(change.incident, now), change.reason, change.anomalies
+                    )
                     self.correlator.replace(change.incident)
                 await self._emit(change, now, "opsmind:incidents")
 
