@@ -2,12 +2,13 @@
 
 A run is a topology (those of :mod:`opsmind.bench.rca_cases`), a seed and ``FAULTS`` faults of different
 kinds, one at a random moment in each ``SPACING_S`` slot after a ``WARMUP_S`` cold start, each lasting
-``FAULT_S`` (kinds, targets and moments drawn per run). Every simulated step goes through what the engine runs: the detect stage's round scorer
-(:class:`~opsmind.detect.points.PointScorer`: hygiene, counters as rates, the default ensemble, over
-every series the fleet exposes, per-pod ones included) and the incident stage's correlator
-(:class:`~opsmind.incidents.correlator.Correlator`, default settings, ticked every step), once with the
-declared call graph and once without one, side by side. The multivariate detector is not in the loop
-(it runs in the stage's worker thread and needs its own fit schedule); the figures are for the ensemble.
+``FAULT_S`` (kinds, targets and moments drawn per run). Every simulated step goes through what the
+engine runs: the detect stage's round scorer (:class:`~opsmind.detect.points.PointScorer`: hygiene,
+counters as rates, the default ensemble, over every series the fleet exposes, per-pod ones included)
+and the incident stage's correlator (:class:`~opsmind.incidents.correlator.Correlator`, default
+settings, ticked every step), once with the declared call graph and once without one, side by side.
+The multivariate detector is not in the loop (it runs in the stage's worker thread and needs its own fit
+schedule); the figures are for the ensemble.
 
 What is recorded is what the scorer needs: every anomaly after the warm-up (series, service, time) and,
 for each incident, the anomalies it holds. The ground truth (fault windows) is attached for the scorer
