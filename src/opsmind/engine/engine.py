@@ -29,7 +29,7 @@ from opsmind.notify.webhook import WebhookNotifier
 from opsmind.store.protocols import TooManySeriesError
 from opsmind.store.sqlite import SqliteStore
 from opsmind.telemetry import Telemetry
-from opsmind.types import Anomaly, Event, Feedback, SeriesSamples
+from opsmind.types import Anomaly, Event, Feedback, Incident, IncidentStatus, SeriesSamples
 
 log = logging.getLogger(__name__)
 EVENTS_TOPIC = "events"  # platform events, for the stages that correlate them (classification, RCA)
@@ -66,13 +66,20 @@ class Engine:
         )
         self.bus = MemoryBus(settings.bus, self.telemetry, self.clock)
         self.stages: list[Stage] = []
+        self.noise = NoiseClassifier()  # learns from operators' verdicts; see retrain_noise
+        self.incidents: IncidentStage | None = None
         if settings.detect.enabled:
             self.stages.append(DetectStage(self.bus, self.clock, self.telemetry, self.store, settings.detect))
-            self.stages.append(
-                IncidentStage(
-                    self.bus, self.clock, self.telemetry, self.store, settings.incidents, samples=self.store
-                )
+            self.incidents = IncidentStage(
+                self.bus,
+                self.clock,
+                self.telemetry,
+                self.store,
+                settings.incidents,
+                samples=self.store,
+                noise=self.noise,
             )
+            self.stages.append(self.incidents)
             self.stages.append(
                 NotifyStage(
                     self.bus,
@@ -82,9 +89,9 @@ class Engine:
                     notifiers if notifiers is not None else build_notifiers(settings),
                     settings.notify,
                     settings.incidents.topology,
+                    noise=self.noise,
                 )
             )
-        self.noise = NoiseClassifier()  # learns from operators' verdicts; see retrain_noise
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -157,6 +164,18 @@ class Engine:
             for a in anomalies:
                 await self.bus.publish(ANOMALIES_TOPIC, a)
         return len(anomalies)
+
+    async def move_incident(self, incident_id: str, to: IncidentStatus, by: str, reason: str) -> Incident:
+        """An operator's lifecycle move (see IncidentStage.transition). LookupError: the incident is not
+        one the engine can move; ValueError: the move is not allowed from its state."""
+        if self.incidents is None:
+            raise LookupError("incident handling is off (detect.enabled is false)")
+        try:
+            return await self.incidents.transition(incident_id, to, by, reason)
+        except KeyError as exc:
+            raise LookupError(
+                f"incident {incident_id} is not active, nor resolved within the reopen window"
+            ) from exc
 
     def retrain_noise(self) -> dict[str, Any]:
         """Refit the noise classifier on all stored operator feedback and return its state. Blocking:

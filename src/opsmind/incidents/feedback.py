@@ -267,6 +267,8 @@ class NoiseMuter:
     Built from ``incident_id -> (action, reason)``; mutes an incident whose action is ``suppress``, with
     its reason. Others (``keep``, ``downrank``, or an incident it was not told about) pass."""
 
+    name = "noise"
+
     def __init__(self, decisions: Mapping[str, tuple[str, str]]) -> None:
         self.decisions = dict(decisions)
 

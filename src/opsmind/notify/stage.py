@@ -23,6 +23,7 @@ from opsmind.bus.protocols import Bus, Message
 from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
 from opsmind.config import NotifySettings
+from opsmind.incidents.feedback import NoiseClassifier, NoiseMuter
 from opsmind.incidents.muting import (
     FlappingMuter,
     InhibitionMuter,
@@ -64,8 +65,10 @@ class NotifyStage(Stage):
         notifiers: list[tuple[Notifier, RetryPolicy]],
         settings: NotifySettings | None = None,
         topology: Mapping[str, Sequence[str]] | None = None,
+        noise: NoiseClassifier | None = None,
     ) -> None:
         super().__init__(bus, clock, telemetry)
+        self.noise = noise  # operators' noise model: incidents it says to suppress are muted
         self.events = events
         self.notifiers = notifiers
         self.settings = settings or NotifySettings()
@@ -144,12 +147,15 @@ class NotifyStage(Stage):
     async def _muters(self) -> list[Muter]:
         silences = await asyncio.to_thread(self.events.find, Silence, limit=10_000)
         active = list(self._active.values())
-        return [
+        muters: list[Muter] = [
             SilenceMuter(silences),
             InhibitionMuter(active, self.topology, self.settings.inhibition_slack_s),
             self._maintenance,
             FlappingMuter(active),
         ]
+        if self.noise is not None and self.noise.ready:
+            muters.append(NoiseMuter.judging(self.noise, active))
+        return muters
 
     @staticmethod
     def _ask(muters: list[Muter], incident: Incident, now: float) -> tuple[str, str] | None:

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from opsmind.api.deps import EngineDep
 from opsmind.types import Anomaly, AuditEntry, Incident, IncidentStatus
@@ -62,3 +63,29 @@ async def list_audit(
 ) -> list[AuditEntry]:
     """What OpsMind (and later people) did, newest first."""
     return await asyncio.to_thread(engine.store.find, AuditEntry, service=service, limit=limit)
+
+
+class IncidentMove(BaseModel):
+    """An operator's move along the lifecycle: acknowledge, mitigate, resolve, or reopen."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: IncidentStatus
+    by: str = Field(min_length=1, max_length=256)
+    reason: str = Field("", max_length=4096)
+
+
+@router.post("/incidents/{incident_id}/status", response_model=Incident, tags=["incidents"])
+async def move_incident(incident_id: str, body: IncidentMove, engine: EngineDep) -> Incident:
+    """Move an incident: ``acknowledged`` (someone owns it), ``mitigating`` (a fix is under way),
+    ``resolved``, or ``open`` again (a resolved one, within the reopen window). The move is recorded in
+    its timeline and the audit log, and notified like any change. 404: no such incident; 409: the move
+    is not possible from its state (the reason says which moves are)."""
+    if await asyncio.to_thread(engine.store.get, Incident, incident_id) is None:
+        raise HTTPException(404, f"no incident with id {incident_id!r}")
+    try:
+        return await engine.move_incident(incident_id, body.status, body.by, body.reason)
+    except LookupError as exc:
+        raise HTTPException(409, str(exc).strip("'\"")) from exc
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from exc
