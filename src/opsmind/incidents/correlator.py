@@ -29,6 +29,7 @@ import networkx as nx
 from opsmind.bus.dedup import RecentKeys
 from opsmind.config import IncidentSettings
 from opsmind.incidents import grouping
+from opsmind.incidents.feedback import NoiseClassifier, decide, priority_multiplier
 from opsmind.incidents.priority import Prioritiser
 from opsmind.types import Anomaly, Incident, IncidentStatus
 
@@ -44,8 +45,14 @@ class Change:
 
 
 class Correlator:
-    def __init__(self, settings: IncidentSettings, graph: nx.DiGraph | None = None) -> None:
+    def __init__(
+        self,
+        settings: IncidentSettings,
+        graph: nx.DiGraph | None = None,
+        noise: NoiseClassifier | None = None,
+    ) -> None:
         self.settings = settings
+        self.noise = noise
         self.graph = graph
         self.prioritiser = Prioritiser(graph, settings.criticality)
         self.active: dict[str, Incident] = {}  # by id
@@ -153,7 +160,22 @@ class Correlator:
             self.active[incident.id] = incident
 
     def _prioritise(self, incident: Incident) -> Incident:
+        """Score the incident's priority; when operators' feedback says incidents like it are noise
+        (:mod:`opsmind.incidents.feedback`), multiply it by 1 - p and say why. Suppressing one is the
+        notify stage's business (a muter), so it stays visible here."""
         score, explanation = self.prioritiser.score(incident)
+        if self.noise is not None and self.noise.ready:
+            p, why = self.noise.noise_probability(incident)
+            action, _ = decide(p)
+            if action != "keep":
+                factor = priority_multiplier(action, p)
+                score = round(score * factor, 1)
+                explanation["noise"] = {
+                    "probability": round(p, 3),
+                    "action": action,
+                    "multiplier": round(factor, 3),
+                    "why": why,
+                }
         return incident.model_copy(update={"priority": score, "priority_explanation": explanation})
 
     def _store(

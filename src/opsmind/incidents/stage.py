@@ -20,7 +20,7 @@ from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
 from opsmind.config import IncidentSettings
 from opsmind.incidents.correlator import Change, ChangeKind, Correlator
-from opsmind.incidents.feedback import NoiseClassifier, decide, priority_multiplier
+from opsmind.incidents.feedback import NoiseClassifier
 from opsmind.incidents.root_cause import root_causes, topology_graph
 from opsmind.store.protocols import EventStore, SampleStore
 from opsmind.telemetry import Telemetry
@@ -64,13 +64,12 @@ class IncidentStage(Stage):
         noise: NoiseClassifier | None = None,
     ) -> None:
         super().__init__(bus, clock, telemetry)
-        self.noise = noise
         self.events = events
         self.samples = samples if settings.root_cause else None
         self.graph = topology_graph(settings.topology)
         self.settings = settings
         self.tick_interval = settings.check_interval_s
-        self.correlator = Correlator(settings, self.graph)
+        self.correlator = Correlator(settings, self.graph, noise)
         self._lock = asyncio.Lock()  # anomalies, ticks and operators' moves change the same state
         self._opened = telemetry.counter("opsmind_incidents_opened_total", "Incidents opened")
         self._resolved = telemetry.counter("opsmind_incidents_resolved_total", "Incidents resolved")
@@ -89,13 +88,9 @@ class IncidentStage(Stage):
         async with self._lock:
             now = self.clock.now()
             for change in self.correlator.add(anomaly, now):
-                if change.event in ("opened", "reopened"):
-                    ranked = (
-                        await self._rank(change.incident, now)
-                        if change.event == "opened"
-                        else change.incident
-                    )
-                    change = Change(change.event, self._judge(ranked), change.reason, change.anomalies)
+                if change.event == "opened":
+                    ranked = await self._rank(change.incident, now)
+                    change = Change(change.event, ranked, change.reason, change.anomalies)
                     self.correlator.replace(change.incident)
                 await self._emit(change, now, "opsmind:incidents")
 
@@ -133,30 +128,6 @@ class IncidentStage(Stage):
         self._open_gauge.set(len(self.correlator.active))
         event = "resolved" if not incident.status.active else ANNOUNCE[change.event]
         await self.bus.publish(INCIDENTS_TOPIC, IncidentEvent(event, incident))
-
-    def _judge(self, incident: Incident) -> Incident:
-        """Down-rank an incident like those operators marked noise (:mod:`opsmind.incidents.feedback`):
-        its priority is multiplied by 1 - p and the explanation says why. Suppressing it is the notify
-        stage's business (a muter), so it stays visible here."""
-        if self.noise is None or not self.noise.ready:
-            return incident
-        p, why = self.noise.noise_probability(incident)
-        action, what = decide(p)
-        if action == "keep":
-            return incident
-        factor = priority_multiplier(action, p)
-        explanation = {
-            **incident.priority_explanation,
-            "noise": {
-                "probability": round(p, 3),
-                "action": action,
-                "multiplier": round(factor, 3),
-                "why": why,
-            },
-        }
-        return incident.model_copy(
-            update={"priority": round(incident.priority * factor, 1), "priority_explanation": explanation}
-        )
 
     async def _rank(self, incident: Incident, now: float) -> Incident:
         if self.samples is None:
