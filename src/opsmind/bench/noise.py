@@ -42,7 +42,7 @@ from opsmind.incidents.feedback import ACTIONABLE, NOISE, NoiseClassifier, incid
 EPISODE_GAP_S = 300.0
 FIRST_SEED = 1000
 FEEDBACK_SEED = 500
-FEEDBACK_SEEDS = 2
+FEEDBACK_SEEDS = 5
 ROWS = ("opsmind", "service", "opsmind+feedback")
 
 
