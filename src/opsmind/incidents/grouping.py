@@ -22,10 +22,11 @@ def joins(
     group_window_s: float,
     neighbours: frozenset[str] = frozenset(),
 ) -> tuple[bool, str]:
-    """Whether ``anomaly`` belongs to the active ``incident``, and why: it must come within the group
-    window of the incident's last anomaly, on one of the incident's services or on a service that calls
-    or is called by one of them (``neighbours``: the anomaly's service's neighbours in the dependency
-    graph), so a failing database and the slow services that call it become one incident."""
+    """Whether ``anomaly`` belongs to the active ``incident``, and why: on one of the incident's services
+    it joins while the incident is active; on a service that calls or is called by one of them
+    (``neighbours``: the anomaly's service's neighbours in the dependency graph) it joins when it comes
+    within the group window of the incident's last anomaly, so a failing database and the slow services
+    that call it become one incident."""
     if incident is None or not incident.status.active:
         return False, "no active incident"
     svc = service_of(anomaly)
@@ -33,11 +34,10 @@ def joins(
     if svc in services:
         # Still active means its quiet period has not run out: the same service's trouble continues.
         return True, f"on {svc}, one of its services, while it is still active"
-    else:
-        linked = sorted(neighbours.intersection(services))
-        if not linked:
-            return False, f"{svc} is neither one of its services nor calls or is called by one"
-        how = f"on {svc}, which calls or is called by {', '.join(linked)}"
+    linked = sorted(neighbours.intersection(services))
+    if not linked:
+        return False, f"{svc} is neither one of its services nor calls or is called by one"
+    how = f"on {svc}, which calls or is called by {', '.join(linked)}"
     gap = anomaly.ts - incident.last_anomaly_at
     if gap > group_window_s:
         return False, f"{gap:.0f}s after the incident's last anomaly, beyond the {group_window_s:.0f}s window"
