@@ -45,7 +45,14 @@ class SimulatorScaler:
         self.read_replicas = read_replicas
 
     def _current(self, service: str) -> int | None:
-        return None if self.read_replicas is None else self.read_replicas(service)
+        """The service's replicas now, or None when there is no reader or it does not know the service
+        (the simulator then answers for an unknown service itself)."""
+        if self.read_replicas is None:
+            return None
+        try:
+            return self.read_replicas(service)
+        except LookupError:
+            return None
 
     def _send(self, service: str, replicas: int) -> SimReply:
         return self.target.apply("scale", service=service, replicas=replicas)
