@@ -12,7 +12,11 @@ It turns anomalies into incidents in time order and says what changed, with a re
 * **reopen** a recently resolved incident when its services relapse within ``reopen_window_s``, instead
   of opening a new one; an incident reopened ``flap_threshold`` times is **flapping**;
 * **auto-resolve** an incident once its signals were healthy for ``resolve_after_s``;
-* operators (or remediations) move incidents along the lifecycle with :meth:`Correlator.transition`.
+* operators (or remediations) move incidents along the lifecycle with :meth:`Correlator.transition`;
+* **predictions** (anomalies of type ``prediction``: a breach expected minutes ahead) are incidents of
+  their own kind: a warning already passed its probability threshold, so it opens an incident at once;
+  later warnings of the same kind on the service join it (refreshing its lead time), and predictions and
+  observed anomalies never join each other's incidents, so a forecast cannot hide a real fault.
 
 The stage persists and publishes what this returns; the noise benchmark drives the same object over
 simulated faults, so what it measures is the code that runs.
@@ -84,11 +88,14 @@ class Correlator:
         if anomaly.id in self._seen:
             return []
         self._seen.add(anomaly.id)
+        if anomaly.type == "prediction":
+            return [self._predicted(anomaly, now)]
         window = self.settings.group_window_s
         near = self.neighbours(grouping.service_of(anomaly))
         candidates = [
             (inc, reason)
             for inc in self.active.values()
+            if inc.type == "anomaly"
             for ok, reason in [grouping.joins(inc, anomaly, window, near)]
             if ok
         ]
@@ -116,6 +123,18 @@ class Correlator:
         for a in recent[1:]:
             inc = grouping.add_anomaly(inc, a, now)
         return [self._store("opened", self._prioritise(inc), why, tuple(recent))]
+
+    def _predicted(self, anomaly: Anomaly, now: float) -> Change:
+        """A prediction joins the active prediction incident of its service and warning kind, or opens one."""
+        svc, warning = grouping.service_of(anomaly), anomaly.labels.get("warning", "")
+        for inc in self.active.values():
+            if inc.type == "prediction" and inc.service == svc and inc.labels.get("warning", "") == warning:
+                updated = self._prioritise(grouping.add_anomaly(inc, anomaly, now))
+                why = f"{warning or 'breach'} still predicted on {svc}"
+                return self._store("updated", updated, why, (anomaly,))
+        inc = self._prioritise(grouping.open_incident(anomaly, now))
+        lead = anomaly.labels.get("lead_s", "?")
+        return self._store("opened", inc, f"{warning or 'breach'} predicted {lead}s ahead", (anomaly,))
 
     def _relapsed(self, anomalies: list[Anomaly]) -> Incident | None:
         """The most recent incident, resolved within the reopen window, that had one of these anomalies'

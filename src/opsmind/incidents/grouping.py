@@ -58,12 +58,31 @@ def pending_enough(recent: list[Anomaly], min_anomalies: int, group_window_s: fl
     return False, f"{len(recent)} of {min_anomalies} anomalies needed within {group_window_s:.0f}s"
 
 
+def prediction_title(anomaly: Anomaly) -> str:
+    warning = anomaly.labels.get("warning", "breach").replace("_", " ")
+    lead = anomaly.labels.get("lead_s")
+    ahead = f" in {float(lead) / 60:.0f} min" if lead else ""
+    return f"Predicted {warning} on {service_of(anomaly)}{ahead}"
+
+
+def prediction_labels(incident: Incident | None, anomaly: Anomaly) -> dict[str, str]:
+    """A prediction incident's labels: the latest warning's figures, and the lead time of the first one
+    (how long ahead the incident was known) kept as ``first_lead_s``."""
+    labels = dict(anomaly.labels)
+    first = None if incident is None else incident.labels.get("first_lead_s")
+    labels["first_lead_s"] = first if first is not None else anomaly.labels.get("lead_s", "0")
+    return labels
+
+
 def open_incident(anomaly: Anomaly, now: float) -> Incident:
     svc = service_of(anomaly)
+    predicted = anomaly.type == "prediction"
     return Incident(
         at=now,
         service=svc,
-        title=f"Anomalous behaviour on {svc}",
+        title=prediction_title(anomaly) if predicted else f"Anomalous behaviour on {svc}",
+        type=anomaly.type,
+        labels=prediction_labels(None, anomaly) if predicted else {},
         opened_at=anomaly.ts,
         last_anomaly_at=anomaly.ts,
         anomaly_count=1,
@@ -78,6 +97,7 @@ def open_incident(anomaly: Anomaly, now: float) -> Incident:
                 "series": anomaly.series,
                 "value": anomaly.value,
                 "expected": anomaly.expected,
+                **({"evidence": anomaly.evidence} if anomaly.evidence else {}),
             },
         ),
     )
@@ -98,10 +118,15 @@ def add_anomaly(incident: Incident, anomaly: Anomaly, now: float) -> Incident:
                 "series": anomaly.series,
                 "value": anomaly.value,
                 "expected": anomaly.expected,
+                **({"evidence": anomaly.evidence} if anomaly.evidence else {}),
             },
         )
+    extra: dict[str, object] = {}
+    if incident.type == "prediction" and anomaly.type == "prediction":
+        extra = {"labels": prediction_labels(incident, anomaly), "title": prediction_title(anomaly)}
     return incident.model_copy(
         update={
+            **extra,
             "at": now,
             "last_anomaly_at": max(incident.last_anomaly_at, anomaly.ts),
             "anomaly_count": incident.anomaly_count + 1,

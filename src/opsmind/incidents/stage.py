@@ -5,7 +5,8 @@ topology and time, reopening, flapping, auto-resolve, priority); this stage pers
 records it in the audit log and publishes it on ``incidents`` as an :class:`IncidentEvent`. With
 ``root_cause`` on and a sample store given, a new incident carries the services most likely to have
 caused it (:mod:`opsmind.incidents.root_cause`), ranked when it opens from the metrics before and since
-its first anomaly, and is filed under the top one when that is one of its services. Redelivered
+its first anomaly, and is filed under the top one when that is one of its services (a prediction
+incident, a breach expected ahead, has no fault to rank yet). Redelivered
 anomalies are recognised by id and ignored (idempotent).
 """
 
@@ -130,7 +131,8 @@ class IncidentStage(Stage):
         await self.bus.publish(INCIDENTS_TOPIC, IncidentEvent(event, incident))
 
     async def _rank(self, incident: Incident, now: float) -> Incident:
-        if self.samples is None:
+        # A predicted breach has not happened: there is no fault time to rank causes around.
+        if self.samples is None or incident.type == "prediction":
             return incident
         causes, why_not = await asyncio.to_thread(
             root_causes,

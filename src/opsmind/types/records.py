@@ -78,6 +78,14 @@ class Anomaly(Record):
     score: float = Field(description="raw detector score; higher is more anomalous")
     probability: float = Field(ge=0.0, le=1.0)
     detector: str
+    type: Literal["anomaly", "prediction"] = Field(
+        "anomaly",
+        description="'anomaly': a detector saw it; 'prediction': a warning of a breach expected ahead",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="a prediction's figures: warning, lead_s, expected_at, ..."
+    )
+    evidence: str = ""
 
 
 class IncidentStatus(StrEnum):
@@ -118,6 +126,13 @@ class Incident(Record):
     priority_explanation: dict[str, Any] = Field(default_factory=dict)
     reopened: int = Field(0, description="times it relapsed after resolving and was reopened")
     flapping: bool = Field(False, description="it keeps resolving and relapsing; notifications are held")
+    type: Literal["anomaly", "prediction"] = Field(
+        "anomaly", description="'prediction': opened ahead of an expected breach, from predictions only"
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="a prediction incident's warning, lead_s, first_lead_s and expected_at (latest warning)",
+    )
 
 
 class ActionStatus(StrEnum):
