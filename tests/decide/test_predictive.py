@@ -170,3 +170,24 @@ def test_bad_inputs_hold_the_fleet_through_the_window() -> None:
 def test_invalid_spec_names_the_field(overrides: dict[str, object], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         spec(**overrides)
+
+
+def test_latency_sizing_runs_pooled_pods_hotter_than_a_utilisation_target() -> None:
+    spec = PredictiveSpec(
+        target_utilisation=0.7,
+        headroom=0.0,
+        min_replicas=1,
+        max_replicas=500,
+        sizing="latency",
+        latency_objective_s=0.5,
+    )
+    big = calculate(spec, current_replicas=1, forecast_load=400.0, observed_load=400.0, capacity_per_pod=10.0)
+    small = calculate(spec, current_replicas=1, forecast_load=5.0, observed_load=5.0, capacity_per_pod=10.0)
+    assert 400.0 / (big.replicas * 10.0) > 0.9  # 40 pods' work fits in about 41 pods
+    assert 5.0 / (small.replicas * 10.0) < 0.5  # half a pod's work needs two pods for the tail
+    assert any("p95 <= 0.5s" in r for r in big.reasons)
+
+
+def test_latency_sizing_needs_an_objective() -> None:
+    with pytest.raises(ValueError, match="latency_objective_s"):
+        PredictiveSpec(target_utilisation=0.7, headroom=0.0, min_replicas=1, max_replicas=5, sizing="latency")

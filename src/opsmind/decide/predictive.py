@@ -8,14 +8,25 @@ forecast that misses a burst must not leave the fleet smaller than a reactive au
 ``calculate`` is pure; ``PredictiveController`` adds what needs memory: scale up at once, scale down only
 as far as the highest recommendation of the last ``scale_down_window_s`` (no flapping), optionally no more
 than a fraction of the fleet per step.
+
+Two ways to turn load into pods (``sizing``):
+
+* ``"utilisation"``: ``ceil(load / (capacity_per_pod x target_utilisation))``, the HPA's arithmetic;
+* ``"latency"``: the fewest pods whose modelled response-time percentile stays within
+  ``latency_objective_s`` (:mod:`opsmind.predict.queue_model`, M/M/c with ``concurrency`` requests in
+  flight per pod and a service time of ``concurrency / capacity_per_pod``). Loads are then request
+  rates per second. Pooled pods can run hotter than few pods at the same latency, so this spends less
+  at high load and more at low load than any single utilisation target.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from opsmind.decide.base import ScaleDecision
+from opsmind.predict.queue_model import replicas_for
 
 # A quotient such as 77 / 7 comes out as 11.000000000000002 in floating point; without this slack the
 # ceiling would ask for a twelfth pod that the arithmetic never needed.
@@ -34,8 +45,22 @@ class PredictiveSpec:
     max_replicas: int
     scale_down_window_s: float = 300.0
     max_scale_down_fraction_per_step: float | None = None
+    sizing: Literal["utilisation", "latency"] = "utilisation"
+    latency_objective_s: float | None = None
+    latency_quantile: float = 0.95
+    concurrency: int = 1
 
     def __post_init__(self) -> None:
+        if self.sizing not in ("utilisation", "latency"):
+            raise ValueError(f"sizing must be 'utilisation' or 'latency', got {self.sizing!r}")
+        if self.sizing == "latency":
+            obj = self.latency_objective_s
+            if obj is None or not (math.isfinite(obj) and obj > 0):
+                raise ValueError(f"latency sizing needs latency_objective_s > 0, got {obj}")
+            if not 0.0 < self.latency_quantile < 1.0:
+                raise ValueError(f"latency_quantile must be in (0, 1), got {self.latency_quantile}")
+            if self.concurrency < 1:
+                raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         t = self.target_utilisation
         if not (math.isfinite(t) and 0.0 < t <= 1.0):
             raise ValueError(f"target_utilisation must be in (0, 1], got {t}")
@@ -103,18 +128,35 @@ def calculate(
         reasons.append(f"capacity_per_pod {capacity_per_pod} unusable: keep {current_replicas}")
         return ScaleDecision(_clamp(spec, current_replicas, reasons), tuple(reasons))
 
-    per_pod = capacity_per_pod * spec.target_utilisation
     forecast = _usable("forecast", forecast_load, reasons)
     observed = _usable("observed", observed_load, reasons)
     terms: dict[str, int] = {}
-    if forecast is not None:
-        terms["forecast"] = _pods_for(forecast * (1.0 + spec.headroom), per_pod)
-        reasons.append(
-            f"forecast term ceil({forecast:g} x {1.0 + spec.headroom:g} / {per_pod:g}) = {terms['forecast']}"
-        )
-    if observed is not None:
-        terms["reactive"] = _pods_for(observed, per_pod)
-        reasons.append(f"reactive term ceil({observed:g} / {per_pod:g}) = {terms['reactive']}")
+    if spec.sizing == "latency":
+        assert spec.latency_objective_s is not None  # checked by the spec
+        service_s = spec.concurrency / capacity_per_pod
+        objective = spec.latency_objective_s
+
+        def size(load: float) -> int:
+            servers = replicas_for(load, service_s, objective, spec.latency_quantile)
+            return math.ceil(servers / spec.concurrency)
+
+        how = f"p{spec.latency_quantile * 100:g} <= {objective:g}s with service time {service_s:.3g}s"
+        if forecast is not None:
+            terms["forecast"] = size(forecast * (1.0 + spec.headroom))
+            padded = forecast * (1.0 + spec.headroom)
+            reasons.append(f"forecast term: {padded:g}/s needs {terms['forecast']} ({how})")
+        if observed is not None:
+            terms["reactive"] = size(observed)
+            reasons.append(f"reactive term: {observed:g}/s needs {terms['reactive']}")
+    else:
+        per_pod = capacity_per_pod * spec.target_utilisation
+        if forecast is not None:
+            terms["forecast"] = _pods_for(forecast * (1.0 + spec.headroom), per_pod)
+            pad = 1.0 + spec.headroom
+            reasons.append(f"forecast term ceil({forecast:g} x {pad:g} / {per_pod:g}) = {terms['forecast']}")
+        if observed is not None:
+            terms["reactive"] = _pods_for(observed, per_pod)
+            reasons.append(f"reactive term ceil({observed:g} / {per_pod:g}) = {terms['reactive']}")
 
     if not terms:
         reasons.append(f"no usable load: keep {current_replicas}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from statistics import NormalDist
 
 import numpy as np
 
@@ -90,12 +91,36 @@ class LoadOutlook:
             return max(recent) if recent else 0.0
         mean = self._block.mean[lo:hi]
         model_hi = self._block.hi.get(self.level, mean)[lo:hi]
-        ratio = float(np.median(self._ratios)) if len(self._ratios) >= 3 else 1.0
-        # The realised relative error over the recent window, as a one-sided upper quantile.
+        ratio = self._ratio()
+        return float(np.max(np.maximum(model_hi * ratio, self._realised_upper(mean, ratio))))
+
+    def _ratio(self) -> float:
+        return float(np.median(self._ratios)) if len(self._ratios) >= 3 else 1.0
+
+    def _realised_upper(self, mean: np.ndarray, ratio: float) -> np.ndarray:
+        """The realised relative error over the recent window, as a one-sided upper quantile."""
         if len(self._ratios) >= 5:
             z = {80: 0.84, 90: 1.28, 95: 1.64, 99: 2.33}.get(self.level, 1.28)
             spread = float(np.std(np.asarray(self._ratios) / max(ratio, 1e-9)))
-            realised_hi = mean * ratio * (1.0 + z * spread)
-        else:
-            realised_hi = mean * ratio
-        return float(np.max(np.maximum(model_hi * ratio, realised_hi)))
+            return np.asarray(mean * ratio * (1.0 + z * spread))
+        return np.asarray(mean * ratio)
+
+    def current(self, h: int) -> Forecast | None:
+        """The next ``h`` steps after the last observation as a forecast, level-corrected the way
+        :meth:`upper` is (the upper bound of ``level`` also widened by the realised error); ``None``
+        before the first fit or past the end of the block."""
+        if self._block is None or h < 1:
+            return None
+        lo = self._block_pos
+        hi = min(lo + h, len(self._block.mean))
+        if lo >= hi:
+            return None
+        ratio = self._ratio()
+        mean = np.asarray(self._block.mean[lo:hi], dtype=float) * ratio
+        lows = {k: np.asarray(v[lo:hi], dtype=float) * ratio for k, v in self._block.lo.items()}
+        highs = {k: np.asarray(v[lo:hi], dtype=float) * ratio for k, v in self._block.hi.items()}
+        if self.level in highs:
+            raw_mean = np.asarray(self._block.mean[lo:hi], dtype=float)
+            highs[self.level] = np.maximum(highs[self.level], self._realised_upper(raw_mean, ratio))
+        note = f" (level-corrected x{ratio:.3g})" if abs(ratio - 1.0) > 1e-9 else ""
+        return Forecast(mean=mean, lo=lows, hi=highs, model=f"{self.model}{note}")
