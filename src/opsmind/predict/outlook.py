@@ -100,7 +100,7 @@ class LoadOutlook:
     def _realised_upper(self, mean: np.ndarray, ratio: float) -> np.ndarray:
         """The realised relative error over the recent window, as a one-sided upper quantile."""
         if len(self._ratios) >= 5:
-            z = {80: 0.84, 90: 1.28, 95: 1.64, 99: 2.33}.get(self.level, 1.28)
+            z = NormalDist().inv_cdf(self.level / 100.0)  # one-sided: 80 -> 0.84, 90 -> 1.28
             spread = float(np.std(np.asarray(self._ratios) / max(ratio, 1e-9)))
             return np.asarray(mean * ratio * (1.0 + z * spread))
         return np.asarray(mean * ratio)
