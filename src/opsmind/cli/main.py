@@ -367,3 +367,25 @@ def bench_noise(
     from opsmind.bench.noise import run_noise_benchmark
 
     run_noise_benchmark(seeds=seeds, out=out, json_out=json_out, console=console)
+
+
+@bench_app.command("predict")
+def bench_predict(
+    trace: list[Path] = typer.Option(
+        [], "--trace", help="a trace CSV (repeatable); default: NASA, WC98, Crane"
+    ),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
+    horizon: int = typer.Option(15, "--horizon", min=1, help="forecast horizon in minutes"),
+    datasets: Path = typer.Option(Path("../shared/datasets/traces"), help="where the default traces are"),
+    out: Path = typer.Option(Path("docs/benchmarks/predict.md"), help="where the table is written"),
+) -> None:
+    """Rolling-origin load forecast MASE on real traces, the forecaster beside seasonal naive."""
+    from opsmind.bench.predict import run_predict_benchmark
+
+    try:
+        run_predict_benchmark(
+            trace, out=out, json_out=json_out, console=console, horizon=horizon, datasets=datasets
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
