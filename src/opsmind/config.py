@@ -253,6 +253,115 @@ class NotifySettings(_Section):
         return v
 
 
+class PredictSettings(_Section):
+    """Load forecasts, capacity models, bottleneck warnings and SLO burn rates per service."""
+
+    enabled: bool = True
+    interval_s: float = Field(
+        60, gt=0, description="one forecast step: load is averaged over it and observed"
+    )
+    load_metrics: list[str] = Field(
+        default_factory=lambda: ["request_rate", "requests_per_second"],
+        min_length=1,
+        description="service-level request-rate series (per second), first found wins",
+    )
+    latency_metric: str = Field("latency_seconds", min_length=1, description="latency series with quantiles")
+    latency_quantile: str = Field("0.95", description="the quantile the latency SLO is written on")
+    error_metric: str = Field("error_ratio", min_length=1, description="share of failed requests, 0-1")
+    replicas_metrics: list[str] = Field(
+        default_factory=lambda: ["replicas_ready", "replicas_desired"], min_length=1
+    )
+    latency_slo_s: float = Field(0.5, gt=0, description="latency SLO on latency_quantile, seconds")
+    latency_slo_overrides: dict[str, float] = Field(
+        default_factory=dict, description="service -> its own latency SLO, seconds"
+    )
+    error_objective: float = Field(0.999, gt=0, lt=1, description="availability SLO, e.g. 0.999")
+    slo_period_s: float = Field(30 * 86400, gt=0, description="the SLO's rolling period")
+    refit_every: int = Field(60, ge=1, description="refit each load forecaster every this many steps")
+    min_history: int = Field(30, ge=2, description="steps of load needed before the first forecast")
+    max_history: int = Field(7 * 1440, ge=10, description="steps of load kept per service")
+    level: int = Field(80, gt=0, lt=100, description="prediction interval (%) that warnings read")
+    warn_threshold: float = Field(0.5, gt=0, lt=1, description="breach probability that raises a warning")
+    min_lead_s: float = Field(300, ge=0, description="a warning expected sooner than this is 'imminent'")
+    max_lead_s: float = Field(900, gt=0, description="warn of breaches expected within this")
+    capacity_refit_s: float = Field(900, gt=0, description="how often each capacity model is refitted")
+    capacity_lookback_s: float = Field(6 * 3600, gt=0, description="load/latency history the fit uses")
+    outlook_interval_s: float = Field(3600, gt=0, description="how often the week-ahead outlook is redone")
+    outlook_history_s: float = Field(28 * 86400, gt=0, description="hourly peak-load history it uses")
+    max_services: int = Field(500, ge=1, description="services followed at most")
+
+    @field_validator("latency_slo_overrides")
+    @classmethod
+    def _positive_slos(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: x for k, x in v.items() if not x > 0}
+        if bad:
+            raise ValueError(f"latency SLOs must be positive seconds: {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _leads(self) -> PredictSettings:
+        if self.min_lead_s > self.max_lead_s:
+            raise ValueError("min_lead_s must not exceed max_lead_s")
+        if self.min_history > self.max_history:
+            raise ValueError("min_history must not exceed max_history")
+        return self
+
+    def latency_slo(self, service: str) -> float:
+        return self.latency_slo_overrides.get(service, self.latency_slo_s)
+
+
+class ScaleServiceSettings(_Section):
+    """How one service is scaled: bounds, policy, actuator and what a replica costs."""
+
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(10, ge=1)
+    target_utilisation: float = Field(0.7, gt=0, le=1, description="how full each replica may run")
+    headroom: float = Field(0.1, ge=0, le=10, description="extra capacity over the forecast, a fraction")
+    policy: Literal["predictive", "hpa"] = "predictive"
+    actuator: Literal["log", "kubernetes", "simulator"] = "log"
+    dry_run: bool | None = Field(None, description="overrides scale.dry_run for this service")
+    namespace: str = Field("default", min_length=1, description="Kubernetes namespace of the Deployment")
+    deployment: str | None = Field(
+        None, description="Deployment (or simulated service) name; default: the service"
+    )
+    startup_s: float = Field(
+        120, ge=0, description="pod start-up time: the forecast horizon to provision for"
+    )
+    scale_down_window_s: float = Field(300, ge=0, description="scale down only to the window's highest need")
+    capacity_per_replica: float | None = Field(
+        None, gt=0, description="load one replica serves at 100% (a load test); used when none is learned"
+    )
+    provider: str = "aws"
+    region: str = "us-east-1"
+    instance_type: str = "m5.large"
+    vcpu_per_replica: float = Field(1.0, gt=0, description="vCPUs one replica needs, for cost")
+    allow_move: bool = Field(False, description="recommend moving to cheaper regions/providers")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScaleServiceSettings:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas})"
+            )
+        if (
+            self.policy == "hpa"
+            and abs(self.target_utilisation * 100 - round(self.target_utilisation * 100)) > 1e-9
+        ):
+            raise ValueError("the hpa policy needs target_utilisation in whole percent (e.g. 0.6)")
+        return self
+
+
+class ScaleSettings(_Section):
+    """The scaling controller. Nothing is scaled unless a service is listed; dry-run unless switched off."""
+
+    interval_s: float = Field(15, gt=0, description="decision loop period (the HPA's sync period)")
+    dry_run: bool = Field(True, description="decide and record, but ask actuators to change nothing")
+    services: dict[str, ScaleServiceSettings] = Field(default_factory=dict)
+    prices: str | None = Field(None, description="a price CSV; default: the bundled table")
+    kubeconfig: str | None = Field(None, description="default: in-cluster, $KUBECONFIG, ~/.kube/config")
+    kube_context: str | None = None
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -279,6 +388,8 @@ class Settings(BaseSettings):
     detect: DetectSettings = Field(default_factory=DetectSettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    predict: PredictSettings = Field(default_factory=PredictSettings)
+    scale: ScaleSettings = Field(default_factory=ScaleSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 
     @classmethod

@@ -16,7 +16,9 @@ from opsmind.api.routers import (
     health_scores,
     ingest,
     platform_events,
+    prediction,
     records,
+    scaling,
     series,
     services,
     silences,
@@ -73,6 +75,8 @@ def create_app(
         records.router,
         feedback.router,
         platform_events.router,
+        prediction.router,
+        scaling.router,
     ):
         app.include_router(r)
     return app

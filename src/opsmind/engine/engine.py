@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from opsmind.act.base import Actuator, ReplicaBounds
+from opsmind.act.kubernetes import KubernetesScaler
+from opsmind.act.log import LogScaler
 from opsmind.bus.memory import MemoryBus
 from opsmind.bus.stage import Stage
 from opsmind.clock import Clock, RealClock
-from opsmind.config import Settings
+from opsmind.config import ScaleServiceSettings, Settings
+from opsmind.decide.prices import InstancePrice, load_prices
+from opsmind.decide.recommend import InstanceOption, Placement, Recommendation, recommend
 from opsmind.detect.stage import ANOMALIES_TOPIC, SAMPLES_TOPIC, DetectStage
+from opsmind.engine.scaling import ScaleStage
 from opsmind.incidents.feedback import NoiseClassifier
 from opsmind.incidents.stage import IncidentStage
 from opsmind.ingest.errors import IngestError
@@ -26,6 +33,8 @@ from opsmind.notify.log import LogNotifier
 from opsmind.notify.slack import SlackNotifier
 from opsmind.notify.stage import NotifyStage, RetryPolicy
 from opsmind.notify.webhook import WebhookNotifier
+from opsmind.predict.base import Forecaster
+from opsmind.predict.stage import PredictStage, ServiceView
 from opsmind.store.protocols import TooManySeriesError
 from opsmind.store.sqlite import SqliteStore
 from opsmind.telemetry import Telemetry
@@ -48,6 +57,14 @@ def build_notifiers(settings: Settings) -> list[tuple[Notifier, RetryPolicy]]:
     return out
 
 
+def default_forecaster() -> Forecaster:
+    """The statsforecast-based LoadForecaster, imported when first needed (statsforecast is slow to
+    import, and nothing should happen at import time)."""
+    from opsmind.predict.forecast import LoadForecaster
+
+    return LoadForecaster()
+
+
 class Engine:
     """Owns the store, the bus, the stages and the background loops of one OpsMind instance."""
 
@@ -57,7 +74,12 @@ class Engine:
         clock: Clock | None = None,
         telemetry: Telemetry | None = None,
         notifiers: list[tuple[Notifier, RetryPolicy]] | None = None,
+        forecaster_factory: Callable[[], Forecaster] | None = None,
+        actuators: Mapping[str, Actuator] | None = None,
     ) -> None:
+        """``forecaster_factory`` makes one load forecaster per service (default: LoadForecaster);
+        ``actuators`` supplies actuators by kind (``"simulator"`` must come from whoever owns the
+        simulator, the CLI's demo); missing kinds are built from settings."""
         self.settings = settings
         self.clock = clock or RealClock()
         self.telemetry = telemetry or Telemetry()
@@ -92,6 +114,38 @@ class Engine:
                     noise=self.noise,
                 )
             )
+        self.actuators = dict(actuators or {})
+        self._prices: tuple[InstancePrice, ...] | None = None
+        self.predict: PredictStage | None = None
+        if settings.predict.enabled:
+            scaled = settings.scale.services
+            self.predict = PredictStage(
+                self.bus,
+                self.clock,
+                self.telemetry,
+                self.store,
+                self.store,
+                settings.predict,
+                forecaster_factory or default_forecaster,
+                limits={k: (v.min_replicas, v.max_replicas) for k, v in scaled.items()},
+                known_capacity={
+                    k: v.capacity_per_replica for k, v in scaled.items() if v.capacity_per_replica is not None
+                },
+            )
+            self.stages.append(self.predict)
+        self.scaling: ScaleStage | None = None
+        if settings.scale.services:
+            self.scaling = ScaleStage(
+                self.bus,
+                self.clock,
+                self.telemetry,
+                self.store,
+                self.store,
+                settings.scale,
+                self._actuator_for,
+                self.prices,
+            )
+            self.stages.append(self.scaling)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -176,6 +230,67 @@ class Engine:
             raise LookupError(
                 f"incident {incident_id} is not active, nor resolved within the reopen window"
             ) from exc
+
+    @property
+    def prices(self) -> tuple[InstancePrice, ...]:
+        """The price table (``scale.prices`` or the bundled one), read once."""
+        if self._prices is None:
+            self._prices = load_prices(self.settings.scale.prices)
+        return self._prices
+
+    def _actuator_for(self, service: str, cfg: ScaleServiceSettings) -> Actuator:
+        """The actuator of one scaled service, bounded by its replica range."""
+        given = self.actuators.get(cfg.actuator)
+        if given is not None:
+            return given
+        bounds = ReplicaBounds(cfg.min_replicas, cfg.max_replicas)
+        if cfg.actuator == "log":
+            return LogScaler(bounds)
+        if cfg.actuator == "kubernetes":
+            s = self.settings.scale
+            return KubernetesScaler.from_environment(bounds, kubeconfig=s.kubeconfig, context=s.kube_context)
+        raise LookupError(f"no {cfg.actuator} actuator in this process (it must be passed to the Engine)")
+
+    def forecast_view(self, service: str) -> ServiceView:
+        """What is predicted for ``service``; LookupError when prediction is off or it is not followed."""
+        if self.predict is None:
+            raise LookupError("prediction is off (predict.enabled is false)")
+        view = self.predict.views.get(service)
+        if view is None:
+            raise LookupError(f"no service {service!r} with a request-rate series is followed by prediction")
+        return view
+
+    def prediction_views(self) -> list[ServiceView]:
+        return [] if self.predict is None else [self.predict.views[k] for k in sorted(self.predict.views)]
+
+    def recommendations(self) -> list[Recommendation]:
+        """Capacity (from the week-ahead outlooks) and cost (from the price table) recommendations,
+        highest priority first."""
+        outlooks = [v.outlook for v in self.prediction_views() if v.outlook is not None]
+        placements = []
+        for service, cfg in self.settings.scale.services.items():
+            last = self.scaling.decisions.get(service) if self.scaling is not None else None
+            replicas = float(last["replicas"]) if last is not None else float(cfg.min_replicas)
+            placements.append(
+                Placement(
+                    service,
+                    cfg.provider,
+                    cfg.region,
+                    cfg.instance_type,
+                    cfg.vcpu_per_replica,
+                    replicas,
+                    allow_move=cfg.allow_move,
+                )
+            )
+        options = (
+            [
+                InstanceOption(p.provider, p.region, p.instance_type, p.vcpu, p.usd_per_hour)
+                for p in self.prices
+            ]
+            if placements
+            else []
+        )
+        return recommend(outlooks, self.clock.now(), placements, options)
 
     def retrain_noise(self) -> dict[str, Any]:
         """Refit the noise classifier on all stored operator feedback and return its state. Blocking:

@@ -1,0 +1,81 @@
+"""Scaling: the latest decision per scaled service, and operators' overrides (pin or pause, release).
+
+``GET /api/v1/scaling`` lists each service in ``scale.services`` with its latest decision (replicas,
+reasons, hourly cost, the action's outcome) and its override. ``POST /api/v1/scaling/{service}/override``
+pins the service's replicas (``replicas``) or pauses its automation (``replicas`` null) until ``DELETE``
+releases it; both are audited. 404: not a scaled service (or, for DELETE, no override); 422: a bad body
+or replicas outside the service's bounds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsmind.api.deps import EngineDep
+from opsmind.engine.scaling import ScaleStage
+
+router = APIRouter(prefix="/api/v1/scaling", tags=["scaling"])
+
+
+class OverrideCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: int | None = Field(description="pin to this many replicas; null pauses automation", ge=0)
+    by: str = Field(min_length=1, max_length=256)
+    reason: str = Field("", max_length=4096)
+
+
+def _stage(engine: EngineDep, service: str) -> ScaleStage:
+    stage = engine.scaling
+    if stage is None or service not in stage.settings.services:
+        raise HTTPException(404, f"{service!r} is not a scaled service (scale.services)")
+    return stage
+
+
+@router.get("")
+async def list_scaling(engine: EngineDep) -> list[dict[str, Any]]:
+    """Every scaled service with its latest decision (null before the first) and override."""
+    stage = engine.scaling
+    if stage is None:
+        return []
+    return [
+        {
+            "service": s,
+            "policy": cfg.policy,
+            "actuator": cfg.actuator,
+            "min_replicas": cfg.min_replicas,
+            "max_replicas": cfg.max_replicas,
+            "override": o.as_json() if (o := stage.overrides.get(s)) is not None else None,
+            "decision": stage.decisions.get(s),
+        }
+        for s, cfg in stage.settings.services.items()
+    ]
+
+
+@router.post(
+    "/{service}/override", responses={404: {"description": "not scaled"}, 422: {"description": "bad"}}
+)
+async def override(service: str, body: OverrideCreate, engine: EngineDep) -> dict[str, Any]:
+    """Pin the replicas (or pause automation) until released; answers with the decision it caused."""
+    stage = _stage(engine, service)
+    try:
+        return await stage.override(service, body.replicas, body.by, body.reason)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+@router.delete("/{service}/override", responses={404: {"description": "no override"}})
+async def release(
+    service: str,
+    engine: EngineDep,
+    by: str = Query("api", min_length=1, max_length=256),
+    reason: str = Query("", max_length=4096),
+) -> dict[str, Any]:
+    """Release the override; automation decides again at once."""
+    stage = _stage(engine, service)
+    if service not in stage.overrides:
+        raise HTTPException(404, f"no override on {service!r}")
+    return await stage.release(service, by, reason)

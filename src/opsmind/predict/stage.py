@@ -1,0 +1,384 @@
+"""The predict stage: every ``interval_s`` of the engine clock, per service, what is coming.
+
+For each service with a service-level request-rate series (:mod:`opsmind.predict.readings`):
+
+1. the load of each complete step (``interval_s``, the mean of its samples) goes to the service's
+   forecaster (the :class:`~opsmind.predict.base.Forecaster` protocol; the engine gives
+   :class:`~opsmind.predict.forecast.LoadForecaster`): fitted on the trailing ``max_history`` steps
+   once ``min_history`` exist and again every ``refit_every`` steps, ``update``-d in between (the
+   first time a service is seen, its stored history is replayed, so a restart loses nothing);
+2. every ``capacity_refit_s`` the capacity model is refitted from load, p95 latency and replicas
+   (:func:`~opsmind.predict.capacity.fit_capacity`); when the fit refuses, a configured
+   ``capacity_per_replica`` stands in (as both SLO and saturation capacity), else there is none;
+3. :func:`~opsmind.predict.bottleneck.warn` looks ``min_lead_s``..``max_lead_s`` ahead, and the SLO
+   burn rate of the error series is evaluated (:mod:`opsmind.predict.slo`, the workbook's rules);
+4. every ``outlook_interval_s`` the week-ahead capacity outlook is redone from hourly peaks
+   (:mod:`opsmind.predict.capacity_forecast`).
+
+Each warning (bottleneck or burn alert) is stored and published on ``anomalies`` as an ``Anomaly`` of
+type ``prediction``, which the incident stage turns into an incident of its own kind with the lead time
+and the expected breach time in its labels. Each service's load outlook is published on
+``predictions`` (a :class:`LoadPrediction`) for the scaling controller. The latest forecast, capacity
+model, burn report and outlook are kept in :attr:`PredictStage.views` for the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from opsmind.bus.protocols import Bus, Message
+from opsmind.bus.stage import Stage
+from opsmind.clock import Clock
+from opsmind.config import PredictSettings
+from opsmind.predict import readings
+from opsmind.predict.base import Forecast, Forecaster
+from opsmind.predict.bottleneck import BottleneckWarning, warn
+from opsmind.predict.capacity import CapacityModel, fit_capacity
+from opsmind.predict.capacity_forecast import (
+    WEEK,
+    CapacityOutlook,
+    ServiceLoadHistory,
+    forecast_service,
+)
+from opsmind.predict.slo import SLO, WORKBOOK_RULES, BurnReport, evaluate_bad_fraction
+from opsmind.store.protocols import EventStore, SampleStore
+from opsmind.telemetry import Telemetry
+from opsmind.types import Anomaly, Series, anomaly_id
+
+log = logging.getLogger(__name__)
+
+ANOMALIES_TOPIC = "anomalies"
+PREDICTIONS_TOPIC = "predictions"
+ERROR_BUDGET_BURN = "error_budget_burn"
+MIN_OUTLOOK_HOURS = 48
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPrediction:
+    """What the scaling controller needs of one service, as of ``at``: the load of the last step, the
+    upper forecast bound of each of the next steps (``upper[0]`` is the next step), the replicas seen
+    and the usable capacity model, if any."""
+
+    service: str
+    at: float
+    step_s: float
+    observed: float
+    upper: tuple[float, ...]
+    model: str
+    replicas: int | None
+    capacity: CapacityModel | None
+
+
+@dataclass(slots=True)
+class ServiceView:
+    """The latest of everything predicted for one service; ``notes`` say why something is missing."""
+
+    service: str
+    updated_at: float = 0.0
+    step_s: float = 60.0
+    forecast: Forecast | None = None
+    forecast_start: float = 0.0
+    capacity: CapacityModel | None = None
+    burn: BurnReport | None = None
+    outlook: CapacityOutlook | None = None
+    warnings: tuple[BottleneckWarning, ...] = ()
+    replicas: int | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _State:
+    series: readings.ServiceSeries
+    history: deque[float]
+    forecaster: Forecaster | None = None
+    since_fit: int = 0
+    model: str = "none yet"
+    next_step: int | None = None
+    capacity_at: float = -math.inf
+    outlook_at: float = -math.inf
+    last_load: float = math.nan
+
+
+class PredictStage(Stage):
+    name = "predict"
+    topic = ""  # timer-driven: it reads the store, it does not consume a topic
+
+    def __init__(
+        self,
+        bus: Bus,
+        clock: Clock,
+        telemetry: Telemetry,
+        samples: SampleStore,
+        events: EventStore,
+        settings: PredictSettings,
+        make_forecaster: Callable[[], Forecaster],
+        limits: Mapping[str, tuple[int, int]] | None = None,
+        known_capacity: Mapping[str, float] | None = None,
+    ) -> None:
+        super().__init__(bus, clock, telemetry)
+        self.samples = samples
+        self.events = events
+        self.settings = settings
+        self.make_forecaster = make_forecaster
+        self.limits = dict(limits or {})
+        self.known_capacity = dict(known_capacity or {})
+        self.tick_interval = settings.interval_s
+        self.views: dict[str, ServiceView] = {}
+        self._states: dict[str, _State] = {}
+        self._lock = asyncio.Lock()
+        self._warnings = telemetry.counter(
+            "opsmind_predict_warnings_total", "Predicted breaches published", ("kind",)
+        )
+
+    async def handle(self, message: Message) -> None:  # pragma: no cover - no topic
+        raise NotImplementedError
+
+    async def tick(self) -> None:
+        async with self._lock:
+            now = self.clock.now()
+            predictions, found = await asyncio.to_thread(self.step, now)
+            if found:
+                await asyncio.to_thread(self.events.put_many, found)
+            for a in found:
+                self._warnings.labels(a.labels.get("warning", "")).inc()
+                await self.bus.publish(ANOMALIES_TOPIC, a)
+            for p in predictions:
+                await self.bus.publish(PREDICTIONS_TOPIC, p)
+
+    # -- the work of one tick, blocking (run in a worker thread) --
+    def step(self, now: float) -> tuple[list[LoadPrediction], list[Anomaly]]:
+        s = self.settings
+        found = readings.discover(
+            self.samples,
+            s.load_metrics,
+            s.latency_metric,
+            s.latency_quantile,
+            s.error_metric,
+            s.replicas_metrics,
+            s.max_services,
+        )
+        predictions: list[LoadPrediction] = []
+        anomalies: list[Anomaly] = []
+        for service, series in sorted(found.items()):
+            state = self._states.get(service)
+            if state is None:
+                state = self._states[service] = _State(series, deque(maxlen=s.max_history))
+            state.series = series
+            try:
+                prediction, warned = self._service(state, now)
+            except Exception as exc:  # one service's bad data must not stop the others
+                log.exception("predict: service %s failed", service)
+                self.views.setdefault(service, ServiceView(service)).notes["error"] = str(exc)
+                continue
+            predictions.append(prediction)
+            anomalies.extend(warned)
+        return predictions, anomalies
+
+    def _service(self, state: _State, now: float) -> tuple[LoadPrediction, list[Anomaly]]:
+        s, series = self.settings, state.series
+        service, step = series.service, s.interval_s
+        view = self.views.setdefault(service, ServiceView(service, step_s=step))
+        view.updated_at = now
+        self._observe(state, now)
+        view.replicas = _count(readings.latest(self.samples, series.replicas, now, 10 * step))
+        if now - state.capacity_at >= s.capacity_refit_s:
+            state.capacity_at = now
+            view.capacity = self._capacity(series, now, view.notes)
+        horizon = max(1, math.ceil(s.max_lead_s / step))
+        view.forecast = self._forecast(state, horizon, view.notes)
+        view.forecast_start = now
+        usable = view.capacity if view.capacity is not None and view.capacity.ok else None
+        bottlenecks: list[BottleneckWarning] = []
+        if view.forecast is not None and usable is not None and view.replicas:
+            bottlenecks = warn(
+                service,
+                view.forecast,
+                step,
+                now,
+                view.replicas,
+                usable,
+                threshold=s.warn_threshold,
+                min_lead_s=s.min_lead_s,
+                max_lead_s=s.max_lead_s,
+            )
+        view.warnings = tuple(bottlenecks)
+        anomalies = [self._bottleneck_anomaly(w, now) for w in bottlenecks]
+        view.burn = self._burn(series, now, view.notes)
+        if view.burn is not None and view.burn.alerts:
+            anomalies.append(self._burn_anomaly(service, view.burn, now))
+        if now - state.outlook_at >= s.outlook_interval_s:
+            state.outlook_at = now
+            view.outlook = self._week_ahead(service, series, usable, now, view.notes)
+        if view.forecast is not None:
+            hi = view.forecast.hi.get(s.level, view.forecast.mean)
+            upper = tuple(float(max(x, 0.0)) for x in np.nan_to_num(np.asarray(hi, dtype=float)))
+        else:  # no forecast yet: the recent peak is the best guess of what may come
+            recent = list(state.history)[-15:]
+            upper = (max(recent),) * horizon if recent else ()
+        prediction = LoadPrediction(
+            service, now, step, state.last_load, upper, state.model, view.replicas, usable
+        )
+        return prediction, anomalies
+
+    def _observe(self, state: _State, now: float) -> None:
+        """Feed every complete step since the last one observed (on first sight, the stored history)."""
+        step = self.settings.interval_s
+        last = math.floor(now / step)  # the step under way is not complete
+        first = state.next_step if state.next_step is not None else last - self.settings.max_history
+        if last <= first:
+            return
+        t, v = readings.read(self.samples, state.series.load, first * step, now)
+        fresh = [max(x, 0.0) for x in readings.step_means(t, v, step, first, last) if math.isfinite(x)]
+        state.next_step = last
+        if not fresh:
+            return
+        state.history.extend(fresh)
+        state.last_load = fresh[-1]
+        s = self.settings
+        if state.forecaster is None or state.since_fit + len(fresh) >= s.refit_every:
+            if len(state.history) >= s.min_history:
+                forecaster = self.make_forecaster()
+                forecaster.fit(np.asarray(state.history, dtype=float))
+                state.forecaster, state.since_fit = forecaster, 0
+            return
+        state.forecaster.update(np.asarray(fresh, dtype=float))
+        state.since_fit += len(fresh)
+
+    def _forecast(self, state: _State, horizon: int, notes: dict[str, str]) -> Forecast | None:
+        if state.forecaster is None:
+            notes["forecast"] = f"{len(state.history)} of {self.settings.min_history} steps of load seen"
+            return None
+        fc = state.forecaster.predict(horizon, levels=tuple(sorted({self.settings.level, 95})))
+        state.model = fc.model
+        notes.pop("forecast", None)
+        return fc
+
+    def _capacity(
+        self, series: readings.ServiceSeries, now: float, notes: dict[str, str]
+    ) -> CapacityModel | None:
+        s = self.settings
+        slo = s.latency_slo(series.service)
+        model: CapacityModel | None = None
+        if series.latency is not None and series.replicas is not None:
+            cols = readings.align(
+                self.samples,
+                [series.load, series.latency, series.replicas],
+                now - s.capacity_lookback_s,
+                now,
+                s.interval_s,
+            )
+            if cols is not None:
+                model = fit_capacity(cols[0], cols[1], cols[2], latency_slo=slo)
+        else:
+            notes["capacity"] = "no latency or replica series to learn capacity from"
+        if model is not None and model.ok:
+            notes.pop("capacity", None)
+            return model
+        if model is not None:
+            notes["capacity"] = model.reason
+        known = self.known_capacity.get(series.service)
+        if known is not None:
+            notes["capacity"] = (
+                f"{notes.get('capacity', 'not learned')}; using the configured {known:g}/replica"
+            )
+            return CapacityModel.known(known, known, slo)
+        return model
+
+    def _burn(self, series: readings.ServiceSeries, now: float, notes: dict[str, str]) -> BurnReport | None:
+        if series.errors is None:
+            notes["slo"] = f"no {self.settings.error_metric} series"
+            return None
+        notes.pop("slo", None)
+        s = self.settings
+        slo = SLO(s.error_objective, s.slo_period_s)
+        longest = max(r.long_s for r in WORKBOOK_RULES)
+        t, f = readings.read(self.samples, series.errors, now - longest, now)
+        report = evaluate_bad_fraction(slo, t, np.clip(f, 0.0, 1.0), now=now)
+        if s.slo_period_s > longest:  # the budget is the whole period's, at whatever resolution covers it
+            tp, fp = readings.read(self.samples, series.errors, now - s.slo_period_s, now)
+            whole = evaluate_bad_fraction(slo, tp, np.clip(fp, 0.0, 1.0), now=now, rules=())
+            report = BurnReport(
+                report.now, report.alerts, report.window_burn, whole.budget_remaining, whole.error_ratio
+            )
+        return report
+
+    def _week_ahead(
+        self,
+        service: str,
+        series: readings.ServiceSeries,
+        capacity: CapacityModel | None,
+        now: float,
+        notes: dict[str, str],
+    ) -> CapacityOutlook | None:
+        if capacity is None:
+            notes["outlook"] = "no capacity model"
+            return None
+        t, peaks = readings.hourly_peaks(
+            self.samples, series.load, now - self.settings.outlook_history_s, now
+        )
+        if t.size < MIN_OUTLOOK_HOURS:
+            notes["outlook"] = f"{t.size} hours of load history, need {MIN_OUTLOOK_HOURS}"
+            return None
+        lo, hi = self.limits.get(service, (1, 10))
+        history = ServiceLoadHistory(service, t, peaks, capacity.capacity_per_replica, hi, lo)
+        outlook = forecast_service(history, lambda _seasons: self.make_forecaster(), horizon_s=WEEK)
+        notes.pop("outlook", None)
+        return outlook
+
+    def _bottleneck_anomaly(self, w: BottleneckWarning, now: float) -> Anomaly:
+        labels = {
+            "warning": w.kind,
+            "lead_s": f"{w.lead_s:g}",
+            "expected_at": f"{w.at:.0f}",
+            "probability": f"{w.probability:.3f}",
+            "imminent": str(w.imminent).lower(),
+        }
+        return _prediction(w.service, w.kind, now, w.probability, labels, w.evidence)
+
+    def _burn_anomaly(self, service: str, report: BurnReport, now: float) -> Anomaly:
+        alert = max(report.alerts, key=lambda a: a.long_burn / a.threshold)
+        # At the current burn, the rest of the budget lasts remaining x period / burn.
+        left = max(report.budget_remaining, 0.0) * self.settings.slo_period_s / max(alert.long_burn, 1e-12)
+        labels = {
+            "warning": ERROR_BUDGET_BURN,
+            "severity": report.severity or alert.severity,
+            "lead_s": f"{left:.0f}",
+            "expected_at": f"{now + left:.0f}",
+            "burn_rate": f"{alert.long_burn:.2f}",
+            "budget_remaining": f"{report.budget_remaining:.4f}",
+        }
+        evidence = f"{alert.reason}; at this rate the error budget is spent in {left / 3600:.1f} h"
+        return _prediction(service, ERROR_BUDGET_BURN, now, 1.0, labels, evidence)
+
+
+def _prediction(
+    service: str, warning: str, now: float, probability: float, labels: dict[str, str], evidence: str
+) -> Anomaly:
+    key = Series.of(f"predicted_{warning}", {"service": service}).key
+    detector = f"prediction:{warning}"
+    return Anomaly(
+        id=anomaly_id(key, now, detector),
+        at=now,
+        service=service,
+        series=key,
+        ts=now,
+        value=float(labels["lead_s"]),
+        expected=None,
+        score=probability,
+        probability=min(max(probability, 0.0), 1.0),
+        detector=detector,
+        type="prediction",
+        labels=labels,
+        evidence=evidence,
+    )
+
+
+def _count(value: float | None) -> int | None:
+    return None if value is None or not math.isfinite(value) or value < 0 else round(value)
