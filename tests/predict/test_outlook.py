@@ -1,4 +1,4 @@
-"""The load outlook: refits on a cadence, follows a level change between refits, widens on surprise."""
+"""The load outlook: fits once history suffices, then updates; widens its bound after surprises."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from opsmind.predict.outlook import LoadOutlook
 
 
 class LastValue:
-    """A minimal forecaster for these tests: the last value, +-10 % as its 80 % interval."""
+    """A minimal forecaster for these tests: the last value, +10 % as its upper bound."""
 
     fits = 0
 
@@ -24,31 +24,29 @@ class LastValue:
         self.last = float(np.asarray(y_new)[-1])
 
 
-def test_refits_every_cadence_once_history_suffices() -> None:
+def test_fits_once_history_suffices_then_updates() -> None:
     LastValue.fits = 0
-    outlook = LoadOutlook(LastValue, refit_every=10, min_history=5, level=80)
-    for _ in range(4):
-        outlook.observe(100.0)
-    assert outlook.refits == 0 and outlook.upper(1, 3) == 100.0  # before a fit: the recent maximum
-    for _ in range(26):
-        outlook.observe(100.0)
-    assert outlook.refits == 3  # at 5, 15 and 25 observations
-    assert outlook.upper(1, 3) == pytest.approx(110.0)
+    outlook = LoadOutlook(LastValue, min_history=5, level=80)
+    for v in (100.0, 120.0, 90.0, 100.0):
+        outlook.observe(v)
+    assert LastValue.fits == 0 and outlook.upper(1, 3) == 120.0  # before a fit: the recent maximum
+    outlook.observe(100.0)
+    assert LastValue.fits == 1 and outlook.model == "last"
+    outlook.observe(200.0)
+    assert LastValue.fits == 1  # updated, not refitted
+    assert outlook.upper(1, 3) == pytest.approx(220.0)
 
 
-def test_level_correction_follows_a_hotter_period_between_refits() -> None:
-    outlook = LoadOutlook(LastValue, refit_every=1000, min_history=5, level=80, level_window=5)
-    for _ in range(5):
-        outlook.observe(100.0)
-    for _ in range(5):
-        outlook.observe(150.0)  # the model still says 100
-    assert outlook.refits == 1
-    assert outlook.upper(1, 2) >= 150.0
+def test_realised_errors_widen_the_bound() -> None:
+    outlook = LoadOutlook(LastValue, min_history=2, level=95)
+    for v in [100.0, 100.0] + [100.0, 150.0] * 10:  # the last value is a poor guess here
+        outlook.observe(v)
+    assert outlook.upper(1, 1) > 150.0 * 1.1
 
 
 def test_bad_arguments_and_non_finite_values() -> None:
     with pytest.raises(ValueError):
-        LoadOutlook(LastValue, refit_every=0)
+        LoadOutlook(LastValue, error_window=1)
     with pytest.raises(ValueError):
         LoadOutlook(LastValue, level=100)
     outlook = LoadOutlook(LastValue, min_history=2)
@@ -57,3 +55,5 @@ def test_bad_arguments_and_non_finite_values() -> None:
     assert outlook.upper(1, 1) == 0.0
     with pytest.raises(ValueError):
         outlook.upper(0, 1)
+    with pytest.raises(ValueError):
+        outlook.upper(1, 31)

@@ -389,3 +389,32 @@ def bench_predict(
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+
+
+@bench_app.command("autoscale")
+def bench_autoscale(
+    trace: list[Path] = typer.Option(
+        [], "--trace", help="a trace CSV (repeatable; timestamp,value); default: NASA, WC98, Crane"
+    ),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
+    startup_s: float = typer.Option(90.0, "--startup-s", min=0, help="pod start-up delay in seconds"),
+    days: float = typer.Option(
+        0.0, "--days", min=0, help="replay only the first DAYS of each trace (0: all)"
+    ),
+    datasets: Path = typer.Option(Path("../shared/datasets/traces"), help="where the default traces are"),
+    out: Path = typer.Option(Path("docs/benchmarks/autoscale.md"), help="where the tables are written"),
+) -> None:
+    """The predictive policy against the HPA frontier (targets 40-90 %) on real traffic traces."""
+    from dataclasses import replace
+
+    from opsmind.bench.autoscale import BenchSettings, run_autoscale_benchmark
+
+    base = BenchSettings()
+    settings = replace(base, replay=replace(base.replay, startup_s=startup_s), days=days or None)
+    try:
+        run_autoscale_benchmark(
+            trace, datasets, out=out, json_out=json_out, console=console, settings=settings
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc

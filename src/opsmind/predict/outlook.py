@@ -1,15 +1,14 @@
-"""The load a scaler must be ready for: an upper forecast quantile over the next few minutes.
+"""The load a scaler must be ready for: an upper forecast quantile over the next few steps.
 
-A scaler asks every sync period "how much load may arrive before a pod I start now is ready?". Fitting
-a seasonal model that often is wasteful, so the outlook refits its forecaster every ``refit_every``
-observations on a trailing window and forecasts the whole block until the next refit at once. Between
-refits it stays current in two ways, both from observations alone:
+A scaler asks every sync period "how much load may arrive before a pod I start now is ready?". The
+outlook keeps one forecaster per series: it is fitted once enough history exists, then fed each new
+observation through ``update`` (the forecaster re-estimates on its own cadence; between refits it only
+runs its fitted model forward, which costs well under a millisecond). The answer is the larger of
 
-* **level correction**: the recent ratio of observed to forecast load (a robust median over the last
-  ``level_window`` steps) rescales the block, so a day that runs 20 % hotter than the model expects is
-  followed within minutes, not at the next refit;
-* **interval from realised error**: the spread of the recent relative errors widens the upper bound
-  when the model has been surprised lately, and never narrows it below the model's own interval.
+* the model's own upper ``level`` bound, and
+* a bound from the **realised** one-step errors: the mean times ``1 + z x`` the spread of the recent
+  actual/forecast ratios (``error_window`` steps), so a model that has been surprised lately is not
+  trusted to its own, narrower interval.
 
 Steps are the forecaster's steps (one minute for the traces); the caller keeps time.
 """
@@ -30,97 +29,61 @@ class LoadOutlook:
         self,
         make_forecaster: Callable[[], Forecaster],
         *,
-        refit_every: int = 60,
-        max_history: int = 7 * 1440,
-        level: int = 80,
-        level_window: int = 15,
+        level: int = 95,
+        error_window: int = 30,
         min_history: int = 60,
+        max_ahead: int = 30,
     ) -> None:
-        if refit_every < 1 or max_history < 2 or level_window < 1:
-            raise ValueError("refit_every, max_history and level_window must be positive")
+        if error_window < 2 or min_history < 1 or max_ahead < 1:
+            raise ValueError("error_window must be >= 2, min_history and max_ahead >= 1")
         if not 0 < level < 100:
             raise ValueError(f"level must be a percentage in (0, 100), got {level}")
         self._make = make_forecaster
-        self.refit_every = refit_every
-        self.max_history = max_history
         self.level = level
-        self.level_window = level_window
         self.min_history = min_history
-        self._history: deque[float] = deque(maxlen=max_history)
-        self._block: Forecast | None = None
-        self._block_pos = 0  # observations since the block was forecast
-        self._ratios: deque[float] = deque(maxlen=level_window)
+        self.max_ahead = max_ahead
+        self._z = NormalDist().inv_cdf(level / 100.0)
+        self._history: list[float] = []  # kept only until the first fit
+        self._forecaster: Forecaster | None = None
+        self._latest: Forecast | None = None
+        self._ratios: deque[float] = deque(maxlen=error_window)
         self.model = "none yet"
-        self.refits = 0
 
     def observe(self, value: float) -> None:
-        """One new observation (NaN is skipped). Refits when due."""
+        """One new observation (NaN and inf are skipped)."""
         if not np.isfinite(value):
             return
         value = max(float(value), 0.0)
-        if self._block is not None and self._block_pos < len(self._block.mean):
-            expected = float(self._block.mean[self._block_pos])
-            if expected > 0:
+        if self._latest is not None:
+            expected = float(self._latest.mean[0])
+            if expected > 0 and np.isfinite(expected):
                 self._ratios.append(value / expected)
-        self._history.append(value)
-        self._block_pos += 1
-        due = self._block is None or self._block_pos >= self.refit_every
-        if due and len(self._history) >= self.min_history:
-            self._refit()
-
-    def _refit(self) -> None:
-        forecaster = self._make()
-        forecaster.fit(np.asarray(self._history, dtype=float))
-        # The block covers the steps until the next refit plus the longest look-ahead asked of it.
-        self._block = forecaster.predict(self.refit_every + 120, levels=(self.level,))
-        self._block_pos = 0
-        self.model = self._block.model
-        self.refits += 1
+        if self._forecaster is None:
+            self._history.append(value)
+            if len(self._history) < self.min_history:
+                return
+            self._forecaster = self._make()
+            self._forecaster.fit(np.asarray(self._history, dtype=float))
+            self._history = []
+        else:
+            self._forecaster.update(np.array([value]))
+        self._latest = self._forecaster.predict(self.max_ahead, levels=(self.level,))
+        self.model = self._latest.model
 
     def upper(self, ahead_from: int, ahead_to: int) -> float:
-        """The largest upper-``level`` bound over steps ``ahead_from..ahead_to`` after the last
-        observation (1 = the next step), level-corrected. Before the first fit: the recent maximum."""
-        if ahead_from < 1 or ahead_to < ahead_from:
-            raise ValueError(f"bad look-ahead range {ahead_from}..{ahead_to}")
-        recent = list(self._history)[-self.level_window :]
-        if self._block is None:
-            return max(recent) if recent else 0.0
-        lo = self._block_pos + ahead_from - 1
-        hi = min(self._block_pos + ahead_to, len(self._block.mean))
-        if lo >= hi:
-            return max(recent) if recent else 0.0
-        mean = self._block.mean[lo:hi]
-        model_hi = self._block.hi.get(self.level, mean)[lo:hi]
-        ratio = self._ratio()
-        return float(np.max(np.maximum(model_hi * ratio, self._realised_upper(mean, ratio))))
-
-    def _ratio(self) -> float:
-        return float(np.median(self._ratios)) if len(self._ratios) >= 3 else 1.0
-
-    def _realised_upper(self, mean: np.ndarray, ratio: float) -> np.ndarray:
-        """The realised relative error over the recent window, as a one-sided upper quantile."""
+        """The largest upper bound over steps ``ahead_from..ahead_to`` after the last observation
+        (1 = the next step). Before the first fit: the largest recent observation."""
+        if ahead_from < 1 or ahead_to < ahead_from or ahead_to > self.max_ahead:
+            raise ValueError(f"bad look-ahead range {ahead_from}..{ahead_to} (at most {self.max_ahead})")
+        if self._latest is None:
+            return max(self._history[-30:], default=0.0)
+        mean = self._latest.mean[ahead_from - 1 : ahead_to]
+        model_hi = self._latest.hi.get(self.level, mean)[ahead_from - 1 : ahead_to]
+        bound = np.asarray(model_hi, dtype=float)
         if len(self._ratios) >= 5:
-            z = NormalDist().inv_cdf(self.level / 100.0)  # one-sided: 80 -> 0.84, 90 -> 1.28
-            spread = float(np.std(np.asarray(self._ratios) / max(ratio, 1e-9)))
-            return np.asarray(mean * ratio * (1.0 + z * spread))
-        return np.asarray(mean * ratio)
-
-    def current(self, h: int) -> Forecast | None:
-        """The next ``h`` steps after the last observation as a forecast, level-corrected the way
-        :meth:`upper` is (the upper bound of ``level`` also widened by the realised error); ``None``
-        before the first fit or past the end of the block."""
-        if self._block is None or h < 1:
-            return None
-        lo = self._block_pos
-        hi = min(lo + h, len(self._block.mean))
-        if lo >= hi:
-            return None
-        ratio = self._ratio()
-        mean = np.asarray(self._block.mean[lo:hi], dtype=float) * ratio
-        lows = {k: np.asarray(v[lo:hi], dtype=float) * ratio for k, v in self._block.lo.items()}
-        highs = {k: np.asarray(v[lo:hi], dtype=float) * ratio for k, v in self._block.hi.items()}
-        if self.level in highs:
-            raw_mean = np.asarray(self._block.mean[lo:hi], dtype=float)
-            highs[self.level] = np.maximum(highs[self.level], self._realised_upper(raw_mean, ratio))
-        note = f" (level-corrected x{ratio:.3g})" if abs(ratio - 1.0) > 1e-9 else ""
-        return Forecast(mean=mean, lo=lows, hi=highs, model=f"{self.model}{note}")
+            ratios = np.asarray(self._ratios)
+            bias = float(np.median(ratios))
+            spread = float(np.std(ratios))
+            bound = np.maximum(bound, mean * (bias + self._z * spread))
+        finite = bound[np.isfinite(bound)]
+        return float(finite.max()) if finite.size else 0.0

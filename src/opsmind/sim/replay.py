@@ -106,8 +106,9 @@ class ServiceReplay:
         spec = self.spec
         ready = self.ready_count()
         q = mmc(max(arrival_rps, 0.0), ready, spec.service_s, spec.timeout_s)
-        served = q.served_rps
-        util = served / (ready * spec.capacity_rps) if ready else 0.0
+        # CPU is busy with what arrives, up to the limit: an overloaded pod burns 100 %, not the
+        # queue model's 98 % stability cap, and that is what a metrics API shows the HPA.
+        util = min(1.0, max(arrival_rps, 0.0) / (ready * spec.capacity_rps)) if ready else 0.0
         n = self.replicas
         cpu = np.zeros(n)
         if ready:
