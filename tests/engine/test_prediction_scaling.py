@@ -97,7 +97,7 @@ async def test_a_forecast_breach_becomes_a_prediction_incident_and_a_scale_up(tm
     try:
         await engine.ingest(rising_load(clock.now()), "test")
         await clock.advance(60)  # one predict tick
-        await wait_for(lambda: bool(engine.store.find(Incident)))
+        await wait_for(lambda: len(engine.store.find(Incident)) == 2)
         found = engine.store.find(Incident)
         # A configured capacity is both the SLO capacity and saturation: one incident for each warning.
         assert {i.type for i in found} == {"prediction"} and {i.service for i in found} == {"api"}
@@ -122,7 +122,7 @@ async def test_a_forecast_breach_becomes_a_prediction_incident_and_a_scale_up(tm
         assert any("forecast upper bound" in r for r in decision.reasons)
         assert any(r.startswith("cost ") and "m5.large" in r for r in decision.reasons)
         assert recorder.actions and recorder.actions[0][1] is True  # dry run by default
-        assert any(a.verb == "scale" for a in engine.store.find(AuditEntry))
+        await wait_for(lambda: any(a.verb == "scale" for a in engine.store.find(AuditEntry)))
     finally:
         await engine.stop()
 
