@@ -82,6 +82,19 @@ def read(
     return t[keep], v[keep]
 
 
+def read_fresh(
+    store: SampleStore, series: Series, start: float, end: float, raw_s: float = 6 * 3600.0
+) -> tuple[FloatArray, FloatArray]:
+    """Like :func:`read` at ``auto`` resolution, but the last ``raw_s`` seconds always from raw samples:
+    a long range resolves to rollups, and the newest minutes are not rolled up until the next storage
+    maintenance, so they would be missing."""
+    split = max(start, end - raw_s)
+    t_old, v_old = read(store, series, start, end) if split > start else (np.empty(0), np.empty(0))
+    t_new, v_new = read(store, series, split, end, "raw")
+    keep = t_old < split
+    return np.concatenate((t_old[keep], t_new)), np.concatenate((v_old[keep], v_new))
+
+
 def latest(store: SampleStore, series: Series | None, now: float, within_s: float) -> float | None:
     """The newest finite value of ``series`` within ``within_s`` before ``now``."""
     if series is None:

@@ -234,7 +234,7 @@ class PredictStage(Stage):
         first = state.next_step if state.next_step is not None else last - self.settings.max_history
         if last <= first:
             return
-        t, v = readings.read(self.samples, state.series.load, first * step, now)
+        t, v = readings.read_fresh(self.samples, state.series.load, first * step, now)
         fresh = [max(x, 0.0) for x in readings.step_means(t, v, step, first, last) if math.isfinite(x)]
         state.next_step = last
         if not fresh:
@@ -299,7 +299,7 @@ class PredictStage(Stage):
         s = self.settings
         slo = SLO(s.error_objective, s.slo_period_s)
         longest = max(r.long_s for r in WORKBOOK_RULES)
-        t, f = readings.read(self.samples, series.errors, now - longest, now)
+        t, f = readings.read_fresh(self.samples, series.errors, now - longest, now)
         report = evaluate_bad_fraction(slo, t, np.clip(f, 0.0, 1.0), now=now)
         if s.slo_period_s > longest:  # the budget is the whole period's, at whatever resolution covers it
             tp, fp = readings.read(self.samples, series.errors, now - s.slo_period_s, now)

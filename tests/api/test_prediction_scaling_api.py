@@ -1,0 +1,90 @@
+"""Prediction and scaling over real HTTP: forecasts, capacity, recommendations, scaling decisions and
+overrides; 404 for unknown services, 422 for bad bodies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from opsmind.config import ConfigError, load_settings
+from opsmind.types import AuditEntry, Series, SeriesSamples
+from tests.conftest import RunningServer, start_server
+
+
+@pytest.fixture
+def scaled(make_settings: Any) -> Iterator[RunningServer]:
+    settings = make_settings(
+        predict={"min_history": 30},
+        scale={"services": {"api": {"min_replicas": 2, "max_replicas": 6, "capacity_per_replica": 10}}},
+    )
+    running, srv, thread = start_server(settings)
+    yield running
+    srv.should_exit = True
+    thread.join(timeout=15)
+
+
+def test_forecast_capacity_and_recommendations(scaled: RunningServer) -> None:
+    now = time.time()
+    ts = tuple(now - 60 * (120 - i) for i in range(120))
+    load = tuple(20.0 + 5.0 * ((i % 30) / 30) for i in range(120))
+    scaled.engine.store.append([SeriesSamples(Series.of("request_rate", {"service": "api"}), ts, load)])
+    assert scaled.engine.predict is not None
+    scaled.engine.predict.step(now)  # one tick, synchronously, with the real LoadForecaster
+    with scaled.client() as c:
+        r = c.get("/api/v1/forecasts/api")
+        assert r.status_code == 200, r.text
+        fc = r.json()["forecast"]
+        assert fc["model"] and len(fc["mean"]) == len(fc["hi"]["80"]) == len(fc["lo"]["95"]) > 0
+        assert r.json()["capacity"]["ok"] is True  # the configured capacity stands in
+        missing = c.get("/api/v1/forecasts/nope")
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+        cap = c.get("/api/v1/capacity").json()
+        assert cap[0]["service"] == "api" and cap[0]["outlook"] is None and "hours" in cap[0]["reason"]
+        recs = c.get("/api/v1/recommendations")
+        assert recs.status_code == 200
+        priorities = [x["priority"] for x in recs.json()]
+        assert priorities == sorted(priorities, reverse=True)
+
+
+def test_scaling_override_and_release(scaled: RunningServer) -> None:
+    url = "/api/v1/scaling/api/override"
+    with scaled.client() as c:
+        (row,) = c.get("/api/v1/scaling").json()
+        assert row["service"] == "api" and row["override"] is None
+        r = c.post(url, json={"replicas": 4, "by": "ana", "reason": "launch"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["replicas"] == 4 and body["dry_run"] is True and body["cost_per_hour"] > 0
+        assert any("pinned to 4 by ana" in x for x in body["reasons"])
+        (row,) = c.get("/api/v1/scaling").json()
+        assert row["override"]["replicas"] == 4 and row["decision"]["replicas"] == 4
+        assert c.post(url, json={"replicas": 40, "by": "ana"}).status_code == 422  # outside 2..6
+        assert c.post(url, json={"replicas": 3}).status_code == 422  # no "by"
+        assert c.post(url, json={"replicas": 3, "by": "a", "x": 1}).status_code == 422
+        assert c.post("/api/v1/scaling/nope/override", json={"replicas": 3, "by": "a"}).status_code == 404
+        assert c.delete(url, params={"by": "ana"}).status_code == 200
+        assert c.delete(url).status_code == 404  # nothing to release any more
+        assert c.get("/api/v1/scaling").json()[0]["override"] is None
+    verbs = [a.verb for a in scaled.engine.store.find(AuditEntry) if a.actor == "user:ana"]
+    assert sorted(verbs) == ["scale_override", "scale_release"]
+
+
+def test_scaling_is_empty_without_scaled_services(server: RunningServer) -> None:
+    with server.client() as c:
+        assert c.get("/api/v1/scaling").json() == []
+        assert c.post("/api/v1/scaling/api/override", json={"replicas": 2, "by": "a"}).status_code == 404
+
+
+def test_bad_prediction_and_scaling_settings_name_the_key() -> None:
+    with pytest.raises(ConfigError, match="scale.services.api"):
+        load_settings(scale={"services": {"api": {"min_replicas": 5, "max_replicas": 2}}})
+    with pytest.raises(ConfigError, match="scale.services.api.policy"):
+        load_settings(scale={"services": {"api": {"policy": "magic"}}})
+    with pytest.raises(ConfigError, match="predict.warn_threshold"):
+        load_settings(predict={"warn_threshold": 2})
+    with pytest.raises(ConfigError, match="scale.interval"):
+        load_settings(scale={"interval": 5})
+    assert load_settings().scale.dry_run is True and load_settings().scale.services == {}
