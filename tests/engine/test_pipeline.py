@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,9 @@ async def test_ingestion_goes_on_when_the_detector_fails(
     monkeypatch.setattr(detect.ensemble, "step_rows", broken)  # type: ignore[attr-defined]
     await engine.start()
     try:
-        t0 = 1_700_000_000.0
+        # Recent timestamps: the storage maintenance at start drops raw samples past their retention,
+        # and would race this count if the samples were from years ago.
+        t0 = time.time() - 3600.0
         for i in range(30):  # far more batches than the samples topic holds
             stored = await asyncio.wait_for(engine.ingest(history("api", 10, t0 + 10 * i, seed=i), "test"), 2)
             assert stored == 10
