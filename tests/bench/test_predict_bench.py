@@ -1,5 +1,6 @@
 """The forecast benchmark on small generated traces: the MASE scale, the rolling-origin loop, the
-JSON shape (no warning keys faked) and the markdown file."""
+JSON shape and the markdown file; the bottleneck-warning scorer on hand-made sequences and the warning
+replay end to end on a generated daily ramp."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from rich.console import Console
 
 from opsmind.bench.predict import (
     WARNING_KEYS,
+    episodes,
     evaluate_trace,
     run_predict_benchmark,
+    score_warnings,
     seasonal_naive_scale,
     train_length,
+    warning_scores,
 )
 from opsmind.bench.traces import Trace
 from opsmind.predict.forecast import LoadForecaster
@@ -59,7 +63,7 @@ def test_evaluate_trace_beats_seasonal_naive_on_a_wandering_seasonal_series() ->
     assert r["mase"] == pytest.approx(r["mae"] / r["scale_q"], rel=1e-3)
     assert 0 <= r["coverage_80"] <= r["coverage_95"] <= 1
     assert r["fits"] >= 2 and sum(r["models"].values()) == r["origins"]
-    assert not set(WARNING_KEYS) & set(r)
+    assert set(WARNING_KEYS) <= set(r) and "warning_setup" in r
 
 
 def test_only_points_after_training_are_scored() -> None:
@@ -79,10 +83,75 @@ def test_run_writes_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixt
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(json.dumps(result))
     scores = printed["traces"]["gen"]
-    assert {"mase", "mase_seasonal_naive", "coverage_80", "fit_seconds_mean"} <= set(scores)
-    assert "| gen |" in out.read_text()
+    assert {"mase", "mase_seasonal_naive", "coverage_80", "fit_seconds_mean", *WARNING_KEYS} <= set(scores)
+    text = out.read_text()
+    assert "| gen |" in text and "## Bottleneck warnings" in text
 
 
 def test_run_without_traces_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no traces"):
         run_predict_benchmark([], tmp_path / "p.md", False, Console(quiet=True), datasets=tmp_path)
+
+
+def test_episodes_merge_short_gaps() -> None:
+    mask = np.array([0, 1, 1, 0, 0, 1, 0, 1], dtype=bool)
+    assert episodes(mask) == [(1, 3), (5, 6), (7, 8)]
+    assert episodes(mask, merge_gap=2) == [(1, 3), (5, 8)]  # a gap of 1 < 2 merges, a gap of 2 does not
+    assert episodes(np.zeros(4, dtype=bool)) == []
+
+
+def mask(n: int, *spans: tuple[int, int]) -> np.ndarray:
+    m = np.zeros(n, dtype=bool)
+    for s, e in spans:
+        m[s:e] = True
+    return m
+
+
+def test_score_warnings_by_hand() -> None:
+    n = 130
+    # Breaches 40-44 and 47-49 (a gap of 2 < 5: one episode from 40), 80-84, 120-122.
+    breach = mask(n, (40, 45), (47, 50), (80, 85), (120, 123))
+    # Warnings: 10 (before start=20: ignored), 30-33 (hit: breach at 40 is 10 later), 45 (inside the
+    # merged breach episode: ignored), 55-56 (breach 80 is 25 later, beyond 15 + 5: false), 70 (hit:
+    # breach 80 is 10 later), 125 (its window runs past the end: not scored).
+    warning = mask(n, (10, 11), (30, 34), (45, 46), (55, 57), (70, 71), (125, 126))
+    r = score_warnings(warning, breach, start=20, window=15, tolerance=5, detect=30, merge_gap=5)
+    assert r["warning_episodes"] == 3 and r["warning_hits"] == 2
+    assert r["warning_precision"] == pytest.approx(2 / 3, abs=1e-4)
+    # Breach episodes from 20 + 15 on: 40 (warned at 30: lead 10), 80 (earliest warning 1-30 min before
+    # is 55: lead 25), 120 (nearest warning start 70: 50 min, missed).
+    assert r["breach_episodes"] == 3 and r["breach_detected"] == 2
+    assert r["warning_recall"] == pytest.approx(2 / 3, abs=1e-4)
+    assert r["median_lead_minutes"] == pytest.approx(17.5)
+
+
+def test_score_warnings_empty_and_mismatch() -> None:
+    r = score_warnings(np.zeros(50, dtype=bool), np.zeros(50, dtype=bool))
+    assert r["warning_precision"] is None and r["warning_recall"] is None and r["median_lead_minutes"] is None
+    with pytest.raises(ValueError, match="same length"):
+        score_warnings(np.zeros(3, dtype=bool), np.zeros(4, dtype=bool))
+
+
+def ramp_trace(days: int = 8, seed: int = 1) -> Trace:
+    """A generated daily cycle (period P) growing a few percent a day: the busiest minutes of the later
+    days breach at a fixed replica count, after a rise the forecaster can see coming."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(days * P)
+    phase = (t % P) / P
+    daily = 100 + 100 * (0.5 - 0.5 * np.cos(2 * np.pi * phase))
+    y = daily * (1 + 0.04 * t / P) + rng.normal(0, 1.0, t.size)  # and a few % more each day
+    return Trace("ramp", 60 * t, y)
+
+
+def test_warning_scores_end_to_end_on_a_daily_ramp() -> None:
+    tr = ramp_trace()
+    r = warning_scores(tr, horizon=15, factory=small)
+    setup = r["warning_setup"]
+    assert setup["replicas"] >= 1 and 0 < setup["breach_minutes_share_scored"] < 0.5
+    assert setup["capacity"]["ok"] and abs(setup["capacity"]["capacity_error"]) < 0.1
+    assert r["breach_episodes"] >= 3  # one a day after the warm-up (half the trace)
+    assert r["warning_episodes"] >= 1
+    assert r["warning_recall"] is not None and r["warning_recall"] >= 0.75
+    assert r["warning_precision"] is not None and r["warning_precision"] >= 0.5
+    assert r["median_lead_minutes"] is not None and r["median_lead_minutes"] >= 3
+    assert set(setup["fit_capacity"]) >= set(WARNING_KEYS)
