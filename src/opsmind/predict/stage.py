@@ -138,7 +138,8 @@ class PredictStage(Stage):
         )
 
     async def handle(self, message: Message) -> None:  # pragma: no cover - no topic
-        raise NotImplementedError
+        # Timer-driven: the stage reads the sample store on each tick and subscribes to no topic.
+        raise RuntimeError(f"PredictStage consumes no topic; got a message on {message.topic!r}")
 
     async def tick(self) -> None:
         async with self._lock:
