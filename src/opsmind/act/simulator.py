@@ -111,3 +111,29 @@ class SimulatorScaler:
         return ActionResult(
             True, False, f"reverting {undo.name} to {undo.previous}: {reply.reason}", redo, False
         )
+
+
+class SimulatorTraffic:
+    """Applies a placement's traffic weights (per ``provider/region``, see
+    :mod:`opsmind.decide.placement`) to the simulator's entry traffic, which is split by zone. Which zone
+    stands for which location is the operator's declaration (``zone_of``); weights of locations mapped to
+    the same zone add up, and a location without a zone is refused rather than silently dropped."""
+
+    def __init__(self, target: SimActuatorLike, zone_of: dict[str, str]) -> None:
+        self.target = target
+        self.zone_of = dict(zone_of)
+
+    def apply(self, weights: dict[str, float], dry_run: bool = True) -> ActionResult:
+        unknown = sorted(set(weights) - set(self.zone_of))
+        if unknown:
+            return ActionResult(False, False, f"no zone declared for {', '.join(unknown)}", None, dry_run)
+        per_zone: dict[str, float] = {}
+        for location, w in weights.items():
+            per_zone[self.zone_of[location]] = per_zone.get(self.zone_of[location], 0.0) + float(w)
+        shown = ", ".join(f"{z}={w:.2f}" for z, w in sorted(per_zone.items()))
+        if dry_run:
+            return ActionResult(True, False, f"dry run: would set traffic weights {shown}", None, True)
+        reply = self.target.apply("set_traffic_weights", weights=per_zone)
+        if not reply.accepted:
+            return ActionResult(False, False, f"simulator refused the weights: {reply.reason}", None, False)
+        return ActionResult(True, False, f"traffic weights {shown}: {reply.reason}", None, False)
