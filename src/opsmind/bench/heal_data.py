@@ -1,0 +1,213 @@
+"""Labelled incidents for the fault-kind classifier, generated on the simulated fleet.
+
+One case is the default fleet with one fault of one kind (target and start drawn from the seed), run on
+the simulator. The label comes from the ground truth; everything else is what the engine would see: the
+service-level metrics (:func:`opsmind.bench.rca_cases.observe`'s columns), the platform events, the time
+OpsMind's detector opens the incident (:func:`~opsmind.bench.rca_cases.incident_openings`) and the
+root-cause ranking at that time. The :class:`~opsmind.heal.classify.IncidentObservation` is built
+``OBSERVE_AFTER_S`` after the incident opened, from the ranking's top service:
+
+- signals: the metrics of services with a significant change (``ONSET_Z``), in onset order;
+- events: those of the ``EVENT_WINDOW_S`` before the observation (ages from the incident's opening);
+- trends of the top service over the last ``TREND_S``: memory slope as a share of its memory limit per
+  minute, CPU (mean and busiest pod), disk, pools, ready over desired replicas, the model drift score;
+  the entry's request rate over its median before the incident;
+- the rank of the service that changed first in the ranking, the top score, the services that changed.
+
+Training seeds and benchmark seeds are disjoint ranges (:data:`TRAIN_SEEDS`, :data:`BENCH_SEEDS`).
+``python -m opsmind.bench.heal_data [train_n] [test_n]`` trains on the first and reports held-out
+accuracy per kind on the second.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, get_args
+
+import numpy as np
+
+from opsmind.bench.rca_cases import call_graph, incident_openings, observe, targets, topology
+from opsmind.heal.classify import (
+    EVENT_WINDOW_S,
+    SERVICE_KINDS,
+    FaultClassifier,
+    IncidentObservation,
+    ObservedEvent,
+    onset_order,
+)
+from opsmind.rca.frame import F64, MetricFrame
+from opsmind.rca.ranker import rank
+from opsmind.rca.scoring import ONSET_Z
+from opsmind.sim.runner import SimRun, scenario_from_data
+from opsmind.sim.spec import FaultKind, Scenario
+
+KINDS: tuple[str, ...] = tuple(get_args(FaultKind))
+TRAIN_SEEDS = range(5000, 6000)
+BENCH_SEEDS = range(9000, 10000)  # the chaos benchmark's seeds live here; training never uses them
+WARMUP_S = 900.0
+FAULT_AT_S = (1500.0, 1800.0, 2100.0)
+OBSERVE_AFTER_S = 120.0
+TREND_S = 300.0
+
+
+@dataclass(frozen=True)
+class LabelledCase:
+    name: str
+    kind: str  # ground truth: the label
+    observation: IncidentObservation | None  # None: the detector opened no incident after the fault
+
+
+def _last(times: F64, values: F64 | None, t: float) -> float | None:
+    if values is None:
+        return None
+    ok = (times <= t) & ~np.isnan(values)
+    return float(values[ok][-1]) if ok.any() else None
+
+
+def _slope_per_min(times: F64, values: F64 | None, t: float) -> float | None:
+    if values is None:
+        return None
+    ok = (times <= t) & (times >= t - TREND_S) & ~np.isnan(values)
+    if ok.sum() < 3:
+        return None
+    return float(np.polyfit(times[ok], values[ok], 1)[0]) * 60.0
+
+
+def build_observation(
+    scenario: Scenario, times: F64, cols: dict[str, F64], events: Iterable[Any], opened: float
+) -> IncidentObservation:
+    """The observation the engine would have ``OBSERVE_AFTER_S`` after an incident opened at ``opened``."""
+    t = opened + OBSERVE_AFTER_S
+    keep = times <= t
+    frame = MetricFrame.from_columns(times[keep], {c: v[keep] for c, v in cols.items()})
+    causes = rank(frame, opened, call_graph(scenario))
+    changed = [c for c in causes if any(m.score >= ONSET_Z for m in c.metrics)]
+    top = causes[0].service
+    anomalies = [
+        (m.metric, m.onset_s)
+        for c in changed
+        for m in c.metrics
+        if m.score >= ONSET_Z and np.isfinite(m.onset_s)
+    ]
+    first = min(changed, key=lambda c: min(m.onset_s for m in c.metrics), default=None)
+    order = [c.service for c in causes]
+    spec = scenario.services[top]
+
+    def col(metric: str, service: str = top) -> F64 | None:
+        return cols.get(f"{service}_{metric}")
+
+    slope = _slope_per_min(times, col("pod_memory_bytes"), t)
+    disk_slope = _slope_per_min(times, col("disk_used_ratio"), t)
+    ready, desired = _last(times, col("replicas_ready"), t), _last(times, col("replicas_desired"), t)
+    entry_rate = col("request_rate", scenario.load.entry)
+    traffic = None
+    if entry_rate is not None:
+        before = entry_rate[(times < opened) & (times >= opened - WARMUP_S)]
+        now = entry_rate[(times <= t) & (times > t - 60.0)]
+        if len(before) and len(now) and np.nanmedian(before) > 0:
+            traffic = float(np.nanmean(now) / np.nanmedian(before))
+    observed = tuple(
+        ObservedEvent(e.reason, opened - e.ts, e.message) for e in events if t - EVENT_WINDOW_S <= e.ts <= t
+    )
+    return IncidentObservation(
+        signals=onset_order(anomalies),
+        events=observed,
+        memory_slope=None if slope is None else slope / (spec.memory_limit_mb * 1024 * 1024),
+        cpu_level=_last(times, col("cpu_utilisation"), t),
+        cpu_pod_max=_last(times, col("pod_cpu_utilisation"), t),
+        disk_used=_last(times, col("disk_used_ratio"), t),
+        disk_slope=disk_slope,
+        pool_in_use=_last(times, col("pool_in_use_ratio"), t),
+        ready_ratio=None if ready is None or not desired else ready / desired,
+        traffic_ratio=traffic,
+        model_drift=_last(times, col("model_drift_score"), t),
+        root_cause_rank=None if first is None else order.index(first.service) + 1,
+        root_cause_score=causes[0].score,
+        services=max(1, len(changed)),
+        service_kind=spec.kind if spec.kind in SERVICE_KINDS else "api",
+    )
+
+
+def make_case(kind: str, seed: int) -> LabelledCase | None:
+    """One simulated incident of ``kind`` (target and start drawn from ``seed``), or None when the kind
+    has no target in the fleet."""
+    rng = np.random.default_rng([seed, KINDS.index(kind)])
+    base = topology("default")
+    probe = scenario_from_data({**base, "name": "probe", "seed": seed}, "heal case")
+    choices = targets(kind, probe)
+    if not choices:
+        return None
+    target = str(rng.choice(choices))
+    at = float(rng.choice(FAULT_AT_S))
+    fault: dict[str, Any] = {"kind": kind, "at_s": at}
+    if kind != "traffic_spike":
+        fault["service"] = target
+    name = f"{kind}/{target}/seed{seed}"
+    scenario = scenario_from_data(
+        {**base, "name": name, "seed": seed, "duration_s": at + 900.0, "faults": [fault]}, name
+    )
+    run = SimRun(scenario)
+    events: list[Any] = []
+    step = run.step
+
+    def stepping() -> Any:  # keep the events the observer loop would otherwise drop
+        s = step()
+        events.extend(s.events)
+        return s
+
+    run.step = stepping  # type: ignore[method-assign]
+    times, cols = observe(run, scenario.duration_s)
+    start = times[0] + at
+    opened = next((o for o in incident_openings(times, cols, times[0] + WARMUP_S) if o >= start), None)
+    if opened is None:
+        return LabelledCase(name, kind, None)
+    return LabelledCase(name, kind, build_observation(scenario, times, cols, events, opened))
+
+
+def cases(seeds: Iterable[int], kinds: Iterable[str] = KINDS) -> list[LabelledCase]:
+    out = []
+    for seed in seeds:
+        for kind in kinds:
+            c = make_case(kind, seed)
+            if c is not None:
+                out.append(c)
+    return out
+
+
+def accuracy_report(train: list[LabelledCase], test: list[LabelledCase]) -> dict[str, Any]:
+    """Train on ``train``'s detected cases, predict ``test``'s: accuracy overall and per kind (an
+    undetected case counts as a miss; ``unknown`` answers are counted apart)."""
+    usable = [c for c in train if c.observation is not None]
+    clf = FaultClassifier().fit([c.observation for c in usable if c.observation], [c.kind for c in usable])
+    per: dict[str, list[int]] = {}
+    unknown = 0
+    for c in test:
+        got = "undetected" if c.observation is None else clf.predict(c.observation).kind
+        unknown += got == "unknown"
+        per.setdefault(c.kind, []).append(int(got == c.kind))
+    hits = [h for v in per.values() for h in v]
+    return {
+        "train_cases": len(usable),
+        "test_cases": len(test),
+        "accuracy": float(np.mean(hits)) if hits else 0.0,
+        "unknown": unknown,
+        "per_kind": {k: float(np.mean(v)) for k, v in sorted(per.items())},
+    }
+
+
+def main(argv: list[str]) -> None:
+    n_train = int(argv[0]) if argv else 6
+    n_test = int(argv[1]) if len(argv) > 1 else 3
+    train = cases(TRAIN_SEEDS[:n_train])
+    test = cases(BENCH_SEEDS[:n_test])
+    report = accuracy_report(train, test)
+    print(f"train {report['train_cases']} cases, test {report['test_cases']} cases (seeds disjoint)")
+    print(f"held-out accuracy {report['accuracy']:.3f}, unknown answers {report['unknown']}")
+    for kind, acc in report["per_kind"].items():
+        print(f"  {kind:20s} {acc:.2f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
