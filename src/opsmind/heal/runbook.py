@@ -234,9 +234,8 @@ def template_fields(text: str) -> list[str]:
         if name is None:
             continue
         if not _IDENT.match(name) or spec or conversion:
-            raise ValueError(
-                f"bad template {{{name}{'!' + conversion if conversion else ''}}}: use {{field}}"
-            )
+            shown = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise ValueError(f"bad template {{{shown}}}: write {{field}}, no format or conversion")
         names.append(name)
     return names
 
@@ -733,6 +732,13 @@ def _field_path(parts: Iterable[int | str]) -> str:
     return out or "(runbook)"
 
 
+_MISSING_HINTS = {
+    "rollback": ": an action with its params that undoes the step, or none if it cannot be undone",
+    "precheck": ": a condition that must hold before acting",
+    "verify": ": a condition on live metrics with timeout_s",
+}
+
+
 def _problems(file: str, data: Any, exc: ValidationError) -> list[Problem]:
     out: list[Problem] = []
     for err in exc.errors():
@@ -750,6 +756,8 @@ def _problems(file: str, data: Any, exc: ValidationError) -> list[Problem]:
         message = str(inner) if inner is not None else err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown key"
+        elif err["type"] == "missing":
+            message = "required" + _MISSING_HINTS.get(str(loc[-1]) if loc else "", "")
         out.append(Problem(file, step_prefix, _field_path(loc), message))
     return out
 
