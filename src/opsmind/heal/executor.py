@@ -301,7 +301,12 @@ class Executor:
         if key in rem.sent_keys:  # only after an interrupted commit: never send twice
             why = f"step {i} ({step.name}) was already sent; not sent again, verifying its effect"
             new = rem.advance(
-                S.VERIFYING, at=now, by=self.actor, why=why, verify_deadline=now + step.verify_timeout_s
+                S.VERIFYING,
+                at=now,
+                by=self.actor,
+                why=why,
+                verify_timeout_s=step.verify_timeout_s,
+                verify_deadline=now + step.verify_timeout_s,
             )
             return self._commit(new, "verifying", why, now)
         if step.precheck is not None:
@@ -314,7 +319,8 @@ class Executor:
                 return self._commit(new, "precheck_failed", why, now, escalate=True)
         request = ActionRequest(service, step.action, dict(step.params), key, rem.id, step.name)
         # Write ahead: the key is durable before the action leaves, so no restart can send it again.
-        sending = rem.changed(at=now, sent_keys=(*rem.sent_keys, key))
+        # The verification window is part of the write-ahead record, so a recovery can resume it.
+        sending = rem.changed(at=now, sent_keys=(*rem.sent_keys, key), verify_timeout_s=step.verify_timeout_s)
         self.log.commit(sending, [audit(sending, self.actor, "send", now, **_describe(request))])
         reply = self._send(request, rem.dry_run)
         tokens = dict(rem.revert_tokens)
