@@ -5,19 +5,30 @@ seconds; then it steps at real time (one 5 s step every 5 s) and follows the rea
 load is today's daily cycle. A director injects a fault every ``fault_every_s`` (rotating through the
 kinds) and, ``fault_for_s`` later, applies the remedy an operator would, through the simulator's
 actuator. The engine is fed exactly what a real fleet gives: metrics and platform events.
+
+The engine also scales a few stateless services of the fleet (:data:`SCALED`) with its predictive policy,
+through the simulator's actuator (:class:`~opsmind.act.simulator.SimulatorScaler`), for real: it is a
+simulation, so nothing is dry-run. Their capacity per replica is the simulator's own (slots per replica
+over the service time) and their cost the instance type each replica runs on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from opsmind.act.base import ReplicaBounds
+from opsmind.act.simulator import SimReply, SimulatorScaler
 from opsmind.clock import Clock
+from opsmind.config import ScaleServiceSettings, ScaleSettings, Settings
+from opsmind.decide.prices import InstancePrice
 from opsmind.engine import Engine
 from opsmind.sim.faults import ActiveFault
 from opsmind.sim.runner import SimRun, Step, default_scenario
@@ -89,6 +100,78 @@ def to_events(step: Step) -> list[Event]:
     ]
 
 
+# The services the engine scales in the demo, with their replica bounds: stateless, with the daily load.
+# The gateway keeps one replica per zone at least.
+SCALED: dict[str, tuple[int, int]] = {"personalization": (2, 10), "gateway": (3, 12)}
+
+
+class SimWorld:
+    """The simulated fleet, started ``history_s`` before the clock's now, and the lock that serialises what
+    is done to it: the demo steps it on the event loop, the engine's scaling stage calls its actuator from a
+    worker thread. As an actuator target (``apply``) it is what a ``SimulatorScaler`` drives."""
+
+    def __init__(self, clock: Clock, history_s: float = 3600.0, seed: int = 7) -> None:
+        scenario = default_scenario(seed=seed, start=clock.now() - history_s, duration_s=10.0**9)
+        self.sim = SimRun(scenario)
+        self.lock = threading.Lock()
+
+    def apply(self, action: str, **params: Any) -> SimReply:
+        with self.lock:
+            return self.sim.actuator.apply(action, **params)
+
+    def replicas(self, service: str) -> int:
+        """The replicas ``service`` is asked to run now; KeyError for a service the fleet does not have."""
+        with self.lock:
+            return self.sim.fleet.services[service].desired
+
+    def scale_settings(
+        self,
+        prices: tuple[InstancePrice, ...],
+        scaled: Mapping[str, tuple[int, int]] = SCALED,
+        interval_s: float = 15.0,
+    ) -> ScaleSettings:
+        """Predictive scaling of ``scaled`` (service -> min, max replicas) through the simulator, not dry
+        run. Capacity per replica is what the simulator serves at 100 % (slots over the service time), used
+        until one is learned; one replica per instance of the service's type, so a replica costs what its
+        instance does."""
+        services: dict[str, ScaleServiceSettings] = {}
+        for name, (lo, hi) in scaled.items():
+            spec = self.sim.fleet.services[name].spec
+            inst = spec.instance
+            key = (inst.provider, inst.region, inst.type)
+            vcpu = next((p.vcpu for p in prices if (p.provider, p.region, p.instance_type) == key), 1)
+            services[name] = ScaleServiceSettings(
+                min_replicas=lo,
+                max_replicas=hi,
+                policy="predictive",
+                actuator="simulator",
+                dry_run=False,
+                startup_s=spec.startup_s,
+                capacity_per_replica=spec.concurrency / (spec.service_time_ms / 1000.0),
+                provider=inst.provider,
+                region=inst.region,
+                instance_type=inst.type,
+                vcpu_per_replica=float(vcpu),
+            )
+        return ScaleSettings(interval_s=interval_s, dry_run=False, services=services)
+
+    def configure(self, settings: Settings, prices: tuple[InstancePrice, ...]) -> Settings:
+        """``settings`` scaling the demo's services (:meth:`scale_settings`), with prediction reading the
+        replicas the simulator's Deployments are asked for before the ready ones: an action shows in them
+        at once, while new pods take ``startup_s`` to become ready (the HPA also counts desired replicas)."""
+        predict = settings.predict.model_copy(
+            update={"replicas_metrics": ["replicas_desired", "replicas_ready"]}
+        )
+        return settings.model_copy(update={"scale": self.scale_settings(prices), "predict": predict})
+
+    def scaler(self, settings: ScaleSettings) -> SimulatorScaler:
+        """The simulator actuator for the engine, bounded by the widest range of ``settings``' services
+        (the scaling stage keeps each service within its own)."""
+        ranges = [(c.min_replicas, c.max_replicas) for c in settings.services.values()] or [(1, 100)]
+        bounds = ReplicaBounds(min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
+        return SimulatorScaler(self, bounds, self.replicas)
+
+
 class DemoFleet:
     def __init__(
         self,
@@ -99,14 +182,24 @@ class DemoFleet:
         fault_for_s: float = 150.0,
         history_s: float = 3600.0,
         seed: int = 7,
+        world: SimWorld | None = None,
     ) -> None:
+        """``world`` is the simulated fleet to run (default: a new one, ``history_s`` back, ``seed``)."""
         self.engine = engine
         self.clock = clock
         self.fault_after_s = fault_after_s
         self.fault_every_s = fault_every_s
         self.fault_for_s = fault_for_s
-        scenario = default_scenario(seed=seed, start=clock.now() - history_s, duration_s=10.0**9)
-        self.sim = SimRun(scenario)
+        self.world = world if world is not None else SimWorld(clock, history_s, seed)
+        self.sim = self.world.sim
+
+    def _step(self) -> Step:
+        with self.world.lock:
+            return self.sim.step()
+
+    def inject(self, spec: FaultSpec) -> ActiveFault:
+        with self.world.lock:
+            return self.sim.inject(spec)
 
     async def _feed(self, steps: list[Step]) -> None:
         batch: list[SeriesSamples] = [ss for st in steps for ss in st.as_batch()]
@@ -115,11 +208,11 @@ class DemoFleet:
         await self.engine.ingest_events(events, "sim")
 
     async def run(self, stop: asyncio.Event) -> None:
-        sim, fleet = self.sim, self.sim.fleet
+        fleet = self.sim.fleet
         # Catch up from an hour ago to now, as fast as possible, in chunks of ten minutes.
         chunk: list[Step] = []
         while fleet.now + fleet.dt <= self.clock.now():
-            chunk.append(sim.step())
+            chunk.append(self._step())
             if len(chunk) == 120:
                 await self._feed(chunk)
                 chunk = []
@@ -130,7 +223,7 @@ class DemoFleet:
         try:
             while not stop.is_set():
                 await self.clock.sleep(max(0.0, fleet.now + fleet.dt - self.clock.now()))
-                await self._feed([sim.step()])
+                await self._feed([self._step()])
         finally:
             director.cancel()
 
@@ -141,7 +234,7 @@ class DemoFleet:
             planned = ROTATION[i % len(ROTATION)]
             i += 1
             try:
-                fault = self.sim.inject(planned.spec)
+                fault = self.inject(planned.spec)
                 log.warning("demo: injected %s on %s", planned.spec.kind, fault.target)
             except ValueError as exc:
                 log.warning("demo: could not inject %s: %s", planned.spec.kind, exc)
@@ -164,7 +257,7 @@ class DemoFleet:
         self._act(planned.remedy, params)
 
     def _act(self, action: str, params: dict[str, Any]) -> None:
-        result = self.sim.actuator.apply(action, **params)
+        result = self.world.apply(action, **params)
         log.warning("demo operator: %s %s -> %s", action, params, result.reason)
 
 
@@ -192,7 +285,7 @@ def inject_router(demo: DemoFleet) -> APIRouter:
                 raise ValueError(
                     f"unknown service {spec.service!r}; known: {', '.join(sorted(fleet.services))}"
                 )
-            fault = demo.sim.inject(spec)
+            fault = demo.inject(spec)
         except (ValidationError, ValueError) as exc:
             raise HTTPException(422, str(exc)) from exc
         except KeyError as exc:  # a kind that targets a service, given none

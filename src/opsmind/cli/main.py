@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -14,6 +15,9 @@ from rich.logging import RichHandler
 
 from opsmind.cli.rca_cmd import rca_app
 from opsmind.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from opsmind.cli.demo_fleet import SimWorld
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="OpsMind: an open-source AI operations engine."
@@ -59,25 +63,39 @@ def _check_port_free(host: str, port: int) -> None:
             raise typer.Exit(2) from exc
 
 
-def _serve(settings: Settings, demo: tuple[float, float, float] | None = None) -> None:
+def _serve(
+    settings: Settings, demo: tuple[float, float, float] | None = None, world: SimWorld | None = None
+) -> None:
+    """Run the engine and its API; with ``demo`` (fault after, every, for), beside the simulated fleet
+    ``world`` (a new one when None), whose actuator scales what ``settings.scale`` lists as ``simulator``."""
     import uvicorn
 
     from opsmind.api.app import create_app
+    from opsmind.clock import RealClock
     from opsmind.engine import Engine
 
     _check_port_free(settings.api.host, settings.api.port)
-    engine = Engine(settings)
     sources = []
     routers = []
     if demo is not None:
-        from opsmind.cli.demo_fleet import DemoFleet, inject_router
+        from opsmind.cli.demo_fleet import DemoFleet, SimWorld, inject_router
 
+        clock = RealClock()
+        world = world if world is not None else SimWorld(clock)
+        engine = Engine(settings, clock=clock, actuators={"simulator": world.scaler(settings.scale)})
         fault_after, fault_every, fault_for = demo
         fleet = DemoFleet(
-            engine, engine.clock, fault_after_s=fault_after, fault_every_s=fault_every, fault_for_s=fault_for
+            engine,
+            clock,
+            fault_after_s=fault_after,
+            fault_every_s=fault_every,
+            fault_for_s=fault_for,
+            world=world,
         )
         sources.append(fleet.run)
         routers.append(inject_router(fleet))
+    else:
+        engine = Engine(settings)
     fastapi_app = create_app(engine, sources=sources, extra_routers=routers)
     console.print(f"OpsMind API on http://{settings.api.host}:{settings.api.port}/api/v1/health")
     uvicorn.run(fastapi_app, host=settings.api.host, port=settings.api.port, log_level="warning")
@@ -118,8 +136,19 @@ def demo(
     settings.api.port = port
     settings.incidents.resolve_after_s = 120
     settings.incidents.check_interval_s = 5
+    from opsmind.cli.demo_fleet import SCALED, SimWorld
+    from opsmind.clock import RealClock
+    from opsmind.decide.prices import load_prices
+
+    world = SimWorld(RealClock())
+    settings = world.configure(settings, load_prices(settings.scale.prices))
     console.print(f"demo data in {directory}; try: curl http://127.0.0.1:{port}/api/v1/incidents")
-    _serve(settings, demo=(fault_after, fault_every, min(150.0, fault_every / 2)))
+    console.print(
+        f"scaling {' and '.join(SCALED)} predictively through the simulator's actuator: applied to the "
+        f"simulation, not a dry run (opsmind run keeps scaling off); try: curl http://127.0.0.1:{port}"
+        "/api/v1/scaling"
+    )
+    _serve(settings, demo=(fault_after, fault_every, min(150.0, fault_every / 2)), world=world)
 
 
 @demo_app.command("inject")

@@ -105,6 +105,7 @@ class ScaleStage(Stage):
         self._predictive: dict[str, PredictiveController] = {}
         self._hpa: dict[str, HPAController] = {}
         self._actuators: dict[str, Actuator] = {}
+        self._acted: dict[str, tuple[float, int]] = {}  # service -> when and to what it was last scaled
         self._lock = asyncio.Lock()
         self._actions = telemetry.counter(
             "opsmind_scale_actions_total", "Scale actions sent to actuators", ("service", "ok")
@@ -179,6 +180,8 @@ class ScaleStage(Stage):
         if desired != current and not (hold is not None and hold.replicas is None):
             result = await self._apply(service, cfg, desired, decision, dry_run)
             reasons.append(result.detail)
+            if result.ok and not result.dry_run:
+                self._acted[service] = (now, desired)
         cost, cost_reason = hourly_cost(cfg, desired, self.prices)
         reasons.append(cost_reason)
         value: dict[str, Any] = {
@@ -204,7 +207,12 @@ class ScaleStage(Stage):
         self, service: str, cfg: ScaleServiceSettings, pred: LoadPrediction | None
     ) -> tuple[int, str]:
         if pred is not None and pred.replicas is not None:
-            return pred.replicas, "observed"
+            # An observation made before our last action took effect (give it one interval) does not
+            # show it yet: trust the action, or the same action would be sent again on every tick.
+            acted = self._acted.get(service)
+            if acted is None or pred.at >= acted[0] + self.settings.interval_s:
+                return pred.replicas, "observed"
+            return acted[1], "set by the last action, not observed yet"
         last = self.decisions.get(service)
         if last is not None:
             return int(last["replicas"]), "last decision"
