@@ -103,7 +103,7 @@ def test_bundled_remedies_follow_the_scenarios_doc() -> None:
     assert "retrain_model" in first_actions["model_drift"]
     assert "drain_node" in first_actions["node_failure"]
     # every step declares its rollback, and the simulator-only library needs only simulator fields
-    assert all(step.rollback for rb in library.values() for step in rb.steps)
+    assert all(step.declared_rollback for rb in library.values() for step in rb.steps)
     assert library["bad_deployment_rollback"].fields == {"service", "version"}
 
 
@@ -332,3 +332,10 @@ def test_a_step_without_rollback_says_so() -> None:
     runbook = parse_runbook(_step(action="restart", rollback="none"))
     assert runbook.steps[0].rendered_rollback({"service": "web"}) is None
     assert runbook.actions == {"restart"}
+
+
+def test_step_offers_what_the_executor_reads() -> None:
+    step = parse_runbook(_step()).steps[0]
+    assert step.verify_timeout_s == 300
+    assert step.rollback is not None and step.rollback.action == "deploy"
+    assert parse_runbook(_step(rollback="none")).steps[0].rollback is None

@@ -506,7 +506,7 @@ class Step(_Model):
     action: str
     params: dict[str, Any] = Field(default_factory=dict)
     verify: Condition
-    rollback: Rollback
+    declared_rollback: Rollback = Field(alias="rollback", description="an action, or none, said explicitly")
     blast_radius: float | None = Field(None, gt=0, le=1, description="max share of replicas touched at once")
 
     _action = field_validator("action")(_known_action)
@@ -517,7 +517,17 @@ class Step(_Model):
 
     def rendered_rollback(self, fields: Mapping[str, object]) -> tuple[str, dict[str, Any]] | None:
         """The rollback with the fields filled in; None when the step declared ``rollback: none``."""
-        return None if self.rollback == "none" else self.rollback.rendered(fields)
+        return None if self.rollback is None else self.rollback.rendered(fields)
+
+    @property
+    def rollback(self) -> ActionCall | None:
+        """The action that undoes this step; None when the runbook declared ``rollback: none``."""
+        return None if self.declared_rollback == "none" else self.declared_rollback
+
+    @property
+    def verify_timeout_s(self) -> float:
+        """How long verification may take (validated: present and > 0 on every loaded step)."""
+        return self.verify.timeout_s or 0.0
 
 
 class _Problems(ValueError):
@@ -568,7 +578,7 @@ class Runbook(_Model):
     def actions(self) -> frozenset[str]:
         """Every action it may run, rollbacks included (an executor skips runbooks its actuator lacks)."""
         names = {s.action for s in self.steps}
-        return frozenset(names | {s.rollback.action for s in self.steps if s.rollback != "none"})
+        return frozenset(names | {s.rollback.action for s in self.steps if s.rollback is not None})
 
     @property
     def fields(self) -> frozenset[str]:
@@ -599,7 +609,7 @@ def _step_strings(step: Step) -> Iterator[tuple[str, str]]:
     yield from _condition_strings(step.precheck, "precheck")
     yield from _strings(step.params, "params")
     yield from _condition_strings(step.verify, "verify")
-    if step.rollback != "none":
+    if step.rollback is not None:
         yield from _strings(step.rollback.params, "rollback.params")
 
 
@@ -687,7 +697,7 @@ def _step_problems(
         seen.setdefault(step.name, i)
         for field, msg in action_problems(step.action, step.params):
             yield i, field, msg
-        if step.rollback != "none":
+        if step.rollback is not None:
             for field, msg in action_problems(step.rollback.action, step.rollback.params, "rollback.params"):
                 yield i, field, msg
         for field, msg in _condition_problems(step.precheck, "precheck", False, known_metrics):
