@@ -286,11 +286,12 @@ class BaseCondition(_Model):
         return cond._evaluate(read)
 
     def _evaluate(self, read: Reader) -> tuple[bool, str]:
-        raise NotImplementedError
+        # Abstract: every concrete condition below defines it (pydantic models cannot use ABCMeta here).
+        raise NotImplementedError(f"{type(self).__name__} does not define _evaluate")
 
     def render(self, fields: Mapping[str, object]) -> BaseCondition:
         """A copy with every template filled from ``fields`` (TemplateError when one is missing)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not define render")
 
     def children(self) -> tuple[tuple[str, BaseCondition], ...]:
         return ()
