@@ -28,7 +28,7 @@ from typing import Any, get_args
 
 import numpy as np
 
-from opsmind.bench.rca_cases import call_graph, incident_openings, observe, targets, topology
+from opsmind.bench.rca_cases import WARMUP_S, call_graph, incident_openings, observe, single_fault, topology
 from opsmind.heal.classify import (
     EVENT_WINDOW_S,
     SERVICE_KINDS,
@@ -40,14 +40,12 @@ from opsmind.heal.classify import (
 from opsmind.rca.frame import F64, MetricFrame
 from opsmind.rca.ranker import rank
 from opsmind.rca.scoring import ONSET_Z
-from opsmind.sim.runner import SimRun, scenario_from_data
+from opsmind.sim.runner import SimRun
 from opsmind.sim.spec import FaultKind, Scenario
 
 KINDS: tuple[str, ...] = tuple(get_args(FaultKind))
 TRAIN_SEEDS = range(5000, 6000)
 BENCH_SEEDS = range(9000, 10000)  # the chaos benchmark's seeds live here; training never uses them
-WARMUP_S = 900.0
-FAULT_AT_S = (1500.0, 1800.0, 2100.0)
 OBSERVE_AFTER_S = 120.0
 TREND_S = 300.0
 
@@ -134,20 +132,11 @@ def make_case(kind: str, seed: int) -> LabelledCase | None:
     """One simulated incident of ``kind`` (target and start drawn from ``seed``), or None when the kind
     has no target in the fleet."""
     rng = np.random.default_rng([seed, KINDS.index(kind)])
-    base = topology("default")
-    probe = scenario_from_data({**base, "name": "probe", "seed": seed}, "heal case")
-    choices = targets(kind, probe)
-    if not choices:
+    made = single_fault(topology("default"), kind, seed, rng, "", 900.0)
+    if made is None:
         return None
-    target = str(rng.choice(choices))
-    at = float(rng.choice(FAULT_AT_S))
-    fault: dict[str, Any] = {"kind": kind, "at_s": at}
-    if kind != "traffic_spike":
-        fault["service"] = target
-    name = f"{kind}/{target}/seed{seed}"
-    scenario = scenario_from_data(
-        {**base, "name": name, "seed": seed, "duration_s": at + 900.0, "faults": [fault]}, name
-    )
+    scenario, at = made
+    name = scenario.name
     run = SimRun(scenario)
     events: list[Any] = []
     step = run.step

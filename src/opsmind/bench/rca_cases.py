@@ -168,10 +168,13 @@ def incident_openings(times: F64, cols: dict[str, F64], warmup_until: float) -> 
     return out
 
 
-def make_case(topo: str, kind: str, seed: int) -> Case | None:
-    rng = np.random.default_rng([seed, KINDS.index(kind), TOPOLOGIES.index(topo)])
-    base = topology(topo)
-    probe = scenario_from_data({**base, "name": "probe", "seed": seed}, "rca case")
+def single_fault(
+    base: dict[str, Any], kind: str, seed: int, rng: np.random.Generator, prefix: str, tail_s: float
+) -> tuple[Scenario, float] | None:
+    """``base`` with one ``kind`` fault on a target and at one of ``FAULT_AT_S``, both drawn from
+    ``rng``, running ``tail_s`` past the fault; the scenario and the fault's offset, or None when the fleet
+    has no target for the kind. Named ``<prefix><kind>/<target>/seed<seed>``."""
+    probe = scenario_from_data({**base, "name": "probe", "seed": seed}, "fault case")
     choices = targets(kind, probe)
     if not choices:
         return None
@@ -180,11 +183,20 @@ def make_case(topo: str, kind: str, seed: int) -> Case | None:
     fault: dict[str, Any] = {"kind": kind, "at_s": at}
     if kind != "traffic_spike":
         fault["service"] = target
-    name = f"{topo}/{kind}/{target}/seed{seed}"
+    name = f"{prefix}{kind}/{target}/seed{seed}"
     scenario = scenario_from_data(
-        {**base, "name": name, "seed": seed, "duration_s": at + 2 * AFTER_S + 300, "faults": [fault]},
-        name,
+        {**base, "name": name, "seed": seed, "duration_s": at + tail_s, "faults": [fault]}, name
     )
+    return scenario, at
+
+
+def make_case(topo: str, kind: str, seed: int) -> Case | None:
+    rng = np.random.default_rng([seed, KINDS.index(kind), TOPOLOGIES.index(topo)])
+    made = single_fault(topology(topo), kind, seed, rng, f"{topo}/", 2 * AFTER_S + 300)
+    if made is None:
+        return None
+    scenario, _ = made
+    name = scenario.name
     run = SimRun(scenario)
     times, cols = observe(run, scenario.duration_s)
     truth = run.truth.records[0] if run.truth.records else None

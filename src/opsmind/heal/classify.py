@@ -50,22 +50,12 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.preprocessing import StandardScaler
 
+from opsmind.heal.runbook import FAULT_KINDS
+
+# The runbooks' fault kinds (the simulator's, kept equal to it by a test) without `unknown`, which is
+# the classifier's answer when unsure rather than a class it learns.
 UNKNOWN = "unknown"
-KINDS = (
-    "crash_loop",
-    "memory_leak",
-    "cpu_saturation",
-    "latency_injection",
-    "dependency_outage",
-    "bad_deployment",
-    "config_error",
-    "pool_exhaustion",
-    "disk_full",
-    "traffic_spike",
-    "cache_failure",
-    "node_failure",
-    "model_drift",
-)
+KINDS = tuple(k for k in FAULT_KINDS if k != UNKNOWN)
 SIGNALS = ("latency", "errors", "traffic", "cpu", "memory", "pool", "disk", "replicas", "restarts", "model")
 EVENT_REASONS = (
     "Deployment",
