@@ -5,8 +5,7 @@ The body is ``{"action", "incident", "params", "idempotency_key", "sent_at"}``; 
 also sent as the ``Idempotency-Key`` header so a receiver can drop a retried duplicate. With a ``secret``
 the request is signed exactly as the notification webhook signs (``X-OpsMind-Timestamp`` and
 ``X-OpsMind-Signature: sha256=<HMAC-SHA256 of "<timestamp>.<body>">``), so one receiver-side check serves
-both. The signing is repeated here in four lines rather than imported: ``opsmind.act`` and
-``opsmind.notify`` are siblings in the layer contract and may not import each other.
+both (:mod:`opsmind.types.signature`, shared by the two senders).
 
 Outcomes follow HTTP semantics, as the notifiers' do: connection errors, timeouts, 408, 425, 429 and 5xx
 are worth retrying (with the receiver's ``Retry-After`` in the detail); any other status, a redirect
@@ -17,8 +16,6 @@ a token whose revert POSTs ``{"action": "revert", "params": {"revert_token": ...
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -29,18 +26,10 @@ import httpx
 from pydantic import BaseModel
 
 from opsmind.act.base import ActionResult, bad_token
+from opsmind.types.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign  # noqa: F401 (headers re-exported)
 
-SIGNATURE_HEADER = "X-OpsMind-Signature"
-TIMESTAMP_HEADER = "X-OpsMind-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
-
-
-def sign(secret: str, body: bytes, now: float) -> dict[str, str]:
-    """The headers signing ``body`` at ``now`` (the same scheme as ``opsmind.notify.webhook.sign``)."""
-    ts = str(int(now))
-    digest = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: f"sha256={digest}"}
 
 
 def _incident_json(incident: BaseModel | Mapping[str, Any] | None) -> Any:

@@ -11,8 +11,6 @@ it, compares in constant time and rejects old timestamps (:func:`verify` does bo
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from typing import Any
@@ -22,6 +20,7 @@ import httpx
 from opsmind.config import WebhookSettings
 from opsmind.notify.base import NotifyResult, incident_payload
 from opsmind.types import Incident
+from opsmind.types.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify  # noqa: F401 (re-exported)
 
 RETRYABLE_STATUS = {408, 425, 429}
 
@@ -55,26 +54,3 @@ class WebhookNotifier:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-SIGNATURE_HEADER = "X-OpsMind-Signature"
-TIMESTAMP_HEADER = "X-OpsMind-Timestamp"
-
-
-def _digest(secret: str, body: bytes, timestamp: str) -> str:
-    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-
-
-def sign(secret: str, body: bytes, now: float) -> dict[str, str]:
-    """The two headers that sign ``body`` at ``now``."""
-    ts = str(int(now))
-    return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: f"sha256={_digest(secret, body, ts)}"}
-
-
-def verify(secret: str, body: bytes, headers: dict[str, str], now: float, max_age_s: float = 300.0) -> bool:
-    """Whether ``headers`` sign ``body`` under ``secret`` within ``max_age_s`` of ``now`` (for receivers)."""
-    ts = headers.get(TIMESTAMP_HEADER, "")
-    sig = headers.get(SIGNATURE_HEADER, "")
-    if not ts.isdigit() or abs(now - int(ts)) > max_age_s or not sig.startswith("sha256="):
-        return False
-    return hmac.compare_digest(sig.removeprefix("sha256="), _digest(secret, body, ts))
