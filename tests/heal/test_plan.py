@@ -56,7 +56,7 @@ def _executor(store: SqliteStore, clock: SimClock, w: World) -> Executor:
     # Planned once: the checks keep their hold-for state between the executor's ticks.
     planned = plan(runbook, FIELDS, w.read, clock.now)
 
-    def steps(name: str) -> list:  # type: ignore[type-arg]
+    def steps(name: str, context: object) -> list:  # type: ignore[type-arg]
         return planned if name == runbook.name else []
 
     guards = Guards(GuardSettings(mode=AutomationMode.ON, approval_above_risk=2))

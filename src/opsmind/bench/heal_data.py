@@ -77,7 +77,14 @@ def build_observation(
     scenario: Scenario, times: F64, cols: dict[str, F64], events: Iterable[Any], opened: float
 ) -> IncidentObservation:
     """The observation the engine would have ``OBSERVE_AFTER_S`` after an incident opened at ``opened``."""
-    t = opened + OBSERVE_AFTER_S
+    return observe_incident(scenario, times, cols, events, opened, opened + OBSERVE_AFTER_S)[0]
+
+
+def observe_incident(
+    scenario: Scenario, times: F64, cols: dict[str, F64], events: Iterable[Any], opened: float, t: float
+) -> tuple[IncidentObservation, str]:
+    """The observation at time ``t`` of an incident opened at ``opened``, and the service it is filed
+    under (the top of the root-cause ranking)."""
     keep = times <= t
     frame = MetricFrame.from_columns(times[keep], {c: v[keep] for c, v in cols.items()})
     causes = rank(frame, opened, call_graph(scenario))
@@ -109,7 +116,7 @@ def build_observation(
     observed = tuple(
         ObservedEvent(e.reason, opened - e.ts, e.message) for e in events if t - EVENT_WINDOW_S <= e.ts <= t
     )
-    return IncidentObservation(
+    observation = IncidentObservation(
         signals=onset_order(anomalies),
         events=observed,
         memory_slope=None if slope is None else slope / (spec.memory_limit_mb * 1024 * 1024),
@@ -126,9 +133,10 @@ def build_observation(
         services=max(1, len(changed)),
         service_kind=spec.kind if spec.kind in SERVICE_KINDS else "api",
     )
+    return observation, top
 
 
-def make_case(kind: str, seed: int) -> LabelledCase | None:
+def make_case(kind: str, seed: int, observe_after_s: float = OBSERVE_AFTER_S) -> LabelledCase | None:
     """One simulated incident of ``kind`` (target and start drawn from ``seed``), or None when the kind
     has no target in the fleet."""
     rng = np.random.default_rng([seed, KINDS.index(kind)])
@@ -148,18 +156,22 @@ def make_case(kind: str, seed: int) -> LabelledCase | None:
 
     run.step = stepping  # type: ignore[method-assign]
     times, cols = observe(run, scenario.duration_s)
-    start = times[0] + at
+    # The fault's own start (the first observed step comes one step after the scenario's start).
+    start = run.truth.records[0].start if run.truth.records else times[0] + at
     opened = next((o for o in incident_openings(times, cols, times[0] + WARMUP_S) if o >= start), None)
     if opened is None:
         return LabelledCase(name, kind, None)
-    return LabelledCase(name, kind, build_observation(scenario, times, cols, events, opened))
+    observation, _ = observe_incident(scenario, times, cols, events, opened, opened + observe_after_s)
+    return LabelledCase(name, kind, observation)
 
 
-def cases(seeds: Iterable[int], kinds: Iterable[str] = KINDS) -> list[LabelledCase]:
+def cases(
+    seeds: Iterable[int], kinds: Iterable[str] = KINDS, observe_after_s: float = OBSERVE_AFTER_S
+) -> list[LabelledCase]:
     out = []
     for seed in seeds:
         for kind in kinds:
-            c = make_case(kind, seed)
+            c = make_case(kind, seed, observe_after_s)
             if c is not None:
                 out.append(c)
     return out

@@ -21,6 +21,7 @@ can hit.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -31,6 +32,7 @@ from opsmind.detect.ensemble import Ensemble
 from opsmind.rca.frame import F64, MetricFrame
 from opsmind.sim.runner import SimRun, fleet_data, scenario_from_data
 from opsmind.sim.spec import FaultKind, FaultSpec, Scenario, fault_target_problem
+from opsmind.types import Series
 
 # Every fault kind of the simulator that has a root service (a node failure is a node's).
 KINDS = tuple(k for k in get_args(FaultKind) if k != "node_failure")
@@ -113,6 +115,34 @@ def _column(series_name: str, service: str, quantile: str | None) -> str:
     return f"{service}_{series_name}" + (f"-{quantile}" if quantile else "")
 
 
+def service_row(samples: Iterable[tuple[Series, float]]) -> dict[str, float]:
+    """One step's samples as service-level columns (see module): service series as they are, per-pod
+    series aggregated per service."""
+    row: dict[str, float] = {}
+    pods: dict[str, list[float]] = {}
+    for series, value in samples:
+        svc = series.service or "unknown"
+        if series.label("pod") is not None:
+            pods.setdefault(_column(series.name, svc, None), []).append(value)
+            continue
+        row[_column(series.name, svc, series.label("quantile"))] = value
+    for col, vals in pods.items():
+        metric = col.split("_", 1)[1]
+        agg = POD_AGGREGATES.get(metric)
+        if agg is not None:
+            row[col] = float(max(vals) if agg == "max" else sum(vals))
+    return row
+
+
+def append_row(cols: dict[str, list[float]], row: dict[str, float], k: int) -> None:
+    """Add step ``k``'s row to ``cols``, padding with NaN a column that appears late or goes missing."""
+    for col, v in row.items():
+        cols.setdefault(col, [np.nan] * k).append(v)
+    for vals in cols.values():
+        if len(vals) < k + 1:
+            vals.append(np.nan)
+
+
 def observe(run: SimRun, until_s: float) -> tuple[F64, dict[str, F64]]:
     """Run the scenario and return its times and service-level columns (see module)."""
     times: list[float] = []
@@ -120,25 +150,7 @@ def observe(run: SimRun, until_s: float) -> tuple[F64, dict[str, F64]]:
     while not run.done and run.fleet.t < until_s:
         step = run.step()
         times.append(step.ts)
-        row: dict[str, float] = {}
-        pods: dict[str, list[float]] = {}
-        for series, value in step.samples:
-            svc = series.service or "unknown"
-            if series.label("pod") is not None:
-                pods.setdefault(_column(series.name, svc, None), []).append(value)
-                continue
-            row[_column(series.name, svc, series.label("quantile"))] = value
-        for col, vals in pods.items():
-            metric = col.split("_", 1)[1]
-            agg = POD_AGGREGATES.get(metric)
-            if agg is not None:
-                row[col] = float(max(vals) if agg == "max" else sum(vals))
-        k = len(times) - 1
-        for col, v in row.items():
-            cols.setdefault(col, [np.nan] * k).append(v)
-        for vals in cols.values():
-            if len(vals) < k + 1:
-                vals.append(np.nan)
+        append_row(cols, service_row(step.samples), len(times) - 1)
     return np.asarray(times), {c: np.asarray(v) for c, v in cols.items()}
 
 

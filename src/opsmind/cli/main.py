@@ -386,6 +386,28 @@ def bench_rca(
     run_rca_benchmark(seeds=seeds, out=out, json_out=json_out, console=console)
 
 
+@bench_app.command("chaos")
+def bench_chaos(
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
+    scenario: list[Path] = typer.Option(
+        [], "--scenario", help="scenario file(s) to run instead of the default set"
+    ),
+    seeds: int = typer.Option(
+        5, min=1, help="seeds for the default set (5: 13 kinds x 5 + 5 two-fault + 5 peak)"
+    ),
+    out: Path = typer.Option(Path("docs/benchmarks/chaos.md"), help="where the table is written"),
+) -> None:
+    """Fault scenarios healed by OpsMind on its own, beside restarting the most anomalous service."""
+    from opsmind.bench.chaos import run_chaos_benchmark
+    from opsmind.sim.runner import ScenarioError
+
+    try:
+        run_chaos_benchmark(seeds=seeds, scenario_files=scenario, out=out, json_out=json_out, console=console)
+    except ScenarioError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
 @bench_app.command("noise")
 def bench_noise(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),

@@ -121,6 +121,10 @@ class ActionRequest:
 Actuate = Callable[[ActionRequest, bool], ActuatorReply]
 """``(request, dry_run) -> reply``: the act layer's actuators adapted by the engine."""
 
+StepsFor = Callable[[str, Mapping[str, str]], Sequence[Step] | None]
+"""``(runbook, context) -> steps``: a runbook bound to the remediation's context (its incident's fields,
+persisted with the remediation), so the same steps come back after a restart; None when it is gone."""
+
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -181,7 +185,7 @@ class Executor:
     clock: Clock
     actuate: Actuate
     metrics: MetricsReader
-    runbooks: Callable[[str], Sequence[Step] | None]
+    runbooks: StepsFor
     guards: Guards = field(default_factory=Guards)
     replicas: Callable[[str], int | None] | None = None
     actor: str = "opsmind.heal"
@@ -201,10 +205,14 @@ class Executor:
         incident_id: str | None = None,
         touched_replicas: int = 1,
         why: str = "",
+        context: Mapping[str, str] | None = None,
+        remediation_id: str | None = None,
     ) -> Outcome:
         """Propose a remediation and ask the guards: approved automatically, left awaiting a person's
-        approval, or refused and escalated."""
-        steps = self.runbooks(runbook)
+        approval, or refused and escalated. ``context`` (the incident's fields) is persisted with it and
+        handed to ``runbooks`` with the runbook's name."""
+        context = dict(context or {})
+        steps = self.runbooks(runbook, context)
         if not steps:
             raise ValueError(f"unknown or empty runbook {runbook!r}")
         now = self.clock.now()
@@ -219,6 +227,8 @@ class Executor:
             why=why,
             incident_id=incident_id,
             touched_replicas=touched_replicas,
+            context=context,
+            remediation_id=remediation_id,
         )
         self.log.commit(rem, [audit(rem, self.actor, "propose", now, reason=why)])
         verdict = self._guard(rem, now)
@@ -253,7 +263,7 @@ class Executor:
 
     def _drive(self, rem: Remediation, now: float) -> list[Outcome]:
         out: list[Outcome] = []
-        steps = self.runbooks(rem.runbook)
+        steps = self.runbooks(rem.runbook, rem.context)
         while not rem.finished:
             if not steps or len(steps) != rem.step_count:
                 why = f"runbook {rem.runbook} is gone or changed since the remediation started"

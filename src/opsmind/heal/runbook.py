@@ -101,6 +101,8 @@ INCIDENT_FIELDS: dict[str, str] = {
     "version": "the version the service runs now",
     "previous_version": "the version it ran before",
     "replicas": "the service's desired replicas when the remediation began",
+    "busiest_service": "the request-serving service with the highest CPU utilisation (where load runs short)",
+    "busiest_replicas": "the busiest service's desired replicas when the remediation began",
     "config_key": "the configuration key changed last (from the ConfigChanged event)",
     "config_value": "its current value",
     "previous_config_value": "its value before the change",

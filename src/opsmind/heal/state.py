@@ -143,6 +143,9 @@ class Remediation(Record):
     verify_deadline: float | None = None
     rollback_pending: bool = False
     escalations: tuple[str, ...] = Field(default=(), description="why a person was asked to step in")
+    context: dict[str, str] = Field(
+        default_factory=dict, description="the incident's fields the runbook was bound to (for recovery)"
+    )
 
     @property
     def status_value(self) -> str:
@@ -190,6 +193,7 @@ def new_remediation(
     incident_id: str | None = None,
     touched_replicas: int = 1,
     remediation_id: str | None = None,
+    context: dict[str, str] | None = None,
 ) -> Remediation:
     """A freshly proposed remediation whose history starts with its creation."""
     created = Transition(source=None, target=S.PROPOSED, at=at, by=by, why=why)
@@ -204,6 +208,7 @@ def new_remediation(
         touched_replicas=touched_replicas,
         created_at=at,
         history=(created,),
+        context=dict(context or {}),
         **extra,
     )
 

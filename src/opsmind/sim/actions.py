@@ -288,12 +288,15 @@ class SimActuator:
             raise ActionRejected("pool_size must be an integer between 1 and 10000")
 
         def effect() -> str | None:
+            was = svc.config.get(key, "")
             svc.config[key] = value
             if key == "pool_size":
                 svc.pool_size = int(value)
             if key == "log_level" and value != "debug" and svc.disk_growth_gb_per_s:
                 svc.rotate_logs()
-            self.fleet.emit(service, "ConfigChanged", f"{service} config {key} set to {value!r}")
+            self.fleet.emit(
+                service, "ConfigChanged", f"{service} config {key} set to {value!r} (was {was!r})"
+            )
             return None
 
         return effect

@@ -181,12 +181,13 @@ def _config_error(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
     good = svc.config.get(key, "")
     svc.config_defects[(key, value)] = _param(spec, "error_rate")
     svc.config[key] = value
-    fleet.emit(svc.name, "ConfigChanged", f"{svc.name} config {key} set to {value!r}")
+    # Like a config audit log, the change event shows the old value too.
+    fleet.emit(svc.name, "ConfigChanged", f"{svc.name} config {key} set to {value!r} (was {good!r})")
 
     def expire() -> None:  # someone else sets it back
         if svc.config.get(key) == value:
             svc.config[key] = good
-            fleet.emit(svc.name, "ConfigChanged", f"{svc.name} config {key} set to {good!r}")
+            fleet.emit(svc.name, "ConfigChanged", f"{svc.name} config {key} set to {good!r} (was {value!r})")
 
     return ActiveFault(
         spec,
@@ -229,14 +230,15 @@ def _pool_exhaustion(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
 def _disk_full(fleet: Fleet, spec: FaultSpec) -> ActiveFault:
     svc = _service(fleet, spec)
     rate = _param(spec, "gb_per_hour", svc.spec.disk_gb) / 3600.0  # default: a whole disk an hour
+    was = svc.config.get("log_level", "info")
     svc.config["log_level"] = "debug"
-    fleet.emit(svc.name, "ConfigChanged", f"{svc.name} config log_level set to 'debug'")
+    fleet.emit(svc.name, "ConfigChanged", f"{svc.name} config log_level set to 'debug' (was {was!r})")
     svc.disk_growth_gb_per_s = rate
 
     def expire() -> None:  # someone else turns the debug logging off
         if svc.disk_growth_gb_per_s:
             svc.config["log_level"] = "info"
-            fleet.emit(svc.name, "ConfigChanged", f"{svc.name} config log_level set to 'info'")
+            fleet.emit(svc.name, "ConfigChanged", f"{svc.name} config log_level set to 'info' (was 'debug')")
             svc.rotate_logs()
 
     return ActiveFault(spec, fleet.t, lambda: svc.disk_growth_gb_per_s > 0, expire, target=svc.name)

@@ -39,7 +39,9 @@ class GroundTruth:
         self.records.append(rec)
         self._live.append((fault, rec))
 
-    def step(self) -> None:
+    def slo_ok(self) -> bool:
+        """The fleet meets its objectives now: the entry's p99 latency and error ratio, and every model
+        within 5% of its baseline accuracy."""
         fleet = self.fleet
         sc = fleet.scenario
         entry = fleet.services[sc.load.entry]
@@ -47,10 +49,13 @@ class GroundTruth:
             s.model is None or s.model.accuracy >= 0.95 * s.model.baseline_accuracy
             for s in fleet.services.values()
         )
-        slo_ok = (
+        return (
             entry.p99_s * 1000 <= sc.slo_latency_ms and entry.error_ratio <= sc.slo_error_ratio and models_ok
         )
-        self._healthy_run = self._healthy_run + 1 if slo_ok else 0
+
+    def step(self) -> None:
+        fleet = self.fleet
+        self._healthy_run = self._healthy_run + 1 if self.slo_ok() else 0
         still: list[tuple[ActiveFault, TruthRecord]] = []
         for fault, rec in self._live:
             if rec.end is None and not fault.cause_present():

@@ -1,0 +1,336 @@
+"""The self-healing loop: an incident in, a classified, ranked, planned and guarded remediation out.
+
+:meth:`Healer.handle` takes one incident as the healer sees it (:class:`HealRequest`: the service it is
+filed under, what was observed, the fields its runbooks may use) and
+
+1. classifies the fault kind (:class:`~opsmind.heal.classify.FaultClassifier`, calibrated, ``unknown``
+   when unsure);
+2. lists the runbooks treating that kind which this incident has not tried yet, ranks them with the
+   :class:`~opsmind.heal.knowledge.Recommender` (expected success from past outcomes, risk, cost);
+3. binds the best one that can be bound to the incident's fields (:func:`~opsmind.heal.plan.plan`;
+   one whose template names a field nobody could find is skipped, with the reason) and submits it to
+   the :class:`~opsmind.heal.executor.Executor`, whose guards approve it, hold it for a person or refuse
+   it.
+
+When the predicted kind has no untried runbook left, the classifier's next likeliest kinds follow (a
+second opinion is what an engineer tries when the first fix did not help), and the ``unknown``
+runbooks come last. When the classifier is unsure and the request says no user is affected
+(``impact``), nothing is chosen yet: the decision is ``waiting`` and the caller asks again with more
+evidence (a blip that harms nobody is not worth a guess). When users are affected, the best guess is
+tried, but the recommender is then cautious and prefers low-risk runbooks.
+
+:meth:`Healer.tick` drives the executor and learns: an outcome goes to the
+:class:`~opsmind.heal.knowledge.KnowledgeBase` under the fault kind the runbook was chosen for, so the
+next incident of that kind ranks its runbooks by what worked. Success means the *incident* ended, not
+only that the runbook's own verification held: a remediation that failed or was rolled back is a failure
+at once; one that verified is held until :meth:`Healer.resolved` says the incident is over (a success)
+or the same incident asks for another remediation (a failure: it did not end the problem). A runbook
+that verified may run again for the same incident (``MAX_RUNS_PER_RUNBOOK``), one that failed may not.
+Every outcome that asks for a person goes to ``escalate``.
+
+The steps of a remediation are planned from its persisted context (the incident's fields, the fault kind
+and its own id), so after a restart :meth:`Healer.recover` plans them again and the executor carries on.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from opsmind.clock import Clock
+from opsmind.heal.classify import UNKNOWN, FaultClassifier, IncidentObservation, Prediction
+from opsmind.heal.executor import Actuate, Executor, Outcome
+from opsmind.heal.guards import Guards
+from opsmind.heal.knowledge import Candidate, Choice, KnowledgeBase, Recommender
+from opsmind.heal.plan import PlanError, PlannedStep, plan
+from opsmind.heal.runbook import REMEDIATIONS_RUNNING_METRIC, Reader, Runbook, by_fault_kind, load_library
+from opsmind.heal.state import UNFINISHED, Remediation
+from opsmind.heal.state import RemediationState as S
+from opsmind.store import EventStore
+
+RISK_LEVEL = {"low": 0, "medium": 1, "high": 2}
+"""A runbook's risk as the remediation's integer risk (the approval guard compares it)."""
+MIN_ALTERNATIVE_P = 0.05
+"""Kinds less likely than this are not tried as second opinions."""
+MAX_RUNS_PER_RUNBOOK = 3
+"""A runbook that verified may run again for the same incident (e.g. scale out again) up to this often."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealRequest:
+    """An incident as the healer sees it."""
+
+    incident_id: str
+    service: str
+    observation: IncidentObservation
+    fields: Mapping[str, str]
+    impact: bool = True
+    """Users are affected now (an SLO is breaching, a service is down): worth acting on a best guess."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealDecision:
+    """What the healer made of one request: the classification, the ranked runbooks, the one chosen and
+    what the executor said about it (None when nothing could be chosen), and why others were skipped."""
+
+    incident_id: str
+    service: str
+    at: float
+    prediction: Prediction
+    kind: str
+    choices: tuple[Choice, ...]
+    runbook: str | None
+    outcome: Outcome | None
+    skipped: tuple[str, ...] = ()
+    waiting: bool = False
+    """Nothing was chosen *yet*: the kind is unclear and nobody is affected, so ask again later."""
+
+    @property
+    def explanation(self) -> str:
+        head = f"classified {self.prediction.reason}"
+        if self.waiting:
+            return f"{head}; not acting on a guess while no user is affected: observing further"
+        if self.runbook is None:
+            return f"{head}; no runbook could be chosen" + (
+                f" ({'; '.join(self.skipped)})" if self.skipped else ""
+            )
+        chosen = next((c.explanation for c in self.choices if c.runbook == self.runbook), self.runbook)
+        return f"{head}; treating it as {self.kind}: {chosen}"
+
+
+@dataclass
+class Healer:
+    """Classify, rank, plan and run remediations (see the module docstring)."""
+
+    store: EventStore
+    clock: Clock
+    classifier: FaultClassifier
+    actuate: Actuate
+    read: Reader
+    knowledge: KnowledgeBase | None = None
+    library: Mapping[str, Runbook] | None = None
+    guards: Guards = field(default_factory=Guards)
+    recommender: Recommender | None = None
+    replicas: Callable[[str], int | None] | None = None
+    escalate: Callable[[Outcome], None] | None = None
+    actor: str = "opsmind.heal"
+
+    def __post_init__(self) -> None:
+        self.knowledge = self.knowledge or KnowledgeBase(self.store)
+        self.recommender = self.recommender or Recommender(self.knowledge)
+        self.runbooks: Mapping[str, Runbook] = self.library if self.library is not None else load_library()
+        self._by_kind = by_fault_kind(self.runbooks)
+        self._max_cost = max((r.cost for r in self.runbooks.values()), default=1.0) or 1.0
+        self.executor = Executor(
+            self.store,
+            self.clock,
+            self.actuate,
+            lambda service, metric: self.read(metric, {"service": service}),
+            self._steps,
+            self.guards,
+            replicas=self.replicas,
+            actor=self.actor,
+        )
+        self._plans: dict[str, list[PlannedStep]] = {}
+        self.tried: dict[str, dict[str, list[bool]]] = {}  # incident -> runbook -> verified, per run
+        self._verified: dict[str, Remediation] = {}  # incident -> its last verified remediation
+        self.decisions: list[HealDecision] = []
+
+    # -- incidents in ------------------------------------------------------------------------------------
+
+    def classify(self, observation: IncidentObservation) -> Prediction:
+        if not self.classifier.ready:
+            return Prediction(UNKNOWN, 0.0, (), "the fault classifier is not trained yet")
+        return self.classifier.predict(observation)
+
+    def handle(self, request: HealRequest) -> HealDecision:
+        """Choose and submit the next remediation for ``request``'s incident (see the module docstring)."""
+        now = self.clock.now()
+        earlier = self._verified.pop(request.incident_id, None)
+        if earlier is not None:
+            self._record(earlier, False, "it verified, but the incident went on")
+        prediction = self.classify(request.observation)
+        if prediction.kind == UNKNOWN and not request.impact:
+            waiting = HealDecision(
+                request.incident_id, request.service, now, prediction, UNKNOWN, (), None, None, waiting=True
+            )
+            self.decisions.append(waiting)
+            return waiting
+        tried = self.tried.setdefault(request.incident_id, {})
+        skipped: list[str] = []
+        first: tuple[str, tuple[Choice, ...]] | None = None
+        for kind, confidence in _kinds_to_try(prediction):
+            candidates = [
+                Candidate(rb.name, rb.risk, rb.cost / self._max_cost)
+                for rb in self._by_kind.get(kind, [])
+                if _may_run(tried.get(rb.name, []))
+            ]
+            if not candidates:
+                continue
+            assert self.recommender is not None
+            choices = tuple(self.recommender.rank(kind, candidates, confidence))
+            first = first or (kind, choices)
+            for choice in choices:
+                runbook = self.runbooks[choice.runbook]
+                context = {**request.fields, "fault_kind": kind, "incident_id": request.incident_id}
+                try:
+                    plan(runbook, context, self.read, self.clock.now)
+                except PlanError as exc:
+                    skipped.append(str(exc))
+                    tried.setdefault(runbook.name, []).append(False)
+                    continue
+                tried.setdefault(runbook.name, []).append(False)  # True once it verifies
+                outcome = self._submit(
+                    request, runbook, context, f"{prediction.reason}; {choice.explanation}"
+                )
+                decision = HealDecision(
+                    request.incident_id,
+                    request.service,
+                    now,
+                    prediction,
+                    kind,
+                    choices,
+                    runbook.name,
+                    outcome,
+                    tuple(skipped),
+                )
+                return self._decided(decision)
+        kind, choices = first or (prediction.kind, ())
+        decision = HealDecision(
+            request.incident_id, request.service, now, prediction, kind, choices, None, None, tuple(skipped)
+        )
+        return self._decided(decision)
+
+    def _submit(self, request: HealRequest, runbook: Runbook, fields: Mapping[str, str], why: str) -> Outcome:
+        rid = uuid.uuid4().hex
+        replicas = self.replicas(request.service) if self.replicas is not None else None
+        share = max((s.blast_radius or 0.0 for s in runbook.steps), default=0.0)
+        touched = max(1, math.ceil(share * replicas)) if replicas else 1
+        return self.executor.submit(
+            service=request.service,
+            runbook=runbook.name,
+            risk=RISK_LEVEL[runbook.risk],
+            incident_id=request.incident_id,
+            touched_replicas=touched,
+            why=why,
+            context={**fields, "remediation_id": rid},
+            remediation_id=rid,
+        )
+
+    def _decided(self, decision: HealDecision) -> HealDecision:
+        self.decisions.append(decision)
+        if decision.outcome is not None and decision.outcome.escalate:
+            self._escalate(decision.outcome)
+        return decision
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    def busy(self, service: str | None = None) -> bool:
+        """A remediation is approved or under way (on ``service``, or anywhere)."""
+        return bool(self.executor.log.in_states([S.APPROVED, *UNFINISHED], service=service))
+
+    def tick(self) -> list[Outcome]:
+        """Drive every remediation one step further; learn from the ones that ended."""
+        outcomes = self.executor.tick()
+        for outcome in outcomes:
+            rem = outcome.remediation
+            if rem.finished:
+                self._plans.pop(rem.id, None)
+                self._finished(rem)
+            if outcome.escalate:
+                self._escalate(outcome)
+        return outcomes
+
+    def resolved(self, incident_id: str) -> None:
+        """The incident is over: its last verified remediation ended it (a success to learn from)."""
+        rem = self._verified.pop(incident_id, None)
+        if rem is not None:
+            self._record(rem, True, "the incident ended after it")
+        self.tried.pop(incident_id, None)
+
+    def recover(self) -> list[Outcome]:
+        """After a restart: the executor makes half-done remediations safe; their steps are planned
+        again from their persisted context on the next tick."""
+        return self.executor.recover()
+
+    def _finished(self, rem: Remediation) -> None:
+        if rem.dry_run or rem.started_at is None:
+            return
+        if rem.state is not S.SUCCEEDED or rem.incident_id is None:
+            self._record(rem, rem.state is S.SUCCEEDED, rem.history[-1].why if rem.history else "")
+            return
+        runs = self.tried.setdefault(rem.incident_id, {}).setdefault(rem.runbook, [False])
+        runs[-1] = True
+        self._verified[rem.incident_id] = rem
+
+    def _record(self, rem: Remediation, success: bool, note: str) -> None:
+        if self.knowledge is None:
+            return
+        took = (
+            None
+            if rem.ended_at is None or not success
+            else max(0.0, self.clock.now() - (rem.started_at or 0.0))
+        )
+        self.knowledge.record(
+            rem.context.get("fault_kind", UNKNOWN),
+            rem.runbook,
+            success,
+            at=self.clock.now(),
+            recovery_s=took,
+            incident_id=rem.incident_id,
+            note=note,
+        )
+
+    def _escalate(self, outcome: Outcome) -> None:
+        if self.escalate is not None:
+            self.escalate(outcome)
+
+    # -- runbooks bound to a remediation -----------------------------------------------------------------
+
+    def _steps(self, name: str, context: Mapping[str, str]) -> Sequence[PlannedStep] | None:
+        """The executor's view of a runbook: planned once per remediation (the checks keep their
+        hold-for state between ticks), again from the persisted context after a restart."""
+        rid = context.get("remediation_id", "")
+        cached = self._plans.get(rid)
+        if cached is not None:
+            return cached
+        runbook = self.runbooks.get(name)
+        if runbook is None:
+            return None
+        try:
+            steps = plan(runbook, context, self._reader_for(rid), self.clock.now)
+        except PlanError:
+            return None
+        self._plans[rid] = steps
+        return steps
+
+    def _reader_for(self, remediation_id: str) -> Reader:
+        """``read`` that also answers "how many *other* remediations are running" for the prechecks."""
+
+        def read(metric: str, labels: dict[str, str]) -> float | None:
+            if metric != REMEDIATIONS_RUNNING_METRIC:
+                return self.read(metric, labels)
+            running = self.executor.log.in_states(UNFINISHED, service=labels.get("service"))
+            return float(sum(1 for r in running if r.id != remediation_id and r.holds_service))
+
+        return read
+
+
+def _may_run(runs: list[bool]) -> bool:
+    """A runbook may run (again) for an incident: never run, or every run so far verified and not too
+    many of them."""
+    return all(runs) and len(runs) < MAX_RUNS_PER_RUNBOOK
+
+
+def _kinds_to_try(prediction: Prediction) -> list[tuple[str, float]]:
+    """The kinds whose runbooks are candidates, in order, each with the confidence to rank them at."""
+    order: list[tuple[str, float]] = []
+    if prediction.kind != UNKNOWN:
+        order.append((prediction.kind, prediction.confidence))
+    for kind, p in prediction.alternatives:
+        if p >= MIN_ALTERNATIVE_P and all(kind != k for k, _ in order):
+            order.append((kind, p))
+    order.append((UNKNOWN, prediction.confidence))
+    return order
