@@ -362,6 +362,55 @@ class ScaleSettings(_Section):
     kube_context: str | None = None
 
 
+class HealRateLimitSettings(_Section):
+    """At most ``max_count`` remediations started within any ``window_s`` seconds."""
+
+    max_count: int = Field(ge=0)
+    window_s: float = Field(gt=0)
+
+
+class HealSettings(_Section):
+    """Self-healing: classify incidents, run guarded runbooks (docs/RUNBOOKS.md). Off unless enabled, and
+    then dry-run until ``mode`` (or ``PUT /api/v1/automation``) says ``on``."""
+
+    enabled: bool = Field(False, description="run the heal stage (remediations, approval API)")
+    mode: Literal["off", "dry_run", "on"] = Field(
+        "dry_run", description="off refuses everything, dry_run records what would be done, on acts"
+    )
+    approval_above_risk: Literal["none", "low", "medium", "high"] = Field(
+        "medium",
+        description="runbooks riskier than this wait for a person's approval; none: every runbook waits",
+    )
+    cooldown_service_s: float = Field(300, ge=0, description="quiet time on a service after a remediation")
+    cooldown_runbook_s: float = Field(900, ge=0, description="quiet time before a runbook runs again there")
+    rate_service: HealRateLimitSettings = Field(
+        default_factory=lambda: HealRateLimitSettings(max_count=3, window_s=3600)
+    )
+    rate_global: HealRateLimitSettings = Field(
+        default_factory=lambda: HealRateLimitSettings(max_count=20, window_s=3600)
+    )
+    blast_radius_pct: float = Field(50, ge=0, le=100, description="most replicas touched at once, percent")
+    blast_radius_min_replicas: int = Field(1, ge=0, description="always allowed to touch this many")
+    runbook_dirs: list[str] = Field(
+        default_factory=list, description="folders of your own runbooks, loaded beside the bundled ones"
+    )
+    bundled_runbooks: bool = Field(True, description="also load the runbooks that ship with OpsMind")
+    classifier_path: str | None = Field(
+        None, description="a trained fault classifier (FaultClassifier.save); without it: kind unknown"
+    )
+    actuator: Literal["log", "kubernetes", "simulator"] = Field(
+        "log", description="what carries out runbook actions; log changes nothing"
+    )
+    namespace: str = Field("default", min_length=1, description="Kubernetes namespace of the services")
+    tick_interval_s: float = Field(5, gt=0, description="how often remediations are driven and verified")
+    observe_again_s: float = Field(
+        60, gt=0, description="an unclear incident that harms nobody is classified again after this"
+    )
+    impact_priority: float = Field(
+        70, ge=0, le=100, description="incidents at or above this priority count as affecting users"
+    )
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -390,6 +439,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     predict: PredictSettings = Field(default_factory=PredictSettings)
     scale: ScaleSettings = Field(default_factory=ScaleSettings)
+    heal: HealSettings = Field(default_factory=HealSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 
     @classmethod

@@ -22,7 +22,10 @@ from opsmind.config import ScaleServiceSettings, Settings
 from opsmind.decide.prices import InstancePrice, load_prices
 from opsmind.decide.recommend import InstanceOption, Placement, Recommendation, recommend
 from opsmind.detect.stage import ANOMALIES_TOPIC, SAMPLES_TOPIC, DetectStage
+from opsmind.engine.heal_actuators import build_actuate
+from opsmind.engine.healing import HealStage
 from opsmind.engine.scaling import ScaleStage
+from opsmind.heal.executor import Actuate
 from opsmind.incidents.feedback import NoiseClassifier
 from opsmind.incidents.stage import IncidentStage
 from opsmind.ingest.errors import IngestError
@@ -76,10 +79,13 @@ class Engine:
         notifiers: list[tuple[Notifier, RetryPolicy]] | None = None,
         forecaster_factory: Callable[[], Forecaster] | None = None,
         actuators: Mapping[str, Actuator] | None = None,
+        remediators: Mapping[str, Actuate] | None = None,
     ) -> None:
         """``forecaster_factory`` makes one load forecaster per service (default: LoadForecaster);
         ``actuators`` supplies actuators by kind (``"simulator"`` must come from whoever owns the
-        simulator, the CLI's demo); missing kinds are built from settings."""
+        simulator, the CLI's demo); missing kinds are built from settings. ``remediators`` does the
+        same for the heal stage's runbook actions (``heal.actuator``). Raises ConfigError when the heal
+        stage's runbooks or classifier cannot be loaded."""
         self.settings = settings
         self.clock = clock or RealClock()
         self.telemetry = telemetry or Telemetry()
@@ -90,6 +96,7 @@ class Engine:
         self.stages: list[Stage] = []
         self.noise = NoiseClassifier()  # learns from operators' verdicts; see retrain_noise
         self.incidents: IncidentStage | None = None
+        self.notifiers = notifiers if notifiers is not None else build_notifiers(settings)
         if settings.detect.enabled:
             self.stages.append(DetectStage(self.bus, self.clock, self.telemetry, self.store, settings.detect))
             self.incidents = IncidentStage(
@@ -108,7 +115,7 @@ class Engine:
                     self.clock,
                     self.telemetry,
                     self.store,
-                    notifiers if notifiers is not None else build_notifiers(settings),
+                    self.notifiers,
                     settings.notify,
                     settings.incidents.topology,
                     noise=self.noise,
@@ -146,6 +153,20 @@ class Engine:
                 self.prices,
             )
             self.stages.append(self.scaling)
+        self.healing: HealStage | None = None
+        if settings.heal.enabled:
+            self.healing = HealStage(
+                self.bus,
+                self.clock,
+                self.telemetry,
+                self.store,
+                self.store,
+                settings.heal,
+                build_actuate(settings, remediators or {}),
+                [n for n, _ in self.notifiers],
+                settings.incidents.group_window_s,
+            )
+            self.stages.append(self.healing)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False

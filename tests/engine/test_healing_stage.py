@@ -1,0 +1,250 @@
+"""The heal stage in the running engine, on a fake clock: an opened incident becomes a guarded
+remediation, a person's approval lets it run, an escalation reaches the notifiers, a bad runbook stops
+the start-up, and a restart in the middle of a step resumes without sending the step twice.
+
+The actuator here is a test double that records the requests it gets: the point is the engine's
+bookkeeping (what is sent, when, how often), not what an actuator does with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsmind.act.base import ActionResult
+from opsmind.clock import SimClock
+from opsmind.config import ConfigError, Settings, load_settings
+from opsmind.engine import Engine
+from opsmind.heal.executor import ActionRequest
+from opsmind.heal.state import Remediation, RemediationState
+from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
+from opsmind.notify.base import NotifyResult
+from opsmind.notify.stage import RetryPolicy
+from opsmind.types import AuditEntry, Incident, Series, SeriesSamples
+
+T0 = 1_700_000_000.0
+
+
+class RecordingActuator:
+    """A double: records each request and its dry-run flag, and says it worked."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[ActionRequest, bool]] = []
+
+    def __call__(self, request: ActionRequest, dry_run: bool) -> ActionResult:
+        self.calls.append((request, dry_run))
+        return ActionResult(True, False, f"recorded {request.action}", None, dry_run)
+
+
+class Crash(BaseException):
+    """OpsMind dying while the actuator has the request (not an Exception: nothing may catch it)."""
+
+
+class CrashingActuator(RecordingActuator):
+    def __call__(self, request: ActionRequest, dry_run: bool) -> ActionResult:
+        self.calls.append((request, dry_run))
+        raise Crash
+
+
+class Collect:
+    name = "collect"
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Incident]] = []
+
+    async def notify(self, event: str, incident: Incident) -> NotifyResult:
+        self.events.append((event, incident))
+        return NotifyResult(ok=True)
+
+
+def settings(tmp_path: Path, **heal: Any) -> Settings:
+    return load_settings(
+        storage={"path": str(tmp_path / "heal.db")},
+        notify={"log": False},
+        detect={"enabled": False},
+        predict={"enabled": False},
+        # The tick loop is kept out of the way (an hour): each test drives the stage's ticks itself.
+        heal={"enabled": True, "mode": "on", "tick_interval_s": 3600, **heal},
+    )
+
+
+def incident(service: str = "checkout", iid: str = "inc-1") -> Incident:
+    return Incident(
+        id=iid,
+        at=T0,
+        service=service,
+        title=f"{service} is failing",
+        opened_at=T0,
+        last_anomaly_at=T0,
+        services=(service,),
+        series=(f'error_ratio{{service="{service}"}}',),
+        priority=80.0,
+    )
+
+
+async def healthy_metrics(engine: Engine, service: str = "checkout") -> None:
+    """Ready replicas (the restart's precheck) and a low error ratio (its verification)."""
+    ts = tuple(T0 - 30 + 10 * i for i in range(4))
+    await engine.ingest(
+        [
+            SeriesSamples(Series.of("replicas_ready", {"service": service}), ts, (3.0,) * 4),
+            SeriesSamples(Series.of("error_ratio", {"service": service}), ts, (0.01,) * 4),
+        ],
+        "test",
+    )
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float = 10) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if cond():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def remediations(engine: Engine) -> list[Remediation]:
+    return engine.store.find(Remediation, limit=100)
+
+
+async def open_incident(engine: Engine, inc: Incident) -> Remediation:
+    await asyncio.to_thread(engine.store.put, inc)
+    await engine.bus.publish(INCIDENTS_TOPIC, IncidentEvent("opened", inc))
+    await wait_for(lambda: any(r.incident_id == inc.id for r in remediations(engine)))
+    return next(r for r in remediations(engine) if r.incident_id == inc.id)
+
+
+async def verify_until_done(engine: Engine, clock: SimClock) -> Remediation:
+    """Tick every 5 s of the fake clock until the remediation has finished (its verification holds
+    for 60 s in the bundled restart runbook)."""
+    assert engine.healing is not None
+    for _ in range(30):
+        await clock.advance(5)
+        await engine.healing.tick()
+        (rem,) = remediations(engine)
+        if rem.finished:
+            return rem
+    raise AssertionError("the remediation did not finish")
+
+
+async def test_a_risky_remediation_waits_for_approval_then_runs(tmp_path: Path) -> None:
+    clock = SimClock(T0)
+    actuator, collect = RecordingActuator(), Collect()
+    engine = Engine(
+        settings(tmp_path),
+        clock=clock,
+        notifiers=[(collect, RetryPolicy(0, 0.01))],
+        remediators={"log": actuator},
+    )
+    await engine.start()
+    try:
+        assert engine.healing is not None
+        await healthy_metrics(engine)
+        # Untrained classifier: the kind is unknown; users are affected (priority 80), so the unknown
+        # runbook (a restart, risk high) is proposed and waits for a person.
+        rem = await open_incident(engine, incident())
+        assert rem.state is RemediationState.PROPOSED and rem.runbook == "unknown_restart"
+        await wait_for(lambda: bool(collect.events))
+        event, told = collect.events[0]
+        assert event == "remediation_escalated" and told.id == "inc-1"
+        assert told.timeline[-1]["remediation_id"] == rem.id
+        assert "approval required" in told.timeline[-1]["reason"]
+        await engine.healing.tick()
+        assert actuator.calls == []  # nothing runs without the approval
+
+        await engine.healing.approve(rem.id, "ana", "restart is safe now")
+        await wait_for(lambda: len(actuator.calls) == 1)
+        request, dry_run = actuator.calls[0]
+        assert (request.action, dict(request.params), dry_run) == ("restart", {"service": "checkout"}, False)
+        done = await verify_until_done(engine, clock)
+        assert done.state is RemediationState.SUCCEEDED and len(actuator.calls) == 1
+        verbs = [a.verb for a in engine.store.find(AuditEntry, limit=1000)]
+        for verb in ("heal_decide", "propose", "awaiting_approval", "approve", "send", "succeeded"):
+            assert verb in verbs
+        decided = next(a for a in engine.store.find(AuditEntry, limit=1000) if a.verb == "heal_decide")
+        assert decided.detail["kind"] == "unknown" and decided.detail["impact"] is True
+    finally:
+        await engine.stop()
+
+
+async def test_an_unclear_harmless_incident_is_observed_not_acted_on(tmp_path: Path) -> None:
+    clock = SimClock(T0)
+    actuator = RecordingActuator()
+    engine = Engine(settings(tmp_path, impact_priority=90), clock=clock, remediators={"log": actuator})
+    await engine.start()
+    try:
+        inc = incident()
+        await asyncio.to_thread(engine.store.put, inc)
+        await engine.bus.publish(INCIDENTS_TOPIC, IncidentEvent("opened", inc))
+        await wait_for(lambda: any(a.verb == "heal_decide" for a in engine.store.find(AuditEntry)))
+        decided = next(a for a in engine.store.find(AuditEntry) if a.verb == "heal_decide")
+        assert decided.detail["waiting"] is True and remediations(engine) == []
+    finally:
+        await engine.stop()
+
+
+async def test_a_restart_mid_step_resumes_without_sending_it_twice(tmp_path: Path) -> None:
+    clock = SimClock(T0)
+    first = CrashingActuator()
+    cfg = settings(tmp_path, approval_above_risk="high")  # no approval needed: it starts on the tick
+    engine = Engine(cfg, clock=clock, remediators={"log": first})
+    await engine.start()
+    assert engine.healing is not None
+    await healthy_metrics(engine)
+    rem = await open_incident(engine, incident())
+    assert rem.state is RemediationState.APPROVED
+    with pytest.raises(Crash):
+        await engine.healing.tick()  # the step's key is committed, then OpsMind dies in the actuator
+    assert len(first.calls) == 1
+    (left,) = remediations(engine)
+    assert left.state is RemediationState.EXECUTING and len(left.sent_keys) == 1
+    await engine.stop()
+
+    second = RecordingActuator()
+    engine = Engine(cfg, clock=clock, remediators={"log": second})
+    await engine.start()  # recover(): the step was maybe sent, so it is verified, never sent again
+    try:
+        (resumed,) = remediations(engine)
+        assert resumed.state is RemediationState.VERIFYING
+        done = await verify_until_done(engine, clock)
+        assert done.state is RemediationState.SUCCEEDED
+        assert second.calls == []
+        audit = engine.store.find(AuditEntry, limit=1000)
+        assert [a.verb for a in audit if a.subject == rem.id].count("send") == 1
+        assert any(a.verb == "recovery_resume_verification" for a in audit)
+    finally:
+        await engine.stop()
+
+
+async def test_dry_run_records_what_it_would_do(tmp_path: Path) -> None:
+    clock = SimClock(T0)
+    actuator = RecordingActuator()
+    engine = Engine(settings(tmp_path, mode="dry_run"), clock=clock, remediators={"log": actuator})
+    await engine.start()
+    try:
+        assert engine.healing is not None
+        await healthy_metrics(engine)
+        rem = await open_incident(engine, incident())
+        assert rem.state is RemediationState.APPROVED  # dry run: nobody is asked, nothing changes
+        await engine.healing.tick()
+        (done,) = remediations(engine)
+        assert done.state is RemediationState.SUCCEEDED and done.dry_run
+        assert [dry for _, dry in actuator.calls] == [True]
+    finally:
+        await engine.stop()
+
+
+def test_a_bad_runbook_stops_the_start_with_its_file_named(tmp_path: Path) -> None:
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "broken.yaml").write_text("name: broken\nfault_kinds: [unknown]\nrisk: extreme\nsteps: []\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        Engine(settings(tmp_path, runbook_dirs=[str(folder)]))
+
+
+def test_the_simulator_actuator_must_be_given(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="remediators"):
+        Engine(settings(tmp_path, actuator="simulator"))
