@@ -18,6 +18,7 @@ from opsmind.api.routers import (
     platform_events,
     prediction,
     records,
+    remediation,
     scaling,
     series,
     services,
@@ -77,6 +78,7 @@ def create_app(
         platform_events.router,
         prediction.router,
         scaling.router,
+        remediation.router,
     ):
         app.include_router(r)
     return app
