@@ -81,7 +81,9 @@ def rig(store: SqliteStore, mode: AutomationMode = AutomationMode.ON, **settings
     clock, actuator, metrics = SimClock(1_000.0), FakeActuator(), FakeMetrics()
     metrics.values = {("api", "error_rate"): 0.5, ("api", "replicas"): 2.0}
     guards = Guards(GuardSettings(mode=mode, approval_above_risk=2, **settings))
-    executor = Executor(store, clock, actuator, metrics, lambda name, ctx: RUNBOOKS.get(name), guards, replicas=lambda s: 4)
+    executor = Executor(
+        store, clock, actuator, metrics, lambda name, ctx: RUNBOOKS.get(name), guards, replicas=lambda s: 4
+    )
     return Rig(executor, clock, actuator, metrics, store)
 
 

@@ -9,7 +9,8 @@ adapter fills the gap the way a Kubernetes client would:
   restores it;
 - ``revert`` (the executor's undo when a step declared no rollback action) replays a revert token;
 - a refused action (unknown service, nothing to roll back to, bad parameters) is a non-retryable
-  failure with the simulator's reason; dry-run validates nothing and sends nothing.
+  failure with the simulator's reason; dry-run sends nothing (a scale still resolves its replica count,
+  so the reply says what would be asked, and refuses an unknown service).
 
 The simulator's actions take effect after a delay and may fail later; the reply says "accepted", and the
 runbook's verification decides whether it helped. ``sent`` keeps every request sent, for scorers.
@@ -72,8 +73,10 @@ class SimulatorRemediator:
 
     def _revert(self, token: str, dry_run: bool) -> ActionResult:
         if not token.startswith(SCALE_TOKEN):
-            return ActionResult(False, False, f"cannot revert {token!r}: not a token of this actuator")
+            return ActionResult(
+                False, False, f"cannot revert {token!r}: not a token of this actuator", dry_run=dry_run
+            )
         service, _, replicas = token[len(SCALE_TOKEN) :].rpartition(":")
         if not replicas.isdigit():
-            return ActionResult(False, False, f"cannot revert {token!r}: no replica count")
+            return ActionResult(False, False, f"cannot revert {token!r}: no replica count", dry_run=dry_run)
         return self("scale", {"service": service, "replicas": int(replicas)}, dry_run)

@@ -19,9 +19,12 @@ curve is not one kind after another).
   policy and not by their own expiry;
 - ``mttr_median_s`` / ``mttr_p90_s``: fault start to recovery in simulated time; a fault never recovered
   counts with the time it was left running (censored at the scenario's end), so failures weigh in;
-- ``harmful_actions``: actions after which the SLO got worse - the share of steps violating the SLO in
-  the ``HARM_WINDOW_S`` after the action took effect exceeds the share in the same window before it by
-  ``HARM_MARGIN`` or more - and that were not rolled back;
+- ``harmful_actions``: actions after which the SLO got worse and that were not rolled back. Worse than
+  what? The fault itself often degrades the SLO for a while whatever anyone does, so "worse than before
+  the action" would blame the remedy for the fault. The simulator is deterministic for a seed, so each
+  scenario is also run untouched (no policy), and an action is harmful when the share of steps violating
+  the SLO in the ``HARM_WINDOW_S`` after it took effect exceeds the untouched run's share over the same
+  window by ``HARM_MARGIN`` or more;
 - ``rolled_back``: remediations that ended rolled back; ``escalations``: times a person was told
   (refusals, approvals asked, failures, nothing left to try).
 
@@ -157,15 +160,22 @@ def train_classifier(n_seeds: int = TRAIN_N, workers: int = 2) -> tuple[FaultCla
 # -- scoring -----------------------------------------------------------------------------------------------
 
 
-def _share_violating(trace: Trace, start: float, end: float) -> float:
+def _share_violating(trace: Trace, start: float, end: float, untouched: bool = False) -> float:
     times = np.asarray(trace.times)
-    ok = np.asarray(trace.slo_ok)
+    ok = np.asarray(trace.slo_untouched if untouched else trace.slo_ok)
     sel = (times >= start) & (times < end)
     return float(1.0 - ok[sel].mean()) if sel.any() else 0.0
 
 
+def harmful(trace: Trace, at: float) -> bool:
+    """The SLO was violated clearly more often after an action at ``at`` took effect than it was over the
+    same window in the same scenario left alone."""
+    start, end = at + HARM_EFFECT_S, at + HARM_EFFECT_S + HARM_WINDOW_S
+    return _share_violating(trace, start, end) - _share_violating(trace, start, end, True) >= HARM_MARGIN
+
+
 def score(traces: list[Trace]) -> dict[str, Any]:
-    faults = detected = auto = harmful = rolled_back = escalations = actions = 0
+    faults = detected = auto = n_harmful = rolled_back = escalations = actions = 0
     mttr: list[float] = []
     for tr in traces:
         acted = [a.at for a in tr.actions if not a.rollback]
@@ -176,9 +186,7 @@ def score(traces: list[Trace]) -> dict[str, Any]:
             if a.rollback or (a.remediation_id is not None and a.remediation_id in undone):
                 continue
             actions += 1
-            before = _share_violating(tr, a.at - HARM_WINDOW_S, a.at)
-            after = _share_violating(tr, a.at + HARM_EFFECT_S, a.at + HARM_EFFECT_S + HARM_WINDOW_S)
-            harmful += after - before >= HARM_MARGIN
+            n_harmful += harmful(tr, a.at)
         for rec, expired in zip(tr.truth, tr.expired, strict=False):
             faults += 1
             if any(
@@ -200,7 +208,7 @@ def score(traces: list[Trace]) -> dict[str, Any]:
         "auto_resolution_rate": round(auto / n, 3),
         "mttr_median_s": round(float(np.median(mttr)), 1) if mttr else None,
         "mttr_p90_s": round(float(np.percentile(mttr, 90)), 1) if mttr else None,
-        "harmful_actions": int(harmful),
+        "harmful_actions": int(n_harmful),
         "rolled_back": rolled_back,
         "escalations": escalations,
         "actions": actions,
@@ -313,8 +321,8 @@ def _per_kind(ours: list[Trace], base: list[Trace]) -> dict[str, Any]:
         groups.setdefault(key, ([], []))[0].append(o)
         groups[key][1].append(b)
     out = {}
-    for key, (o, b) in sorted(groups.items()):
-        so, sb = score(o), score(b)
+    for key, (mine, theirs) in sorted(groups.items()):
+        so, sb = score(mine), score(theirs)
         out[key] = {
             "faults": so["faults"],
             "auto_resolution_rate": so["auto_resolution_rate"],
@@ -337,12 +345,14 @@ def _markdown(
 ) -> str:
     base = result["baselines"]["restart_most_anomalous"]
     source = f"{len(files)} scenario files" if files else f"the default set ({seeds} seeds)"
+    command = "opsmind bench chaos" + ("" if files else f" --seeds {seeds}")
+    trained = result["training_incidents"]
     lines = [
         "# opsmind bench chaos",
         "",
-        f"`opsmind bench chaos{' --seeds ' + str(seeds) if not files else ''}`: {len(scenarios)} scenarios from "
-        f"{source}, {result['faults']} faults; classifier trained on {result['training_incidents']} incidents "
-        f"of {train_seeds} training seeds ({train_s:.0f} s); both policies ran in {run_s:.0f} s.",
+        f"`{command}`: {len(scenarios)} scenarios from {source}, {result['faults']} faults; classifier "
+        f"trained on {trained} incidents of {train_seeds} training seeds ({train_s:.0f} s); both policies "
+        f"ran in {run_s:.0f} s.",
         "",
         "| policy | " + " | ".join(METRICS) + " |",
         "| --- |" + " --- |" * len(METRICS),
@@ -372,8 +382,8 @@ def _markdown(
     ]
     for row in result["learning_curve"]:
         lines.append(
-            f"| {row['part']} | {row['scenarios']} | {row['auto_resolution_rate']} | {row['mttr_median_s']} | "
-            f"{row['first_choice_success']} |"
+            f"| {row['part']} | {row['scenarios']} | {row['auto_resolution_rate']} | "
+            f"{row['mttr_median_s']} | {row['first_choice_success']} |"
         )
     unresolved = [tr for tr in ours if any(r.recovered_at is None for r in tr.truth)]
     lines += ["", "## Not recovered by OpsMind", ""]
@@ -385,7 +395,7 @@ def _markdown(
         "",
         "Scoring: see `opsmind/bench/chaos.py` (MTTR of a fault never recovered is censored at the "
         "scenario's end; harm compares the SLO-violating share of steps in the "
-        f"{HARM_WINDOW_S:.0f} s before an action and after it took effect).",
+        f"{HARM_WINDOW_S:.0f} s after an action took effect with the same scenario left untouched).",
         "",
     ]
     return "\n".join(lines)

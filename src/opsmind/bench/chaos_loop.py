@@ -56,6 +56,8 @@ QUIET_S = 90.0  # an incident closes after this long without anomalies
 ACTIVE_S = 60.0  # an incident is still unhealthy when it had an anomaly this recently
 SETTLE_S = 40.0  # after a remediation ends, wait this long before the next one for the same incident
 BASELINE_RETRY_S = 300.0
+RANKED_SERVICES = 3  # how far down the root-cause ranking the healer looks for something to do
+PATIENCE_S = 90.0  # an incident that lasts this long is acted on even when nobody is affected yet
 POLICIES = ("opsmind", "restart_most_anomalous")
 
 
@@ -94,6 +96,7 @@ class Trace:
     policy: str
     times: list[float] = field(default_factory=list)
     slo_ok: list[bool] = field(default_factory=list)  # ground truth, scorer only
+    slo_untouched: list[bool] = field(default_factory=list)  # the same scenario left alone (scorer only)
     incidents: list[tuple[float, float | None]] = field(default_factory=list)  # (opened, closed)
     actions: list[Action] = field(default_factory=list)
     remediations: dict[str, str] = field(default_factory=dict)  # id -> final state
@@ -245,6 +248,8 @@ def run_scenario(
                 if incident is not None:
                     incident.last_anomaly = t
                     incident.counts[svc] = incident.counts.get(svc, 0) + 1
+            if incident is not None and _users_affected(scenario, live):
+                incident.last_anomaly = t  # an SLO still breaching keeps the incident open
             busy = healer is not None and healer.busy()
             if incident is not None and t - incident.last_anomaly >= QUIET_S and not busy:
                 trace.incidents[-1] = (incident.opened, t)
@@ -277,6 +282,7 @@ def run_scenario(
     finally:
         store.close()
     trace.end = run.fleet.now
+    trace.slo_untouched = untouched_slo(scenario)
     trace.truth = list(run.truth.records)
     trace.expired = [f.ended_at is not None for f in run.active]
     return trace
@@ -318,31 +324,49 @@ def _users_affected(scenario: Scenario, live: _Live) -> bool:
     return bool(_down_or_failing(row))
 
 
+def untouched_slo(scenario: Scenario) -> list[bool]:
+    """The fleet's SLO state per step when nobody acts: the counterfactual the harm score compares with
+    (the simulator is deterministic for a seed, and actions draw from their own random stream)."""
+    run = SimRun(scenario)
+    out = []
+    while not run.done:
+        run.step()
+        out.append(run.truth.slo_ok())
+    return out
+
+
 def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
 def _heal(healer: Healer, scenario: Scenario, live: _Live, incident: _Incident, trace: Trace) -> None:
+    """Ask the healer about the incident's likeliest root cause; when nothing is left to try there, about
+    the next services of the ranking (two faults at once put two services near the top)."""
     times, cols = live.arrays()
-    observation, service = observe_incident(scenario, times, cols, live.events, incident.opened, live.now)
+    impact = _users_affected(scenario, live) or live.now - incident.opened >= PATIENCE_S
     serving = [name for name, spec in scenario.services.items() if spec.kind != "worker"]
     load = {
         name: (cpu, live.read("replicas_desired", {"service": name}) or 0.0)
         for name in serving
         if (cpu := live.read("cpu_utilisation", {"service": name})) is not None
     }
-    fields = incident_fields(
-        service,
-        live.seen_events(),
-        live.pods(service),
-        live.read("replicas_desired", {"service": service}),
-        load,
-    )
-    impact = _users_affected(scenario, live)
-    request = HealRequest(incident.id, service, observation, fields, impact)
-    decision: HealDecision = healer.handle(request)
-    trace.decisions.append(f"{live.now - incident.opened:.0f}s {service}: {decision.explanation}")
-    if decision.waiting:
+    decision: HealDecision | None = None
+    for rank_index in range(RANKED_SERVICES):
+        observation, service = observe_incident(
+            scenario, times, cols, live.events, incident.opened, live.now, rank_index
+        )
+        fields = incident_fields(
+            service,
+            live.seen_events(),
+            live.pods(service),
+            live.read("replicas_desired", {"service": service}),
+            load,
+        )
+        decision = healer.handle(HealRequest(incident.id, service, observation, fields, impact))
+        trace.decisions.append(f"{live.now - incident.opened:.0f}s {service}: {decision.explanation}")
+        if decision.runbook is not None or decision.waiting:
+            break
+    if decision is None or decision.waiting:
         incident.next_try = live.now + SETTLE_S
     elif decision.runbook is None:
         trace.escalations += 1  # nothing left to try: a person is told

@@ -81,15 +81,21 @@ def build_observation(
 
 
 def observe_incident(
-    scenario: Scenario, times: F64, cols: dict[str, F64], events: Iterable[Any], opened: float, t: float
+    scenario: Scenario,
+    times: F64,
+    cols: dict[str, F64],
+    events: Iterable[Any],
+    opened: float,
+    t: float,
+    rank_index: int = 0,
 ) -> tuple[IncidentObservation, str]:
     """The observation at time ``t`` of an incident opened at ``opened``, and the service it is filed
-    under (the top of the root-cause ranking)."""
+    under: the top of the root-cause ranking, or the one at ``rank_index`` (0-based) for a second look."""
     keep = times <= t
     frame = MetricFrame.from_columns(times[keep], {c: v[keep] for c, v in cols.items()})
     causes = rank(frame, opened, call_graph(scenario))
     changed = [c for c in causes if any(m.score >= ONSET_Z for m in c.metrics)]
-    top = causes[0].service
+    top = causes[min(rank_index, len(causes) - 1)].service
     anomalies = [
         (m.metric, m.onset_s)
         for c in changed

@@ -59,6 +59,7 @@ def incident_fields(
     """The template fields known for an incident filed under ``service`` (see the module docstring);
     ``load`` maps request-serving services to (CPU utilisation, desired replicas)."""
     out: dict[str, str] = {"service": service}
+    events = list(events)  # read twice below: a generator would be used up by the first pass
     mine = sorted((e for e in events if e.service == service), key=lambda e: e.at, reverse=True)
     versions = [m.group(1) for e in mine if e.reason == "Deployment" and (m := _VERSION.search(e.message))]
     if versions:

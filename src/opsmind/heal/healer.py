@@ -25,7 +25,9 @@ next incident of that kind ranks its runbooks by what worked. Success means the 
 only that the runbook's own verification held: a remediation that failed or was rolled back is a failure
 at once; one that verified is held until :meth:`Healer.resolved` says the incident is over (a success)
 or the same incident asks for another remediation (a failure: it did not end the problem). A runbook
-that verified may run again for the same incident (``MAX_RUNS_PER_RUNBOOK``), one that failed may not.
+that verified may run again for the same incident when it would act on other targets (its fields have
+other values, e.g. another busiest service; at most ``MAX_RUNS_PER_RUNBOOK`` runs), one that failed may
+not.
 Every outcome that asks for a person goes to ``escalate``.
 
 The steps of a remediation are planned from its persisted context (the incident's fields, the fault kind
@@ -134,7 +136,8 @@ class Healer:
             actor=self.actor,
         )
         self._plans: dict[str, list[PlannedStep]] = {}
-        self.tried: dict[str, dict[str, list[bool]]] = {}  # incident -> runbook -> verified, per run
+        # incident -> runbook -> {the values of the fields it was bound to: whether that run verified}
+        self.tried: dict[str, dict[str, dict[Signature, bool]]] = {}
         self._verified: dict[str, Remediation] = {}  # incident -> its last verified remediation
         self.decisions: list[HealDecision] = []
 
@@ -165,7 +168,7 @@ class Healer:
             candidates = [
                 Candidate(rb.name, rb.risk, rb.cost / self._max_cost)
                 for rb in self._by_kind.get(kind, [])
-                if _may_run(tried.get(rb.name, []))
+                if _may_run(tried.get(rb.name, {}), _signature(rb, request.fields))
             ]
             if not candidates:
                 continue
@@ -179,9 +182,10 @@ class Healer:
                     plan(runbook, context, self.read, self.clock.now)
                 except PlanError as exc:
                     skipped.append(str(exc))
-                    tried.setdefault(runbook.name, []).append(False)
+                    tried.setdefault(runbook.name, {})[_signature(runbook, request.fields)] = False
                     continue
-                tried.setdefault(runbook.name, []).append(False)  # True once it verifies
+                # False until it verifies (see _finished)
+                tried.setdefault(runbook.name, {})[_signature(runbook, request.fields)] = False
                 outcome = self._submit(
                     request, runbook, context, f"{prediction.reason}; {choice.explanation}"
                 )
@@ -261,8 +265,10 @@ class Healer:
         if rem.state is not S.SUCCEEDED or rem.incident_id is None:
             self._record(rem, rem.state is S.SUCCEEDED, rem.history[-1].why if rem.history else "")
             return
-        runs = self.tried.setdefault(rem.incident_id, {}).setdefault(rem.runbook, [False])
-        runs[-1] = True
+        runbook = self.runbooks.get(rem.runbook)
+        if runbook is not None:
+            runs = self.tried.setdefault(rem.incident_id, {}).setdefault(rem.runbook, {})
+            runs[_signature(runbook, rem.context)] = True
         self._verified[rem.incident_id] = rem
 
     def _record(self, rem: Remediation, success: bool, note: str) -> None:
@@ -318,10 +324,19 @@ class Healer:
         return read
 
 
-def _may_run(runs: list[bool]) -> bool:
-    """A runbook may run (again) for an incident: never run, or every run so far verified and not too
-    many of them."""
-    return all(runs) and len(runs) < MAX_RUNS_PER_RUNBOOK
+Signature = tuple[tuple[str, str | None], ...]
+
+
+def _signature(runbook: Runbook, fields: Mapping[str, str]) -> Signature:
+    """What a run of ``runbook`` would do: the values of the incident fields its templates use."""
+    return tuple((name, fields.get(name)) for name in sorted(runbook.fields))
+
+
+def _may_run(runs: Mapping[Signature, bool], signature: Signature) -> bool:
+    """A runbook may run (again) for an incident when it never failed on it, has not run too often, and
+    would now do something it has not done yet (e.g. scale another service): the same action on the
+    same target that did not end the incident will not end it the second time."""
+    return all(runs.values()) and len(runs) < MAX_RUNS_PER_RUNBOOK and signature not in runs
 
 
 def _kinds_to_try(prediction: Prediction) -> list[tuple[str, float]]:
