@@ -4,8 +4,6 @@ nobody could find is left out, and other services' events are ignored."""
 
 from __future__ import annotations
 
-import pytest
-
 from opsmind.heal.fields import PodView, SeenEvent, incident_fields
 
 
@@ -157,14 +155,6 @@ def test_every_field_together() -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "incident_fields takes events: Iterable[SeenEvent] but iterates it twice (once for the service's "
-        "own events, once for NodeNotReady); a one-shot iterable such as a generator is exhausted by the "
-        "first pass, so a failed node is never found and the busiest pod's node is returned instead"
-    ),
-)
 def test_events_may_be_a_generator() -> None:
     events = [deploy(10.0, "api", "updated", "v1"), node_down(20.0, "n2")]
     out = incident_fields("api", (e for e in events), PODS)
