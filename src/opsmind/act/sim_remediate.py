@@ -21,17 +21,51 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from opsmind.act.base import ActionResult
-from opsmind.sim.actions import SimActuator
+
+# The simulator is seen only through these shapes (the act layer may not import it).
+
+
+class _Reply(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def accepted(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+class _Service(Protocol):
+    @property
+    def desired(self) -> int: ...
+
+
+class _Fleet(Protocol):
+    @property
+    def now(self) -> float: ...
+
+    @property
+    def services(self) -> Mapping[str, _Service]: ...
+
+
+class SimActuatorLike(Protocol):
+    """What :class:`opsmind.sim.actions.SimActuator` offers: its fleet and ``apply``."""
+
+    @property
+    def fleet(self) -> _Fleet: ...
+
+    def apply(self, action: str, **params: Any) -> _Reply: ...
 
 SCALE_TOKEN = "scale:"
 
 
 @dataclass
 class SimulatorRemediator:
-    actuator: SimActuator
+    actuator: SimActuatorLike
     sent: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
 
     def __call__(self, action: str, params: Mapping[str, Any], dry_run: bool) -> ActionResult:
