@@ -60,6 +60,7 @@ class SimActuatorLike(Protocol):
 
     def apply(self, action: str, **params: Any) -> _Reply: ...
 
+
 SCALE_TOKEN = "scale:"
 
 
