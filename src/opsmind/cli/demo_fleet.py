@@ -24,12 +24,14 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from opsmind.act.base import ReplicaBounds
+from opsmind.act.base import ActionResult, ReplicaBounds
+from opsmind.act.sim_remediate import SimulatorRemediator
 from opsmind.act.simulator import SimReply, SimulatorScaler
 from opsmind.clock import Clock
 from opsmind.config import ScaleServiceSettings, ScaleSettings, Settings
 from opsmind.decide.prices import InstancePrice
 from opsmind.engine import Engine
+from opsmind.heal.executor import ActionRequest
 from opsmind.sim.faults import ActiveFault
 from opsmind.sim.runner import SimRun, Step, default_scenario
 from opsmind.sim.spec import FaultKind, FaultSpec
@@ -118,6 +120,11 @@ class SimWorld:
     def apply(self, action: str, **params: Any) -> SimReply:
         with self.lock:
             return self.sim.actuator.apply(action, **params)
+
+    def remediate(self, request: ActionRequest, dry_run: bool) -> ActionResult:
+        """The heal stage's actuator: a runbook action carried out by the simulator (under the lock)."""
+        with self.lock:
+            return SimulatorRemediator(self.sim.actuator)(request.action, request.params, dry_run)
 
     def replicas(self, service: str) -> int:
         """The replicas ``service`` is asked to run now; KeyError for a service the fleet does not have."""

@@ -82,7 +82,12 @@ def _serve(
 
         clock = RealClock()
         world = world if world is not None else SimWorld(clock)
-        engine = Engine(settings, clock=clock, actuators={"simulator": world.scaler(settings.scale)})
+        engine = Engine(
+            settings,
+            clock=clock,
+            actuators={"simulator": world.scaler(settings.scale)},
+            remediators={"simulator": world.remediate},
+        )
         fault_after, fault_every, fault_for = demo
         fleet = DemoFleet(
             engine,
