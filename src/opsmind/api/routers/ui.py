@@ -1,0 +1,85 @@
+"""The operations dashboard: the static page at ``/`` and its assets under ``/ui/``, and the topology it
+draws.
+
+The page is built from ``web/`` by ``make web`` into ``opsmind/api/static/`` (git-ignored); without it
+``/`` answers 503 naming ``make web``. The page holds no data: everything it shows comes from the API with
+the user's token. ``GET /api/v1/topology`` is the service map: the configured dependency graph
+(``incidents.topology``, caller -> callees) plus every service seen in the stored series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse
+
+from opsmind.api.deps import EngineDep
+from opsmind.engine import Engine
+
+router = APIRouter()
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+SERIES_SCAN_LIMIT = 1_000_000
+NOT_BUILT = "the dashboard is not built: run `make web` (needs npm), then reload"
+MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".map": "application/json",
+}
+
+
+def static_dir() -> Path:
+    return STATIC_DIR
+
+
+def _file(name: str) -> Path:
+    """The built file ``name`` inside the static folder; 503 when nothing is built, 404 when not there."""
+    root = static_dir().resolve()
+    if not (root / "index.html").is_file():
+        raise HTTPException(503, NOT_BUILT)
+    path = (root / name).resolve()
+    if not path.is_relative_to(root) or not path.is_file() or path.suffix not in MEDIA_TYPES:
+        raise HTTPException(404, f"no dashboard asset {name!r}")
+    return path
+
+
+def _send(path: Path) -> FileResponse:
+    # The page is small and changes with every build: let the browser revalidate instead of guessing.
+    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/", include_in_schema=False, responses={503: {"description": "not built (make web)"}})
+async def index() -> FileResponse:
+    return _send(_file("index.html"))
+
+
+@router.get("/ui/{name:path}", include_in_schema=False)
+async def asset(name: str) -> FileResponse:
+    return _send(_file(name))
+
+
+def _topology(engine: Engine) -> dict[str, Any]:
+    configured = engine.settings.incidents.topology
+    seen = {
+        info.series.service
+        for info in engine.store.series(None, SERIES_SCAN_LIMIT)
+        if info.series.service is not None
+    }
+    edges = sorted({(caller, callee) for caller, callees in configured.items() for callee in callees})
+    services = sorted(seen | {s for edge in edges for s in edge})
+    return {
+        "services": services,
+        "edges": [{"from": a, "to": b} for a, b in edges],
+        "source": "incidents.topology" if edges else "none configured",
+    }
+
+
+@router.get("/api/v1/topology", tags=["services"])
+async def topology(engine: EngineDep) -> dict[str, Any]:
+    """The service map: every service seen in the stored series or named in ``incidents.topology``, and
+    the configured calls between them (``from`` calls ``to``); no edges when none are configured."""
+    return await asyncio.to_thread(_topology, engine)
