@@ -411,9 +411,60 @@ class HealSettings(_Section):
     )
 
 
+class AuthUser(_Section):
+    """One entry of ``api.auth.users_file``: a user's password (hashed when loaded) and role."""
+
+    password: SecretStr = Field(min_length=1)
+    role: Literal["viewer", "operator", "admin"]
+
+
+class AuthSettings(_Section):
+    """Access control of the API (docs/DASHBOARD.md): bearer tokens, roles viewer < operator < admin."""
+
+    enabled: bool = Field(
+        False,
+        description="require a token; when not set, on as soon as any user exists (users_file or the CLI)",
+    )
+    session_ttl_s: float = Field(12 * 3600, gt=0, description="how long a login's session token lasts")
+    users_file: str | None = Field(
+        None, description="YAML {name: {password, role}}, loaded (hashed) at start; never stored in clear"
+    )
+
+
+def read_users_file(path: str | Path) -> dict[str, AuthUser]:
+    """The users of an ``api.auth.users_file``; ConfigError naming the file and the bad field."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the users file: {exc.strerror or exc}") from exc
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict) or not loaded:
+        raise ConfigError(f"{p}: must be a non-empty mapping {{name: {{password, role}}}}")
+    users: dict[str, AuthUser] = {}
+    for name, entry in loaded.items():
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 128:
+            raise ConfigError(
+                f"{p}: {name!r}: a user name must be 1-128 characters without surrounding blanks"
+            )
+        try:
+            users[name] = AuthUser.model_validate(entry)
+        except ValidationError as exc:
+            lines = []
+            for e in exc.errors():
+                field = ".".join([name, *(str(x) for x in e["loc"])])
+                lines.append(f"{p}: {field}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}")
+            raise ConfigError("\n".join(lines)) from exc
+    return users
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @field_validator("host")
     @classmethod

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from opsmind import __version__
-from opsmind.api import problems
+from opsmind.api import auth, problems
 from opsmind.api.routers import (
     feedback,
     health,
@@ -23,6 +23,7 @@ from opsmind.api.routers import (
     series,
     services,
     silences,
+    ui,
 )
 from opsmind.engine import Engine
 
@@ -61,9 +62,12 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         description="AI operations engine: ingest, detect, group into incidents, notify.",
+        # Access control for every route, present and future (docs/DASHBOARD.md, "Access control").
+        dependencies=[Depends(auth.authorize)],
     )
     app.state.engine = engine
     problems.install(app)
+    auth.install(app)
     for r in extra_routers:  # e.g. the demo's fault-injection route, which lives with the demo
         app.include_router(r)
     for r in (
@@ -79,6 +83,7 @@ def create_app(
         prediction.router,
         scaling.router,
         remediation.router,
+        ui.router,
     ):
         app.include_router(r)
     return app

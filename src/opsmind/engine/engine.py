@@ -18,7 +18,7 @@ from opsmind.act.log import LogScaler
 from opsmind.bus.memory import MemoryBus
 from opsmind.bus.stage import Stage
 from opsmind.clock import Clock, RealClock
-from opsmind.config import ScaleServiceSettings, Settings
+from opsmind.config import ScaleServiceSettings, Settings, read_users_file
 from opsmind.decide.prices import InstancePrice, load_prices
 from opsmind.decide.recommend import InstanceOption, Placement, Recommendation, recommend
 from opsmind.detect.stage import ANOMALIES_TOPIC, SAMPLES_TOPIC, DetectStage
@@ -38,6 +38,7 @@ from opsmind.notify.stage import NotifyStage, RetryPolicy
 from opsmind.notify.webhook import WebhookNotifier
 from opsmind.predict.base import Forecaster
 from opsmind.predict.stage import PredictStage, ServiceView
+from opsmind.store.credentials import CredentialStore
 from opsmind.store.protocols import TooManySeriesError
 from opsmind.store.sqlite import SqliteStore
 from opsmind.telemetry import Telemetry
@@ -92,6 +93,8 @@ class Engine:
         self.store = SqliteStore(
             settings.storage.path, settings.storage, max_series=settings.ingest.max_series
         )
+        self.credentials = CredentialStore(settings.storage.path)
+        self.auth_enabled = self._load_credentials()
         self.bus = MemoryBus(settings.bus, self.telemetry, self.clock)
         self.stages: list[Stage] = []
         self.noise = NoiseClassifier()  # learns from operators' verdicts; see retrain_noise
@@ -181,6 +184,19 @@ class Engine:
             "opsmind_ingest_alerts_total", "External alerts stored as anomalies", ("source",)
         )
 
+    def _load_credentials(self) -> bool:
+        """Hash ``api.auth.users_file``'s users into the credential store; whether auth is on: as set, or,
+        when ``api.auth.enabled`` is not set at all, as soon as any user exists. ConfigError: bad file."""
+        auth = self.settings.api.auth
+        if auth.users_file is not None:
+            users = read_users_file(auth.users_file)
+            now = self.clock.now()
+            for name, user in users.items():
+                self.credentials.set_user(name, user.password.get_secret_value(), user.role, now)
+        if "enabled" in auth.model_fields_set:
+            return auth.enabled
+        return self.credentials.has_users()
+
     async def start(self) -> None:
         self._stop.clear()
         await asyncio.to_thread(self.retrain_noise)  # verdicts given before a restart still count
@@ -192,6 +208,10 @@ class Engine:
         self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="maintenance"))
         self.started = True
         log.info("engine started with %d stages", len(self.stages))
+        if not self.auth_enabled:
+            log.warning(
+                "API access control is off (api.auth.enabled): every request acts as admin 'anonymous'"
+            )
 
     async def stop(self) -> None:
         self._stop.set()
@@ -203,6 +223,7 @@ class Engine:
         self._tasks.clear()
         await self.bus.close()
         self.store.close()
+        self.credentials.close()
         self.started = False
 
     async def ingest(self, batch: list[SeriesSamples], source: str) -> int:
