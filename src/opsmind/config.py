@@ -411,6 +411,21 @@ class HealSettings(_Section):
     )
 
 
+class LiveSettings(_Section):
+    """The live hub behind the dashboard's WebSocket (docs/DASHBOARD.md, "Live updates")."""
+
+    enabled: bool = Field(True, description="follow the engine's events for /api/v1/ws")
+    buffer_size: int = Field(
+        10_000, ge=1, le=10_000_000, description="latest events kept for a client resuming with since"
+    )
+    client_queue: int = Field(
+        1_000, ge=1, description="messages waiting for one client before it is dropped (close 1013)"
+    )
+    health_interval_s: float = Field(
+        15, ge=0, description="how often service health scores are computed for the health topic; 0: never"
+    )
+
+
 class AuthUser(_Section):
     """One entry of ``api.auth.users_file``: a user's password (hashed when loaded) and role."""
 
@@ -492,6 +507,7 @@ class Settings(BaseSettings):
     scale: ScaleSettings = Field(default_factory=ScaleSettings)
     heal: HealSettings = Field(default_factory=HealSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
 
     @classmethod
     def settings_customise_sources(
