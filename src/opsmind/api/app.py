@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from opsmind import __version__
 from opsmind.api import auth, problems
+from opsmind.api.routers import auth as auth_routes
 from opsmind.api.routers import (
     feedback,
     health,
@@ -72,6 +73,7 @@ def create_app(
         app.include_router(r)
     for r in (
         health.router,
+        auth_routes.router,
         ingest.router,
         series.router,
         services.router,

@@ -198,12 +198,14 @@ def actor(request: HTTPConnection) -> str:
     return found.name if isinstance(found, Principal) else ANONYMOUS.name
 
 
-def acting(request: HTTPConnection, given: str | None, field: str) -> str:
+def acting(request: HTTPConnection, given: str | None, field: str, default: str | None = None) -> str:
     """Who acted, for a route whose body (or query) may name them in ``field``: with auth on, always the
-    principal's name (the given name is accepted and ignored); with auth off, the given name, which is
-    then required (422 naming ``field``) since nobody is signed in."""
+    principal's name (a given name is accepted and ignored); with auth off, the given name, else
+    ``default``, else a 422 naming ``field`` (nobody is signed in to name instead)."""
     if auth_enabled(request.app):
         return actor(request)
-    if given is None or not given.strip():
-        raise HTTPException(422, f"{field}: required while api.auth is disabled (nobody is signed in)")
-    return given
+    if given is not None and given.strip():
+        return given
+    if default is not None:
+        return default
+    raise HTTPException(422, f"{field}: required while api.auth is disabled (nobody is signed in)")

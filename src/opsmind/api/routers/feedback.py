@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from opsmind.api.auth import acting
 from opsmind.api.deps import EngineDep
 from opsmind.incidents.feedback import incident_features
 from opsmind.types import AuditEntry, Feedback, Incident
@@ -25,7 +26,7 @@ class FeedbackCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     verdict: Literal["noise", "actionable"]
-    by: str = Field(min_length=1, max_length=256)
+    by: str | None = Field(None, min_length=1, max_length=256, description="required while auth is off")
     comment: str = Field("", max_length=4096)
 
 
@@ -40,8 +41,11 @@ class FeedbackStored(BaseModel):
     status_code=201,
     responses={404: {"description": "no such incident"}, 422: {"description": "invalid"}},
 )
-async def give_feedback(incident_id: str, body: FeedbackCreate, engine: EngineDep) -> FeedbackStored:
+async def give_feedback(
+    incident_id: str, body: FeedbackCreate, request: Request, engine: EngineDep
+) -> FeedbackStored:
     """Mark an incident as noise or actionable; the latest verdict on an incident is the one learned."""
+    by = acting(request, body.by, "by")
     incident = await asyncio.to_thread(engine.store.get, Incident, incident_id)
     if incident is None:
         raise HTTPException(status_code=404, detail=f"no incident with id {incident_id!r}")
@@ -51,14 +55,14 @@ async def give_feedback(incident_id: str, body: FeedbackCreate, engine: EngineDe
         service=incident.service,
         incident_id=incident_id,
         verdict=body.verdict,
-        by=body.by,
+        by=by,
         comment=body.comment,
         features=incident_features(incident),
     )
     audit = AuditEntry(
         at=now,
         service=incident.service,
-        actor=f"user:{body.by}",
+        actor=f"user:{by}",
         verb="feedback",
         subject=incident_id,
         detail={"verdict": body.verdict, "comment": body.comment, "feedback_id": feedback.id},

@@ -2,8 +2,9 @@
 
 ``GET /api/v1/remediations`` lists remediations (``state``, ``service`` filters), newest change first;
 ``GET /api/v1/remediations/{id}`` shows one with its transition log and audit entries.
-``POST /api/v1/remediations/{id}/approve`` and ``/reject`` take ``{"who", "why"}`` (both required and
-not blank: the audit log must say who decided and why); 404 for an unknown id, 409 when the remediation
+``POST /api/v1/remediations/{id}/approve`` and ``/reject`` take ``{"who", "why"}`` (not blank: the audit
+log must say who decided and why; with access control on, *who* is the signed-in principal and a given
+``who`` is ignored); 404 for an unknown id, 409 when the remediation
 is not awaiting approval. ``GET``/``PUT /api/v1/automation`` read and set the global switch
 (``off | dry_run | on``), audited with who and why. Every route answers 503 while ``heal.enabled`` is
 false.
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from opsmind.api.auth import acting
 from opsmind.api.deps import EngineDep
 from opsmind.engine.healing import HealStage
 from opsmind.heal.guards import AutomationMode
@@ -32,7 +34,7 @@ class Verdict(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    who: NonBlank
+    who: NonBlank | None = None  # required only while auth is off; otherwise the principal's name
     why: NonBlank
 
 
@@ -40,7 +42,7 @@ class AutomationUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Literal["off", "dry_run", "on"]
-    who: NonBlank
+    who: NonBlank | None = None  # required only while auth is off; otherwise the principal's name
     why: NonBlank
 
 
@@ -89,13 +91,16 @@ async def get_remediation(remediation_id: str, engine: EngineDep) -> dict[str, A
     }
 
 
-async def _decide(engine: EngineDep, remediation_id: str, body: Verdict, approve: bool) -> dict[str, Any]:
+async def _decide(
+    request: Request, engine: EngineDep, remediation_id: str, body: Verdict, approve: bool
+) -> dict[str, Any]:
     stage = _stage(engine)
+    who = acting(request, body.who, "who")
     try:
         if approve:
-            rem = await stage.approve(remediation_id, body.who, body.why)
+            rem = await stage.approve(remediation_id, who, body.why)
         else:
-            rem = await stage.reject(remediation_id, body.who, body.why)
+            rem = await stage.reject(remediation_id, who, body.why)
     except KeyError as exc:
         raise HTTPException(404, f"no remediation {remediation_id}") from exc
     except InvalidTransition as exc:
@@ -114,15 +119,15 @@ _DECIDE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/remediations/{remediation_id}/approve", responses=_DECIDE_RESPONSES)
-async def approve(remediation_id: str, body: Verdict, engine: EngineDep) -> dict[str, Any]:
+async def approve(remediation_id: str, body: Verdict, request: Request, engine: EngineDep) -> dict[str, Any]:
     """Approve a proposed remediation; it starts at once, subject to the other guards."""
-    return await _decide(engine, remediation_id, body, approve=True)
+    return await _decide(request, engine, remediation_id, body, approve=True)
 
 
 @router.post("/remediations/{remediation_id}/reject", responses=_DECIDE_RESPONSES)
-async def reject(remediation_id: str, body: Verdict, engine: EngineDep) -> dict[str, Any]:
+async def reject(remediation_id: str, body: Verdict, request: Request, engine: EngineDep) -> dict[str, Any]:
     """Reject a proposed remediation (final)."""
-    return await _decide(engine, remediation_id, body, approve=False)
+    return await _decide(request, engine, remediation_id, body, approve=False)
 
 
 def _automation(stage: HealStage) -> dict[str, Any]:
@@ -146,8 +151,8 @@ async def get_automation(engine: EngineDep) -> dict[str, Any]:
 
 
 @router.put("/automation", responses={422: {"description": "bad body"}, 503: {"description": "disabled"}})
-async def put_automation(body: AutomationUpdate, engine: EngineDep) -> dict[str, Any]:
+async def put_automation(body: AutomationUpdate, request: Request, engine: EngineDep) -> dict[str, Any]:
     """Switch automation off, to dry run or on; audited, and kept across restarts."""
     stage = _stage(engine)
-    await stage.set_mode(AutomationMode(body.mode), body.who, body.why)
+    await stage.set_mode(AutomationMode(body.mode), acting(request, body.who, "who"), body.why)
     return _automation(stage)

@@ -3,7 +3,8 @@
 ``GET /api/v1/scaling`` lists each service in ``scale.services`` with its latest decision (replicas,
 reasons, hourly cost, the action's outcome) and its override. ``POST /api/v1/scaling/{service}/override``
 pins the service's replicas (``replicas``) or pauses its automation (``replicas`` null) until ``DELETE``
-releases it; both are audited. 404: not a scaled service (or, for DELETE, no override); 422: a bad body
+releases it; both are audited (*by* is the signed-in principal when access control is on).
+404: not a scaled service (or, for DELETE, no override); 422: a bad body
 or replicas outside the service's bounds.
 """
 
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from opsmind.api.auth import acting
 from opsmind.api.deps import EngineDep
 from opsmind.engine.scaling import ScaleStage
 
@@ -24,7 +26,7 @@ class OverrideCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     replicas: int | None = Field(description="pin to this many replicas; null pauses automation", ge=0)
-    by: str = Field(min_length=1, max_length=256)
+    by: str | None = Field(None, min_length=1, max_length=256, description="required while auth is off")
     reason: str = Field("", max_length=4096)
 
 
@@ -58,11 +60,12 @@ async def list_scaling(engine: EngineDep) -> list[dict[str, Any]]:
 @router.post(
     "/{service}/override", responses={404: {"description": "not scaled"}, 422: {"description": "bad"}}
 )
-async def override(service: str, body: OverrideCreate, engine: EngineDep) -> dict[str, Any]:
+async def override(service: str, body: OverrideCreate, request: Request, engine: EngineDep) -> dict[str, Any]:
     """Pin the replicas (or pause automation) until released; answers with the decision it caused."""
     stage = _stage(engine, service)
+    by = acting(request, body.by, "by")
     try:
-        return await stage.override(service, body.replicas, body.by, body.reason)
+        return await stage.override(service, body.replicas, by, body.reason)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
 
@@ -70,12 +73,13 @@ async def override(service: str, body: OverrideCreate, engine: EngineDep) -> dic
 @router.delete("/{service}/override", responses={404: {"description": "no override"}})
 async def release(
     service: str,
+    request: Request,
     engine: EngineDep,
-    by: str = Query("api", min_length=1, max_length=256),
+    by: str | None = Query(None, min_length=1, max_length=256, description="who, while auth is off"),
     reason: str = Query("", max_length=4096),
 ) -> dict[str, Any]:
     """Release the override; automation decides again at once."""
     stage = _stage(engine, service)
     if service not in stage.overrides:
         raise HTTPException(404, f"no override on {service!r}")
-    return await stage.release(service, by, reason)
+    return await stage.release(service, acting(request, by, "by", default="api"), reason)
