@@ -24,6 +24,7 @@ from opsmind.decide.recommend import InstanceOption, Placement, Recommendation, 
 from opsmind.detect.stage import ANOMALIES_TOPIC, SAMPLES_TOPIC, DetectStage
 from opsmind.engine.heal_actuators import build_actuate
 from opsmind.engine.healing import HealStage
+from opsmind.engine.live import LiveHub, ObservedStore
 from opsmind.engine.scaling import ScaleStage
 from opsmind.heal.executor import Actuate
 from opsmind.incidents.feedback import NoiseClassifier
@@ -40,7 +41,6 @@ from opsmind.predict.base import Forecaster
 from opsmind.predict.stage import PredictStage, ServiceView
 from opsmind.store.credentials import CredentialStore
 from opsmind.store.protocols import TooManySeriesError
-from opsmind.store.sqlite import SqliteStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import Anomaly, Event, Feedback, Incident, IncidentStatus, SeriesSamples
 
@@ -90,7 +90,8 @@ class Engine:
         self.settings = settings
         self.clock = clock or RealClock()
         self.telemetry = telemetry or Telemetry()
-        self.store = SqliteStore(
+        # Observed: the live hub hears of the records the stages and the API write (audit, remediations...).
+        self.store = ObservedStore(
             settings.storage.path, settings.storage, max_series=settings.ingest.max_series
         )
         self.credentials = CredentialStore(settings.storage.path)
@@ -170,6 +171,9 @@ class Engine:
                 settings.incidents.group_window_s,
             )
             self.stages.append(self.healing)
+        self.live: LiveHub | None = None  # the dashboard's live events (GET /api/v1/ws)
+        if settings.live.enabled:
+            self.live = LiveHub(self.bus, self.store, self.clock, self.telemetry, settings.live)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -200,6 +204,8 @@ class Engine:
     async def start(self) -> None:
         self._stop.clear()
         await asyncio.to_thread(self.retrain_noise)  # verdicts given before a restart still count
+        if self.live is not None:
+            await self.live.start()  # joins its consumer groups before any producer starts
         for stage in self.stages:
             await stage.start()
         if self.settings.scrape:
@@ -215,6 +221,8 @@ class Engine:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self.live is not None:
+            await self.live.stop()
         for stage in self.stages:
             await stage.stop()
         for task in self._tasks:
@@ -236,7 +244,7 @@ class Engine:
             self.reject(source, 422)
             raise IngestError(str(exc), status=422) from exc
         self._samples.labels(source).inc(stored)
-        if self.stages:
+        if self.stages or self.live is not None:
             await self.bus.publish(SAMPLES_TOPIC, batch)
         return stored
 
@@ -256,7 +264,7 @@ class Engine:
             return 0
         await asyncio.to_thread(self.store.put_many, anomalies)
         self._anomalies_in.labels(source).inc(len(anomalies))
-        if self.stages:
+        if self.stages or self.live is not None:
             for a in anomalies:
                 await self.bus.publish(ANOMALIES_TOPIC, a)
         return len(anomalies)
