@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from opsmind.cli.auth_cmd import tokens_app, users_app
 from opsmind.cli.rca_cmd import rca_app
 from opsmind.config import ConfigError, Settings, load_settings
 
@@ -29,6 +30,8 @@ bench_app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
 app.add_typer(rca_app, name="rca")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 console = Console(stderr=True)
 
 
