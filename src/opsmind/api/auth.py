@@ -153,6 +153,14 @@ def bearer_token(conn: HTTPConnection) -> str | None:
     return value.strip()
 
 
+def route_path(conn: HTTPConnection) -> str:
+    """The path the router matches on: the request's path without the app's ``root_path`` (as routing
+    sees it, so the policy and the route always agree on which route this is)."""
+    path: str = conn.scope["path"]
+    root: str = conn.scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 async def authorize(conn: HTTPConnection) -> None:
     """The app-wide dependency: resolve the caller and apply :func:`required_role`.
 
@@ -164,9 +172,14 @@ async def authorize(conn: HTTPConnection) -> None:
         conn.state.principal = ANONYMOUS
         return
     method = conn.scope["method"]
-    path = conn.url.path
+    path = route_path(conn)
     needed = required_role(method, path)
-    token = bearer_token(conn)
+    try:
+        token = bearer_token(conn)
+    except AuthFailed:
+        if needed is not None:
+            raise
+        token = None  # an open route does not care about a malformed header (a probe's Basic auth)
     caller: Principal | None = None
     reason = "missing bearer token (Authorization: Bearer <token>; POST /api/v1/auth/login gives one)"
     if token is not None:
