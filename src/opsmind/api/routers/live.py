@@ -85,14 +85,23 @@ async def live_updates(websocket: WebSocket, token: str | None = None) -> None:
         asyncio.create_task(_write(websocket, client)),
         asyncio.create_task(_recheck(websocket, client, token)),
     ]
+    for task in tasks:
+        task.add_done_callback(_report)
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            exc = task.exception()
-            if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
-                log.warning("live: connection of %s failed", principal.name, exc_info=exc)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        client.disconnect()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        client.disconnect()
+        # asyncio.wait, not gather: the tasks' own cancellations must not pass for this task's (the
+        # server's cancel scope swallows only the cancellation it sent).
+        await asyncio.wait(tasks)
+
+
+def _report(task: asyncio.Task[None]) -> None:
+    """Retrieve a finished task's exception; a disconnect is the normal end of a connection."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
+        log.warning("live: a connection task failed", exc_info=exc)
