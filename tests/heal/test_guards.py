@@ -137,7 +137,7 @@ def test_chain_returns_the_first_refusal_and_asks_for_escalation() -> None:
 
 def test_chain_allows_and_dry_run_skips_approval() -> None:
     v = chain(approval_above_risk=9).check(GuardInput(rem(), NOW, replicas=4))
-    assert v.allowed and not v.escalate and not v.dry_run and len(v.reasons) == 8
+    assert v.allowed and not v.escalate and not v.dry_run and len(v.reasons) == 9
     dry = Guards(GuardSettings(mode=AutomationMode.DRY_RUN, approval_above_risk=0))
     v = dry.check(GuardInput(rem(risk=3), NOW, replicas=4))
     assert v.allowed and v.dry_run and any("not asked" in r for r in v.reasons)

@@ -9,6 +9,12 @@ fails. Steps already verified are kept: they did what they promised. Escalation 
 ``escalate`` flag of an :class:`Outcome`) whenever a guard refuses, approval is needed, a step fails, a
 remediation is aborted, or a rollback fails.
 
+People step in with :meth:`Executor.approve` and :meth:`Executor.reject` (a proposed remediation),
+:meth:`Executor.roll_back` (undo the steps an executing, verifying or succeeded remediation sent, with the
+same rollback actions a failed verification uses) and :meth:`Executor.submit` with ``requested_by`` (a
+runbook run by hand: every guard but approval still applies). A pause of the service or automation
+switched off also stops a running remediation before its next step.
+
 The executor is a controller: it holds the clock, the store, the actuator and the metrics reader; every
 choice it makes comes from the pure functions of :mod:`opsmind.heal.state` and :mod:`opsmind.heal.guards`
 and goes to the audit log with its reason. A step's idempotency key is committed *before* its action is
@@ -29,7 +35,9 @@ from opsmind.heal.guards import AutomationMode, GuardInput, Guards, GuardVerdict
 from opsmind.heal.guards import approve as approve_remediation
 from opsmind.heal.guards import reject as reject_remediation
 from opsmind.heal.state import (
+    ROLLBACK_FROM,
     UNFINISHED,
+    InvalidTransition,
     Remediation,
     RemediationLog,
     audit,
@@ -168,6 +176,15 @@ class Outcome:
     escalate: bool = False
 
 
+class RollbackRefused(InvalidTransition):
+    """A rollback by hand is not possible now (nothing changed); ``allowed`` lists the states it is
+    possible from."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.allowed = tuple(sorted(s.value for s in ROLLBACK_FROM))
+
+
 @dataclass(frozen=True, slots=True)
 class _Failed:
     ok: bool = False
@@ -207,30 +224,37 @@ class Executor:
         why: str = "",
         context: Mapping[str, str] | None = None,
         remediation_id: str | None = None,
+        requested_by: str | None = None,
+        dry_run: bool = False,
     ) -> Outcome:
         """Propose a remediation and ask the guards: approved automatically, left awaiting a person's
         approval, or refused and escalated. ``context`` (the incident's fields) is persisted with it and
-        handed to ``runbooks`` with the runbook's name."""
+        handed to ``runbooks`` with the runbook's name. ``requested_by``: a person ran it by hand (the
+        approval guard lets it pass, the others hold); ``dry_run``: only a dry run, whatever the mode."""
         context = dict(context or {})
         steps = self.runbooks(runbook, context)
         if not steps:
             raise ValueError(f"unknown or empty runbook {runbook!r}")
         now = self.clock.now()
         why = why or f"runbook {runbook} proposed for {service}"
+        by = self.actor if requested_by is None else f"user:{requested_by}"
         rem = new_remediation(
             service=service,
             runbook=runbook,
             risk=risk,
             step_count=len(steps),
             at=now,
-            by=self.actor,
+            by=by,
             why=why,
             incident_id=incident_id,
             touched_replicas=touched_replicas,
             context=context,
             remediation_id=remediation_id,
+            requested_by=requested_by,
+            dry_run=dry_run,
         )
-        self.log.commit(rem, [audit(rem, self.actor, "propose", now, reason=why)])
+        verb = "propose" if requested_by is None else "run_by_hand"
+        self.log.commit(rem, [audit(rem, by, verb, now, reason=why)])
         verdict = self._guard(rem, now)
         if verdict.allowed:
             new = rem.advance(S.APPROVED, at=now, by=self.actor, why="; ".join(verdict.reasons))
@@ -244,6 +268,70 @@ class Executor:
 
     def reject(self, remediation_id: str, *, who: str, why: str) -> Remediation:
         return reject_remediation(self.log, remediation_id, who=who, why=why, now=self.clock.now())
+
+    def roll_back(self, remediation_id: str, *, who: str, why: str) -> Outcome:
+        """A person rolls back an executing, verifying or succeeded remediation: the rollback of every
+        step it sent (its declared rollback action, else the actuator's revert token), last step first,
+        each written ahead and never sent twice, as after a failed verification. It ends ``rolled_back``,
+        or ``escalated`` when a rollback action fails. Audited with who and why.
+
+        KeyError: unknown; :class:`RollbackRefused`: not in a state to roll back, its runbook changed,
+        or no step it sent can be undone (nothing is changed then); ValueError: no who or why."""
+        if not who.strip() or not why.strip():
+            raise ValueError("a rollback needs who and why")
+        rem = self.log.get(remediation_id)
+        if rem is None:
+            raise KeyError(f"no remediation {remediation_id}")
+        if rem.state not in ROLLBACK_FROM:
+            allowed = ", ".join(sorted(s.value for s in ROLLBACK_FROM))
+            raise RollbackRefused(
+                f"remediation {remediation_id} is {rem.state.value}; it can be rolled back when {allowed}"
+            )
+        steps = self.runbooks(rem.runbook, rem.context)
+        if not steps or len(steps) != rem.step_count:
+            raise RollbackRefused(
+                f"runbook {rem.runbook} is gone or changed since remediation {remediation_id} ran: "
+                "its rollback actions are unknown"
+            )
+        sent = [i for i in range(rem.step_count) if step_key(rem.id, i) in rem.sent_keys]
+        undo = [i for i in reversed(sent) if steps[i].rollback is not None or str(i) in rem.revert_tokens]
+        if not undo:
+            what = "sent no step yet" if not sent else "sent no step that declares a rollback"
+            raise RollbackRefused(f"remediation {remediation_id} {what}: nothing to roll back")
+        actor, now = f"user:{who}", self.clock.now()
+        kept = [
+            f"step {i} ({steps[i].name}) declares no rollback; left as it is" for i in sent if i not in undo
+        ]
+        undone: list[str] = []
+        for i in undo:
+            step, key = steps[i], rollback_key(rem.id, i)
+            if key in rem.sent_keys:  # a rollback interrupted earlier: never sent twice
+                failure = f"step {i} ({step.name})'s rollback was already sent; its outcome is unknown"
+                return self._rollback_failed(rem, actor, why, failure, undone, now)
+            request = self._rollback_request(rem, step, i, key)
+            rem = rem.changed(at=now, sent_keys=(*rem.sent_keys, key))
+            self.log.commit(rem, [audit(rem, actor, "send_rollback", now, reason=why, **_describe(request))])
+            reply = self._send(request, rem.dry_run)
+            if not reply.ok:
+                failure = f"step {i} ({step.name}) rollback {request.action} failed: {reply.detail}"
+                return self._rollback_failed(rem, actor, why, failure, undone, now)
+            undone.append(f"step {i} ({step.name}) rolled back with {request.action}: {reply.detail}")
+        new = rem.advance(S.ROLLED_BACK, at=now, by=actor, why=why, rollback_pending=False)
+        return self._commit(new, "rolled_back", why, now, actor=actor, undone=undone, kept=kept)
+
+    def _rollback_failed(
+        self, rem: Remediation, actor: str, why: str, failure: str, undone: list[str], now: float
+    ) -> Outcome:
+        reason = f"rollback by hand ({why}) stopped: {failure}"
+        new = rem.advance(
+            S.ESCALATED,
+            at=now,
+            by=actor,
+            why=reason,
+            rollback_pending=False,
+            escalations=(*rem.escalations, reason),
+        )
+        return self._commit(new, "rollback_failed", reason, now, escalate=True, actor=actor, undone=undone)
 
     def recover(self) -> list[Outcome]:
         """After a restart: make half-done remediations safe (see :func:`opsmind.heal.state.recover`);
@@ -299,7 +387,7 @@ class Executor:
             why="; ".join(verdict.reasons),
             step_index=0,
             started_at=now,
-            dry_run=verdict.dry_run,
+            dry_run=verdict.dry_run or rem.dry_run,  # a dry run asked for by hand stays one
         )
         return self._commit(new, "started", verdict.reason, now, reasons=list(verdict.reasons))
 
@@ -307,6 +395,10 @@ class Executor:
         i, service = rem.step_index, rem.service or ""
         if self.guards.settings.mode is AutomationMode.OFF:
             return self._stop(rem, "automation was switched off; no further step is sent", now)
+        hold = self.guards.settings.paused.get(service)
+        if hold is not None:
+            why = f"{service} paused by {hold.who}: {hold.why}; no further step is sent"
+            return self._stop(rem, why, now)
         key = step_key(rem.id, i)
         if key in rem.sent_keys:  # only after an interrupted commit: never send twice
             why = f"step {i} ({step.name}) was already sent; not sent again, verifying its effect"
@@ -395,17 +487,11 @@ class Executor:
         return self._commit(new, "verification_failed", why, now, escalate=not undo)
 
     def _rollback(self, rem: Remediation, step: Step, now: float) -> Outcome:
-        i, service = rem.step_index, rem.service or ""
+        i = rem.step_index
         key = rollback_key(rem.id, i)
         if key in rem.sent_keys:
             return self._stop(rem, f"step {i}'s rollback was already sent; its outcome is unknown", now)
-        if step.rollback is not None:
-            request = ActionRequest(
-                service, step.rollback.action, dict(step.rollback.params), key, rem.id, step.name
-            )
-        else:
-            token = rem.revert_tokens[str(i)]
-            request = ActionRequest(service, "revert", {"revert_token": token}, key, rem.id, step.name)
+        request = self._rollback_request(rem, step, i, key)
         sending = rem.changed(at=now, sent_keys=(*rem.sent_keys, key))
         self.log.commit(sending, [audit(sending, self.actor, "send_rollback", now, **_describe(request))])
         reply = self._send(request, rem.dry_run)
@@ -417,6 +503,16 @@ class Executor:
         return self._stop(sending, why, now)
 
     # -- helpers -------------------------------------------------------------------------------------------
+
+    def _rollback_request(self, rem: Remediation, step: Step, i: int, key: str) -> ActionRequest:
+        """Step ``i``'s undo: its declared rollback action, else a revert with the actuator's token."""
+        service = rem.service or ""
+        if step.rollback is not None:
+            return ActionRequest(
+                service, step.rollback.action, dict(step.rollback.params), key, rem.id, step.name
+            )
+        token = rem.revert_tokens[str(i)]
+        return ActionRequest(service, "revert", {"revert_token": token}, key, rem.id, step.name)
 
     def _guard(self, rem: Remediation, now: float) -> GuardVerdict:
         settings = self.guards.settings
@@ -449,9 +545,18 @@ class Executor:
         return self._commit(new, target.value, why, now, escalate=True)
 
     def _commit(
-        self, rem: Remediation, event: str, why: str, now: float, *, escalate: bool = False, **detail: Any
+        self,
+        rem: Remediation,
+        event: str,
+        why: str,
+        now: float,
+        *,
+        escalate: bool = False,
+        actor: str | None = None,
+        **detail: Any,
     ) -> Outcome:
-        self.log.commit(rem, [audit(rem, self.actor, event, now, reason=why, escalate=escalate, **detail)])
+        who = self.actor if actor is None else actor
+        self.log.commit(rem, [audit(rem, who, event, now, reason=why, escalate=escalate, **detail)])
         return Outcome(rem, event, why, escalate)
 
     def _check(self, check: Check, service: str) -> tuple[bool, str]:

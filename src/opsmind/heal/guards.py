@@ -7,8 +7,9 @@ whose reason becomes visible status and the audit log's "why". Every refusal ask
 person is told that OpsMind wanted to act and did not (the notifier is wired by the engine).
 
 The order puts the hard limits first, so that nobody is asked to approve something a limit would
-refuse anyway: the automation switch, one remediation per service, the blast radius, the cooldowns, the
-rate limits, and approval last.
+refuse anyway: the automation switch, a person's pause of the service, one remediation per service, the
+blast radius, the cooldowns, the rate limits, and approval last. A remediation a person ran by hand
+(``requested_by``) passes the approval guard: their request is the approval; every other guard holds.
 
 Approval is recorded with :func:`approve` and :func:`reject`: who and why become a transition of the
 remediation and an audit entry. In dry-run mode approval is not asked (nothing changes), but the
@@ -17,7 +18,7 @@ verdict says it would have been.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -47,6 +48,18 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class Pause:
+    """A person's hold on one service's healing: no remediation starts there until it is lifted."""
+
+    who: str
+    why: str
+    at: float
+
+    def as_json(self) -> dict[str, str | float]:
+        return {"who": self.who, "why": self.why, "at": self.at}
+
+
+@dataclass(frozen=True, slots=True)
 class GuardSettings:
     """The limits; the defaults are cautious (dry run, approval above risk 1)."""
 
@@ -59,6 +72,8 @@ class GuardSettings:
     blast_radius_pct: float = 50.0
     blast_radius_min_replicas: int = 1
     """Always allowed to touch this many replicas, so a one-replica service can be restarted; 0: strict."""
+    paused: Mapping[str, Pause] = field(default_factory=dict)
+    """Services whose healing a person paused (service -> who, why, when)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.blast_radius_pct <= 100.0:
@@ -84,6 +99,14 @@ def automation_switch(mode: AutomationMode) -> GuardResult:
     if mode is AutomationMode.OFF:
         return False, "automation is switched off"
     return True, f"automation is {mode.value}"
+
+
+def service_paused(rem: Remediation, paused: Mapping[str, Pause]) -> GuardResult:
+    """Nothing starts on a service a person paused (``PUT /api/v1/automation/services/{service}``)."""
+    hold = paused.get(rem.service or "")
+    if hold is not None:
+        return False, f"{rem.service} paused by {hold.who}: {hold.why}"
+    return True, f"{rem.service} is not paused"
 
 
 def one_at_a_time(rem: Remediation, active: Sequence[Remediation]) -> GuardResult:
@@ -158,7 +181,10 @@ def rate_limit(
 
 
 def approval(rem: Remediation, above_risk: int) -> GuardResult:
-    """A runbook riskier than ``above_risk`` runs only once a person approved it."""
+    """A runbook riskier than ``above_risk`` runs only once a person approved it, or when a person ran
+    it by hand (their request is the approval)."""
+    if rem.requested_by is not None:
+        return True, f"risk {rem.risk}: run by hand by {rem.requested_by}, no further approval asked"
     if rem.risk <= above_risk:
         return True, f"risk {rem.risk} <= {above_risk}: no approval needed"
     if rem.state is RemediationState.APPROVED:
@@ -214,6 +240,7 @@ class Guards:
         s, rem, now = self.settings, inp.remediation, inp.now
         return [
             ("automation_switch", automation_switch(s.mode)),
+            ("service_paused", service_paused(rem, s.paused)),
             ("one_at_a_time", one_at_a_time(rem, inp.active)),
             (
                 "blast_radius",

@@ -32,6 +32,12 @@ Every outcome that asks for a person goes to ``escalate``.
 
 The steps of a remediation are planned from its persisted context (the incident's fields, the fault kind
 and its own id), so after a restart :meth:`Healer.recover` plans them again and the executor carries on.
+
+People override the choice: :meth:`Healer.advise` shows what :meth:`Healer.handle` would weigh (the
+classification and every candidate runbook ranked with the recommender's explanation, whether it can be
+bound and whether it was tried); :meth:`Healer.run_by_hand` submits the runbook a person chose, bound
+the same way, as a remediation requested by them (every guard but approval holds);
+:meth:`Healer.roll_back` undoes a remediation's steps and learns that it did not help.
 """
 
 from __future__ import annotations
@@ -100,6 +106,46 @@ class HealDecision:
             )
         chosen = next((c.explanation for c in self.choices if c.runbook == self.runbook), self.runbook)
         return f"{head}; treating it as {self.kind}: {chosen}"
+
+
+class RunbookNotBound(PlanError):
+    """A runbook chosen by hand cannot be bound to the incident: ``missing`` names the fields it lacks."""
+
+    def __init__(self, message: str, missing: Sequence[str]) -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
+
+
+@dataclass(frozen=True, slots=True)
+class RunbookOption:
+    """One candidate runbook for an incident, as a person choosing one sees it."""
+
+    runbook: str
+    kind: str
+    rank: int
+    utility: float
+    p_success: float
+    risk: str
+    description: str
+    explanation: str
+    bindable: bool
+    problem: str | None
+    tried: bool
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "runbook": self.runbook,
+            "kind": self.kind,
+            "rank": self.rank,
+            "utility": self.utility,
+            "p_success": self.p_success,
+            "risk": self.risk,
+            "description": self.description,
+            "explanation": self.explanation,
+            "bindable": self.bindable,
+            "problem": self.problem,
+            "tried": self.tried,
+        }
 
 
 @dataclass
@@ -207,7 +253,15 @@ class Healer:
         )
         return self._decided(decision)
 
-    def _submit(self, request: HealRequest, runbook: Runbook, fields: Mapping[str, str], why: str) -> Outcome:
+    def _submit(
+        self,
+        request: HealRequest,
+        runbook: Runbook,
+        fields: Mapping[str, str],
+        why: str,
+        requested_by: str | None = None,
+        dry_run: bool = False,
+    ) -> Outcome:
         rid = uuid.uuid4().hex
         replicas = self.replicas(request.service) if self.replicas is not None else None
         share = max((s.blast_radius or 0.0 for s in runbook.steps), default=0.0)
@@ -221,7 +275,96 @@ class Healer:
             why=why,
             context={**fields, "remediation_id": rid},
             remediation_id=rid,
+            requested_by=requested_by,
+            dry_run=dry_run,
         )
+
+    # -- people ------------------------------------------------------------------------------------------
+
+    def advise(self, request: HealRequest) -> tuple[Prediction, list[RunbookOption]]:
+        """The classification of ``request``'s incident and every runbook :meth:`handle` would weigh for
+        it, per kind in the order it tries them, each ranked by the recommender with its explanation,
+        whether it binds to the incident's fields and whether it was tried on this incident already."""
+        prediction = self.classify(request.observation)
+        tried = self.tried.get(request.incident_id, {})
+        out: list[RunbookOption] = []
+        seen: set[str] = set()
+        for kind, confidence in _kinds_to_try(prediction):
+            books = [rb for rb in self._by_kind.get(kind, []) if rb.name not in seen]
+            if not books:
+                continue
+            assert self.recommender is not None
+            candidates = [Candidate(rb.name, rb.risk, rb.cost / self._max_cost) for rb in books]
+            for choice in self.recommender.rank(kind, candidates, confidence):
+                runbook = self.runbooks[choice.runbook]
+                seen.add(runbook.name)
+                context = {**request.fields, "fault_kind": kind, "incident_id": request.incident_id}
+                try:
+                    plan(runbook, context, self.read, self.clock.now)
+                    problem = None
+                except PlanError as exc:
+                    problem = str(exc)
+                out.append(
+                    RunbookOption(
+                        runbook.name,
+                        kind,
+                        choice.rank,
+                        choice.utility,
+                        choice.p_success,
+                        runbook.risk,
+                        runbook.description,
+                        choice.explanation,
+                        problem is None,
+                        problem,
+                        runbook.name in tried,
+                    )
+                )
+        return prediction, out
+
+    def run_by_hand(
+        self, request: HealRequest, runbook_name: str, *, who: str, why: str, dry_run: bool = False
+    ) -> Outcome:
+        """Submit the runbook a person chose for ``request``'s incident, bound to its fields as
+        :meth:`handle` binds them, as a remediation requested by ``who``: the approval guard lets it
+        pass, every other guard holds (a refusal is the outcome, escalated state and all).
+
+        KeyError: no such runbook; :class:`RunbookNotBound`: a field it needs is missing;
+        ValueError: no who or why."""
+        if not who.strip() or not why.strip():
+            raise ValueError("running a runbook by hand needs who and why")
+        runbook = self.runbooks.get(runbook_name)
+        if runbook is None:
+            raise KeyError(f"no runbook {runbook_name!r}")
+        prediction = self.classify(request.observation)
+        treats = [k for k, _ in _kinds_to_try(prediction) if k in runbook.fault_kinds]
+        kind = treats[0] if treats else runbook.fault_kinds[0]
+        context = {**request.fields, "fault_kind": kind, "incident_id": request.incident_id}
+        try:
+            plan(runbook, context, self.read, self.clock.now)
+        except PlanError as exc:
+            missing = sorted(f for f in runbook.fields if context.get(f) is None)
+            raise RunbookNotBound(str(exc), missing) from exc
+        outcome = self._submit(
+            request, runbook, context, f"run by hand by {who}: {why}", requested_by=who, dry_run=dry_run
+        )
+        if outcome.remediation.state is not S.ESCALATED:  # refused: it may still be chosen later
+            runs = self.tried.setdefault(request.incident_id, {}).setdefault(runbook.name, {})
+            runs[_signature(runbook, request.fields)] = False  # until it verifies (see _finished)
+        return outcome
+
+    def roll_back(self, remediation_id: str, *, who: str, why: str) -> Outcome:
+        """A person rolls a remediation back (:meth:`Executor.roll_back`); what was undone did not help,
+        which the knowledge base learns (a live run only). Errors as :meth:`Executor.roll_back`."""
+        outcome = self.executor.roll_back(remediation_id, who=who, why=why)
+        rem = outcome.remediation
+        self._plans.pop(rem.id, None)
+        if rem.incident_id is not None and self._verified.get(rem.incident_id, rem).id == rem.id:
+            self._verified.pop(rem.incident_id, None)
+        if not rem.dry_run and rem.started_at is not None:
+            self._record(rem, False, f"rolled back by {who}: {why}")
+        if outcome.escalate:
+            self._escalate(outcome)
+        return outcome
 
     def _decided(self, decision: HealDecision) -> HealDecision:
         self.decisions.append(decision)

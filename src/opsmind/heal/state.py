@@ -8,6 +8,8 @@ A remediation runs one runbook against one service::
     proposed -> rejected (a person said no) | escalated (a guard refused) | aborted
     approved -> escalated (a guard refused at start) | aborted
     executing | verifying -> aborted (recovery found it too old to resume)
+    executing | verifying | succeeded -> rolled_back | escalated (a person rolled it back by hand; escalated
+                                         when a rollback action failed)
 
 The allowed moves are data (:data:`TRANSITIONS`); :meth:`Remediation.advance` is a pure function that
 refuses any other move. ``failed`` is final when nothing needs undoing, otherwise it waits for its rollback
@@ -69,10 +71,10 @@ S = RemediationState
 TRANSITIONS: Mapping[RemediationState, frozenset[RemediationState]] = {
     S.PROPOSED: frozenset({S.APPROVED, S.REJECTED, S.ESCALATED, S.ABORTED}),
     S.APPROVED: frozenset({S.EXECUTING, S.ESCALATED, S.ABORTED}),
-    S.EXECUTING: frozenset({S.VERIFYING, S.FAILED, S.ABORTED}),
-    S.VERIFYING: frozenset({S.EXECUTING, S.SUCCEEDED, S.FAILED, S.ABORTED}),
+    S.EXECUTING: frozenset({S.VERIFYING, S.FAILED, S.ABORTED, S.ROLLED_BACK, S.ESCALATED}),
+    S.VERIFYING: frozenset({S.EXECUTING, S.SUCCEEDED, S.FAILED, S.ABORTED, S.ROLLED_BACK, S.ESCALATED}),
     S.FAILED: frozenset({S.ROLLED_BACK, S.ESCALATED}),
-    S.SUCCEEDED: frozenset(),
+    S.SUCCEEDED: frozenset({S.ROLLED_BACK, S.ESCALATED}),  # a person's rollback by hand
     S.ROLLED_BACK: frozenset(),
     S.REJECTED: frozenset(),
     S.ABORTED: frozenset(),
@@ -80,7 +82,12 @@ TRANSITIONS: Mapping[RemediationState, frozenset[RemediationState]] = {
 }
 """Every allowed move; anything not listed is refused."""
 
-TERMINAL: frozenset[RemediationState] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+TERMINAL: frozenset[RemediationState] = frozenset(
+    {S.SUCCEEDED, S.ROLLED_BACK, S.REJECTED, S.ABORTED, S.ESCALATED}
+)
+"""Nothing more happens to these on their own; only a person's rollback moves a succeeded one on."""
+ROLLBACK_FROM: frozenset[RemediationState] = frozenset({S.EXECUTING, S.VERIFYING, S.SUCCEEDED})
+"""States from which a person may roll a remediation back by hand (the steps it sent are undone)."""
 UNFINISHED: frozenset[RemediationState] = frozenset({S.EXECUTING, S.VERIFYING, S.FAILED})
 """States in which a remediation may have changed the service and is not done with it."""
 
@@ -146,6 +153,9 @@ class Remediation(Record):
     context: dict[str, str] = Field(
         default_factory=dict, description="the incident's fields the runbook was bound to (for recovery)"
     )
+    requested_by: str | None = Field(
+        None, description="the person who ran it by hand (their request stands in for an approval)"
+    )
 
     @property
     def status_value(self) -> str:
@@ -194,8 +204,11 @@ def new_remediation(
     touched_replicas: int = 1,
     remediation_id: str | None = None,
     context: dict[str, str] | None = None,
+    requested_by: str | None = None,
+    dry_run: bool = False,
 ) -> Remediation:
-    """A freshly proposed remediation whose history starts with its creation."""
+    """A freshly proposed remediation whose history starts with its creation; ``requested_by`` names the
+    person who ran it by hand, ``dry_run`` asks for a dry run whatever the automation mode."""
     created = Transition(source=None, target=S.PROPOSED, at=at, by=by, why=why)
     extra = {} if remediation_id is None else {"id": remediation_id}
     return Remediation(
@@ -209,6 +222,8 @@ def new_remediation(
         created_at=at,
         history=(created,),
         context=dict(context or {}),
+        requested_by=requested_by,
+        dry_run=dry_run,
         **extra,
     )
 
