@@ -12,8 +12,11 @@ healer drives its remediations (steps, verification, rollback). At start, half-d
 a restart are made safe (:meth:`Healer.recover`) before anything else runs.
 
 People act through :meth:`HealStage.approve`, :meth:`HealStage.reject` and :meth:`HealStage.set_mode`
-(the API's ``/remediations`` and ``/automation``). The mode is persisted: an operator who switched
-automation off in an emergency does not get it back on by a restart.
+(the API's ``/remediations`` and ``/automation``), pause one service (:meth:`HealStage.set_paused`), roll
+a remediation back (:meth:`HealStage.roll_back`) and run a runbook of their choice on an incident
+(:meth:`HealStage.advise`, :meth:`HealStage.run_runbook`). The mode and the pauses are persisted: an
+operator who switched automation off, or paused a service, in an emergency does not get it back on by a
+restart.
 
 Every decision is audited (the healer's choice with its explanation here; proposals, guard verdicts,
 steps, approvals and recoveries by the executor). An outcome that asks for a person is sent to the
@@ -39,12 +42,12 @@ from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
 from opsmind.config import ConfigError, HealSettings
 from opsmind.engine.heal_reading import StoreView, fields, observe, users_affected
-from opsmind.heal.classify import FaultClassifier
+from opsmind.heal.classify import FaultClassifier, Prediction
 from opsmind.heal.executor import Actuate, Outcome
-from opsmind.heal.guards import AutomationMode, Guards, GuardSettings, RateLimit
-from opsmind.heal.healer import RISK_LEVEL, HealDecision, Healer, HealRequest
+from opsmind.heal.guards import AutomationMode, Guards, GuardSettings, Pause, RateLimit
+from opsmind.heal.healer import RISK_LEVEL, HealDecision, Healer, HealRequest, RunbookOption
 from opsmind.heal.runbook import Runbook, RunbookError, bundled_dir, load_library
-from opsmind.heal.state import Remediation
+from opsmind.heal.state import Remediation, RemediationState
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
 from opsmind.notify.base import Notifier
 from opsmind.store.protocols import EventStore, SampleStore
@@ -54,6 +57,7 @@ from opsmind.types import Anomaly, AuditEntry, Decision, Incident
 log = logging.getLogger(__name__)
 ACTOR = "opsmind:heal"
 MODE_RECORD = "heal:automation_mode"  # one Decision record holds the mode set by a person
+PAUSES_RECORD = "heal:paused_services"  # one Decision record holds every service's pause
 ESCALATED = "remediation_escalated"
 
 
@@ -146,6 +150,7 @@ class HealStage(Stage):
     async def start(self) -> None:
         async with self._lock:
             await asyncio.to_thread(self._restore_mode)
+            await asyncio.to_thread(self._restore_pauses)
             outcomes = await asyncio.to_thread(self.healer.recover)
             for o in outcomes:
                 log.warning("heal: after restart, remediation %s: %s", o.remediation.id, o.reason)
@@ -290,6 +295,106 @@ class HealStage(Stage):
                 guards.settings.mode.value,
             )
         guards.settings = dataclasses.replace(guards.settings, mode=mode)
+
+    @property
+    def paused(self) -> dict[str, Pause]:
+        """The services whose healing a person paused, by name."""
+        return dict(self.healer.guards.settings.paused)
+
+    async def set_paused(self, service: str, paused: bool, who: str, why: str) -> dict[str, Any]:
+        """Pause (or resume) healing on one service: nothing starts there, and a running remediation sends
+        no further step, until resumed. Persisted and audited with who and why. ValueError: no who, why
+        or service."""
+        if not service.strip() or not who.strip() or not why.strip():
+            raise ValueError("pausing a service needs the service, who and why")
+        async with self._lock:
+            now = self.clock.now()
+            guards = self.healer.guards
+            holds = dict(guards.settings.paused)
+            before = holds.get(service)
+            if paused:
+                holds[service] = Pause(who, why, now)
+            else:
+                holds.pop(service, None)
+            guards.settings = dataclasses.replace(guards.settings, paused=holds)
+            value = {"services": {k: v.as_json() for k, v in sorted(holds.items())}}
+            record = Decision(
+                id=PAUSES_RECORD, at=now, name="heal_paused_services", value=value, reasons=(why,)
+            )
+            detail = {
+                "paused": paused,
+                "who": who,
+                "why": why,
+                "reason": why,
+                "previous": None if before is None else before.as_json(),
+            }
+            entry = AuditEntry(
+                at=now,
+                service=service,
+                actor=f"user:{who}",
+                verb="service_pause" if paused else "service_resume",
+                subject=service,
+                detail=detail,
+            )
+            await asyncio.to_thread(self.events.put_many, [record, entry])
+            return {"service": service, "paused": paused, "who": who, "why": why, "at": now}
+
+    def _restore_pauses(self) -> None:
+        record = self.events.get(Decision, PAUSES_RECORD)
+        if record is None:
+            return
+        holds = {
+            k: Pause(str(v["who"]), str(v["why"]), float(v["at"]))
+            for k, v in record.value.get("services", {}).items()
+        }
+        for service, hold in holds.items():
+            log.warning("heal: %s stays paused (by %s: %s)", service, hold.who, hold.why)
+        guards = self.healer.guards
+        guards.settings = dataclasses.replace(guards.settings, paused=holds)
+
+    async def roll_back(self, remediation_id: str, who: str, why: str) -> Remediation:
+        """Undo the steps a remediation sent (see Executor.roll_back). KeyError: unknown; RollbackRefused
+        (an InvalidTransition): not possible now; ValueError: no who or why."""
+        async with self._lock:
+            outcome = await asyncio.to_thread(self.healer.roll_back, remediation_id, who=who, why=why)
+        await self._send_escalations()
+        return outcome.remediation
+
+    async def _incident_request(self, incident_id: str) -> HealRequest:
+        inc = await asyncio.to_thread(self.events.get, Incident, incident_id)
+        if inc is None:
+            raise LookupError(f"no incident {incident_id}")
+        return await asyncio.to_thread(self._request, inc, self.clock.now())
+
+    async def advise(self, incident_id: str) -> tuple[Prediction, list[RunbookOption]]:
+        """The incident's classification and its candidate runbooks, ranked (see Healer.advise).
+        LookupError: no such incident."""
+        request = await self._incident_request(incident_id)
+        async with self._lock:
+            return await asyncio.to_thread(self.healer.advise, request)
+
+    async def run_runbook(
+        self, incident_id: str, runbook: str, who: str, why: str, dry_run: bool = False
+    ) -> Outcome:
+        """A person runs ``runbook`` on the incident (see Healer.run_by_hand); the remediation starts at
+        once when the guards allow it. LookupError: no such incident; KeyError: no such runbook;
+        RunbookNotBound: it cannot be bound; ValueError: no who or why."""
+        request = await self._incident_request(incident_id)
+        async with self._lock:
+            outcome = await asyncio.to_thread(
+                self.healer.run_by_hand, request, runbook, who=who, why=why, dry_run=dry_run
+            )
+        now = self.clock.now()
+        detail = {
+            "runbook": runbook,
+            "remediation_id": outcome.remediation.id,
+            "why": why,
+            "dry_run": dry_run,
+        }
+        await self._audit(now, request.service, "heal_run_by_hand", incident_id, {**detail, "who": who})
+        if outcome.remediation.state is RemediationState.APPROVED:
+            self.kick()
+        return outcome
 
     # -- telling people --
 
