@@ -16,6 +16,7 @@ from opsmind.api.routers import (
     health,
     health_scores,
     ingest,
+    overrides,
     platform_events,
     prediction,
     records,
@@ -85,6 +86,7 @@ def create_app(
         prediction.router,
         scaling.router,
         remediation.router,
+        overrides.router,
         ui.router,
     ):
         app.include_router(r)
