@@ -18,7 +18,7 @@ from opsmind.clock import SimClock
 from opsmind.heal.classify import UNKNOWN, FaultClassifier, IncidentObservation, ObservedEvent
 from opsmind.heal.executor import ActionRequest, Outcome
 from opsmind.heal.guards import AutomationMode, Guards, GuardSettings, RateLimit
-from opsmind.heal.healer import MAX_RUNS_PER_RUNBOOK, HealDecision, Healer, HealRequest
+from opsmind.heal.healer import MAX_PRECHECK_REFUSALS, MAX_RUNS_PER_RUNBOOK, HealDecision, Healer, HealRequest
 from opsmind.heal.knowledge import KnowledgeBase
 from opsmind.heal.runbook import EVENT_COUNT_METRIC, Runbook, load_library
 from opsmind.heal.state import RemediationState, step_key
@@ -513,3 +513,43 @@ def test_restart_mid_send_never_sends_the_step_twice(tmp_path: Path, classifier:
         advance(clock2, 60)
         assert [o.event for o in h2.tick()] == ["succeeded"]
         assert w2.sent == []
+
+
+def test_a_precheck_refusal_teaches_nothing_frees_the_service_and_may_be_retried(
+    tmp_path: Path, classifier: FaultClassifier
+) -> None:
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, w = SimClock(T0), world()
+        w.set(EVENT_COUNT_METRIC, 0.0, service="api", reason="Deployment")  # the precheck's event not seen
+        h = healer(store, clock, w, classifier)
+        first = h.handle(incident())
+        assert first.runbook == "bad_deployment_rollback"
+        assert [o.event for o in h.tick()] == ["started", "precheck_failed"]
+        assert w.sent == []
+        assert not h.busy() and not h.busy("api")  # nothing was sent: the service is not held
+        assert h.knowledge is not None
+        st = h.knowledge.stats("bad_deployment", "bad_deployment_rollback")
+        assert (st.successes, st.failures) == (0, 0)  # no evidence either way
+
+        for _ in range(MAX_PRECHECK_REFUSALS - 1):  # offered again while the condition may still come
+            advance(clock, 40)
+            again = h.handle(incident())
+            assert again.runbook == "bad_deployment_rollback"
+            assert [o.event for o in h.tick()] == ["started", "precheck_failed"]
+        advance(clock, 40)
+        last = h.handle(incident())
+        assert last.runbook != "bad_deployment_rollback"  # refused too often: the next one is chosen
+
+
+def test_a_refused_runbook_runs_once_its_precheck_holds(tmp_path: Path, classifier: FaultClassifier) -> None:
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, w = SimClock(T0), world()
+        w.set(EVENT_COUNT_METRIC, 0.0, service="api", reason="Deployment")
+        h = healer(store, clock, w, classifier)
+        h.handle(incident())
+        h.tick()
+        w.set(EVENT_COUNT_METRIC, 1.0, service="api", reason="Deployment")
+        advance(clock, 40)
+        assert h.handle(incident()).runbook == "bad_deployment_rollback"
+        h.tick()
+        assert w.actions() == ["rollback"]

@@ -27,7 +27,8 @@ at once; one that verified is held until :meth:`Healer.resolved` says the incide
 or the same incident asks for another remediation (a failure: it did not end the problem). A runbook
 that verified may run again for the same incident when it would act on other targets (its fields have
 other values, e.g. another busiest service; at most ``MAX_RUNS_PER_RUNBOOK`` runs), one that failed may
-not.
+not. One whose first precheck said no sent nothing: it teaches nothing and may be offered again later
+(the condition may not hold *yet*), up to ``MAX_PRECHECK_REFUSALS`` times.
 Every outcome that asks for a person goes to ``escalate``.
 
 The steps of a remediation are planned from its persisted context (the incident's fields, the fault kind
@@ -63,6 +64,8 @@ RISK_LEVEL = {"low": 0, "medium": 1, "high": 2}
 MIN_ALTERNATIVE_P = 0.05
 """Kinds less likely than this are not tried as second opinions."""
 MAX_RUNS_PER_RUNBOOK = 3
+MAX_PRECHECK_REFUSALS = 3
+"""A runbook whose precheck keeps saying no on an incident is not offered a fourth time."""
 """A runbook that verified may run again for the same incident (e.g. scale out again) up to this often."""
 
 
@@ -185,6 +188,7 @@ class Healer:
         # incident -> runbook -> {the values of the fields it was bound to: whether that run verified}
         self.tried: dict[str, dict[str, dict[Signature, bool]]] = {}
         self._verified: dict[str, Remediation] = {}  # incident -> its last verified remediation
+        self._refusals: dict[tuple[str, str], int] = {}  # (incident, runbook) -> prechecks that said no
         self.decisions: list[HealDecision] = []
 
     # -- incidents in ------------------------------------------------------------------------------------
@@ -375,8 +379,10 @@ class Healer:
     # -- the loop ----------------------------------------------------------------------------------------
 
     def busy(self, service: str | None = None) -> bool:
-        """A remediation is approved or under way (on ``service``, or anywhere)."""
-        return bool(self.executor.log.in_states([S.APPROVED, *UNFINISHED], service=service))
+        """A remediation is approved or under way (on ``service``, or anywhere); a failed one counts only
+        while its rollback is pending (one that failed before sending anything is done)."""
+        live = self.executor.log.in_states([S.APPROVED, *UNFINISHED], service=service)
+        return any(not r.finished for r in live)
 
     def tick(self) -> list[Outcome]:
         """Drive every remediation one step further; learn from the ones that ended."""
@@ -396,6 +402,8 @@ class Healer:
         if rem is not None:
             self._record(rem, True, "the incident ended after it")
         self.tried.pop(incident_id, None)
+        for key in [k for k in self._refusals if k[0] == incident_id]:
+            del self._refusals[key]
 
     def recover(self) -> list[Outcome]:
         """After a restart: the executor makes half-done remediations safe; their steps are planned
@@ -405,6 +413,9 @@ class Healer:
     def _finished(self, rem: Remediation) -> None:
         if rem.dry_run or rem.started_at is None:
             return
+        if rem.state is S.FAILED and not rem.sent_keys and rem.incident_id is not None:
+            self._refused(rem)
+            return
         if rem.state is not S.SUCCEEDED or rem.incident_id is None:
             self._record(rem, rem.state is S.SUCCEEDED, rem.history[-1].why if rem.history else "")
             return
@@ -413,6 +424,18 @@ class Healer:
             runs = self.tried.setdefault(rem.incident_id, {}).setdefault(rem.runbook, {})
             runs[_signature(runbook, rem.context)] = True
         self._verified[rem.incident_id] = rem
+
+    def _refused(self, rem: Remediation) -> None:
+        """Its first precheck said no and nothing was sent: no evidence about the runbook, so nothing is
+        learned, and the condition may hold later (a pool still filling up), so it may be tried again on
+        this incident, at most ``MAX_PRECHECK_REFUSALS`` times."""
+        assert rem.incident_id is not None
+        key = (rem.incident_id, rem.runbook)
+        self._refusals[key] = self._refusals.get(key, 0) + 1
+        runbook = self.runbooks.get(rem.runbook)
+        runs = self.tried.get(rem.incident_id, {}).get(rem.runbook)
+        if runbook is not None and runs is not None and self._refusals[key] < MAX_PRECHECK_REFUSALS:
+            runs.pop(_signature(runbook, rem.context), None)
 
     def _record(self, rem: Remediation, success: bool, note: str) -> None:
         if self.knowledge is None:
