@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from opsmind.rca.frame import MetricFrame
-from opsmind.rca.ranker import metric_class, rank
+from opsmind.rca.ranker import is_occupancy, metric_class, rank
 from opsmind.rca.scoring import nsigma, robust_change
 
 T0 = 1_700_000_000.0
@@ -28,6 +28,8 @@ def frame(changes: dict[str, tuple[float, float]], seed: int = 0, n: int = 900) 
         "db_latency",
         "api_request_rate",
         "db_request_rate",
+        "api_pool_in_use_ratio",
+        "db_pool_in_use_ratio",
     ):
         x = 100.0 + rng.normal(0.0, 1.0, n)
         if name in changes:
@@ -90,7 +92,21 @@ def test_bad_fault_times_and_methods_are_refused() -> None:
         rank(f, FAULT, method="magic")
 
 
+def test_a_pool_held_open_while_a_callee_is_slow_is_explained_but_a_leaking_one_is_not() -> None:
+    g = nx.DiGraph([("gw", "api"), ("api", "db")])
+    # A slow database: the caller's pool fills (it waits longer per call) as much as the database slows.
+    slow = frame({"db_latency": (0, 50), "api_latency": (0, 50), "api_pool_in_use_ratio": (0, 50)})
+    ranked = rank(slow, FAULT, g)
+    assert ranked[0].service == "db"
+    assert "held open while callee db" in next(c for c in ranked if c.service == "api").evidence
+    # A pool leak in the caller: its pool fills while the database is fine; nothing explains it.
+    leak = frame({"api_pool_in_use_ratio": (0, 50), "api_latency": (10, 50), "gw_latency": (10, 50)})
+    assert rank(leak, FAULT, g)[0].service == "api"
+
+
 def test_metric_classes_from_names() -> None:
+    assert is_occupancy("pool_in_use_ratio") and is_occupancy("queue_depth")
+    assert not is_occupancy("cpu_utilisation") and not is_occupancy("pool_request_rate")
     assert metric_class("error_rate") == "errors"
     assert metric_class("latency-50") == "latency"
     assert metric_class("workload") == "traffic" and metric_class("request_rate") == "traffic"

@@ -15,7 +15,10 @@ by something else":
   - a *latency* or *error* metric: a callee's latency, errors or resources changed (the service waits
     on, or fails because of, something it calls);
   - a *resource* metric (CPU, memory, pool, restarts, ...): the service's own traffic changed and that
-    change is itself explained (a busier service uses more CPU).
+    change is itself explained (a busier service uses more CPU);
+  - an *occupancy* metric (pool in use, queue depth, in-flight requests: :func:`is_occupancy`), also
+    when a callee slowed or failed first: by Little's law a service that waits longer on what it calls
+    holds its connections and its queue longer, with no fault of its own.
   A service whose significant changes are all explained keeps ``EXPLAINED_WEIGHT`` of its score; the
   evidence says what explained it. Metric classes come from the metric name (:func:`metric_class`).
 
@@ -43,6 +46,16 @@ _CLASS_WORDS = (
     (LATENCY, ("latency", "duration", "response_time", "response-time", "delay")),
     (TRAFFIC, ("request", "rps", "qps", "workload", "throughput", "traffic", "rate")),
 )
+
+
+_OCCUPANCY_WORDS = ("pool", "queue", "inflight", "in_flight", "concurrency", "connections", "backlog")
+
+
+def is_occupancy(metric: str) -> bool:
+    """A resource metric that counts work held open (rises when downstream calls take longer), as opposed
+    to one that counts work done (CPU, memory, disk)."""
+    name = metric.lower()
+    return metric_class(metric) == RESOURCE and any(w in name for w in _OCCUPANCY_WORDS)
 
 
 def metric_class(metric: str) -> str:
@@ -127,6 +140,12 @@ def explanations(per: dict[str, list[MetricEvidence]], graph: nx.DiGraph) -> dic
                     out[(s, e.metric)] = f"callee {down[0]} changed"
             elif cls == RESOURCE and traffic_explained[s] and t <= e.onset_s + EXPLAIN_TOL_S:
                 out[(s, e.metric)] = f"its load from {by[0]}"
+            elif is_occupancy(e.metric):
+                slow = [
+                    c for c in callees(s) if _first(per[c], (LATENCY, ERRORS)) <= e.onset_s + EXPLAIN_TOL_S
+                ]
+                if slow:
+                    out[(s, e.metric)] = f"held open while callee {slow[0]} was slow or failing"
     return out
 
 
