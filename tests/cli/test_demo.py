@@ -1,4 +1,5 @@
-"""``opsmind demo`` as a user runs it: health within 60 s, anomalies and an incident within 2 minutes."""
+"""``opsmind demo`` as a user runs it: health within 60 s, anomalies and an incident within 2 minutes;
+access control is on (the users of ``--auth-file``) and healing is on."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import free_port
 
@@ -17,6 +19,8 @@ pytestmark = pytest.mark.slow
 
 def test_demo_serves_health_then_shows_an_incident(tmp_path: Path) -> None:
     port = free_port()
+    users = tmp_path / "users.yaml"
+    users.write_text(yaml.safe_dump({"olga": {"password": "demo-operator-pw", "role": "operator"}}))
     start = time.time()
     proc = subprocess.Popen(
         [
@@ -30,6 +34,8 @@ def test_demo_serves_health_then_shows_an_incident(tmp_path: Path) -> None:
             str(tmp_path),
             "--fault-after",
             "5",
+            "--auth-file",
+            str(users),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -44,15 +50,21 @@ def test_demo_serves_health_then_shows_an_incident(tmp_path: Path) -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
+        assert httpx.get(url + "/incidents", timeout=5).status_code == 401  # access control is on
+        login = {"username": "olga", "password": "demo-operator-pw"}
+        token = httpx.post(url + "/auth/login", json=login, timeout=5).json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
         # The first demo fault slows personalization: an incident on it must open within two minutes.
         services_with_incidents: set[object] = set()
         while time.time() - start < 120 and "personalization" not in services_with_incidents:
-            services_with_incidents = {i["service"] for i in httpx.get(url + "/incidents", timeout=5).json()}
+            incidents = httpx.get(url + "/incidents", headers=auth, timeout=5).json()
+            services_with_incidents = {i["service"] for i in incidents}
             time.sleep(1)
         assert "personalization" in services_with_incidents, f"incidents only on {services_with_incidents}"
-        anomalies = httpx.get(url + "/anomalies", params={"service": "personalization"}, timeout=5).json()
+        params = {"service": "personalization"}
+        anomalies = httpx.get(url + "/anomalies", params=params, headers=auth, timeout=5).json()
         assert anomalies and all(a["service"] == "personalization" for a in anomalies)
-        services = {s["name"] for s in httpx.get(url + "/services", timeout=5).json()}
+        services = {s["name"] for s in httpx.get(url + "/services", headers=auth, timeout=5).json()}
         assert {
             "gateway",
             "personalization",
@@ -64,7 +76,7 @@ def test_demo_serves_health_then_shows_an_incident(tmp_path: Path) -> None:
         } <= services
         # A fault injected by hand shows up as the platform would report it: a Deployment event.
         base = f"http://127.0.0.1:{port}"
-        cli = [sys.executable, "-m", "opsmind", "demo", "inject"]
+        cli = [sys.executable, "-m", "opsmind", "demo", "inject", "--token", token]
         done = subprocess.run(
             [*cli, "bad_deployment", "--service", "comms-optimizer", "-p", "error_rate=0.4", "--url", base],
             capture_output=True,
@@ -81,9 +93,12 @@ def test_demo_serves_health_then_shows_an_incident(tmp_path: Path) -> None:
         assert refused.returncode == 2 and "unknown service" in refused.stdout + refused.stderr
         reasons: set[str] = set()
         while time.time() - start < 150 and "Deployment" not in reasons:
-            reasons = {e["reason"] for e in httpx.get(url + "/events", timeout=5).json()}
+            reasons = {e["reason"] for e in httpx.get(url + "/events", headers=auth, timeout=5).json()}
             time.sleep(1)
         assert "Deployment" in reasons, f"platform events did not reach the engine: {reasons}"
+        # Healing is on and acting; riskier runbooks wait for an operator's approval.
+        automation = httpx.get(url + "/automation", headers=auth, timeout=5).json()
+        assert automation["mode"] == "on" and automation["approval_above_risk"] == 0
     finally:
         proc.terminate()
         proc.wait(20)

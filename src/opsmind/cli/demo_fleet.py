@@ -4,7 +4,13 @@ The fleet starts an hour in the past and is simulated quickly up to now, so dete
 seconds; then it steps at real time (one 5 s step every 5 s) and follows the real time of day, so the
 load is today's daily cycle. A director injects a fault every ``fault_every_s`` (rotating through the
 kinds) and, ``fault_for_s`` later, applies the remedy an operator would, through the simulator's
-actuator. The engine is fed exactly what a real fleet gives: metrics and platform events.
+actuator - only if the fault's cause is still there (OpsMind's healer may have removed it first). The
+engine is fed exactly what a real fleet gives: metrics and platform events.
+
+The engine heals the fleet too (runbook actions through the simulator). Its fault classifier is trained
+by :class:`ClassifierTraining` on simulated incidents of the benchmark's training seeds (never its test
+seeds), in a separate process while the demo runs, and swapped into the healer when ready (and kept in
+the data folder, so the next start with the same folder loads it at once).
 
 The engine also scales a few stateless services of the fleet (:data:`SCALED`) with its predictive policy,
 through the simulator's actuator (:class:`~opsmind.act.simulator.SimulatorScaler`), for real: it is a
@@ -16,9 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -27,10 +38,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from opsmind.act.base import ActionResult, ReplicaBounds
 from opsmind.act.sim_remediate import SimulatorRemediator
 from opsmind.act.simulator import SimReply, SimulatorScaler
+from opsmind.bench.chaos_loop import OBSERVE_S
+from opsmind.bench.heal_data import BENCH_SEEDS, KINDS, TRAIN_SEEDS, LabelledCase, make_case
 from opsmind.clock import Clock
 from opsmind.config import ScaleServiceSettings, ScaleSettings, Settings
 from opsmind.decide.prices import InstancePrice
 from opsmind.engine import Engine
+from opsmind.heal.classify import FaultClassifier
 from opsmind.heal.executor import ActionRequest
 from opsmind.sim.faults import ActiveFault
 from opsmind.sim.runner import SimRun, Step, default_scenario
@@ -252,6 +266,15 @@ class DemoFleet:
             await self.clock.sleep(max(0.0, self.fault_every_s - self.fault_for_s))
 
     def _remedy(self, planned: Planned, fault: ActiveFault) -> None:
+        with self.world.lock:
+            present = fault.cause_present()
+        if not present:
+            log.warning(
+                "demo operator: %s on %s is already gone (OpsMind's remediation, or it ended); nothing to do",
+                planned.spec.kind,
+                fault.target,
+            )
+            return
         if planned.remedy == "scale":
             # A spike loads every request path, not only the entry: double everything that serves requests.
             for svc in self.sim.fleet.services.values():
@@ -266,6 +289,73 @@ class DemoFleet:
     def _act(self, action: str, params: dict[str, Any]) -> None:
         result = self.world.apply(action, **params)
         log.warning("demo operator: %s %s -> %s", action, params, result.reason)
+
+
+def _lower_priority() -> None:
+    """The training worker yields the CPU to the engine and everything else (nice 10)."""
+    try:
+        os.nice(10)
+    except OSError:  # not permitted here: run at normal priority
+        pass
+
+
+def _training_case(kind: str, seed: int) -> LabelledCase | None:
+    """One labelled simulated incident, observed as the chaos benchmark observes them (worker process)."""
+    return make_case(kind, seed, OBSERVE_S)
+
+
+class ClassifierTraining:
+    """Trains the demo's fault classifier on ``seeds`` simulated incidents of every fault kind (seeds from
+    the benchmark's training range, disjoint from its test seeds) in one worker process at low priority,
+    so the engine keeps the CPU it needs, then swaps it into the running heal stage. A classifier saved in
+    ``cache`` by an earlier run with the same seeds is loaded instead. As an app source: runs until done
+    or until the app stops (the cases not started yet are dropped then)."""
+
+    def __init__(self, engine: Engine, seeds: int, cache: Path | None = None) -> None:
+        self.engine = engine
+        self.seeds = seeds
+        self.cache = cache
+        self.tasks = [(kind, seed) for seed in TRAIN_SEEDS[:seeds] for kind in KINDS]
+
+    def describe(self) -> str:
+        first, last = TRAIN_SEEDS[0], TRAIN_SEEDS[0] + self.seeds - 1
+        return (
+            f"{len(self.tasks)} simulated incidents ({self.seeds} per fault kind, seeds {first}-{last}; "
+            f"the chaos benchmark tests on seeds from {BENCH_SEEDS[0]})"
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        stage = self.engine.healing
+        if stage is None or not self.tasks:
+            return
+        if self.cache is not None and self.cache.is_file():
+            try:
+                clf = await asyncio.to_thread(FaultClassifier.load, self.cache)
+            except Exception as exc:  # a stale or foreign file: train afresh
+                log.warning("demo: cannot load the fault classifier %s (%s); training again", self.cache, exc)
+            else:
+                await stage.use_classifier(clf, f"loaded from {self.cache}")
+                log.warning("demo: fault classifier loaded from %s", self.cache)
+                return
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        pool = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
+        )
+        try:
+            futures = [loop.run_in_executor(pool, _training_case, k, s) for k, s in self.tasks]
+            made = [c for c in await asyncio.gather(*futures) if c is not None and c.observation is not None]
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        observations = [c.observation for c in made if c.observation is not None]
+        clf = await asyncio.to_thread(FaultClassifier().fit, observations, [c.kind for c in made])
+        took = time.monotonic() - started
+        note = f"trained on {len(made)} simulated incidents in {took:.0f} s"
+        if self.cache is not None:
+            await asyncio.to_thread(clf.save, self.cache)
+            note += f", saved to {self.cache}"
+        await stage.use_classifier(clf, note)
+        log.warning("demo: fault classifier %s; the healer uses it from now on", note)
 
 
 class FaultInject(BaseModel):

@@ -67,10 +67,14 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _serve(
-    settings: Settings, demo: tuple[float, float, float] | None = None, world: SimWorld | None = None
+    settings: Settings,
+    demo: tuple[float, float, float] | None = None,
+    world: SimWorld | None = None,
+    train: tuple[int, Path | None] | None = None,
 ) -> None:
     """Run the engine and its API; with ``demo`` (fault after, every, for), beside the simulated fleet
-    ``world`` (a new one when None), whose actuator scales what ``settings.scale`` lists as ``simulator``."""
+    ``world`` (a new one when None), whose actuator scales what ``settings.scale`` lists as ``simulator``;
+    with ``train`` (seeds per fault kind, cache file), the demo's fault classifier is trained meanwhile."""
     import uvicorn
 
     from opsmind.api.app import create_app
@@ -81,7 +85,7 @@ def _serve(
     sources = []
     routers = []
     if demo is not None:
-        from opsmind.cli.demo_fleet import DemoFleet, SimWorld, inject_router
+        from opsmind.cli.demo_fleet import ClassifierTraining, DemoFleet, SimWorld, inject_router
 
         clock = RealClock()
         world = world if world is not None else SimWorld(clock)
@@ -102,6 +106,13 @@ def _serve(
         )
         sources.append(fleet.run)
         routers.append(inject_router(fleet))
+        if train is not None and train[0] > 0:
+            training = ClassifierTraining(engine, train[0], train[1])
+            sources.append(training.run)
+            console.print(
+                f"training the fault classifier in a background process on {training.describe()}; "
+                "until it is swapped in, every incident is classified unknown (the log says when)"
+            )
     else:
         engine = Engine(settings)
     fastapi_app = create_app(engine, sources=sources, extra_routers=routers)
@@ -130,10 +141,24 @@ def demo(
     data_dir: Path | None = typer.Option(None, help="where the demo database goes (default: a temp dir)"),
     fault_after: float = typer.Option(30.0, min=0, help="seconds until the first injected fault"),
     fault_every: float = typer.Option(300.0, min=10, help="seconds between injected faults"),
+    auth_file: Path | None = typer.Option(
+        None,
+        "--auth-file",
+        help="YAML users {name: {password, role}}; default: admin, operator and viewer with random "
+        "passwords printed once",
+    ),
+    train_seeds: int = typer.Option(
+        4,
+        min=0,
+        help="simulated incidents per fault kind the fault classifier is trained on in the background "
+        "(the benchmark's training seeds); 0: no classifier",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the engine on embedded defaults watching the default simulated fleet (11 services) at real
-    time; a fault is injected after 30 s and every 5 minutes, and remedied by a simulated operator."""
+    time; a fault is injected after 30 s and every 5 minutes. OpsMind heals it (low-risk runbooks run on
+    their own, riskier ones wait for an operator's approval in the dashboard); a simulated operator
+    steps in later only if the fault is still there. Access control is on."""
     if ctx.invoked_subcommand is not None:
         return
     _setup_logging(verbose)
@@ -144,19 +169,68 @@ def demo(
     settings.api.port = port
     settings.incidents.resolve_after_s = 120
     settings.incidents.check_interval_s = 5
+    # Healing on, acting: low-risk runbooks run by themselves, medium and high ones wait for a person.
+    settings.heal = settings.heal.model_copy(
+        update={"enabled": True, "mode": "on", "actuator": "simulator", "approval_above_risk": "low"}
+    )
+    _demo_auth(settings, auth_file)
     from opsmind.cli.demo_fleet import SCALED, SimWorld
     from opsmind.clock import RealClock
     from opsmind.decide.prices import load_prices
 
     world = SimWorld(RealClock())
     settings = world.configure(settings, load_prices(settings.scale.prices))
+    # The simulated operator waits until shortly before the next fault, so OpsMind's own remediation
+    # (detection, a runbook, its verification) comes first and is what one sees.
+    operator_after = max(min(150.0, fault_every / 2), fault_every - 30.0)
     console.print(f"demo data in {directory}; try: curl http://127.0.0.1:{port}/api/v1/incidents")
     console.print(
         f"scaling {' and '.join(SCALED)} predictively through the simulator's actuator: applied to the "
         f"simulation, not a dry run (opsmind run keeps scaling off); try: curl http://127.0.0.1:{port}"
         "/api/v1/scaling"
     )
-    _serve(settings, demo=(fault_after, fault_every, min(150.0, fault_every / 2)), world=world)
+    console.print(
+        "healing on: low-risk runbooks act through the simulator, medium- and high-risk ones wait for "
+        f"approval (GET /api/v1/remediations?state=proposed); a simulated operator remedies a fault "
+        f"{operator_after:.0f} s after it started, only if it is still there"
+    )
+    _serve(
+        settings,
+        demo=(fault_after, fault_every, operator_after),
+        world=world,
+        train=(train_seeds, directory / f"fault_classifier-{train_seeds}seeds.pkl"),
+    )
+
+
+DEMO_ROLES = ("admin", "operator", "viewer")
+
+
+def _demo_auth(settings: Settings, auth_file: Path | None) -> None:
+    """Turn access control on for the demo: the users of ``auth_file``, else one user per role with a
+    random password, stored (hashed) in the demo's database and printed once."""
+    import secrets
+
+    from opsmind.config import AuthSettings, read_users_file
+    from opsmind.store.credentials import CredentialStore
+
+    if auth_file is not None:
+        try:
+            users = read_users_file(auth_file)
+        except ConfigError as exc:
+            console.print(f"[red]--auth-file[/red]: {exc}")
+            raise typer.Exit(2) from exc
+        settings.api.auth = AuthSettings(enabled=True, users_file=str(auth_file))
+        console.print(f"access control on: {len(users)} users from {auth_file}")
+        return
+    import time
+
+    passwords = {role: secrets.token_urlsafe(12) for role in DEMO_ROLES}
+    with CredentialStore(settings.storage.path) as store:
+        for role, password in passwords.items():
+            store.set_user(role, password, role, time.time())
+    settings.api.auth = AuthSettings(enabled=True)
+    shown = ", ".join(f"{role} / {pw}" for role, pw in passwords.items())
+    console.print(f"access control on; users (name / password, shown once): {shown}")
 
 
 @demo_app.command("inject")
@@ -167,6 +241,9 @@ def demo_inject(
     zone: str | None = typer.Option(None, help="target zone (node_failure)"),
     param: list[str] = typer.Option([], "--param", "-p", help="fault parameter k=v (repeatable)"),
     url: str = typer.Option("http://127.0.0.1:8080", help="the running demo"),
+    token: str | None = typer.Option(
+        None, envvar="OPSMIND_TOKEN", help="an operator's API token (POST /api/v1/auth/login)"
+    ),
 ) -> None:
     """Inject a fault into a running demo by hand."""
     import httpx
@@ -183,7 +260,8 @@ def demo_inject(
             params[k] = v
     body = {"kind": kind, "service": service, "node": node, "zone": zone, "params": params}
     try:
-        r = httpx.post(f"{url}/api/v1/demo/faults", json=body, timeout=10)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        r = httpx.post(f"{url}/api/v1/demo/faults", json=body, headers=headers, timeout=10)
     except httpx.HTTPError as exc:
         console.print(f"[red]cannot reach the demo at {url}[/red]: {exc}")
         raise typer.Exit(1) from exc

@@ -296,6 +296,15 @@ class HealStage(Stage):
             )
         guards.settings = dataclasses.replace(guards.settings, mode=mode)
 
+    async def use_classifier(self, classifier: FaultClassifier, note: str) -> None:
+        """Swap in another fault classifier (e.g. one trained in the background); the next incident is
+        classified by it. Audited with ``note`` (where it came from)."""
+        async with self._lock:
+            self.healer.classifier = classifier
+        detail = {"ready": classifier.ready, "examples": classifier.examples, "note": note}
+        log.info("heal: fault classifier swapped in (%d examples): %s", classifier.examples, note)
+        await self._audit(self.clock.now(), None, "heal_classifier", "classifier", detail)
+
     @property
     def paused(self) -> dict[str, Pause]:
         """The services whose healing a person paused, by name."""
