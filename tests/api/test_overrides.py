@@ -575,3 +575,39 @@ async def test_without_healing_the_heal_overrides_answer_503(tmp_path: Path) -> 
                 assert r.status_code == 503 and "heal.enabled" in r.json()["detail"]
     finally:
         await engine.stop()
+
+
+async def test_with_access_control_the_audit_names_the_signed_in_person(tmp_path: Path) -> None:
+    users = tmp_path / "users.yaml"
+    users.write_text(
+        "kim:\n  password: kims-password\n  role: operator\nvic:\n  password: vics-pw\n  role: viewer\n"
+    )
+    base = settings(tmp_path)
+    auth = base.api.auth.model_copy(update={"enabled": True, "users_file": str(users)})
+    engine = Engine(
+        base.model_copy(update={"api": base.api.model_copy(update={"auth": auth})}),
+        clock=SimClock(T0),
+        remediators={"log": RecordingActuator()},
+    )
+    await engine.start()
+    app = create_app(engine, manage_engine=False)
+    url = "/api/v1/automation/services/svc-k"
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            assert (await c.put(url, json={"paused": True, "why": "x"})).status_code == 401
+
+            async def token(name: str, password: str) -> dict[str, str]:
+                r = await c.post("/api/v1/auth/login", json={"username": name, "password": password})
+                return {"Authorization": f"Bearer {r.json()['token']}"}
+
+            viewer = await token("vic", "vics-pw")
+            assert (await c.put(url, json={"paused": True, "why": "x"}, headers=viewer)).status_code == 403
+            assert (await c.get("/api/v1/overrides", headers=viewer)).status_code == 200
+            operator = await token("kim", "kims-password")
+            body = {"paused": True, "why": "load test", "who": "someone-else"}
+            r = await c.put(url, json=body, headers=operator)
+            assert r.status_code == 200 and r.json()["who"] == "kim"  # the body's who is not believed
+        (entry,) = [a for a in engine.store.find(AuditEntry) if a.verb == "service_pause"]
+        assert entry.actor == "user:kim" and entry.detail["why"] == "load test"
+    finally:
+        await engine.stop()
