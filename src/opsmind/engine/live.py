@@ -428,6 +428,9 @@ class LiveHub:
             except Exception:
                 # Never redelivered: a live view skips what it cannot show rather than hold the topic.
                 log.exception("live: cannot turn message %d of %s into an event", msg.id, msg.topic)
+            # Handlers never wait, so a fetched batch would be fanned out in one go; letting the clients'
+            # writers run between messages keeps a burst from overflowing clients that keep up.
+            await asyncio.sleep(0)
 
         return handle
 
