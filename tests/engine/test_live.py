@@ -315,6 +315,10 @@ async def test_audit_automation_remediations_and_decisions_from_the_store(engine
     got = [await recv(client), await recv(client)]
     assert [e["topic"] for e in got] == ["audit", "automation"]  # every audit entry is on audit
     assert got[1]["data"]["mode"] == "off" and got[1]["data"]["verb"] == "automation_mode"
+    await put(engine, audit("service_pause", service="cart", paused=True), audit("scale_override"))
+    got = [await recv(client), await recv(client), await recv(client)]
+    assert [e["topic"] for e in got] == ["audit", "automation", "audit"]
+    assert got[1]["service"] == "cart" and got[1]["data"]["paused"] is True
 
     rem = new_remediation(
         service="cart", runbook="restart", risk=1, step_count=1, at=time.time(), by="t", why="w"

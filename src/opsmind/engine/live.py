@@ -6,9 +6,9 @@ The hub follows the engine from the side and never holds it up:
 - the bus topics ``samples``, ``anomalies`` and ``incidents``, each under the hub's own consumer group
   (``live``), acked as soon as the message is turned into an event, whatever the clients do;
 - the records the stages and the API write to the store (:class:`ObservedStore` tells the hub after each
-  durable write): audit entries (topic ``audit``; those with a verb ``automation*`` also on
-  ``automation``), remediations (``remediations``, once per state change of the heal executor) and the
-  scaling stage's decisions (``decisions``);
+  durable write): audit entries (topic ``audit``; switches of the healing automation, globally or per
+  service, also on ``automation``), remediations (``remediations``, once per state change of the heal
+  executor) and the scaling stage's decisions (``decisions``);
 - a timer (``live.health_interval_s`` of the engine clock) that computes every service's health score
   with the function the REST route uses (:func:`~opsmind.engine.health_reading.compute_health`) and
   pushes it on ``health`` when it moved by at least one point or its status changed.
@@ -77,6 +77,8 @@ MAX_MESSAGE_CHARS = 65_536
 """A client message longer than this is refused (it could only be a mistake or an attack)."""
 MAX_FILTER_ITEMS = 1_000
 """Most services, and most series, one subscription may name."""
+AUTOMATION_VERBS = frozenset({"automation_mode", "service_pause", "service_resume"})
+"""Audit verbs of a person switching the healing automation (the heal stage's), shown on ``automation``."""
 SCALE_DECISION = "scale"
 """The name of the scaling stage's ``Decision`` records."""
 CLOSE_TOO_SLOW = 1013
@@ -565,7 +567,7 @@ class LiveHub:
             if isinstance(r, AuditEntry):
                 data = _record_json(r)
                 self.emit("audit", r.at, data, service=r.service)
-                if r.verb.startswith("automation"):
+                if r.verb in AUTOMATION_VERBS:
                     self.emit("automation", r.at, {**r.detail, **data}, service=r.service)
             elif isinstance(r, Remediation):
                 self._remediation(r)
