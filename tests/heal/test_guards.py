@@ -52,7 +52,7 @@ def rem(
 def done(
     service: str = "api", runbook: str = "restart", started: float = NOW - 100, ended: float = NOW - 50
 ) -> Remediation:
-    return rem(service, runbook, state=S.SUCCEEDED, started_at=started, ended_at=ended)
+    return rem(service, runbook, state=S.SUCCEEDED, started_at=started, ended_at=ended, sent_keys=("step-0",))
 
 
 def test_kill_switch() -> None:
@@ -92,6 +92,9 @@ def test_cooldown_per_service_and_per_runbook() -> None:
     assert cooldown(me, [done(service="db")], NOW, 600.0, same_runbook=False)[0]
     never_started = [rem(state=S.REJECTED, ended_at=NOW - 1)]
     assert cooldown(me, never_started, NOW, 600.0, same_runbook=False)[0]
+    # Its precheck said no and nothing was sent: nothing changed, nothing to cool down from.
+    refused = [rem(state=S.FAILED, started_at=NOW - 10, ended_at=NOW - 10)]
+    assert cooldown(me, refused, NOW, 600.0, same_runbook=True)[0]
 
 
 def test_rate_limits_per_service_and_global() -> None:

@@ -134,7 +134,8 @@ def blast_radius(rem: Remediation, replicas: int | None, max_pct: float, min_rep
 
 
 def _last_activity(rem: Remediation, now: float) -> float | None:
-    if rem.started_at is None:
+    # One that ended without sending a step (its precheck said no) changed nothing: nothing to cool from.
+    if rem.started_at is None or (rem.finished and not rem.sent_keys):
         return None
     return rem.ended_at if rem.ended_at is not None else now
 
@@ -143,7 +144,8 @@ def cooldown(
     rem: Remediation, recent: Sequence[Remediation], now: float, seconds: float, *, same_runbook: bool
 ) -> GuardResult:
     """No new remediation on a service (or with the same runbook on it) within ``seconds`` of the end of
-    the last one that started; dry runs count, so a dry run shows what the live system would do."""
+    the last one that started and sent a step; dry runs count, so a dry run shows what the live system
+    would do."""
     scope = f"{rem.service}/{rem.runbook}" if same_runbook else rem.service
     last: float | None = None
     for other in recent:
