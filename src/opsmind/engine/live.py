@@ -388,7 +388,9 @@ class LiveHub:
         """Join the consumer groups (before the producers start) and start following."""
         self._stop.clear()
         self._loop = asyncio.get_running_loop()
-        self.seq = time.time_ns() // 1_000_000 - 1  # see the module docstring
+        # See the module docstring; never backwards, and a restarted hub replays nothing from before.
+        self.seq = max(self.seq, time.time_ns() // 1_000_000 - 1)
+        self.buffer.clear()
         handlers: dict[str, Callable[[Message], Awaitable[None]]] = {
             SAMPLES_TOPIC: self._on_samples,
             ANOMALIES_TOPIC: self._on_anomaly,
