@@ -291,12 +291,21 @@ class DemoFleet:
         log.warning("demo operator: %s %s -> %s", action, params, result.reason)
 
 
-def _lower_priority() -> None:
-    """The training worker yields the CPU to the engine and everything else (nice 10)."""
+def _worker_init(parent: int) -> None:
+    """The training worker yields the CPU to the engine and everything else (nice 10), and ends when the
+    demo (``parent``) does, however it ended: a pool's worker otherwise waits for work forever once
+    orphaned, even one orphaned while it was still starting."""
     try:
         os.nice(10)
     except OSError:  # not permitted here: run at normal priority
         pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _training_case(kind: str, seed: int) -> LabelledCase | None:
@@ -340,12 +349,15 @@ class ClassifierTraining:
         started = time.monotonic()
         loop = asyncio.get_running_loop()
         pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
         )
         try:
             futures = [loop.run_in_executor(pool, _training_case, k, s) for k, s in self.tasks]
             made = [c for c in await asyncio.gather(*futures) if c is not None and c.observation is not None]
-        finally:
+        finally:  # cases not started are dropped; the worker ends after the one it runs (or with the demo)
             pool.shutdown(wait=False, cancel_futures=True)
         observations = [c.observation for c in made if c.observation is not None]
         clf = await asyncio.to_thread(FaultClassifier().fit, observations, [c.kind for c in made])
