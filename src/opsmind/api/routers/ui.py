@@ -52,12 +52,14 @@ def _send(path: Path) -> FileResponse:
     return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/", include_in_schema=False, responses={503: {"description": "not built (make web)"}})
+@router.api_route(
+    "/", methods=["GET", "HEAD"], include_in_schema=False, responses={503: {"description": "not built"}}
+)
 async def index() -> FileResponse:
     return _send(_file("index.html"))
 
 
-@router.get("/ui/{name:path}", include_in_schema=False)
+@router.api_route("/ui/{name:path}", methods=["GET", "HEAD"], include_in_schema=False)
 async def asset(name: str) -> FileResponse:
     return _send(_file(name))
 
