@@ -1,0 +1,244 @@
+"""The dashboard in a real browser against a real demo: the overview's service map, a fault injected in the
+simulator showing up live as an incident, a viewer refused the approval an operator then gives (and the
+audit page showing it live), errors with the server's reason, layouts at 1280x800 and 2560x1440, and charts
+of 10,000 points.
+
+One demo runs for the module (``conftest.demo``); the tests read each other's world, not each other's
+results, so each can run alone."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.ui.conftest import OPERATOR, USERS, VIEWER, Demo
+
+pytestmark = [pytest.mark.slow, pytest.mark.ui]
+
+SMALL = {"width": 1280, "height": 800}
+LARGE = {"width": 2560, "height": 1440}
+LIVE_S = 15_000  # ms a live update may take to reach the page
+PROPOSAL_TIMEOUT_S = 150.0
+
+# Draws 4 charts of two 10,000-point series each, then appends 50 live points one by one.
+BENCHMARK = """async () => {
+    const m = await import('/ui/chart.js');
+    const box = document.createElement('div');
+    box.style.width = '1200px';
+    document.body.append(box);
+    const n = 10000, xs = [], a = [], b = [];
+    for (let i = 0; i < n; i++) {
+        xs.push(1.7e9 + 5 * i);
+        a.push(Math.sin(i / 50));
+        b.push(Math.cos(i / 70));
+    }
+    const t0 = performance.now();
+    const charts = [];
+    for (let k = 0; k < 4; k++) {
+        const series = [{label: 'a'}, {label: 'b'}];
+        const c = new m.Chart(box, {id: `bench-${k}`, title: 'bench', series});
+        c.setSeries(0, xs, a);
+        c.setSeries(1, xs, b);
+        c.setMarkers([{t: xs[5000], v: a[5000]}]);
+        c.flush();
+        charts.push(c);
+    }
+    const drawn = performance.now() - t0;
+    const t1 = performance.now();
+    for (let j = 1; j <= 50; j++) {
+        charts[0].append(0, [[xs[n - 1] + 5 * j, 0.5]]);
+        charts[0].flush();
+    }
+    const append = (performance.now() - t1) / 50;
+    const nodes = box.querySelectorAll('*').length;
+    const points = charts.map(c => c.points());
+    charts.forEach(c => c.destroy());
+    box.remove();
+    return {drawn, append, nodes, points};
+}"""
+
+
+def sign_in(browser: Any, demo: Demo, user: str, viewport: dict[str, int] = SMALL) -> Page:
+    """A fresh browser context signed in through the login page; lands on the overview."""
+    context = browser.new_context(viewport=viewport)
+    page: Page = context.new_page()
+    page.goto(f"{demo.url}/#/overview")
+    page.get_by_test_id("login-username").fill(user)
+    page.get_by_test_id("login-password").fill(USERS[user]["password"])
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("whoami")).to_have_text(f"{user} ({USERS[user]['role']})")
+    return page
+
+
+@pytest.fixture
+def operator_page(browser: Any, demo: Demo) -> Iterator[Page]:
+    page = sign_in(browser, demo, OPERATOR)
+    yield page
+    page.context.close()
+
+
+@pytest.fixture
+def viewer_page(browser: Any, demo: Demo) -> Iterator[Page]:
+    page = sign_in(browser, demo, VIEWER)
+    yield page
+    page.context.close()
+
+
+def wait_live(page: Page) -> None:
+    expect(page.get_by_test_id("live-status")).to_have_text("live", timeout=LIVE_S)
+
+
+def wait_for_proposal(demo: Demo, timeout_s: float = PROPOSAL_TIMEOUT_S) -> dict[str, Any]:
+    """A remediation awaiting approval (the demo's healer proposes medium-risk runbooks)."""
+    deadline = time.monotonic() + timeout_s
+    with demo.client() as c:
+        while time.monotonic() < deadline:
+            r = c.get("/api/v1/remediations", params={"state": "proposed"})
+            if r.status_code == 503:
+                pytest.fail(f"self-healing is disabled in the demo: {r.json()['detail']}")
+            assert r.status_code == 200, r.text
+            found = [x for x in r.json() if x.get("incident_id")]
+            if found:
+                return dict(found[0])
+            time.sleep(2)
+    pytest.fail(f"no remediation was proposed within {timeout_s:.0f} s:\n{demo.tail(30)}")
+
+
+def test_the_overview_shows_the_service_map_live(operator_page: Page, demo: Demo) -> None:
+    page = operator_page
+    services = httpx.get(
+        f"{demo.url}/api/v1/topology", headers={"Authorization": f"Bearer {demo.token(OPERATOR)}"}
+    ).json()["services"]
+    assert len(services) >= 5, services
+    expect(page.get_by_test_id("service-map")).to_be_visible()
+    for name in services:
+        node = page.get_by_test_id(f"service-node-{name}")
+        expect(node).to_be_visible()
+        # Health is told in words (and by shape), not by colour alone.
+        expect(node).to_have_attribute("aria-label", re.compile(rf"^{re.escape(name)}: health (\d+|\?), \w+"))
+    expect(page.get_by_test_id(f"service-node-{services[0]}")).to_contain_text("/100")
+    wait_live(page)
+    page.get_by_test_id(f"service-node-{services[0]}").click()
+    expect(page).to_have_url(f"{demo.url}/#/service/{services[0]}")
+    expect(page.locator("[data-testid^='chart-']").first).to_be_visible(timeout=LIVE_S)
+
+
+def test_an_injected_fault_shows_up_live_as_an_incident(operator_page: Page, demo: Demo) -> None:
+    page = operator_page
+    page.goto(f"{demo.url}/#/incidents")
+    expect(page.get_by_test_id("incident-list")).to_be_visible()
+    wait_live(page)
+    page.evaluate("window.__sameDocument = true")
+    with demo.client() as c:
+        before = {i["id"] for i in c.get("/api/v1/incidents", params={"limit": 1000}).json()}
+        r = c.post(
+            "/api/v1/demo/faults",
+            json={"kind": "latency_injection", "service": "auth", "params": {"delay_ms": 400}},
+        )
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 120
+        new: list[dict[str, Any]] = []
+        while not new and time.monotonic() < deadline:
+            time.sleep(2)
+            new = [
+                i
+                for i in c.get("/api/v1/incidents", params={"limit": 1000}).json()
+                if i["id"] not in before
+                and i["type"] == "anomaly"
+                and "auth" in {i["service"], *i["services"]}
+            ]
+    assert new, f"the fault on auth opened no incident within 120 s:\n{demo.tail(30)}"
+    row = page.get_by_test_id(f"incident-row-{new[0]['id']}")
+    expect(row).to_be_visible(timeout=LIVE_S)
+    expect(row).to_contain_text("auth")
+    assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
+
+
+def test_an_unknown_incident_shows_the_servers_reason(operator_page: Page, demo: Demo) -> None:
+    page = operator_page
+    page.goto(f"{demo.url}/#/incident/no-such-incident")
+    banner = page.get_by_test_id("error-banner")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("404")
+    expect(banner).to_contain_text("no incident with id 'no-such-incident'")
+
+
+def test_a_viewer_cannot_approve(viewer_page: Page, demo: Demo) -> None:
+    page = viewer_page
+    rem = wait_for_proposal(demo)
+    page.goto(f"{demo.url}/#/incident/{rem['incident_id']}")
+    approve = page.get_by_test_id(f"approve-{rem['id']}")
+    expect(approve).to_be_visible(timeout=LIVE_S)
+    expect(approve).to_be_disabled()
+    expect(approve).to_have_attribute("title", "needs the operator role (you are viewer)")
+    expect(page.get_by_test_id(f"reject-{rem['id']}")).to_be_disabled()
+    page.goto(f"{demo.url}/#/overview")
+    expect(page.get_by_test_id("automation-mode")).to_be_disabled()
+    # The server refuses it anyway.
+    with demo.client(VIEWER) as c:
+        r = c.post(f"/api/v1/remediations/{rem['id']}/approve", json={"who": VIEWER, "why": "try"})
+    assert r.status_code == 403, r.text
+    assert "operator" in r.json()["detail"]
+    with demo.client() as c:
+        assert c.get(f"/api/v1/remediations/{rem['id']}").json()["state"] == "proposed"
+
+
+def test_an_operator_approves_and_the_audit_page_shows_it(browser: Any, demo: Demo) -> None:
+    rem = wait_for_proposal(demo)
+    audit = sign_in(browser, demo, OPERATOR)
+    incident = sign_in(browser, demo, OPERATOR)  # another tab: the token lives in sessionStorage, per tab
+    try:
+        audit.goto(f"{demo.url}/#/audit")
+        expect(audit.get_by_test_id("audit-row").first).to_be_visible()
+        wait_live(audit)
+        incident.goto(f"{demo.url}/#/incident/{rem['incident_id']}")
+        approve = incident.get_by_test_id(f"approve-{rem['id']}")
+        expect(approve).to_be_enabled(timeout=LIVE_S)
+        incident.get_by_test_id("action-reason").fill("ui test: looks right")
+        approve.click()
+        expect(approve).to_have_count(0, timeout=LIVE_S)
+        expect(incident.get_by_test_id("error-banner")).to_be_hidden()
+        with demo.client() as c:
+            state = c.get(f"/api/v1/remediations/{rem['id']}").json()["state"]
+        assert state != "proposed", state
+        # The audit page, open all along, shows the approval without a reload: who, what, why.
+        row = audit.locator(f"[data-testid='audit-row'][data-subject='{rem['id']}'][data-verb^='approv']")
+        expect(row.first).to_be_visible(timeout=LIVE_S)
+        expect(row.first).to_contain_text(OPERATOR)
+        expect(row.first).to_contain_text("ui test: looks right")
+    finally:
+        audit.context.close()
+        incident.context.close()
+
+
+@pytest.mark.parametrize("viewport", [SMALL, LARGE], ids=["1280x800", "2560x1440"])
+def test_pages_fit_the_screen(browser: Any, demo: Demo, viewport: dict[str, int]) -> None:
+    page = sign_in(browser, demo, OPERATOR, viewport)
+    try:
+        for route in ("overview", "incidents", "scaling", "audit", "service/gateway"):
+            page.goto(f"{demo.url}/#/{route}")
+            page.wait_for_load_state("networkidle")
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, f"#/{route} scrolls sideways by {overflow}px at {viewport}"
+            expect(page.get_by_test_id("error-banner")).to_be_hidden()
+        page.goto(f"{demo.url}/#/overview")
+        box = page.get_by_test_id("service-map").bounding_box()
+        assert box is not None and box["y"] < viewport["height"] / 2 and box["width"] > 400, box
+    finally:
+        page.context.close()
+
+
+def test_charts_draw_10000_points_per_series_fast(operator_page: Page) -> None:
+    """Four charts of two 10,000-point series each draw in well under a second, without a DOM node per
+    point, and a live point is appended in a few milliseconds."""
+    result = operator_page.evaluate(BENCHMARK)
+    assert result["points"] == [20050, 20000, 20000, 20000], result
+    assert result["drawn"] < 2000, result
+    assert result["append"] < 100, result
+    assert result["nodes"] < 400, result
