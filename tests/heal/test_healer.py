@@ -385,6 +385,22 @@ def test_asking_again_after_a_verified_remediation_counts_a_failure(
         assert h.knowledge.stats("bad_deployment", "bad_deployment_rollback").successes == 0
 
 
+def test_asking_again_while_the_fixed_service_stays_fixed_counts_a_success(
+    tmp_path: Path, classifier: FaultClassifier
+) -> None:
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, w = SimClock(T0), world()
+        h = healer(store, clock, w, classifier)
+        h.handle(incident())
+        h.tick()
+        verify_ok(h, w, clock)  # api is healthy again, and stays so
+        w.broken("web")  # a second fault keeps the incident going elsewhere
+        h.handle(incident(service="web", fields={**FIELDS, "service": "web"}))
+        assert h.knowledge is not None
+        st = h.knowledge.stats("bad_deployment", "bad_deployment_rollback")
+        assert (st.successes, st.failures) == (1, 0)
+
+
 def test_dry_runs_teach_nothing(tmp_path: Path, classifier: FaultClassifier) -> None:
     with SqliteStore(str(tmp_path / "h.db")) as store:
         clock, w = SimClock(T0), world()

@@ -24,7 +24,10 @@ tried, but the recommender is then cautious and prefers low-risk runbooks.
 next incident of that kind ranks its runbooks by what worked. Success means the *incident* ended, not
 only that the runbook's own verification held: a remediation that failed or was rolled back is a failure
 at once; one that verified is held until :meth:`Healer.resolved` says the incident is over (a success)
-or the same incident asks for another remediation (a failure: it did not end the problem). A runbook
+or the same incident asks for another remediation: then it is a success only if its verification still
+holds (what it fixed stayed fixed, and something else keeps the incident going, e.g. a second fault),
+else a failure (it did not end the problem). So a mitigation should verify on the symptom a cure would
+remove, not on partial relief. A runbook
 that verified may run again for the same incident when it would act on other targets (its fields have
 other values, e.g. another busiest service; at most ``MAX_RUNS_PER_RUNBOOK`` runs), one that failed may
 not. One whose first precheck said no sent nothing: it teaches nothing and may be offered again later
@@ -203,7 +206,11 @@ class Healer:
         now = self.clock.now()
         earlier = self._verified.pop(request.incident_id, None)
         if earlier is not None:
-            self._record(earlier, False, "it verified, but the incident went on")
+            holds, seen = self._still_holds(earlier)
+            if holds:  # what it fixed stayed fixed: the incident goes on for another reason
+                self._record(earlier, True, f"its verification still holds ({seen}); the incident went on")
+            else:
+                self._record(earlier, False, f"it verified, but the incident went on and now {seen}")
         prediction = self.classify(request.observation)
         if prediction.kind == UNKNOWN and not request.impact:
             waiting = HealDecision(
@@ -424,6 +431,20 @@ class Healer:
             runs = self.tried.setdefault(rem.incident_id, {}).setdefault(rem.runbook, {})
             runs[_signature(runbook, rem.context)] = True
         self._verified[rem.incident_id] = rem
+
+    def _still_holds(self, rem: Remediation) -> tuple[bool, str]:
+        """Whether the condition that verified ``rem`` (its last step's) holds now, without its hold-for."""
+        runbook = self.runbooks.get(rem.runbook)
+        if runbook is None:
+            return False, f"runbook {rem.runbook!r} is no longer loaded"
+        try:
+            steps = plan(runbook, rem.context, self.read, self.clock.now)
+        except PlanError as exc:
+            return False, str(exc)
+        check = steps[-1].verify if steps else None
+        if check is None:
+            return False, "it has no verification"
+        return check.condition.evaluate(self.read)
 
     def _refused(self, rem: Remediation) -> None:
         """Its first precheck said no and nothing was sent: no evidence about the runbook, so nothing is
