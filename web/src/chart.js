@@ -88,7 +88,7 @@ export class Chart {
         y: { range: (u, min, max) => this.yRange(min, max) },
       },
       axes: [{}, { size: 60, values: (u, vals) => vals.map((v) => fmtNum(v)) }],
-      hooks: { draw: [(u) => this.drawOverlay(u)] },
+      hooks: { draw: [(u) => this.drawOverlay(u), (u) => this.drawn(u)] },
     };
   }
 
@@ -177,6 +177,16 @@ export class Chart {
       ctx.stroke();
     }
     ctx.restore();
+  }
+
+  /** After every draw, what the canvas now shows, on the figure: ``data-drawn-points`` (values drawn, all
+   * series) and ``data-drawn-last`` (the last timestamp). `opsmind bench ui` times renders by them. */
+  drawn(u) {
+    let n = 0;
+    for (let s = 1; s < u.data.length; s++) for (const v of u.data[s]) if (v !== null && v !== undefined) n++;
+    const xs = u.data[0];
+    this.el.dataset.drawnPoints = String(n);
+    this.el.dataset.drawnLast = xs.length ? String(xs[xs.length - 1]) : "";
   }
 
   /** Replace series ``i``'s points (timestamps ascending). */
