@@ -64,15 +64,28 @@ BENCHMARK = """async () => {
 }"""
 
 
+PAGE_ERRORS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def no_script_errors() -> Iterator[None]:
+    """Every test also checks that the page threw nothing uncaught."""
+    PAGE_ERRORS.clear()
+    yield
+    assert not PAGE_ERRORS, PAGE_ERRORS
+
+
 def sign_in(browser: Any, demo: Demo, user: str, viewport: dict[str, int] = SMALL) -> Page:
     """A fresh browser context signed in through the login page; lands on the overview."""
     context = browser.new_context(viewport=viewport)
     page: Page = context.new_page()
+    page.on("pageerror", lambda exc: PAGE_ERRORS.append(f"{page.url}: {exc}"))
     page.goto(f"{demo.url}/#/overview")
     page.get_by_test_id("login-username").fill(user)
     page.get_by_test_id("login-password").fill(USERS[user]["password"])
     page.get_by_test_id("login-submit").click()
-    expect(page.get_by_test_id("whoami")).to_have_text(f"{user} ({USERS[user]['role']})")
+    # The first sign-in may meet the demo still catching up its hour of history: give it time.
+    expect(page.get_by_test_id("whoami")).to_have_text(f"{user} ({USERS[user]['role']})", timeout=30_000)
     return page
 
 
@@ -228,15 +241,21 @@ def test_pages_fit_the_screen(browser: Any, demo: Demo, viewport: dict[str, int]
             assert overflow <= 1, f"#/{route} scrolls sideways by {overflow}px at {viewport}"
             expect(page.get_by_test_id("error-banner")).to_be_hidden()
         page.goto(f"{demo.url}/#/overview")
-        box = page.get_by_test_id("service-map").bounding_box()
+        expect(page.get_by_test_id("service-map")).to_be_visible()
+        box = None
+        for _ in range(20):  # the map is redrawn as health scores arrive: measure one that stays
+            box = page.get_by_test_id("service-map").bounding_box()
+            if box is not None:
+                break
+            time.sleep(0.1)
         assert box is not None and box["y"] < viewport["height"] / 2 and box["width"] > 400, box
     finally:
         page.context.close()
 
 
 def test_charts_draw_10000_points_per_series_fast(operator_page: Page) -> None:
-    """Four charts of two 10,000-point series each draw in well under a second, without a DOM node per
-    point, and a live point is appended in a few milliseconds."""
+    """Four charts of two 10,000-point series each draw without a DOM node per point, in tens of
+    milliseconds (the bound leaves room for a loaded CI machine), and a live point is appended in a few."""
     result = operator_page.evaluate(BENCHMARK)
     assert result["points"] == [20050, 20000, 20000, 20000], result
     assert result["drawn"] < 2000, result

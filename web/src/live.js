@@ -5,14 +5,22 @@ const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 15000;
 const PING_MS = 25000;
 
+/** The wait before reconnection attempt ``attempt`` (1, 2, ...): doubling from ``min`` up to ``max``, with
+ * jitter over its upper half so that many tabs do not reconnect in step. */
+export function backoffDelay(attempt, min = BACKOFF_MIN_MS, max = BACKOFF_MAX_MS, random = Math.random) {
+  const base = Math.min(max, min * 2 ** Math.max(0, attempt - 1));
+  return Math.round(base / 2 + (random() * base) / 2);
+}
+
 export class Live {
   /**
    * @param {() => string|null} token the session's token, read at every (re)connect
    * @param {(state: string, text: string) => void} onStatus connecting | live | retrying | offline | denied
    * @param {(reason: string) => void} onDenied the server refused the token (close code 4401)
    */
-  constructor({ token, onStatus = () => {}, onDenied = () => {} }) {
+  constructor({ token, onStatus = () => {}, onDenied = () => {}, backoffMinMs = BACKOFF_MIN_MS, backoffMaxMs = BACKOFF_MAX_MS }) {
     this.token = token;
+    this.backoff = [backoffMinMs, backoffMaxMs];
     this.onStatus = onStatus;
     this.onDenied = onDenied;
     this.ws = null;
@@ -89,8 +97,7 @@ export class Live {
 
   retry(why) {
     this.attempt += 1;
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (this.attempt - 1));
-    const delay = Math.round(base / 2 + (Math.random() * base) / 2); // jitter: many tabs do not align
+    const delay = backoffDelay(this.attempt, ...this.backoff);
     this.onStatus("retrying", `reconnecting in ${Math.ceil(delay / 1000)} s (${why})`);
     this.timer = setTimeout(() => this.connect(), delay);
   }

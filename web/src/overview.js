@@ -40,7 +40,10 @@ export function mount(root, { live }) {
 
   const drawMap = () => {
     const services = [...new Set([...state.topo.services, ...state.health.keys()])].sort();
+    // Redrawn on every health change: keep the keyboard focus on the service that had it.
+    const focused = mapBox.contains(document.activeElement) ? document.activeElement.getAttribute("data-testid") : null;
     fill(mapBox, serviceMap({ services, edges: state.topo.edges }, state.health, openBy()));
+    if (focused) mapBox.querySelector(`[data-testid="${CSS.escape(focused)}"]`)?.focus();
     mapNote.textContent = state.topo.edges.length
       ? `${state.topo.edges.length} calls from ${state.topo.source}; !n: open incidents. Click a service for its signals.`
       : "No dependency graph is configured (incidents.topology): services are laid out in a grid. !n: open incidents. Click a service for its signals.";
@@ -101,7 +104,7 @@ export function mount(root, { live }) {
         { class: "automation" },
         h("label", {}, "Healing mode ", select),
         why,
-        h("p", { class: "muted" }, "Runbooks riskier than ", h("strong", {}, a.approval_above_risk), " wait for approval."),
+        h("p", { class: "muted" }, approvalText(a.approval_above_risk)),
         changed && changed.who
           ? h(
               "p",
@@ -129,7 +132,7 @@ export function mount(root, { live }) {
                 "div",
                 { class: "budget", title: fmtPct(left) },
                 h("meter", { min: 0, max: 1, low: 0.25, high: 0.5, optimum: 1, value: pct }),
-                left < 0 ? ` overspent (${fmtPct(left, 0)})` : ` ${fmtPct(left, 0)}`,
+                left < -0.005 ? ` overspent (${fmtPct(left, 0)})` : ` ${fmtPct(Math.max(0, left), 0)}`,
               );
             },
           },
@@ -240,4 +243,13 @@ export function mount(root, { live }) {
   }
 
   return () => {};
+}
+
+// The API reports the approval threshold as a runbook risk level: 0 low, 1 medium, 2 high (-1: none).
+const RISKS = ["low", "medium", "high"];
+function approvalText(level) {
+  if (typeof level === "string") return `Runbooks riskier than ${level} wait for a person's approval.`;
+  if (level < 0) return "Every runbook waits for a person's approval.";
+  if (level >= RISKS.length - 1) return "No runbook waits for approval.";
+  return `Runbooks riskier than ${RISKS[level]} (${RISKS.slice(level + 1).join(", ")}) wait for a person's approval.`;
 }

@@ -86,8 +86,9 @@ export function serviceMap(topo, health, openIncidents) {
     testid: "service-map",
     role: "group",
     "aria-label": `service map: ${topo.services.length} services, ${topo.edges.length} dependencies`,
-    preserveAspectRatio: "xMidYMin meet",
+    preserveAspectRatio: "xMinYMin meet",
   });
+  svg.style.maxWidth = `${Math.round(width * 1.3)}px`; // wide screens: more room, not giant boxes
   svg.append(
     s(
       "defs",
