@@ -261,3 +261,45 @@ def test_charts_draw_10000_points_per_series_fast(operator_page: Page) -> None:
     assert result["drawn"] < 2000, result
     assert result["append"] < 100, result
     assert result["nodes"] < 400, result
+
+
+def test_an_operators_overrides_through_the_page(operator_page: Page, demo: Demo) -> None:
+    """Pause and resume healing on a service, pin and release a scaled service, acknowledge an incident,
+    mark it noise and silence it: each button reaches its route, and the page shows the new state."""
+    page = operator_page
+    banner = page.get_by_test_id("error-banner")
+    page.goto(f"{demo.url}/#/service/redis")
+    pause = page.get_by_test_id("pause-healing")
+    expect(pause).to_have_text("Pause healing", timeout=LIVE_S)
+    pause.click()
+    expect(pause).to_have_text("Resume healing")
+    with demo.client() as c:
+        assert [p["service"] for p in c.get("/api/v1/automation/services").json()] == ["redis"]
+    pause.click()
+    expect(pause).to_have_text("Pause healing")
+    expect(banner).to_be_hidden()
+
+    page.goto(f"{demo.url}/#/scaling")
+    page.get_by_test_id("pin-gateway").click()
+    expect(page.get_by_test_id("scaling-gateway")).to_contain_text("Pinned to")
+    with demo.client() as c:
+        pinned = {s["service"]: s["override"] for s in c.get("/api/v1/scaling").json()}["gateway"]
+    assert pinned is not None and pinned["by"] == OPERATOR and pinned["replicas"] is not None, pinned
+    page.get_by_test_id("release-gateway").click()
+    expect(page.get_by_test_id("release-gateway")).to_have_count(0)
+    expect(banner).to_be_hidden()
+
+    with demo.client() as c:
+        incident = next(i for i in c.get("/api/v1/incidents", params={"status": "open"}).json())
+    page.goto(f"{demo.url}/#/incident/{incident['id']}")
+    page.get_by_test_id("status-acknowledged").click()
+    expect(page.get_by_test_id("incident-head")).to_contain_text("acknowledged")
+    page.get_by_test_id("feedback-noise").click()
+    expect(page.get_by_text(f"Marked noise by {OPERATOR}")).to_be_visible()
+    page.get_by_test_id("silence").click()
+    expect(page.get_by_text(f"Silenced notifications for service={incident['service']}")).to_be_visible()
+    expect(banner).to_be_hidden()
+    with demo.client() as c:
+        assert c.get(f"/api/v1/incidents/{incident['id']}").json()["status"] == "acknowledged"
+        silences = c.get("/api/v1/silences", params={"state": "active"}).json()
+    assert any(s["createdBy"] == OPERATOR for s in silences), silences
