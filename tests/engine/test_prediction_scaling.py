@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from opsmind.act.base import ActionResult, ScaleAction
 from opsmind.clock import SimClock
@@ -151,5 +152,35 @@ async def test_an_override_pins_the_replicas_until_released(tmp_path: Path) -> N
         assert released["override"] is None and released["policy"] == "predictive"
         verbs = [a.verb for a in engine.store.find(AuditEntry) if a.actor == "user:ana"]
         assert sorted(verbs) == ["scale_override", "scale_override", "scale_release"]
+    finally:
+        await engine.stop()
+
+
+async def test_an_override_bounds_automation_which_keeps_deciding_within_them(tmp_path: Path) -> None:
+    clock = SimClock(1_700_000_000.0)
+    recorder = Recorder()
+    engine = Engine(
+        settings(tmp_path, dry_run=False),
+        clock=clock,
+        forecaster_factory=TrendForecaster,
+        actuators={"log": recorder},
+    )
+    await engine.start()
+    try:
+        assert engine.scaling is not None
+        cfg = engine.scaling.config("api")
+        floor = cfg.min_replicas + 2
+        bounded = await engine.scaling.override("api", None, "ana", "before the sale", min_replicas=floor)
+        # automation still decides (its policy, not "override"), but not below the operator's floor
+        assert bounded["policy"] == cfg.policy and bounded["replicas"] >= floor
+        assert bounded["override"]["kind"] == "bounds" and bounded["override"]["min_replicas"] == floor
+        assert any("bounded to" in r for r in bounded["reasons"])
+        with pytest.raises(ValueError, match="not both"):
+            await engine.scaling.override("api", 3, "ana", "x", max_replicas=4)
+        with pytest.raises(ValueError, match="above max_replicas"):
+            await engine.scaling.override("api", None, "ana", "x", min_replicas=floor, max_replicas=floor - 1)
+        with pytest.raises(ValueError, match="outside"):
+            await engine.scaling.override("api", None, "ana", "x", max_replicas=cfg.max_replicas + 1)
+        assert engine.scaling.overrides["api"].min_replicas == floor  # a refused change keeps the old one
     finally:
         await engine.stop()

@@ -288,6 +288,14 @@ def test_an_operators_overrides_through_the_page(operator_page: Page, demo: Demo
     page.get_by_test_id("release-gateway").click()
     expect(page.get_by_test_id("release-gateway")).to_have_count(0)
     expect(banner).to_be_hidden()
+    page.get_by_test_id("bounds-gateway").click()  # min/max: automation keeps deciding within them
+    expect(page.get_by_test_id("scaling-gateway")).to_contain_text("Automatic within")
+    with demo.client() as c:
+        bounded = {s["service"]: s["override"] for s in c.get("/api/v1/scaling").json()}["gateway"]
+    assert bounded is not None and bounded["kind"] == "bounds" and bounded["by"] == OPERATOR, bounded
+    page.get_by_test_id("release-gateway").click()
+    expect(page.get_by_test_id("release-gateway")).to_have_count(0)
+    expect(banner).to_be_hidden()
 
     with demo.client() as c:
         incident = next(i for i in c.get("/api/v1/incidents", params={"status": "open"}).json())

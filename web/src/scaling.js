@@ -1,5 +1,5 @@
 // #/scaling: per scaled service, the load forecast against the actual load, replicas over time, the
-// decisions with their reason chain and cost, and the operator's overrides (pin, pause, release).
+// decisions with their reason chain and cost, and the operator's overrides (pin, min/max, pause, release).
 
 import { api, enc, getOptional, session } from "./api.js";
 import { Chart } from "./chart.js";
@@ -79,6 +79,17 @@ export function mount(root, { live }) {
       "aria-label": "replicas to pin",
       disabled: !session.can("operator"),
     });
+    const bound = (label, value) =>
+      h("input", {
+        type: "number",
+        min: row.min_replicas,
+        max: row.max_replicas,
+        value,
+        "aria-label": label,
+        disabled: !session.can("operator"),
+      });
+    const lo = bound("minimum replicas", o?.min_replicas ?? row.min_replicas);
+    const hi = bound("maximum replicas", o?.max_replicas ?? row.max_replicas);
     const why = reasonInput();
     const apply = async (body) => {
       const out = await api.post(`/api/v1/scaling/${enc(row.service)}/override`, {
@@ -97,7 +108,15 @@ export function mount(root, { live }) {
         ? h(
             "p",
             { class: "override-on" },
-            h("strong", {}, o.replicas === null ? "Automation paused" : `Pinned to ${o.replicas}`),
+            h(
+              "strong",
+              {},
+              o.kind === "bounds"
+                ? `Automatic within ${o.min_replicas ?? row.min_replicas}-${o.max_replicas ?? row.max_replicas}`
+                : o.replicas === null
+                  ? "Automation paused"
+                  : `Pinned to ${o.replicas}`,
+            ),
             ` by ${o.by} ${fmtAgo(o.since)}${o.reason ? `: ${o.reason}` : ""}`,
           )
         : h("p", { class: "muted" }, `Automatic, within ${row.min_replicas}-${row.max_replicas} replicas.`),
@@ -106,6 +125,17 @@ export function mount(root, { live }) {
         "div",
         { class: "buttons" },
         h("span", { class: "group" }, replicas, opButton("Pin", () => apply({ replicas: Number(replicas.value) }), { testid: `pin-${row.service}` })),
+        h(
+          "span",
+          { class: "group" },
+          lo,
+          hi,
+          opButton(
+            "Set min/max",
+            () => apply({ min_replicas: Number(lo.value), max_replicas: Number(hi.value) }),
+            { testid: `bounds-${row.service}` },
+          ),
+        ),
         opButton("Pause", () => apply({ replicas: null }), { testid: `pause-${row.service}`, kind: "warn" }),
         o
           ? opButton(

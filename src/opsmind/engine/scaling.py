@@ -49,15 +49,41 @@ ActuatorFactory = Callable[[str, ScaleServiceSettings], Actuator]
 
 @dataclass(frozen=True, slots=True)
 class Override:
-    """An operator's hold on a service: ``replicas`` pinned, or automation paused when None."""
+    """An operator's hold on a service: ``replicas`` pinned; or bounds (``min_replicas`` and/or
+    ``max_replicas``) that automation keeps deciding within; or, with neither, automation paused."""
 
     replicas: int | None
     by: str
     reason: str
     since: float
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+
+    @property
+    def bounded(self) -> bool:
+        return self.replicas is None and (self.min_replicas is not None or self.max_replicas is not None)
+
+    @property
+    def paused(self) -> bool:
+        return self.replicas is None and not self.bounded
+
+    def describe(self) -> str:
+        if self.replicas is not None:
+            return f"pinned to {self.replicas} replicas"
+        if self.bounded:
+            return f"bounded to {self.min_replicas or '-'}..{self.max_replicas or '-'} replicas"
+        return "automation paused"
 
     def as_json(self) -> dict[str, Any]:
-        return {"replicas": self.replicas, "by": self.by, "reason": self.reason, "since": self.since}
+        return {
+            "replicas": self.replicas,
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "kind": "pin" if self.replicas is not None else "bounds" if self.bounded else "pause",
+            "by": self.by,
+            "reason": self.reason,
+            "since": self.since,
+        }
 
 
 def hourly_cost(
@@ -129,19 +155,39 @@ class ScaleStage(Stage):
                 except Exception:
                     log.exception("scale: deciding for %s failed", service)
 
-    async def override(self, service: str, replicas: int | None, by: str, reason: str) -> dict[str, Any]:
-        """Pin ``service`` to ``replicas`` (or pause its automation when None) until released; the pin
-        is applied at once. KeyError: not a scaled service; ValueError: outside its bounds."""
+    async def override(
+        self,
+        service: str,
+        replicas: int | None,
+        by: str,
+        reason: str,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+    ) -> dict[str, Any]:
+        """Until released: pin ``service`` to ``replicas``; or keep automation within ``min_replicas``..
+        ``max_replicas`` (either may be None: the configured one); or, with none of them, pause its
+        automation. Applied at once. KeyError: not a scaled service; ValueError: outside the configured
+        bounds, a pin together with bounds, or min above max."""
         cfg = self.config(service)
-        if replicas is not None and not cfg.min_replicas <= replicas <= cfg.max_replicas:
-            raise ValueError(
-                f"{replicas} replicas is outside {service}'s bounds {cfg.min_replicas}..{cfg.max_replicas}"
-            )
+        bounds = f"{service}'s bounds {cfg.min_replicas}..{cfg.max_replicas}"
+        if replicas is not None and (min_replicas is not None or max_replicas is not None):
+            raise ValueError("give either replicas (a pin) or min_replicas/max_replicas (bounds), not both")
+        for name, value in (
+            ("replicas", replicas),
+            ("min_replicas", min_replicas),
+            ("max_replicas", max_replicas),
+        ):
+            if value is not None and not cfg.min_replicas <= value <= cfg.max_replicas:
+                raise ValueError(f"{name} {value} is outside {bounds}")
+        if min_replicas is not None and max_replicas is not None and min_replicas > max_replicas:
+            raise ValueError(f"min_replicas {min_replicas} is above max_replicas {max_replicas}")
         async with self._lock:
             now = self.clock.now()
-            hold = self.overrides[service] = Override(replicas, by, reason, now)
-            what = f"pinned to {replicas} replicas" if replicas is not None else "automation paused"
-            await self._audit(now, service, f"user:{by}", "scale_override", {**hold.as_json(), "what": what})
+            hold = Override(replicas, by, reason, now, min_replicas, max_replicas)
+            self.overrides[service] = hold
+            await self._audit(
+                now, service, f"user:{by}", "scale_override", {**hold.as_json(), "what": hold.describe()}
+            )
             return await self._decide(service, now)
 
     async def release(self, service: str, by: str, reason: str = "") -> dict[str, Any]:
@@ -161,7 +207,8 @@ class ScaleStage(Stage):
         pred = self.latest.get(service)
         current, whence = self._current(service, cfg, pred)
         hold = self.overrides.get(service)
-        if hold is not None and hold.replicas is None:
+        lo, hi = cfg.min_replicas, cfg.max_replicas
+        if hold is not None and hold.paused:
             decision = ScaleDecision(
                 current, (f"automation paused by {hold.by}: {hold.reason}", f"keep {current}")
             )
@@ -174,10 +221,14 @@ class ScaleStage(Stage):
         else:
             decision = self._predictive_decision(service, cfg, current, pred, now)
         reasons = [f"current {current} replicas ({whence})", *decision.reasons]
-        desired = min(max(decision.replicas, cfg.min_replicas), cfg.max_replicas)
+        if hold is not None and hold.bounded:
+            lo = hold.min_replicas if hold.min_replicas is not None else lo
+            hi = hold.max_replicas if hold.max_replicas is not None else hi
+            reasons.append(f"{hold.describe()} by {hold.by}: {hold.reason}")
+        desired = min(max(decision.replicas, lo), hi)
         dry_run = self.settings.dry_run if cfg.dry_run is None else cfg.dry_run
         result: ActionResult | None = None
-        if desired != current and not (hold is not None and hold.replicas is None):
+        if desired != current and not (hold is not None and hold.paused):
             result = await self._apply(service, cfg, desired, decision, dry_run)
             reasons.append(result.detail)
             if result.ok and not result.dry_run:
@@ -187,7 +238,7 @@ class ScaleStage(Stage):
         value: dict[str, Any] = {
             "replicas": desired,
             "current": current,
-            "policy": "override" if hold is not None else cfg.policy,
+            "policy": "override" if hold is not None and not hold.bounded else cfg.policy,
             "actuator": cfg.actuator,
             "dry_run": dry_run,
             "cost_per_hour": cost,

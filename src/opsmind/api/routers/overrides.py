@@ -131,7 +131,7 @@ OVERRIDES: tuple[AutomatedOperation, ...] = (
                 "scale_override",
                 "POST",
                 "/api/v1/scaling/{service}/override",
-                "replicas pinned (or automation paused) until released",
+                "replicas pinned, automation bounded to a min/max, or paused, until released",
             ),
             OverrideRoute(
                 "scale_release",

@@ -2,7 +2,8 @@
 
 ``GET /api/v1/scaling`` lists each service in ``scale.services`` with its latest decision (replicas,
 reasons, hourly cost, the action's outcome) and its override. ``POST /api/v1/scaling/{service}/override``
-pins the service's replicas (``replicas``) or pauses its automation (``replicas`` null) until ``DELETE``
+pins the service's replicas (``replicas``), bounds its automation (``min_replicas`` and/or
+``max_replicas``: it keeps deciding within them), or pauses it (none of them) until ``DELETE``
 releases it; both are audited (*by* is the signed-in principal when access control is on).
 404: not a scaled service (or, for DELETE, no override); 422: a bad body
 or replicas outside the service's bounds.
@@ -25,7 +26,11 @@ router = APIRouter(prefix="/api/v1/scaling", tags=["scaling"])
 class OverrideCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    replicas: int | None = Field(description="pin to this many replicas; null pauses automation", ge=0)
+    replicas: int | None = Field(
+        None, description="pin to this many replicas; null (with no bounds) pauses automation", ge=0
+    )
+    min_replicas: int | None = Field(None, ge=0, description="automation keeps at least this many")
+    max_replicas: int | None = Field(None, ge=0, description="automation keeps at most this many")
     by: str | None = Field(None, min_length=1, max_length=256, description="required while auth is off")
     reason: str = Field("", max_length=4096)
 
@@ -65,7 +70,9 @@ async def override(service: str, body: OverrideCreate, request: Request, engine:
     stage = _stage(engine, service)
     by = acting(request, body.by, "by")
     try:
-        return await stage.override(service, body.replicas, by, body.reason)
+        return await stage.override(
+            service, body.replicas, by, body.reason, body.min_replicas, body.max_replicas
+        )
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
 
