@@ -611,3 +611,26 @@ async def test_with_access_control_the_audit_names_the_signed_in_person(tmp_path
         assert entry.actor == "user:kim" and entry.detail["why"] == "load test"
     finally:
         await engine.stop()
+
+
+def test_every_override_route_has_a_control_in_the_dashboard() -> None:
+    """The dashboard's sources call every override route of ``GET /api/v1/overrides`` with its method
+    (the browser tests click them; this one makes sure none is missing when an override is added)."""
+    from opsmind.api.routers.overrides import OVERRIDES
+
+    web = Path(__file__).resolve().parents[2] / "web" / "src"
+    source = "\n".join(p.read_text() for p in sorted(web.glob("*.js")))
+    verbs = {"POST": "post", "PUT": "put", "DELETE": "del"}
+    missing = []
+    for op in OVERRIDES:
+        for route in op.overrides:
+            # a path parameter is any ${...} expression in a template string; approve|reject share one
+            pattern = re.escape(route.path)
+            pattern = re.sub(r"\\\{[a-z_]+\\\}", r"\\$\\{[^}]+\\}", pattern)
+            pattern = pattern.replace("approve", "(approve|\\$\\{[^}]+\\})").replace(
+                "reject", "(reject|\\$\\{[^}]+\\})"
+            )
+            call = rf"api\.{verbs[route.method]}\([\"'`]{pattern}[\"'`]"
+            if not re.search(call, source):
+                missing.append(f"{route.method} {route.path} ({op.key}: {route.name})")
+    assert not missing, f"override routes the dashboard never calls: {missing}"

@@ -311,3 +311,10 @@ def test_an_operators_overrides_through_the_page(operator_page: Page, demo: Demo
         assert c.get(f"/api/v1/incidents/{incident['id']}").json()["status"] == "acknowledged"
         silences = c.get("/api/v1/silences", params={"state": "active"}).json()
     assert any(s["createdBy"] == OPERATOR for s in silences), silences
+    mine = next(s for s in silences if s["createdBy"] == OPERATOR)
+    page.goto(f"{demo.url}/#/incidents")  # the silence is listed there and can be expired
+    page.get_by_test_id(f"expire-{mine['id']}").click()
+    expect(page.get_by_test_id(f"silence-{mine['id']}")).to_have_count(0)
+    expect(banner).to_be_hidden()
+    with demo.client() as c:
+        assert c.get("/api/v1/silences", params={"state": "expired"}).json()[0]["id"] == mine["id"]

@@ -1,9 +1,9 @@
 // #/incidents: every incident, newest first, filterable; new and changed ones arrive live.
 
-import { api, enc, getOptional } from "./api.js";
+import { api, enc, getOptional, session } from "./api.js";
 import { fill, fmtAgo, fmtTime, h, section, tableRow } from "./dom.js";
 import { href } from "./router.js";
-import { attempt, priorityBadge, stateBadge } from "./widgets.js";
+import { attempt, opButton, priorityBadge, stateBadge } from "./widgets.js";
 
 const STATES = ["active", "open", "acknowledged", "mitigating", "resolved", "all"];
 
@@ -47,7 +47,43 @@ export function mount(root, { live }) {
   const count = h("p", { class: "muted" });
   stateSel.addEventListener("change", draw);
   search.addEventListener("input", draw);
-  fill(root, section("Incidents", h("div", { class: "filters" }, stateSel, search, count), list));
+  const silences = h("div", { testid: "silence-list" });
+  fill(
+    root,
+    section("Incidents", h("div", { class: "filters" }, stateSel, search, count), list),
+    section("Silences in force", silences),
+  );
+
+  // Silences are an override of notification: each one in force can be expired here (audited by name).
+  async function loadSilences() {
+    const rows = (await api.get("/api/v1/silences")).filter((x) => x.state !== "expired");
+    const matchers = (x) => x.matchers.map((m) => `${m.name}${m.isEqual === false ? "!" : ""}=${m.value}`).join(", ");
+    fill(
+      silences,
+      rows.length
+        ? h(
+            "ul",
+            { class: "plain" },
+            rows.map((x) =>
+              h(
+                "li",
+                { testid: `silence-${x.id}` },
+                `${matchers(x)} - ${x.state} until ${fmtTime(x.endsAt)}, by ${x.createdBy}${x.comment ? `: ${x.comment}` : ""} `,
+                opButton(
+                  "Expire",
+                  async () => {
+                    await api.del(`/api/v1/silences/${enc(x.id)}`, { by: session.name() });
+                    await loadSilences();
+                  },
+                  { testid: `expire-${x.id}`, kind: "warn" },
+                ),
+              ),
+            ),
+          )
+        : h("p", { class: "muted" }, "No silence in force."),
+    );
+  }
+  attempt(loadSilences, "loading silences");
 
   function visible(i) {
     const st = stateSel.value;
