@@ -569,3 +569,28 @@ def test_a_refused_runbook_runs_once_its_precheck_holds(tmp_path: Path, classifi
         assert h.handle(incident()).runbook == "bad_deployment_rollback"
         h.tick()
         assert w.actions() == ["rollback"]
+
+
+def test_half_the_replicas_of_three_means_one_at_a_time(tmp_path: Path, classifier: FaultClassifier) -> None:
+    """A step's blast_radius share is rounded down (as Kubernetes rounds maxUnavailable), so a rolling
+    restart allowed half of 3 replicas touches 1 and passes a 50% cap instead of touching 2 (67%)."""
+    rb = load_library()["bad_deployment_rollback"]
+    steps = [s.model_copy(update={"blast_radius": 0.5}) for s in rb.steps]
+    half = rb.model_copy(update={"steps": type(rb.steps)(steps)})
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, w = SimClock(T0), world()
+        guards = Guards(GuardSettings(mode=AutomationMode.ON, approval_above_risk=2, blast_radius_pct=50.0))
+        h = Healer(
+            store,
+            clock,
+            classifier,
+            w.actuate,
+            w.read,
+            library={rb.name: half},
+            guards=guards,
+            replicas=lambda s: 3,
+        )
+        d = h.handle(incident())
+        assert d.outcome is not None
+        assert d.outcome.remediation.touched_replicas == 1
+        assert d.outcome.remediation.state is RemediationState.APPROVED

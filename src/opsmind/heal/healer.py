@@ -276,7 +276,9 @@ class Healer:
         rid = uuid.uuid4().hex
         replicas = self.replicas(request.service) if self.replicas is not None else None
         share = max((s.blast_radius or 0.0 for s in runbook.steps), default=0.0)
-        touched = max(1, math.ceil(share * replicas)) if replicas else 1
+        # Rounded down, as Kubernetes rounds a rollout's maxUnavailable: a step that may touch half of 3
+        # replicas touches 1 at a time, not 2 (and always at least one).
+        touched = max(1, math.floor(share * replicas)) if replicas else 1
         return self.executor.submit(
             service=request.service,
             runbook=runbook.name,
