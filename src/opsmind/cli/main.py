@@ -15,6 +15,7 @@ from rich.logging import RichHandler
 
 from opsmind.cli.auth_cmd import tokens_app, users_app
 from opsmind.cli.rca_cmd import rca_app
+from opsmind.cli.ui_cmd import ui_app
 from opsmind.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(rca_app, name="rca")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(ui_app, name="ui")
 console = Console(stderr=True)
 
 
@@ -554,4 +556,23 @@ def bench_autoscale(
         )
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+@bench_app.command("ui")
+def bench_ui(
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
+    events: int = typer.Option(200, min=1, help="live samples timed to the page (the goal needs >= 100)"),
+    points: int = typer.Option(10_000, min=10, help="points per golden-signal chart"),
+    loads: int = typer.Option(5, min=1, help="first visits of the service page timed (the median counts)"),
+    browser: Path = typer.Option(Path("/usr/bin/chromium"), help="the Chromium Playwright drives"),
+    out: Path = typer.Option(Path("docs/benchmarks/ui.md"), help="where the table is written"),
+) -> None:
+    """Dashboard first render (charts of 10,000 points) and live push latency in a real browser."""
+    from opsmind.bench.ui import UiBenchError, run_ui_benchmark
+
+    try:
+        run_ui_benchmark(points, events, loads, out=out, json_out=json_out, console=console, browser=browser)
+    except UiBenchError as exc:
+        console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
