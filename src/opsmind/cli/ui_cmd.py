@@ -122,10 +122,24 @@ def start_demo(directory: Path, port: int, fault_after_s: float) -> Demo:
             start_new_session=True,
         )
     demo = Demo(f"http://127.0.0.1:{port}", proc, log, password)
+    try:
+        _ready(demo)
+    except BaseException as exc:  # never leave the demo running behind us
+        stop_demo(demo)
+        if isinstance(exc, httpx.HTTPError):
+            raise ScreenshotError(f"the demo does not answer: {exc!r}\n{demo.tail()}") from exc
+        raise
+    return demo
+
+
+def _ready(demo: Demo) -> None:
+    """Until the demo's API and page answer; then sign in as the operator."""
+    import httpx
+
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ScreenshotError(f"the demo exited with {proc.returncode}:\n{demo.tail()}")
+        if demo.proc.poll() is not None:
+            raise ScreenshotError(f"the demo exited with {demo.proc.returncode}:\n{demo.tail()}")
         try:
             if httpx.get(f"{demo.url}/api/v1/health", timeout=1).status_code == 200:
                 break
@@ -133,20 +147,18 @@ def start_demo(directory: Path, port: int, fault_after_s: float) -> Demo:
             pass
         time.sleep(0.3)
     else:
-        stop_demo(demo)
         raise ScreenshotError(f"the demo did not answer within {START_TIMEOUT_S:.0f} s:\n{demo.tail()}")
-    page = httpx.get(f"{demo.url}/", timeout=10)
+    page = httpx.get(f"{demo.url}/", timeout=30)
     if page.status_code != 200:
-        stop_demo(demo)
         raise ScreenshotError(f"the dashboard is not served ({page.status_code}); run `make web`")
     r = httpx.post(
-        f"{demo.url}/api/v1/auth/login", json={"username": OPERATOR, "password": password}, timeout=10
+        f"{demo.url}/api/v1/auth/login",
+        json={"username": OPERATOR, "password": demo.password},
+        timeout=30,
     )
     if r.status_code != 200:
-        stop_demo(demo)
         raise ScreenshotError(f"cannot sign in to the demo: {r.status_code} {r.text[:200]}")
     demo.token = r.json()["token"]
-    return demo
 
 
 def stop_demo(demo: Demo) -> None:
