@@ -134,6 +134,8 @@ class UiResult:
     browser: str = ""
     last_visit: dict[str, float | None] = field(default_factory=dict)
     settle_s: float | None = None
+    load_avg: float | None = None
+    """The machine's one-minute load average when the first visit began (other work shares the CPUs)."""
 
     @property
     def first_render_ms(self) -> float:
@@ -164,6 +166,7 @@ class UiResult:
             "browser": self.browser,
             "last_visit_ms": {k: r(v) for k, v in self.last_visit.items()},
             "server_settle_s": r(self.settle_s),
+            "load_avg_1m": r(self.load_avg),
             "goals": {"first_render_ms": GOAL_FIRST_RENDER_MS, "push_latency_ms": GOAL_PUSH_P95_MS},
         }
 
@@ -405,6 +408,7 @@ def measure(browser_path: str, points: int, events: int, loads: int, console: Co
                 "key": json.dumps(SESSION_KEY),
                 "session": json.dumps(json.dumps(stored)),
             }
+            load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
             with sync_playwright() as pw:
                 try:
                     browser = pw.chromium.launch(executable_path=browser_path)
@@ -440,7 +444,12 @@ def measure(browser_path: str, points: int, events: int, loads: int, console: Co
         browser=f"Chromium {version}",
         last_visit=breakdown,
         settle_s=settle_s,
+        load_avg=load_avg,
     )
+
+
+def _fmt2(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
 
 
 def _fmt(v: float | None) -> str:
@@ -492,7 +501,8 @@ def render_markdown(res: UiResult, command: str) -> str:
         "last 50 minutes, ingested through `POST /api/v1/ingest` before the page opens; the page draws "
         "them as four uPlot charts at raw resolution.",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {machine()}; one-minute load average {_fmt2(res.load_avg)} when the first visit began "
+        "(the CPUs are shared with whatever else runs).",
         "",
         "| measure | value | goal |",
         "|---|---:|---|",
@@ -517,7 +527,8 @@ def render_markdown(res: UiResult, command: str) -> str:
         f"call went out at {_fmt(visit.get('first_rest_call_ms'))} ms and its range queries ran from "
         f"{_fmt(visit.get('range_queries_from_ms'))} to {_fmt(visit.get('range_queries_to_ms'))} ms "
         "(one after the other). The first visit starts once the server has worked through the ingested "
-        f"history ({settle}), so it times the page, not a busy server.",
+        f"history ({settle}; the multivariate detector scores it step by step), so it times the page, "
+        "not a busy server.",
         "- *push latency*: with the page left open and live, one sample every "
         f"{EVENT_INTERVAL_S * 1000:.0f} ms is ingested into the four followed series in turn, stamped "
         "with the wall-clock time it is sent; the page notes `Date.now()` at the first draw of that chart "
