@@ -32,6 +32,9 @@ USERS = {
 }
 OPERATOR, VIEWER = "oliver", "vera"
 START_TIMEOUT_S = 90.0
+# The demo answers slowly while it catches up its first hour and the browser shares the 2 cores; the
+# tests check what is shown, not how fast, so their own API calls wait generously.
+HTTP_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -46,7 +49,7 @@ class Demo:
             r = httpx.post(
                 f"{self.url}/api/v1/auth/login",
                 json={"username": user, "password": USERS[user]["password"]},
-                timeout=10,
+                timeout=HTTP_TIMEOUT_S,
             )
             assert r.status_code == 200, r.text
             self.tokens[user] = r.json()["token"]
@@ -54,7 +57,7 @@ class Demo:
 
     def client(self, user: str = OPERATOR) -> httpx.Client:
         return httpx.Client(
-            base_url=self.url, timeout=15, headers={"Authorization": f"Bearer {self.token(user)}"}
+            base_url=self.url, timeout=HTTP_TIMEOUT_S, headers={"Authorization": f"Bearer {self.token(user)}"}
         )
 
     def tail(self, n: int = 60) -> str:
@@ -91,7 +94,7 @@ def start_demo(tmp: Path, fault_after_s: float = 1.0) -> Demo:
     else:
         stop_demo(demo)
         pytest.fail(f"the demo did not answer within {START_TIMEOUT_S:.0f} s:\n{demo.tail()}")
-    page = httpx.get(f"{demo.url}/", timeout=5)
+    page = httpx.get(f"{demo.url}/", timeout=HTTP_TIMEOUT_S)
     if page.status_code != 200:
         stop_demo(demo)
         pytest.fail(f"the dashboard is not served ({page.status_code}: {page.text[:200]}); run `make web`")

@@ -17,13 +17,16 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.ui.conftest import OPERATOR, USERS, VIEWER, Demo
+from tests.ui.conftest import HTTP_TIMEOUT_S, OPERATOR, USERS, VIEWER, Demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.ui]
 
 SMALL = {"width": 1280, "height": 800}
 LARGE = {"width": 2560, "height": 1440}
 LIVE_S = 15_000  # ms a live update may take to reach the page
+# Every other expectation waits up to 15 s too (Playwright's default is 5 s): on 2 shared cores the demo
+# catching up its first hour can keep the page's REST calls waiting that long.
+expect.set_options(timeout=15_000)
 PROPOSAL_TIMEOUT_S = 150.0
 
 # Draws 4 charts of two 10,000-point series each, then appends 50 live points one by one.
@@ -126,7 +129,9 @@ def wait_for_proposal(demo: Demo, timeout_s: float = PROPOSAL_TIMEOUT_S) -> dict
 def test_the_overview_shows_the_service_map_live(operator_page: Page, demo: Demo) -> None:
     page = operator_page
     services = httpx.get(
-        f"{demo.url}/api/v1/topology", headers={"Authorization": f"Bearer {demo.token(OPERATOR)}"}
+        f"{demo.url}/api/v1/topology",
+        headers={"Authorization": f"Bearer {demo.token(OPERATOR)}"},
+        timeout=HTTP_TIMEOUT_S,
     ).json()["services"]
     assert len(services) >= 5, services
     expect(page.get_by_test_id("service-map")).to_be_visible()
