@@ -128,15 +128,20 @@ async def test_a_forecast_breach_becomes_a_prediction_incident_and_a_scale_up(tm
         await engine.stop()
 
 
-async def test_an_override_pins_the_replicas_until_released(tmp_path: Path) -> None:
-    clock = SimClock(1_700_000_000.0)
-    recorder = Recorder()
+def _live_engine(tmp_path: Path) -> tuple[Engine, SimClock, Recorder]:
+    """An engine scaling for real (not a dry run) through a recording actuator, on a simulated clock."""
+    clock, recorder = SimClock(1_700_000_000.0), Recorder()
     engine = Engine(
         settings(tmp_path, dry_run=False),
         clock=clock,
         forecaster_factory=TrendForecaster,
         actuators={"log": recorder},
     )
+    return engine, clock, recorder
+
+
+async def test_an_override_pins_the_replicas_until_released(tmp_path: Path) -> None:
+    engine, clock, recorder = _live_engine(tmp_path)
     await engine.start()
     try:
         assert engine.scaling is not None
@@ -157,14 +162,7 @@ async def test_an_override_pins_the_replicas_until_released(tmp_path: Path) -> N
 
 
 async def test_an_override_bounds_automation_which_keeps_deciding_within_them(tmp_path: Path) -> None:
-    clock = SimClock(1_700_000_000.0)
-    recorder = Recorder()
-    engine = Engine(
-        settings(tmp_path, dry_run=False),
-        clock=clock,
-        forecaster_factory=TrendForecaster,
-        actuators={"log": recorder},
-    )
+    engine, _, _ = _live_engine(tmp_path)
     await engine.start()
     try:
         assert engine.scaling is not None

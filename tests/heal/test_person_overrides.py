@@ -5,7 +5,7 @@ asked, the other guards still hold, a missing field named, a dry run on request,
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import yaml
 from opsmind.act.base import ActionResult
 from opsmind.clock import SimClock
 from opsmind.heal.classify import UNKNOWN, FaultClassifier, IncidentObservation
-from opsmind.heal.executor import ActionRequest, Executor, MetricCondition, RollbackRefused, Step
+from opsmind.heal.executor import ActionRequest, Executor, RollbackRefused, Step
 from opsmind.heal.guards import (
     AutomationMode,
     GuardInput,
@@ -33,6 +33,7 @@ from opsmind.heal.runbook import parse_runbook
 from opsmind.heal.state import RemediationState, new_remediation, rollback_key
 from opsmind.store import SqliteStore
 from opsmind.types import AuditEntry
+from tests.heal.test_executor import FakeStep, Rollback
 
 S = RemediationState
 T0 = 1_000.0
@@ -40,26 +41,9 @@ FREEZE = {"api": Pause("ana", "release freeze", T0)}
 
 
 # -- the executor with fake steps (as in test_executor) ----------------------------------------------------
-@dataclass(frozen=True)
-class Undo:
-    action: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class FakeStep:
-    name: str
-    action: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-    precheck: MetricCondition | None = None
-    verify: MetricCondition | None = MetricCondition("error_rate", "<", 0.05)
-    verify_timeout_s: float = 60.0
-    rollback: Undo | None = None
-
-
 RUNBOOKS: dict[str, Sequence[Step]] = {
     "two": [
-        FakeStep("set config", "set_config", rollback=Undo("set_config", {"value": "old"})),
+        FakeStep("set config", "set_config", rollback=Rollback("set_config", {"value": "old"})),
         FakeStep("scale up", "scale", {"replicas": 4}),  # no declared rollback: the revert token undoes it
     ],
     "final": [FakeStep("restart", "restart")],
