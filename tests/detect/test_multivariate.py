@@ -110,3 +110,32 @@ def test_invalid_configuration_is_refused() -> None:
         ServiceMultivariate(buffer=10, min_fit=20)
     with pytest.raises(ValueError):
         ServiceMultivariate(refit_every=0)
+
+
+def test_scoring_many_at_once_is_scoring_one_by_one() -> None:
+    """update_many (a backfill) gives what update gives vector by vector: same scores, same refits, same
+    self-protection, with the rows it must ignore (NaN, a stale timestamp, another shape) in the run."""
+    rng = np.random.default_rng(11)
+    X = normal(rng, 400)
+    X[150:190] = [150.0, 0.1, 0.2, 0.9]  # an incident: not learned, until relearn_after in a row
+    rows: list[list[float]] = [list(x) for x in X]
+    stamps = [15.0 * i for i in range(len(rows))]
+    rows[200] = [float("nan")] * 4
+    stamps[230] = stamps[229]  # a duplicate timestamp
+    rows.insert(300, [1.0, 2.0])  # another shape: the service's signals changed, its state starts over
+    stamps.insert(300, stamps[299] + 1.0)
+
+    def detector() -> ServiceMultivariate:
+        return ServiceMultivariate(refit_every=40, buffer=150, min_fit=32, relearn_after=25, n_estimators=30)
+
+    one, many = detector(), detector()
+    expected = [one.update("s", t, x) for t, x in zip(stamps, rows, strict=True)]
+    got = many.update_many("s", stamps, rows)
+    assert [e is None for e in expected] == [g is None for g in got]
+    pairs = [(e, g) for e, g in zip(expected, got, strict=True) if e is not None and g is not None]
+    assert sum(e.anomalous for e, _ in pairs) >= 20  # the incident was seen, so self-protection ran
+    for e, g in pairs:
+        assert e.anomalous == g.anomalous and g.z == pytest.approx(e.z, rel=1e-9, abs=1e-9)
+    assert many.fits("s") == one.fits("s")
+    with pytest.raises(ValueError, match="2 timestamps but 1 vectors"):
+        many.update_many("s", [1.0, 2.0], [[1.0, 2.0]])

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,8 +146,52 @@ class ServiceMultivariate:
     def update(self, service: str, ts: float, vector: list[float] | F64) -> MultivariateScore | None:
         """Score the vector of ``service`` at ``ts`` against its model (None in the cold start), then
         learn from it unless it is anomalous; refit when the schedule says so."""
-        x = np.asarray(vector, dtype=np.float64).reshape(-1)
-        if x.size == 0 or not np.isfinite(x).all() or not math.isfinite(ts):
+        return self.update_many(service, [ts], [vector])[0]
+
+    def update_many(
+        self, service: str, stamps: Sequence[float], vectors: Sequence[list[float] | F64]
+    ) -> list[MultivariateScore | None]:
+        """What :meth:`update` would return for each ``(stamps[i], vectors[i])`` in turn, with the forest
+        asked once per run of vectors that the same model scores rather than once per vector. A model
+        only changes after ``refit_every - since_fit`` more vectors have been learned, so every vector up
+        to there is scored by the model in place now. A backfill of an hour of a fleet is thousands of
+        vectors, and one ``score_samples`` call costs milliseconds of Python (input checks, configuration)
+        whatever its size: scored one by one, they held the interpreter for a minute and starved the API."""
+        if len(stamps) != len(vectors):
+            raise ValueError(f"{len(stamps)} timestamps but {len(vectors)} vectors")
+        xs = [np.asarray(v, dtype=np.float64).reshape(-1) for v in vectors]
+        out: list[MultivariateScore | None] = [None] * len(xs)
+        i = 0
+        while i < len(xs):
+            s = self._services.get(service)
+            model = None if s is None or s.dim != xs[i].size else s.model
+            if s is None or model is None:  # cold start or a new shape: nothing to score ahead
+                out[i] = self._learn(service, stamps[i], xs[i], None)
+                i += 1
+                continue
+            ahead: list[int] = []
+            end, last = i, s.last_ts
+            while end < len(xs) and xs[end].size == s.dim and len(ahead) < self.refit_every - s.since_fit:
+                if _usable(stamps[end], xs[end]) and stamps[end] > last:
+                    ahead.append(end)
+                    last = stamps[end]
+                end += 1
+            rows = np.stack([xs[k] for k in ahead]) if ahead else np.empty((0, s.dim))
+            scored = dict(zip(ahead, self._score_rows(model, rows), strict=True))
+            for k in range(i, end):
+                out[k] = self._learn(service, stamps[k], xs[k], scored.get(k))
+                if s.model is not model:  # refitted: what follows is scored by the new model
+                    end = k + 1
+                    break
+            i = end
+        return out
+
+    def _learn(
+        self, service: str, ts: float, x: F64, score: MultivariateScore | None
+    ) -> MultivariateScore | None:
+        """One step of :meth:`update` for ``x``, with its ``score`` by the current model when it was
+        computed ahead (None: compute it here)."""
+        if not _usable(ts, x):
             return None
         s = self._services.get(service)
         if s is None or s.dim != x.size:
@@ -154,7 +199,9 @@ class ServiceMultivariate:
         if ts <= s.last_ts:
             return None
         s.last_ts = ts
-        result = self._score(s, x)
+        result = score
+        if result is None and s.model is not None:
+            result = self._score_rows(s.model, x[None, :])[0]
         if result is not None and result.anomalous:
             s.streak += 1
             if s.streak < self.relearn_after:
@@ -169,17 +216,19 @@ class ServiceMultivariate:
             self._fit(s)
         return result
 
-    def _score(self, s: _Service, x: F64) -> MultivariateScore | None:
-        m = s.model
-        if m is None:
-            return None
+    def _score_rows(self, m: _Model, X: F64) -> list[MultivariateScore]:
         with np.errstate(all="ignore"):
-            w = m.whitened(x[None, :])
-            raw = float(-m.forest.score_samples(w)[0]) if np.isfinite(w).all() else math.inf
-            dist = float(np.sqrt((w * w).sum()))
-            z = max(_robust_z(raw, m.raw_median, m.raw_spread), _robust_z(dist, m.dist_median, m.dist_spread))
-        p = self.calibrate(z)
-        return MultivariateScore(raw, dist, z, p, z >= self.threshold)
+            W = m.whitened(X)
+            finite = np.isfinite(W).all(axis=1)
+            raw = np.full(len(W), math.inf)  # a row the whitening overflowed is beyond any normal
+            if finite.any():
+                raw[finite] = -m.forest.score_samples(W[finite])
+            dist = np.sqrt((W * W).sum(axis=1))
+        out = []
+        for r, d in zip(raw.tolist(), dist.tolist(), strict=True):
+            z = max(_robust_z(r, m.raw_median, m.raw_spread), _robust_z(d, m.dist_median, m.dist_spread))
+            out.append(MultivariateScore(r, d, z, self.calibrate(z), z >= self.threshold))
+        return out
 
     def _fit(self, s: _Service) -> None:
         X = np.asarray(s.buffer, dtype=np.float64)
@@ -209,6 +258,11 @@ def _median_spread(a: F64) -> tuple[float, float]:
     vectors (zero spread) from making every later change infinitely anomalous."""
     median = float(np.median(a))
     return median, max(MAD_TO_SIGMA * float(np.median(np.abs(a - median))), 1e-3)
+
+
+def _usable(ts: float, x: F64) -> bool:
+    """A vector the detector can take: some signals, all finite, at a finite time."""
+    return x.size > 0 and bool(np.isfinite(x).all()) and math.isfinite(ts)
 
 
 def _robust_z(value: float, median: float, spread: float) -> float:

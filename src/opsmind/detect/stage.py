@@ -74,17 +74,20 @@ class DetectStage(Stage):
         model = self.multivariate
         assert model is not None  # vectors are only built when it exists
         now = self.clock.now()
-        out = []
+        by_service: dict[str, list[ServiceVector]] = {}
         for v in vectors:
-            score = model.update(v.service, v.ts, v.values)
-            if score is None or not score.anomalous:
-                continue
-            key = Series.of("golden_signals", {"service": v.service}).key
-            out.append(
-                Anomaly(
+            by_service.setdefault(v.service, []).append(v)
+        found: list[tuple[float, str, Anomaly]] = []
+        for service, own in by_service.items():
+            key = Series.of("golden_signals", {"service": service}).key
+            scores = model.update_many(service, [v.ts for v in own], [v.values for v in own])
+            for v, score in zip(own, scores, strict=True):
+                if score is None or not score.anomalous:
+                    continue
+                anomaly = Anomaly(
                     id=anomaly_id(key, v.ts, MULTIVARIATE),
                     at=now,
-                    service=v.service,
+                    service=service,
                     series=key,
                     ts=v.ts,
                     value=score.z,
@@ -93,8 +96,9 @@ class DetectStage(Stage):
                     probability=score.probability,
                     detector=MULTIVARIATE,
                 )
-            )
-        return out
+                found.append((v.ts, service, anomaly))
+        found.sort(key=lambda f: (f[0], f[1]))  # in time order, as they would have been found live
+        return [a for _, _, a in found]
 
 
 def rounds(batch: list[SeriesSamples]) -> list[list[tuple[Series, float, float]]]:
