@@ -276,6 +276,9 @@ class PredictSettings(_Section):
         default_factory=dict, description="service -> its own latency SLO, seconds"
     )
     error_objective: float = Field(0.999, gt=0, lt=1, description="availability SLO, e.g. 0.999")
+    error_objective_overrides: dict[str, float] = Field(
+        default_factory=dict, description="service -> its own availability SLO, e.g. 0.95 for a batch worker"
+    )
     slo_period_s: float = Field(30 * 86400, gt=0, description="the SLO's rolling period")
     refit_every: int = Field(60, ge=1, description="refit each load forecaster every this many steps")
     min_history: int = Field(30, ge=2, description="steps of load needed before the first forecast")
@@ -298,6 +301,14 @@ class PredictSettings(_Section):
             raise ValueError(f"latency SLOs must be positive seconds: {bad}")
         return v
 
+    @field_validator("error_objective_overrides")
+    @classmethod
+    def _objectives_below_one(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: x for k, x in v.items() if not 0 < x < 1}
+        if bad:
+            raise ValueError(f"availability SLOs must be between 0 and 1 (exclusive): {bad}")
+        return v
+
     @model_validator(mode="after")
     def _leads(self) -> PredictSettings:
         if self.min_lead_s > self.max_lead_s:
@@ -308,6 +319,9 @@ class PredictSettings(_Section):
 
     def latency_slo(self, service: str) -> float:
         return self.latency_slo_overrides.get(service, self.latency_slo_s)
+
+    def error_objective_for(self, service: str) -> float:
+        return self.error_objective_overrides.get(service, self.error_objective)
 
 
 class ScaleServiceSettings(_Section):

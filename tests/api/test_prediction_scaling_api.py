@@ -17,7 +17,7 @@ from tests.conftest import RunningServer, start_server
 @pytest.fixture
 def scaled(make_settings: Any) -> Iterator[RunningServer]:
     settings = make_settings(
-        predict={"min_history": 30},
+        predict={"min_history": 30, "error_objective_overrides": {"api": 0.98}},
         scale={"services": {"api": {"min_replicas": 2, "max_replicas": 6, "capacity_per_replica": 10}}},
     )
     running, srv, thread = start_server(settings)
@@ -30,7 +30,13 @@ def test_forecast_capacity_and_recommendations(scaled: RunningServer) -> None:
     now = time.time()
     ts = tuple(now - 60 * (120 - i) for i in range(120))
     load = tuple(20.0 + 5.0 * ((i % 30) / 30) for i in range(120))
-    scaled.engine.store.append([SeriesSamples(Series.of("request_rate", {"service": "api"}), ts, load)])
+    errors = tuple(0.01 for _ in ts)  # half the budget of its 98 % objective: no alert
+    scaled.engine.store.append(
+        [
+            SeriesSamples(Series.of("request_rate", {"service": "api"}), ts, load),
+            SeriesSamples(Series.of("error_ratio", {"service": "api"}), ts, errors),
+        ]
+    )
     assert scaled.engine.predict is not None
     scaled.engine.predict.step(now)  # one tick, synchronously, with the real LoadForecaster
     with scaled.client() as c:
@@ -39,6 +45,9 @@ def test_forecast_capacity_and_recommendations(scaled: RunningServer) -> None:
         fc = r.json()["forecast"]
         assert fc["model"] and len(fc["mean"]) == len(fc["hi"]["80"]) == len(fc["lo"]["95"]) > 0
         assert r.json()["capacity"]["ok"] is True  # the configured capacity stands in
+        slo = r.json()["slo"]
+        assert slo["objective"] == 0.98 and slo["severity"] is None and slo["alerts"] == []
+        assert slo["error_ratio"] == pytest.approx(0.01) and slo["budget_remaining"] == pytest.approx(0.5)
         missing = c.get("/api/v1/forecasts/nope")
         assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
         cap = c.get("/api/v1/capacity").json()

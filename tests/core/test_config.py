@@ -85,3 +85,13 @@ def test_run_refuses_a_port_in_use_with_a_clear_message(tmp_path: Path) -> None:
         res = CliRunner().invoke(app, ["run", "-c", str(cfg)])
     assert res.exit_code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in " ".join(res.output.split())
+
+
+def test_availability_objectives_per_service() -> None:
+    s = load_settings(
+        predict={"error_objective": 0.99, "error_objective_overrides": {"model-training": 0.95}}
+    )
+    assert s.predict.error_objective_for("model-training") == 0.95
+    assert s.predict.error_objective_for("gateway") == 0.99
+    with pytest.raises(ConfigError, match=r"error_objective_overrides.*between 0 and 1.*'gateway': 1\.0"):
+        load_settings(predict={"error_objective_overrides": {"gateway": 1.0}})

@@ -136,6 +136,7 @@ export function mount(root, { live }) {
               );
             },
           },
+          { title: "Objective", cell: (r) => (r.slo?.objective ? fmtPct(r.slo.objective, 2) : "-") },
           { title: "Error ratio", cell: (r) => fmtPct(r.slo?.error_ratio, 2) },
           {
             title: "Burn rate",

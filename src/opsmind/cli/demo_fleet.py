@@ -176,13 +176,28 @@ class SimWorld:
             )
         return ScaleSettings(interval_s=interval_s, dry_run=False, services=services)
 
+    def error_objectives(self) -> tuple[float, dict[str, float]]:
+        """The availability SLOs the demo's operator declares: the fleet's own objective (the scenario's
+        ``slo_error_ratio``, 99 % good requests) for every service, and 95 % for a batch worker, whose job
+        fails when any of its many reads does (a training job makes 20 feature-store calls). The engine's
+        default, 99.9 %, is tighter than this fleet runs when healthy (errors compound along the call
+        graph: the gateway fails ~0.6 % of requests), so burn-rate alerts would open on nearly every
+        service at start and drown the demo's faults."""
+        scenario = self.sim.scenario
+        fleet = 1.0 - scenario.slo_error_ratio
+        workers = {name: 0.95 for name, spec in scenario.services.items() if spec.kind == "worker"}
+        return fleet, workers
+
     def configure(self, settings: Settings, prices: tuple[InstancePrice, ...]) -> Settings:
         """``settings`` scaling the demo's services (:meth:`scale_settings`), with prediction reading the
         replicas the simulator's Deployments are asked for before the ready ones: an action shows in them
-        at once, while new pods take ``startup_s`` to become ready (the HPA also counts desired replicas)."""
-        predict = settings.predict.model_copy(
-            update={"replicas_metrics": ["replicas_desired", "replicas_ready"]}
-        )
+        at once, while new pods take ``startup_s`` to become ready (the HPA also counts desired replicas),
+        and judging availability by the demo's objectives (:meth:`error_objectives`) unless the
+        configuration given sets its own."""
+        update: dict[str, Any] = {"replicas_metrics": ["replicas_desired", "replicas_ready"]}
+        if not {"error_objective", "error_objective_overrides"} & settings.predict.model_fields_set:
+            update["error_objective"], update["error_objective_overrides"] = self.error_objectives()
+        predict = settings.predict.model_copy(update=update)
         return settings.model_copy(update={"scale": self.scale_settings(prices), "predict": predict})
 
     def scaler(self, settings: ScaleSettings) -> SimulatorScaler:

@@ -298,12 +298,14 @@ class PredictStage(Stage):
             return None
         notes.pop("slo", None)
         s = self.settings
-        slo = SLO(s.error_objective, s.slo_period_s)
+        slo = SLO(s.error_objective_for(series.service), s.slo_period_s)
         longest = max(r.long_s for r in WORKBOOK_RULES)
         t, f = readings.read_fresh(self.samples, series.errors, now - longest, now)
         report = evaluate_bad_fraction(slo, t, np.clip(f, 0.0, 1.0), now=now)
         if s.slo_period_s > longest:  # the budget is the whole period's, at whatever resolution covers it
-            tp, fp = readings.read(self.samples, series.errors, now - s.slo_period_s, now)
+            # read_fresh: the newest hours are not rolled up yet, and a plain read at this range's
+            # resolution left them out (a fresh service's budget read as untouched).
+            tp, fp = readings.read_fresh(self.samples, series.errors, now - s.slo_period_s, now)
             whole = evaluate_bad_fraction(slo, tp, np.clip(fp, 0.0, 1.0), now=now, rules=())
             report = BurnReport(
                 report.now, report.alerts, report.window_burn, whole.budget_remaining, whole.error_ratio

@@ -62,6 +62,7 @@ async def get_forecast(service: str, engine: EngineDep) -> dict[str, Any]:
     burn = None
     if v.burn is not None:
         burn = {
+            "objective": engine.settings.predict.error_objective_for(service),
             "severity": v.burn.severity,
             "budget_remaining": _num(v.burn.budget_remaining),
             "error_ratio": _num(v.burn.error_ratio),
