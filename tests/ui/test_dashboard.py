@@ -302,8 +302,14 @@ def test_an_operators_overrides_through_the_page(operator_page: Page, demo: Demo
     expect(page.get_by_test_id("release-gateway")).to_have_count(0)
     expect(banner).to_be_hidden()
 
+    # An open incident to act on: the demo's own faults open them (fault-after 1 s, nothing approves their
+    # remediations), whatever the tests before this one did.
+    deadline = time.monotonic() + 120
     with demo.client() as c:
-        incident = next(i for i in c.get("/api/v1/incidents", params={"status": "open"}).json())
+        while not (opened := c.get("/api/v1/incidents", params={"status": "open"}).json()):
+            assert time.monotonic() < deadline, f"no open incident within 120 s:\n{demo.tail(30)}"
+            time.sleep(2)
+    incident = opened[0]
     page.goto(f"{demo.url}/#/incident/{incident['id']}")
     page.get_by_test_id("status-acknowledged").click()
     expect(page.get_by_test_id("incident-head")).to_contain_text("acknowledged")
@@ -317,9 +323,13 @@ def test_an_operators_overrides_through_the_page(operator_page: Page, demo: Demo
         silences = c.get("/api/v1/silences", params={"state": "active"}).json()
     assert any(s["createdBy"] == OPERATOR for s in silences), silences
     mine = next(s for s in silences if s["createdBy"] == OPERATOR)
-    page.goto(f"{demo.url}/#/incidents")  # the silence is listed there and can be expired
+    page.goto(f"{demo.url}/#/incidents")  # the silence is listed there and can be expired, with a reason
+    page.get_by_test_id("expire-reason").fill("the deploy window is over")
     page.get_by_test_id(f"expire-{mine['id']}").click()
     expect(page.get_by_test_id(f"silence-{mine['id']}")).to_have_count(0)
     expect(banner).to_be_hidden()
     with demo.client() as c:
         assert c.get("/api/v1/silences", params={"state": "expired"}).json()[0]["id"] == mine["id"]
+        audit = c.get("/api/v1/audit", params={"limit": 10_000}).json()
+    expiries = [a for a in audit if a["verb"] == "expire_silence" and a["subject"] == mine["id"]]
+    assert [a["detail"]["reason"] for a in expiries] == ["the deploy window is over"], expiries

@@ -3,7 +3,7 @@
 import { api, enc, getOptional, session } from "./api.js";
 import { fill, fmtAgo, fmtTime, h, section, tableRow } from "./dom.js";
 import { href } from "./router.js";
-import { attempt, opButton, priorityBadge, stateBadge } from "./widgets.js";
+import { attempt, opButton, priorityBadge, reasonInput, reasonOf, stateBadge } from "./widgets.js";
 
 const STATES = ["active", "open", "acknowledged", "mitigating", "resolved", "all"];
 
@@ -48,10 +48,12 @@ export function mount(root, { live }) {
   stateSel.addEventListener("change", draw);
   search.addEventListener("input", draw);
   const silences = h("div", { testid: "silence-list" });
+  const expireWhy = reasonInput("reason for expiring a silence (recorded in the audit log)");
+  expireWhy.dataset.testid = "expire-reason";
   fill(
     root,
     section("Incidents", h("div", { class: "filters" }, stateSel, search, count), list),
-    section("Silences in force", silences),
+    section("Silences in force", expireWhy, silences),
   );
 
   // Silences are an override of notification: each one in force can be expired here (audited by name).
@@ -72,7 +74,10 @@ export function mount(root, { live }) {
                 opButton(
                   "Expire",
                   async () => {
-                    await api.del(`/api/v1/silences/${enc(x.id)}`, { by: session.name() });
+                    await api.del(`/api/v1/silences/${enc(x.id)}`, {
+                      by: session.name(),
+                      reason: reasonOf(expireWhy, "expired from the dashboard"),
+                    });
                     await loadSilences();
                   },
                   { testid: `expire-${x.id}`, kind: "warn" },

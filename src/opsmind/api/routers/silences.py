@@ -115,8 +115,9 @@ async def expire_silence(
     request: Request,
     engine: EngineDep,
     by: str | None = Query(None, max_length=256, description="who, while auth is off"),
+    reason: str = Query("", max_length=4096, description="why it ends early, for the audit log"),
 ) -> SilencePublic:
-    """Expire a silence now (it stays listed, as expired)."""
+    """Expire a silence now (it stays listed, as expired); who and why go to the audit log."""
     now = engine.clock.now()
     by = acting(request, by, "by", default="api")
     found = await asyncio.to_thread(engine.store.get, Silence, silence_id)
@@ -125,6 +126,8 @@ async def expire_silence(
     if found.state(now) == "expired":
         return _public(found, now)
     expired = found.model_copy(update={"ends_at": now, "starts_at": min(found.starts_at, now), "at": now})
-    audit = AuditEntry(at=now, actor=f"user:{by}", verb="expire_silence", subject=silence_id, detail={})
+    audit = AuditEntry(
+        at=now, actor=f"user:{by}", verb="expire_silence", subject=silence_id, detail={"reason": reason}
+    )
     await asyncio.to_thread(engine.store.put_many, [expired, audit])
     return _public(expired, now)
