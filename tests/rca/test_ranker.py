@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from opsmind.rca.frame import MetricFrame
-from opsmind.rca.ranker import is_occupancy, metric_class, rank
+from opsmind.rca.ranker import is_counter, is_occupancy, metric_class, rank, rank_now
 from opsmind.rca.scoring import nsigma, robust_change
 
 T0 = 1_700_000_000.0
@@ -111,3 +111,33 @@ def test_metric_classes_from_names() -> None:
     assert metric_class("latency-50") == "latency"
     assert metric_class("workload") == "traffic" and metric_class("request_rate") == "traffic"
     assert metric_class("mem") == "resource" and metric_class("pod_restarts_total") == "resource"
+
+
+def test_rank_now_sees_what_is_still_different_not_what_recovered() -> None:
+    f = frame({"db_cpu": (0, 40), "api_latency": (0, 20)})
+    assert rank(f, FAULT)[0].service == "db"
+    # The database was fixed at FAULT + 120: its CPU is back, the API's latency is not.
+    t = f.times
+    values = f.values.copy()
+    values[t >= FAULT + 120, f.columns.index("db_cpu")] -= 40
+    fixed = MetricFrame(t, f.services, f.metrics, values)
+    now = rank_now(fixed, (T0, FAULT), t[-1] - 60)
+    assert now[0].service == "api"
+    db = next(c for c in now if c.service == "db")
+    assert db.metrics[0].score < 4.0  # back to normal: not still broken
+    with pytest.raises(ValueError, match="no later than the window starts"):
+        rank_now(fixed, (T0, FAULT), FAULT - 10)
+
+
+def test_rank_now_compares_a_counter_by_its_increase_not_its_level() -> None:
+    t = T0 + np.arange(600, dtype=np.float64)
+    rng = np.random.default_rng(2)
+    # Two restarts at T0 + 300 leave the count raised for good; the app's latency is still up now.
+    restarts = np.where(t >= T0 + 300, 2.0, 0.0)
+    latency = 1.0 + rng.normal(0, 0.01, 600) + np.where(t >= T0 + 300, 0.5, 0.0)
+    f = MetricFrame.from_columns(t, {"db_restarts_total": restarts, "app_latency": latency})
+    assert is_counter("restarts_total") and not is_counter("latency")
+    assert rank(f, T0 + 300)[0].service == "db"  # by its level the counter is the biggest change
+    now = rank_now(f, (T0, T0 + 300), t[-1] - 60)
+    assert [c.service for c in now][0] == "app"
+    assert next(c for c in now if c.service == "db").metrics[0].score == 0.0  # no restart now

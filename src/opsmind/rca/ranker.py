@@ -23,6 +23,12 @@ by something else":
   evidence says what explained it. Metric classes come from the metric name (:func:`metric_class`).
 
 Every cause carries its evidence: the metrics that changed most, by how much and when.
+
+:func:`rank_now` asks a later question of the same evidence: what is *still* different now? It compares
+the last rows (from ``since``) with a normal period before the fault, so a service that was broken and
+has recovered drops out, and what is left - a second fault that the first one hid, a fix that did not
+hold - comes to the top. Cumulative counters (``*_total``) are compared by their increase per row, not
+by their level, which a past restart leaves raised for good.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from opsmind.rca.frame import MetricFrame
+from opsmind.rca.frame import F64, MetricFrame
 from opsmind.rca.scoring import ONSET_Z, ColumnScores, nsigma, robust_change
 
 ONSET_TAU_S = 60.0
@@ -186,3 +192,32 @@ def rank(
     causes = [Cause(s, float(scores[s]), _evidence(per[s], notes.get(s)), tuple(per[s])) for s in per]
     causes.sort(key=lambda c: (-c.score if np.isfinite(c.score) else -math.inf, c.service))
     return causes
+
+
+def is_counter(metric: str) -> bool:
+    """A cumulative counter by the Prometheus naming convention (``_total``)."""
+    return metric.lower().endswith("_total")
+
+
+def rank_now(
+    frame: MetricFrame,
+    baseline: tuple[float, float],
+    since: float,
+    graph: nx.DiGraph | None = None,
+) -> list[Cause]:
+    """Services best first by how different they are *now*: the rows from ``since`` on against the normal
+    rows in ``baseline`` (start, end; before the fault), with :func:`rank`'s scoring (magnitude, onset
+    within the window, the graph's explanations). Counters are compared by their increase per row."""
+    start, end = baseline
+    if end > since:
+        raise ValueError(f"the baseline must end ({end:.0f}) no later than the window starts ({since:.0f})")
+    values: F64 = frame.values.copy()
+    for j, metric in enumerate(frame.metrics):
+        if is_counter(metric):
+            col = frame.values[:, j]
+            step = np.diff(col)
+            # A counter that went down was reset (its process restarted): it counted from zero since.
+            values[:, j] = np.concatenate([[np.nan], np.where(step < 0, col[1:], step)])
+    keep = ((frame.times >= start) & (frame.times < end)) | (frame.times >= since)
+    window = MetricFrame(frame.times[keep], frame.services, frame.metrics, values[keep], frame.skipped)
+    return rank(window, since, graph)
