@@ -313,6 +313,53 @@ def test_a_runbook_that_failed_verification_is_not_tried_again(
         assert other.runbook is not None and "bad_deployment_rollback" in [c.runbook for c in other.choices]
 
 
+def test_a_runbook_that_failed_on_one_service_may_still_run_on_another(
+    tmp_path: Path, classifier: FaultClassifier
+) -> None:
+    # Two faults at once: the rollback that failed on `api` says nothing of `web`'s own bad deployment.
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, w = SimClock(T0), world()
+        w.set(EVENT_COUNT_METRIC, 1.0, service="web", reason="Deployment")
+        h = healer(store, clock, w, classifier)
+        assert h.handle(incident()).runbook == "bad_deployment_rollback"
+        h.tick()
+        advance(clock, 900)
+        assert [o.event for o in h.tick()] == ["verification_failed", "rolled_back"]
+        again = h.handle(incident(impact=False))
+        assert "bad_deployment_rollback" not in [c.runbook for c in again.choices]  # not on `api` again
+        other = h.handle(incident(service="web", impact=False))
+        assert "bad_deployment_rollback" in [c.runbook for c in other.choices], other.explanation
+
+
+def test_fixed_names_the_services_cured_and_those_only_mitigated(
+    tmp_path: Path, classifier: FaultClassifier
+) -> None:
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, w = SimClock(T0), world()
+        h = healer(store, clock, w, classifier)
+        assert h.fixed("inc-1") == (frozenset(), frozenset())
+        d = h.handle(incident())
+        assert d.runbook == "bad_deployment_rollback"
+        h.tick()
+        assert h.fixed("inc-1") == (frozenset(), frozenset())  # sent, not verified yet
+        verify_ok(h, w, clock)
+        assert h.fixed("inc-1") == (frozenset({"api"}), frozenset())
+        assert h.fixed("inc-2") == (frozenset(), frozenset())  # another incident's
+        # More replicas for a pool that leaks: it verifies, but it is a mitigation; the cause stays.
+        w.set("error_ratio", 0.4, service="db")
+        request = incident("pool_exhaustion", service="db", fields={"service": "db", "replicas": "2"})
+        h.run_by_hand(request, "pool_exhaustion_scale", who="sre", why="relief first")
+        assert [o.event for o in h.tick()] == ["started", "sent"]
+        w.set("error_ratio", 0.01, service="db")
+        advance(clock, 61)
+        h.tick()
+        advance(clock, 61)
+        assert [o.event for o in h.tick()] == ["succeeded"]
+        assert h.fixed("inc-1") == (frozenset({"api"}), frozenset({"db"}))
+        w.broken("api")  # the rollback's verification no longer holds: not fixed any more
+        assert h.fixed("inc-1") == (frozenset(), frozenset({"db"}))
+
+
 def test_a_verified_runbook_may_run_again_up_to_the_limit(
     tmp_path: Path, classifier: FaultClassifier
 ) -> None:

@@ -414,6 +414,25 @@ class Healer:
         for key in [k for k in self._refusals if k[0] == incident_id]:
             del self._refusals[key]
 
+    def fixed(self, incident_id: str, since: float = 0.0) -> tuple[frozenset[str], frozenset[str]]:
+        """The services of ``incident_id`` on which a remediation verified and whose verification still
+        holds now, as ``(cured, mitigated)``: cured by a runbook that removes the cause, or only relieved
+        by a mitigation (:attr:`~opsmind.heal.runbook.Runbook.mitigation`), which leaves the cause - a
+        service in both counts as cured. What is left of the incident is elsewhere than the cured ones.
+        ``since``: the incident's opening (remediations that ended before it are not looked at)."""
+        cured: set[str] = set()
+        mitigated: set[str] = set()
+        for rem in self.executor.log.changed_since(since):
+            if rem.incident_id != incident_id or rem.state is not S.SUCCEEDED or rem.dry_run:
+                continue
+            if rem.service is None:  # a remediation always names its service; the record allows none
+                continue
+            runbook = self.runbooks.get(rem.runbook)
+            if runbook is None or not self._still_holds(rem)[0]:
+                continue
+            (mitigated if runbook.mitigation else cured).add(rem.service)
+        return frozenset(cured), frozenset(mitigated - cured)
+
     def recover(self) -> list[Outcome]:
         """After a restart: the executor makes half-done remediations safe; their steps are planned
         again from their persisted context on the next tick."""
@@ -522,10 +541,15 @@ def _signature(runbook: Runbook, fields: Mapping[str, str]) -> Signature:
 
 
 def _may_run(runs: Mapping[Signature, bool], signature: Signature) -> bool:
-    """A runbook may run (again) for an incident when it never failed on it, has not run too often, and
-    would now do something it has not done yet (e.g. scale another service): the same action on the
-    same target that did not end the incident will not end it the second time."""
-    return all(runs.values()) and len(runs) < MAX_RUNS_PER_RUNBOOK and signature not in runs
+    """A runbook may run (again) for an incident when it never failed on it for the same service, has not
+    run too often, and would now do something it has not done yet (e.g. scale another service): the
+    same action on the same target that did not end the incident will not end it the second time. That
+    it failed on one service says nothing of another (two faults at once: the failover a cache did not
+    need may be what the database needs)."""
+    if signature in runs or len(runs) >= MAX_RUNS_PER_RUNBOOK:
+        return False
+    service = dict(signature).get("service")
+    return all(ok or dict(other).get("service") != service for other, ok in runs.items())
 
 
 def _kinds_to_try(prediction: Prediction) -> list[tuple[str, float]]:

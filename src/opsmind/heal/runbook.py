@@ -547,6 +547,11 @@ class Runbook(_Model):
     fault_kinds: list[str] = Field(min_length=1)
     risk: Literal["low", "medium", "high"]
     cost: float = Field(1.0, ge=0, description="relative cost (disruption, spend) for the recommender")
+    mitigation: bool = Field(
+        False,
+        description="it relieves the symptom but leaves the cause (more replicas around a leak): a service "
+        "it verified on is still a root cause to treat",
+    )
     steps: list[Step] = Field(min_length=1)
 
     _source: str | None = PrivateAttr(None)
