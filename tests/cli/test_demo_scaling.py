@@ -59,6 +59,9 @@ async def test_the_demo_scales_a_simulated_service_through_the_engine(tmp_path: 
     settings = world.configure(base, load_prices())
     assert settings.scale.dry_run is False and set(settings.scale.services) == set(SCALED)
     assert settings.predict.min_history == 10 and settings.predict.replicas_metrics[0] == "replicas_desired"
+    topology = settings.incidents.topology  # declared as the fleet's operator knows it
+    assert {"auth", "personalization", "event-ingest"} <= set(topology["gateway"])
+    assert topology["auth"] == ["redis", "postgres"] and topology["redis"] == []
     engine = Engine(
         settings,
         clock=clock,

@@ -91,12 +91,9 @@ def topology(name: str) -> dict[str, Any]:
 def call_graph(scenario: Scenario) -> nx.DiGraph:
     g = nx.DiGraph()
     g.add_nodes_from(scenario.services)
-    for name, spec in scenario.services.items():
-        for callee in spec.calls:
-            g.add_edge(name, callee)
-        if spec.cache is not None:
-            g.add_edge(name, spec.cache.via)
-            g.add_edge(name, spec.cache.backing)
+    g.add_edges_from(
+        (caller, callee) for caller, callees in scenario.call_graph().items() for callee in callees
+    )
     return g
 
 

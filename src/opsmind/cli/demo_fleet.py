@@ -192,12 +192,15 @@ class SimWorld:
         """``settings`` scaling the demo's services (:meth:`scale_settings`), with prediction reading the
         replicas the simulator's Deployments are asked for before the ready ones: an action shows in them
         at once, while new pods take ``startup_s`` to become ready (the HPA also counts desired replicas),
-        and judging availability by the demo's objectives (:meth:`error_objectives`) unless the
-        configuration given sets its own."""
+        judging availability by the demo's objectives (:meth:`error_objectives`) and grouping, ranking
+        and weighing incidents by the fleet's call graph, unless the configuration given sets its own."""
         update: dict[str, Any] = {"replicas_metrics": ["replicas_desired", "replicas_ready"]}
         if not {"error_objective", "error_objective_overrides"} & settings.predict.model_fields_set:
             update["error_objective"], update["error_objective_overrides"] = self.error_objectives()
         predict = settings.predict.model_copy(update=update)
+        if not settings.incidents.topology:  # the call graph, declared as the fleet's operator knows it
+            incidents = settings.incidents.model_copy(update={"topology": self.sim.scenario.call_graph()})
+            settings = settings.model_copy(update={"incidents": incidents})
         return settings.model_copy(update={"scale": self.scale_settings(prices), "predict": predict})
 
     def scaler(self, settings: ScaleSettings) -> SimulatorScaler:

@@ -363,6 +363,18 @@ class Scenario(_Spec):
         """Services with every caller before its dependencies."""
         return _topological_order(self.services)
 
+    def call_graph(self) -> dict[str, list[str]]:
+        """Service -> the services it calls, as the fleet's operator would declare it (OpsMind's
+        ``incidents.topology``): its calls and, for a cache-aside reader, the cache and the store
+        behind it."""
+        graph: dict[str, list[str]] = {}
+        for name, svc in self.services.items():
+            callees = list(svc.calls)
+            if svc.cache is not None:
+                callees += [c for c in (svc.cache.via, svc.cache.backing) if c not in callees]
+            graph[name] = callees
+        return graph
+
 
 def _topological_order(services: dict[str, ServiceSpec]) -> list[str]:
     deps = {
