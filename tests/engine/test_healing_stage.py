@@ -24,7 +24,7 @@ from opsmind.heal.state import Remediation, RemediationState
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
 from opsmind.notify.base import NotifyResult
 from opsmind.notify.stage import RetryPolicy
-from opsmind.types import AuditEntry, Incident, Series, SeriesSamples
+from opsmind.types import AuditEntry, Incident, IncidentStatus, Series, SeriesSamples
 
 T0 = 1_700_000_000.0
 
@@ -182,6 +182,35 @@ async def test_an_unclear_harmless_incident_is_observed_not_acted_on(tmp_path: P
         await wait_for(lambda: any(a.verb == "heal_decide" for a in engine.store.find(AuditEntry)))
         decided = next(a for a in engine.store.find(AuditEntry) if a.verb == "heal_decide")
         assert decided.detail["waiting"] is True and remediations(engine) == []
+    finally:
+        await engine.stop()
+
+
+async def test_an_opened_event_for_an_incident_resolved_since_asks_nothing(tmp_path: Path) -> None:
+    """A backfill opens and resolves incidents in a burst: by the time the heal stage reads "opened",
+    the incident may be resolved. Nothing is proposed and nobody is asked to approve anything; an
+    incident still open is handled as usual (the same engine, the same untrained classifier)."""
+    clock = SimClock(T0)
+    actuator, collect = RecordingActuator(), Collect()
+    engine = Engine(
+        settings(tmp_path),
+        clock=clock,
+        notifiers=[(collect, RetryPolicy(0, 0.01))],
+        remediators={"log": actuator},
+    )
+    await engine.start()
+    try:
+        await healthy_metrics(engine)
+        gone = incident(iid="inc-gone")
+        resolved = gone.model_copy(update={"status": IncidentStatus.RESOLVED, "resolved_at": T0 + 60})
+        await asyncio.to_thread(engine.store.put, resolved)
+        await engine.bus.publish(INCIDENTS_TOPIC, IncidentEvent("opened", gone))
+        still = await open_incident(engine, incident(iid="inc-open"))  # handled after the first one
+        assert [r.incident_id for r in remediations(engine)] == ["inc-open"] and still.runbook
+        await wait_for(lambda: bool(collect.events))
+        assert {i.id for _, i in collect.events} == {"inc-open"}
+        decided = [a.subject for a in engine.store.find(AuditEntry, limit=1000) if a.verb == "heal_decide"]
+        assert decided == ["inc-open"]
     finally:
         await engine.stop()
 

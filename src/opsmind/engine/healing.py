@@ -179,8 +179,13 @@ class HealStage(Stage):
             return
         if ev.event == "opened" and (inc.id, inc.reopened) not in self._asked:
             self._asked.add((inc.id, inc.reopened))
+            # The event may have waited in the bus (a backfill opens and resolves incidents in a burst):
+            # an incident that has resolved since needs no remediation, nor a person asked to approve one.
+            current = await asyncio.to_thread(self.events.get, Incident, inc.id)
+            if current is not None and not current.status.active:
+                return
             async with self._lock:
-                await self._ask(inc)
+                await self._ask(current or inc)
             await self._send_escalations()
 
     async def _ask(self, inc: Incident) -> HealDecision:
