@@ -13,7 +13,12 @@ Each step of the simulator (5 s) goes through what the engine would do with it:
   :class:`~opsmind.heal.healer.Healer` chooses and submits a remediation; the executor is ticked every
   step, its actions reach the fleet through :class:`~opsmind.act.sim_remediate.SimulatorRemediator`. When
   a remediation has ended and the incident still shows anomalies ``SETTLE_S`` later, the healer is asked
-  again (it skips what this incident already tried).
+  again (it skips what this incident already tried). Once something it ran has verified, it is asked
+  about what is *still* broken (:func:`still_broken`: the last minute against the time before the
+  incident) rather than the ranking from the incident's opening, without the services a verified cure
+  fixed (a second fault gets its own classification and remedy); and when a remediation has verified for
+  ``STUCK_S`` without its check holding (another fault may hold its symptom up), the incident's other
+  broken services that do not call it are looked at meanwhile (:func:`_looks`).
 
 The baseline policy, ``restart_most_anomalous``, restarts the service with the most anomalous points
 since the incident opened, ``OBSERVE_S`` after the opening and again every ``BASELINE_RETRY_S`` while the
@@ -26,24 +31,36 @@ fleet's SLO state per step (:meth:`opsmind.sim.truth.GroundTruth.slo_ok`) and th
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import networkx as nx
 import numpy as np
 
 from opsmind.act.sim_remediate import SimulatorRemediator
 from opsmind.bench.heal_data import observe_incident
-from opsmind.bench.rca_cases import GROUP_WINDOW_S, MIN_ANOMALOUS, WARMUP_S, append_row, service_row
+from opsmind.bench.rca_cases import (
+    GROUP_WINDOW_S,
+    MIN_ANOMALOUS,
+    WARMUP_S,
+    append_row,
+    call_graph,
+    service_row,
+)
 from opsmind.clock import SimClock
 from opsmind.detect.ensemble import Ensemble
-from opsmind.heal.classify import FaultClassifier
+from opsmind.heal.classify import FaultClassifier, IncidentObservation
 from opsmind.heal.executor import ActionRequest, Outcome
 from opsmind.heal.fields import PodView, SeenEvent, incident_fields
 from opsmind.heal.guards import AutomationMode, Guards, GuardSettings, RateLimit
 from opsmind.heal.healer import HealDecision, Healer, HealRequest
 from opsmind.heal.knowledge import KnowledgeBase
 from opsmind.heal.runbook import EVENT_COUNT_METRIC
-from opsmind.heal.state import RemediationState
+from opsmind.heal.state import UNFINISHED, RemediationState
+from opsmind.rca.frame import MetricFrame
+from opsmind.rca.ranker import rank, rank_now
+from opsmind.rca.scoring import ONSET_Z
 from opsmind.sim.model import FleetEvent
 from opsmind.sim.runner import SimRun
 from opsmind.sim.spec import Scenario
@@ -54,10 +71,13 @@ from opsmind.types import Series
 OBSERVE_S = 30.0  # from an incident's opening to its first classification
 QUIET_S = 90.0  # an incident closes after this long without anomalies
 ACTIVE_S = 60.0  # an incident is still unhealthy when it had an anomaly this recently
+STUCK_S = 120.0  # a remediation verifying this long without holding: the incident's others are looked at
 SETTLE_S = 40.0  # after a remediation ends, wait this long before the next one for the same incident
 BASELINE_RETRY_S = 300.0
 RANKED_SERVICES = 3  # how far down the root-cause ranking the healer looks for something to do
 PATIENCE_S = 90.0  # an incident that lasts this long is acted on even when nobody is affected yet
+NOW_S = 60.0  # "now", when asking what is still broken after a fix: the last minute
+STATE_METRICS = ("replicas_desired", "cost_per_hour")  # what remedies set; not a sign of a fault
 POLICIES = ("opsmind", "restart_most_anomalous")
 
 
@@ -262,10 +282,17 @@ def run_scenario(
                 for svc in flagged_services:
                     incident.counts[svc] = incident.counts.get(svc, 0) + 1
                 trace.incidents.append((t, None))
-            if incident is not None and not incident.done_trying and t >= incident.next_try and not busy:
+            held = _held(healer, t) if healer is not None and busy else frozenset()
+            if (
+                incident is not None
+                and not incident.done_trying
+                and t >= incident.next_try
+                and held is not None
+                and (not busy or held)
+            ):
                 if t - incident.last_anomaly <= ACTIVE_S:
                     if healer is not None:
-                        _heal(healer, scenario, live, incident, trace)
+                        _heal(healer, scenario, live, incident, trace, held)
                     else:
                         _restart_most_anomalous(remediator, incident, trace, t)
             if healer is not None:
@@ -334,7 +361,31 @@ def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _heal(healer: Healer, scenario: Scenario, live: _Live, incident: _Incident, trace: Trace) -> None:
+def _held(healer: Healer, now: float) -> frozenset[str] | None:
+    """The services held by remediations that have been verifying for ``STUCK_S`` or more without their
+    check holding (another fault may keep their symptom up: the incident's other services are looked at
+    meanwhile), or None when some remediation is still acting or has not verified for that long."""
+    out: set[str] = set()
+    for rem in healer.executor.log.in_states([RemediationState.APPROVED, *UNFINISHED]):
+        if rem.finished:
+            continue
+        if rem.state is not RemediationState.VERIFYING or rem.service is None:
+            return None
+        since = max((h.at for h in rem.history if h.target is RemediationState.VERIFYING), default=rem.at)
+        if now - since < STUCK_S:
+            return None
+        out.add(rem.service)
+    return frozenset(out)
+
+
+def _heal(
+    healer: Healer,
+    scenario: Scenario,
+    live: _Live,
+    incident: _Incident,
+    trace: Trace,
+    held: frozenset[str] = frozenset(),
+) -> None:
     """Ask the healer about the incident's likeliest root cause; when nothing is left to try there, about
     the next services of the ranking (two faults at once put two services near the top)."""
     times, cols = live.arrays()
@@ -346,10 +397,7 @@ def _heal(healer: Healer, scenario: Scenario, live: _Live, incident: _Incident, 
         if (cpu := live.read("cpu_utilisation", {"service": name})) is not None
     }
     decision: HealDecision | None = None
-    for rank_index in range(RANKED_SERVICES):
-        observation, service = observe_incident(
-            scenario, times, cols, live.events, incident.opened, live.now, rank_index
-        )
+    for observation, service in _looks(healer, scenario, live, incident, times, cols, held):
         fields = incident_fields(
             service,
             live.seen_events(),
@@ -361,7 +409,8 @@ def _heal(healer: Healer, scenario: Scenario, live: _Live, incident: _Incident, 
         trace.decisions.append(f"{live.now - incident.opened:.0f}s {service}: {decision.explanation}")
         if decision.runbook is not None or decision.waiting:
             break
-    if decision is None or decision.waiting:
+    if decision is None or decision.waiting or (held and decision.runbook is None):
+        # Nothing to do (yet), or nothing elsewhere while a remediation is still verifying: ask again.
         incident.next_try = live.now + SETTLE_S
     elif decision.runbook is None:
         trace.escalations += 1  # nothing left to try: a person is told
@@ -369,6 +418,88 @@ def _heal(healer: Healer, scenario: Scenario, live: _Live, incident: _Incident, 
     elif decision.outcome is not None and decision.outcome.remediation.state is not RemediationState.APPROVED:
         # Refused or awaiting a person: the escalation went out; try the next runbook after settling.
         incident.next_try = live.now + SETTLE_S
+
+
+def _looks(
+    healer: Healer,
+    scenario: Scenario,
+    live: _Live,
+    incident: _Incident,
+    times: Any,
+    cols: dict[str, Any],
+    held: frozenset[str] = frozenset(),
+) -> Iterator[tuple[IncidentObservation, str]]:
+    """The services to ask the healer about, best first, each with its observation.
+
+    Before anything this incident ran has verified: the root-cause ranking from the incident's opening,
+    its top ``RANKED_SERVICES``. Once a remediation verified and still holds, what is left is another
+    fault (or the cause behind a mitigation): the services still different from before the incident now
+    (:func:`still_broken`) without those a verified cure fixed, the roots a mitigation only relieved
+    first, then the rest in the ranking from the opening restricted to them, each observed over those
+    services alone (the fixed fault's signals and its and its remedy's events would only mislead the
+    classifier). When nothing else is still different, the ranking from the opening again.
+
+    ``held``: services whose remediation has been verifying for ``STUCK_S`` (:func:`_held`); they are
+    left out like cured ones, and so is every service that calls one of them (its symptoms may be
+    theirs); with nothing else left, nothing is looked at."""
+    cured, mitigated = healer.fixed(incident.id, incident.opened)
+    cured, mitigated = cured | held, mitigated - held
+    broken = (
+        still_broken(scenario, times, cols, incident.opened, live.now, skip=cured)
+        if cured or mitigated
+        else []
+    )
+    if held:
+        # While their fix verifies, their callers' symptoms are theirs: only what they cannot explain.
+        graph = call_graph(scenario)
+        broken = [s for s in broken if not (nx.descendants(graph, s) & held)] if broken else []
+        if not broken and not mitigated:
+            return  # nothing else to look at while they verify
+    if not broken and not mitigated:
+        for rank_index in range(RANKED_SERVICES):
+            yield observe_incident(scenario, times, cols, live.events, incident.opened, live.now, rank_index)
+        return
+    keep = set(broken) | set(mitigated)
+    entry_rate = f"{scenario.load.entry}_request_rate"  # the traffic level the classifier reads
+    sub = {c: v for c, v in cols.items() if c.split("_", 1)[0] in keep or c == entry_rate}
+    events = [e for e in live.events if e.service not in cured]
+    keep_times = times <= live.now
+    order = [
+        c.service
+        for c in rank(
+            MetricFrame.from_columns(times[keep_times], {c: v[keep_times] for c, v in sub.items()}),
+            incident.opened,
+            call_graph(scenario),
+        )
+    ]
+    order = sorted(mitigated & set(order), key=order.index) + [s for s in order if s not in mitigated]
+    for service in order[:RANKED_SERVICES]:
+        observation, filed = observe_incident(
+            scenario, times, sub, events, incident.opened, live.now, order.index(service)
+        )
+        yield observation, filed
+
+
+def still_broken(
+    scenario: Scenario, times: Any, cols: dict[str, Any], opened: float, now: float, skip: Iterable[str] = ()
+) -> list[str]:
+    """The services whose metrics of the last ``NOW_S`` differ significantly (``ONSET_Z``) from the
+    ``WARMUP_S`` before the incident opened (:func:`~opsmind.rca.ranker.rank_now`), most different first,
+    without ``skip``; what remedies themselves set (``STATE_METRICS``) is left out."""
+    skipped = set(skip)
+    use = {
+        c: v
+        for c, v in cols.items()
+        if c.split("_", 1)[0] not in skipped and not c.split("_", 1)[-1].startswith(STATE_METRICS)
+    }
+    if not use:
+        return []
+    frame = MetricFrame.from_columns(times, use)
+    try:
+        causes = rank_now(frame, (opened - WARMUP_S, opened), now - NOW_S, call_graph(scenario))
+    except ValueError:
+        return []
+    return [c.service for c in causes if c.metrics and c.metrics[0].score >= ONSET_Z]
 
 
 def _restart_most_anomalous(
