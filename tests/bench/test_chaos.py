@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from opsmind.bench.chaos import default_scenarios, harmful, score
+from opsmind.bench.chaos import default_scenarios, harmful, score, select
 from opsmind.bench.chaos_loop import STUCK_S, Action, Trace, _held, run_scenario, still_broken
 from opsmind.cli.main import app
 from opsmind.heal.classify import FaultClassifier
@@ -172,3 +172,13 @@ def test_a_remediation_verifying_too_long_lets_the_incident_look_elsewhere() -> 
     assert _held(_healer_running(verifying), 100.0 + STUCK_S) == {"gateway"}
     acting = _rem(RemediationState.EXECUTING, "auth", 0.0)
     assert _held(_healer_running(verifying, acting), 1000.0) is None  # one still acting: wait
+
+
+def test_select_keeps_the_scenarios_named_like_one_of_the_parts() -> None:
+    scenarios = default_scenarios(2)
+    assert select(scenarios) == scenarios
+    two = select(scenarios, ["chaos-two/"])
+    assert len(two) == 2 and all(len(s.faults) == 2 for s in two)
+    one_seed = select(scenarios, ["seed9001"])
+    assert len(one_seed) == 15 and all(s.name.endswith("seed9001") for s in one_seed)
+    assert select(scenarios, ["nothing-like-this"]) == []

@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,11 @@ def _with_faults(
 ) -> Scenario:
     data = {**base, "name": name, "seed": seed, "duration_s": at + TAIL_S, "faults": faults}
     return scenario_from_data(data, name)
+
+
+def select(scenarios: list[Scenario], only: Sequence[str] = ()) -> list[Scenario]:
+    """The scenarios whose name contains one of ``only`` (all of them when it is empty), in order."""
+    return [sc for sc in scenarios if not only or any(part in sc.name for part in only)]
 
 
 def scenarios_from_files(paths: list[Path]) -> list[Scenario]:
@@ -261,8 +267,16 @@ def run_chaos_benchmark(
     json_out: bool,
     console: Console,
     train_seeds: int = TRAIN_N,
+    only: Sequence[str] = (),
 ) -> dict[str, Any]:
-    scenarios = scenarios_from_files(scenario_files) if scenario_files else default_scenarios(seeds)
+    """Run the benchmark (see the module docstring) and write its table to ``out``. ``only``: keep the
+    scenarios whose name contains one of these strings (``chaos-two/`` for the two-fault ones, ``seed9001``
+    for one seed), to iterate on a subset; the figures are then of that subset."""
+    scenarios = select(
+        scenarios_from_files(scenario_files) if scenario_files else default_scenarios(seeds), only
+    )
+    if not scenarios:
+        raise ScenarioError(f"no scenario's name contains any of {list(only)}")
     started = time.perf_counter()
     console.print(
         f"training the fault classifier on {train_seeds} seeds x {len(KINDS)} kinds (seeds disjoint) ..."
@@ -286,7 +300,8 @@ def run_chaos_benchmark(
         "per_kind": _per_kind(ours, base),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(_markdown(result, scenarios, scenario_files, seeds, train_seeds, train_s, run_s, ours))
+    text = _markdown(result, scenarios, scenario_files, seeds, train_seeds, train_s, run_s, ours, only)
+    out.write_text(text)
     if json_out:
         print(json.dumps(result))
         return result
@@ -342,10 +357,12 @@ def _markdown(
     train_s: float,
     run_s: float,
     ours: list[Trace],
+    only: Sequence[str] = (),
 ) -> str:
     base = result["baselines"]["restart_most_anomalous"]
     source = f"{len(files)} scenario files" if files else f"the default set ({seeds} seeds)"
     command = "opsmind bench chaos" + ("" if files else f" --seeds {seeds}")
+    command += "".join(f" --only {part}" for part in only)
     trained = result["training_incidents"]
     lines = [
         "# opsmind bench chaos",
