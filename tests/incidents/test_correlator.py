@@ -8,6 +8,7 @@ import pytest
 from opsmind.config import IncidentSettings
 from opsmind.incidents.correlator import Correlator
 from opsmind.incidents.priority import Prioritiser
+from opsmind.ingest.alertmanager import DETECTOR as ALERTMANAGER
 from opsmind.types import Anomaly, IncidentStatus
 
 
@@ -47,9 +48,31 @@ def test_one_stray_anomaly_opens_nothing_two_do() -> None:
     c = Correlator(settings())
     assert c.add(anomaly("db", 100), 100) == []
     assert c.add(anomaly("db", 500), 500) == []  # the first is outside the window by now
-    changes = c.add(anomaly("db", 600, "errors_total"), 600)
+    changes = c.add(anomaly("db", 515, "errors_total"), 515)  # the next scrape (15 s until learned)
     assert [ch.event for ch in changes] == ["opened"]
     assert changes[0].incident.anomaly_count == 2 and "2 anomalies" in changes[0].reason
+
+
+def test_an_incident_opens_on_a_run_of_consecutive_scrapes_without_the_stray_points_before_it() -> None:
+    c = Correlator(settings())
+    for ts in (0, 5, 10):  # one series anomalous at consecutive scrapes: the fleet is scraped every 5 s
+        c.add(anomaly("api", ts), ts)
+    assert c.cadence.interval("db") == 5
+    assert c.add(anomaly("db", 100), 100) == []
+    # 60 s later is not the next scrape: two stray points within the group window are no run.
+    assert c.add(anomaly("db", 160, "errors_total"), 160) == []
+    (opened,) = c.add(anomaly("db", 165, "cpu_utilisation"), 165)
+    assert opened.event == "opened" and opened.incident.opened_at == 160
+    assert [a.ts for a in opened.anomalies] == [160, 165]  # the stray point at 100 stays out
+
+
+def test_many_series_jumping_at_one_scrape_are_not_yet_a_run() -> None:
+    c = Correlator(settings())
+    for name in ("latency_seconds", "errors_total", "cpu_utilisation"):
+        assert c.add(anomaly("db", 100, name), 100) == []
+    (opened,) = c.add(anomaly("db", 115), 115)
+    assert opened.event == "opened" and opened.incident.anomaly_count == 4
+    assert "at 2 points in time" in opened.reason
 
 
 def test_services_that_call_each_other_share_an_incident_unrelated_ones_do_not() -> None:
@@ -70,6 +93,46 @@ def test_without_a_graph_each_service_is_its_own_incident() -> None:
     c = Correlator(settings(min_anomalies=1))
     c.add(anomaly("db", 100), 100)
     c.add(anomaly("api", 110), 110)
+    assert len(c.active) == 2
+    # Not even when their trouble starts at the same scrape: without a graph it groups by service alone.
+    c = Correlator(settings())
+    for ts in (100, 115):
+        c.add(anomaly("db", ts), ts)
+        c.add(anomaly("batch", ts), ts)
+    assert len(c.active) == 2
+
+
+def test_trouble_starting_at_one_scrape_is_one_incident_where_the_graph_links_nothing() -> None:
+    c = Correlator(settings(), chain())
+    for ts in (100, 115):
+        c.add(anomaly("db", ts), ts)
+        changes = c.add(anomaly("batch", ts), ts)
+    (joined,) = changes
+    assert joined.event == "updated" and "within 30s of its first anomaly" in joined.reason
+    assert joined.incident.services == ("db", "batch") and len(c.active) == 1
+    # A run that starts minutes later on an unlinked service is trouble of its own.
+    for ts in (400, 415):
+        changes = c.add(anomaly("cache", ts), ts)
+    assert [ch.event for ch in changes] == ["opened"] and len(c.active) == 2
+
+
+def test_a_service_quiet_in_an_incident_kept_alive_by_another_does_not_pull_new_trouble_into_it() -> None:
+    g = nx.DiGraph([("a", "b"), ("b", "c")])
+    c = Correlator(settings(), g)
+    c.add(anomaly("c", 100), 100)
+    (opened,) = c.add(anomaly("c", 115), 115)  # filed under c
+    c.add(anomaly("b", 120), 120)  # b calls c: joins
+    (joined,) = c.add(anomaly("a", 125), 125)  # a calls b: joins
+    assert joined.incident.id == opened.incident.id and joined.incident.services == ("c", "b", "a")
+    (again,) = c.add(anomaly("a", 300, "errors_total"), 300)  # a's last anomaly in it was 175 s ago
+    assert again.incident.id == opened.incident.id
+    for ts in (400, 650, 900):  # c's trouble continues: the incident stays active, filed under c
+        (still,) = c.add(anomaly("c", ts), ts)
+        assert still.incident.id == opened.incident.id and "filed under" in still.reason
+    # a and b were quiet in it for ten minutes: a's new trouble is a new incident.
+    assert c.add(anomaly("a", 910), 910) == []
+    (new,) = c.add(anomaly("a", 925), 925)
+    assert new.event == "opened" and new.incident.id != opened.incident.id
     assert len(c.active) == 2
 
 
@@ -92,6 +155,24 @@ def test_auto_resolve_then_reopen_on_relapse_then_flapping() -> None:
     # Past the reopen window a relapse is a new incident.
     (new,) = c.add(anomaly("db", 2800 + 1801), 2800 + 1801)
     assert new.event == "opened" and new.incident.id != opened.incident.id
+
+
+def test_only_the_service_an_incident_is_filed_under_relapses_into_it() -> None:
+    c = Correlator(settings(), chain())
+    c.add(anomaly("db", 0), 0)
+    (opened,) = c.add(anomaly("db", 15), 15)
+    c.add(anomaly("api", 20), 20)  # api calls db: caught up in db's incident
+    (res,) = c.tick(620)
+    assert res.event == "resolved"
+    # api breaks again on the same series: a new incident, not db's incident reopened.
+    c.add(anomaly("api", 900), 900)
+    (new,) = c.add(anomaly("api", 915), 915)
+    assert new.event == "opened" and new.incident.id != opened.incident.id
+    assert [ch.event for ch in c.tick(1515)] == ["resolved"]
+    # db relapsing within the reopen window reopens db's.
+    c.add(anomaly("db", 1600), 1600)
+    (again,) = c.add(anomaly("db", 1615), 1615)
+    assert again.event == "reopened" and again.incident.id == opened.incident.id
 
 
 def test_lifecycle_moves_and_refusals() -> None:
@@ -127,7 +208,7 @@ def test_priority_explains_its_parts_and_orders_incidents() -> None:
     p = Prioritiser(g, {"db": 1.0, "queue": 0.2})
     c = Correlator(settings(min_anomalies=1, criticality={"db": 1.0, "queue": 0.2}), g)
     (db,) = c.add(anomaly("db", 0, "latency_seconds", p=0.9999999), 0)
-    (queue,) = c.add(anomaly("queue", 0, "cpu_utilisation", p=0.99995), 0)
+    (queue,) = c.add(anomaly("queue", 900, "cpu_utilisation", p=0.99995), 900)
     hi, lo = db.incident, queue.incident
     assert hi.priority > lo.priority
     ex = hi.priority_explanation
@@ -144,3 +225,24 @@ def test_priority_explains_its_parts_and_orders_incidents() -> None:
 def test_criticality_outside_0_1_is_refused() -> None:
     with pytest.raises(ValueError, match="between 0 and 1"):
         IncidentSettings.model_validate({"criticality": {"db": 3}})
+
+
+def test_alerts_from_alertmanager_already_held_and_need_no_run_of_scrapes() -> None:
+    c = Correlator(settings())
+
+    def alert(name: str, ts: float) -> Anomaly:
+        return anomaly("checkout", ts, f'ALERTS{{alertname="{name}"}}').model_copy(
+            update={"detector": ALERTMANAGER}
+        )
+
+    assert c.add(alert("HighLatency", 100), 100) == []
+    (opened,) = c.add(alert("HighErrors", 100), 100)  # one point in time, but each held for its for:
+    assert opened.event == "opened" and opened.incident.anomaly_count == 2
+    c = Correlator(settings())
+    c.add(alert("HighLatency", 100), 100)
+    (opened,) = c.add(alert("HighErrors", 220), 220)  # two minutes apart: no run, still trouble
+    assert opened.event == "opened"
+    # The same two points from the engine's own detector are stray points, not a run.
+    c = Correlator(settings())
+    c.add(anomaly("checkout", 100), 100)
+    assert c.add(anomaly("checkout", 220, "errors_total"), 220) == []

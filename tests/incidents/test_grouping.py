@@ -58,3 +58,33 @@ def test_an_incident_needs_repeated_anomalies_within_the_window() -> None:
     assert not ok and "1 of 2" in reason
     near = grouping.within_window([anomaly("a", 100), anomaly("a", 350)], 300)
     assert grouping.pending_enough(near, 2, 300)[0]
+
+
+def test_another_service_of_the_incident_joins_only_while_it_or_a_neighbour_was_recently_in_it() -> None:
+    inc = grouping.open_incident(anomaly("a", 100), now=100)  # filed under a
+    inc = grouping.add_anomaly(inc, anomaly("b", 110), now=110)
+    inc = grouping.add_anomaly(inc, anomaly("a", 600), now=600)
+    seen = {"a": 600.0, "b": 110.0}
+    ok, reason = grouping.joins(inc, anomaly("a", 1100), 300, last_seen=seen)
+    assert ok and "filed under" in reason  # its own service: while active
+    ok, reason = grouping.joins(inc, anomaly("b", 650), 300, last_seen=seen)
+    assert not ok and "540s after its last anomaly on b" in reason
+    ok, reason = grouping.joins(inc, anomaly("b", 650), 300, frozenset({"a"}), last_seen=seen)
+    assert ok and "calls or is called by a" in reason  # a, which b calls, was in it 50 s ago
+    ok, _ = grouping.joins(inc, anomaly("b", 400), 300, last_seen=seen)
+    assert ok
+
+
+def test_a_run_starts_after_the_last_silence_longer_than_its_gap() -> None:
+    pending = [anomaly("a", t) for t in (100, 160, 165, 170)]
+    assert [a.ts for a in grouping.run_of(pending, 10)] == [160, 165, 170]
+    assert [a.ts for a in grouping.run_of(pending, 60)] == [100, 160, 165, 170]
+    assert grouping.run_of([], 10) == []
+
+
+def test_anomalies_at_one_point_in_time_are_not_repeated() -> None:
+    same = [anomaly("a", 100, "m1"), anomaly("a", 100, "m2"), anomaly("a", 100, "m3")]
+    ok, reason = grouping.pending_enough(same, 2, 300)
+    assert not ok and "one point in time" in reason
+    assert grouping.pending_enough(same, 1, 300)[0]
+    assert grouping.pending_enough([*same, anomaly("a", 105)], 2, 300)[0]

@@ -4,13 +4,22 @@ It turns anomalies into incidents in time order and says what changed, with a re
 
 * **fingerprint and deduplicate**: an anomaly is known by its id (series, time, detector); a redelivered
   one changes nothing;
-* **group** by service, by topology and by time: an anomaly joins the active incident that has its
-  service, or a service it calls or is called by (the dependency graph), when it comes within the group
-  window of that incident's last anomaly (:func:`opsmind.incidents.grouping.joins`);
-* **open** only when a service's anomalies repeat (``min_anomalies`` within the window; one stray point
-  pages no one), like the ``for:`` clause of an alerting rule;
-* **reopen** a recently resolved incident when its services relapse within ``reopen_window_s``, instead
-  of opening a new one; an incident reopened ``flap_threshold`` times is **flapping**;
+* **group** by service, by topology and by time: an anomaly on the service an incident is filed under
+  joins it while it is active; on another of its services, or a service that calls or is called by one
+  (the dependency graph), it joins within the group window of that service's last anomaly in it
+  (:func:`opsmind.incidents.grouping.joins`), so an incident kept alive by one service does not swallow
+  a later, unrelated fault on another;
+* **open** only when a service's anomalies repeat, like the ``for:`` clause of an alerting rule: a *run*
+  of ``min_anomalies`` on consecutive scrapes (the scrape interval is learned from the anomalies,
+  :mod:`opsmind.incidents.cadence`), at more than one point in time; stray points before the run are
+  not taken in, and one scrape where many series jump at once pages no one (an Alertmanager alert already
+  held for its rule's ``for:``, so ``min_anomalies`` of them within the window are enough);
+* with a dependency graph, a run that **starts together** with an active incident (its first anomaly
+  within a scrape or two of the incident's first) joins it instead of opening another: trouble that
+  starts on several services at one scrape has one cause, whether or not the graph links them;
+* **reopen** a recently resolved incident when the service it is filed under relapses on its series
+  within ``reopen_window_s``, instead of opening a new one; an incident reopened ``flap_threshold``
+  times is **flapping**;
 * **auto-resolve** an incident once its signals were healthy for ``resolve_after_s``;
 * operators (or remediations) move incidents along the lifecycle with :meth:`Correlator.transition`;
 * **predictions** (anomalies of type ``prediction``: a breach expected minutes ahead) are incidents of
@@ -33,9 +42,15 @@ import networkx as nx
 from opsmind.bus.dedup import RecentKeys
 from opsmind.config import IncidentSettings
 from opsmind.incidents import grouping
+from opsmind.incidents.cadence import Cadence
 from opsmind.incidents.feedback import NoiseClassifier, decide, priority_multiplier
 from opsmind.incidents.priority import Prioritiser
+from opsmind.ingest.alertmanager import DETECTOR as ALERTMANAGER
 from opsmind.types import Anomaly, Incident, IncidentStatus
+
+# Detectors whose anomalies are alerts that already held for their rule's ``for:`` duration (Alertmanager's
+# webhook): each is trouble that persisted, not one scrape's point.
+HELD_DETECTORS = frozenset({ALERTMANAGER})
 
 ChangeKind = Literal["opened", "updated", "resolved", "reopened", "transitioned"]
 
@@ -64,6 +79,10 @@ class Correlator:
         self._pending: dict[str, list[Anomaly]] = {}  # by service: anomalies not yet in an incident
         self._seen = RecentKeys()
         self._neighbours: dict[str, frozenset[str]] = {}
+        self.cadence = Cadence()
+        # incident id -> service -> time of that service's last anomaly in it, for the active incidents
+        # (one restored after a restart has none and falls back to the incident's last anomaly)
+        self._last_seen: dict[str, dict[str, float]] = {}
 
     def restore(self, incidents: Iterable[Incident]) -> None:
         """Take back the incidents that were active when the engine stopped."""
@@ -91,12 +110,14 @@ class Correlator:
         if anomaly.type == "prediction":
             return [self._predicted(anomaly, now)]
         window = self.settings.group_window_s
-        near = self.neighbours(grouping.service_of(anomaly))
+        svc = grouping.service_of(anomaly)
+        self.cadence.observe(anomaly, svc)
+        near = self.neighbours(svc)
         candidates = [
             (inc, reason)
             for inc in self.active.values()
             if inc.type == "anomaly"
-            for ok, reason in [grouping.joins(inc, anomaly, window, near)]
+            for ok, reason in [grouping.joins(inc, anomaly, window, near, self._last_seen.get(inc.id))]
             if ok
         ]
         if candidates:
@@ -104,12 +125,15 @@ class Correlator:
             inc, reason = max(candidates, key=lambda c: c[0].last_anomaly_at)
             inc = self._prioritise(grouping.add_anomaly(inc, anomaly, now))
             return [self._store("updated", inc, reason, (anomaly,))]
-        svc = grouping.service_of(anomaly)
         pending = sorted([*self._pending.get(svc, []), anomaly], key=lambda a: a.ts)
-        recent = grouping.within_window(pending, window)
-        enough, why = grouping.pending_enough(recent, self.settings.min_anomalies, window)
+        kept = grouping.within_window(pending, window)
+        run_gap = self.cadence.run_gap(svc)
+        # An external alert already held for its rule's ``for:`` duration: it needs no run of scrapes.
+        held = any(a.detector in HELD_DETECTORS for a in kept)
+        recent = kept if held else grouping.run_of(kept, run_gap)
+        enough, why = grouping.pending_enough(recent, self.settings.min_anomalies, window, held)
         if not enough:
-            self._pending[svc] = recent
+            self._pending[svc] = kept
             return []
         self._pending.pop(svc, None)
         relapsed = self._relapsed(recent)
@@ -119,10 +143,33 @@ class Correlator:
                 inc = grouping.add_anomaly(inc, a, now)
             self.resolved.pop(inc.id, None)
             return [self._store("reopened", self._prioritise(inc), f"relapse: {why}", tuple(recent))]
+        together = self._started_together(recent[0], run_gap)
+        if together is not None:
+            inc = together
+            for a in recent:
+                inc = grouping.add_anomaly(inc, a, now)
+            why = f"{why}, starting within {run_gap:.0f}s of its first anomaly: one cause, likely"
+            return [self._store("updated", self._prioritise(inc), why, tuple(recent))]
         inc = grouping.open_incident(recent[0], now)
         for a in recent[1:]:
             inc = grouping.add_anomaly(inc, a, now)
         return [self._store("opened", self._prioritise(inc), why, tuple(recent))]
+
+    def _started_together(self, first: Anomaly, run_gap: float) -> Incident | None:
+        """The active incident whose first anomaly came within ``run_gap`` (a scrape or two) of ``first``,
+        the start of a run that would open an incident of its own. Trouble that starts on several services
+        at one scrape has one cause far more often than two causes that happened to start together -
+        traffic through the whole fleet, or a shared dependency the graph does not show - so it is one
+        incident, even where the dependency graph links nothing. Without a graph the correlator groups by
+        service alone (as Alertmanager's ``group_by: [service]``), so this needs one."""
+        if self.graph is None:
+            return None
+        found = [
+            inc
+            for inc in self.active.values()
+            if inc.type == "anomaly" and abs(inc.opened_at - first.ts) <= run_gap
+        ]
+        return max(found, key=lambda i: i.last_anomaly_at) if found else None
 
     def _predicted(self, anomaly: Anomaly, now: float) -> Change:
         """A prediction joins the active prediction incident of its service and warning kind, or opens one."""
@@ -137,15 +184,19 @@ class Correlator:
         return self._store("opened", inc, f"{warning or 'breach'} predicted {lead}s ahead", (anomaly,))
 
     def _relapsed(self, anomalies: list[Anomaly]) -> Incident | None:
-        """The most recent incident, resolved within the reopen window, that had one of these anomalies'
-        series: a relapse is the same signal going wrong again, not just any trouble nearby."""
+        """The most recent incident, resolved within the reopen window, filed under these anomalies'
+        service and that had one of their series: a relapse is the same signal of the same service going
+        wrong again, not just any trouble nearby - nor a service that was only caught up in the incident
+        (a caller slowed by the database that failed) breaking later for a reason of its own."""
         series = {a.series for a in anomalies}
+        svc = grouping.service_of(anomalies[0])
         ts = anomalies[0].ts
         found = [
             inc
             for inc in self.resolved.values()
             if inc.resolved_at is not None
             and ts - inc.resolved_at <= self.settings.reopen_window_s
+            and inc.service == svc
             and not series.isdisjoint(inc.series)
         ]
         return max(found, key=lambda i: i.resolved_at or 0.0) if found else None
@@ -203,7 +254,12 @@ class Correlator:
         if incident.status.active:
             self.active[incident.id] = incident
             self.resolved.pop(incident.id, None)
+            seen = self._last_seen.setdefault(incident.id, {})
+            for a in added:
+                svc = grouping.service_of(a)
+                seen[svc] = max(seen.get(svc, a.ts), a.ts)
         else:
             self.active.pop(incident.id, None)
             self.resolved[incident.id] = incident
+            self._last_seen.pop(incident.id, None)
         return Change(event, incident, reason, added)

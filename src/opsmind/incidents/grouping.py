@@ -5,6 +5,8 @@ Decisions are pure functions returning a value and a reason (DESIGN.md); the sta
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from opsmind.types import Anomaly, Incident, IncidentStatus
 
 UNLABELLED_SERVICE = "unlabelled"
@@ -21,27 +23,40 @@ def joins(
     anomaly: Anomaly,
     group_window_s: float,
     neighbours: frozenset[str] = frozenset(),
+    last_seen: Mapping[str, float] | None = None,
 ) -> tuple[bool, str]:
-    """Whether ``anomaly`` belongs to the active ``incident``, and why: on one of the incident's services
-    it joins while the incident is active; on a service that calls or is called by one of them
-    (``neighbours``: the anomaly's service's neighbours in the dependency graph) it joins when it comes
-    within the group window of the incident's last anomaly, so a failing database and the slow services
-    that call it become one incident."""
+    """Whether ``anomaly`` belongs to the active ``incident``, and why.
+
+    An incident is a cluster in services and in time. On the service it is filed under the anomaly joins
+    while the incident is active: that service's trouble continues. On another of its services, or on a
+    service that calls or is called by one of them (``neighbours``: the anomaly's service's neighbours in
+    the dependency graph), it joins when that service's last anomaly in the incident (``last_seen``, by
+    service; the incident's last anomaly for a service not in it) is within the group window: a failing
+    database and the slow services that call it become one incident, but a service that went quiet in an
+    incident kept alive by others does not pull its fresh trouble (a new fault, say) into it."""
     if incident is None or not incident.status.active:
         return False, "no active incident"
     svc = service_of(anomaly)
     services = incident.services or ((incident.service,) if incident.service else ())
-    if svc in services:
+    if svc == incident.service:
         # Still active means its quiet period has not run out: the same service's trouble continues.
-        return True, f"on {svc}, one of its services, while it is still active"
-    linked = sorted(neighbours.intersection(services))
+        return True, f"on {svc}, the service it is filed under, while it is still active"
+
+    def seen(s: str) -> float:
+        got = None if last_seen is None else last_seen.get(s)
+        return incident.last_anomaly_at if got is None else got
+
+    linked = sorted({svc, *neighbours}.intersection(services))
     if not linked:
         return False, f"{svc} is neither one of its services nor calls or is called by one"
-    how = f"on {svc}, which calls or is called by {', '.join(linked)}"
-    gap = anomaly.ts - incident.last_anomaly_at
+    near = max(linked, key=seen)
+    gap = anomaly.ts - seen(near)
+    how = f"on {svc}, one of its services" if near == svc else f"on {svc}, which calls or is called by {near}"
     if gap > group_window_s:
-        return False, f"{gap:.0f}s after the incident's last anomaly, beyond the {group_window_s:.0f}s window"
-    return True, f"{how}, within {group_window_s:.0f}s of the incident's last anomaly"
+        return False, (
+            f"{gap:.0f}s after its last anomaly on {near}, beyond the {group_window_s:.0f}s window"
+        )
+    return True, f"{how}, within {group_window_s:.0f}s of its last anomaly on {near}"
 
 
 def within_window(pending: list[Anomaly], group_window_s: float) -> list[Anomaly]:
@@ -49,12 +64,35 @@ def within_window(pending: list[Anomaly], group_window_s: float) -> list[Anomaly
     return [a for a in pending if pending[-1].ts - a.ts <= group_window_s] if pending else []
 
 
-def pending_enough(recent: list[Anomaly], min_anomalies: int, group_window_s: float) -> tuple[bool, str]:
-    """Whether a service's not-yet-grouped anomalies (from :func:`within_window`) justify opening an
-    incident, and why. Like the ``for:`` clause of a Prometheus alerting rule: one stray point does not
-    page anyone; the anomalies must repeat within the group window."""
+def run_of(pending: list[Anomaly], run_gap_s: float) -> list[Anomaly]:
+    """The newest run of the pending anomalies (oldest first): those after the last silence longer than
+    ``run_gap_s``. Anomalies before such a silence were stray points, not the start of the trouble the run
+    is, and an incident the run opens does not take them in."""
+    if not pending:
+        return pending
+    start = len(pending) - 1
+    while start > 0 and pending[start].ts - pending[start - 1].ts <= run_gap_s:
+        start -= 1
+    return pending[start:]
+
+
+def pending_enough(
+    recent: list[Anomaly], min_anomalies: int, group_window_s: float, held: bool = False
+) -> tuple[bool, str]:
+    """Whether a service's not-yet-grouped anomalies (from :func:`within_window`, or the run of
+    :func:`run_of`) justify opening an incident, and why. Like the ``for:`` clause of a Prometheus alerting
+    rule: one stray point does not page anyone; the anomalies must repeat - ``min_anomalies`` of them, and
+    when that is more than one, at more than one point in time: many series of one service jumping at one
+    scrape (a blip of traffic through the whole fleet) is one moment, not trouble that persists. ``held``:
+    among them is an alert that already held for its rule's duration, so one point in time is enough."""
+    instants = len({a.ts for a in recent})
+    if len(recent) >= min_anomalies and (instants >= 2 or min_anomalies < 2 or held):
+        when = "" if min_anomalies < 2 or held else f" at {instants} points in time"
+        return True, (
+            f"{len(recent)} anomalies{when} within {group_window_s:.0f}s (at least {min_anomalies})"
+        )
     if len(recent) >= min_anomalies:
-        return True, f"{len(recent)} anomalies within {group_window_s:.0f}s (at least {min_anomalies})"
+        return False, f"{len(recent)} anomalies, all at one point in time: not repeated yet"
     return False, f"{len(recent)} of {min_anomalies} anomalies needed within {group_window_s:.0f}s"
 
 
