@@ -6,7 +6,7 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from opsmind.bench.noise import Tally, fault_of, raw_alerts
+from opsmind.bench.noise import FEEDBACK_SEED, FIRST_SEED, Tally, fault_of, raw_alerts, scored_tasks
 from opsmind.bench.noise_cases import FAULTS, FaultWindow, Observed, Run, run
 from opsmind.types import Incident
 
@@ -56,6 +56,15 @@ def test_tally_scores_compression_purity_missed_and_false_incidents() -> None:
     t = Tally()
     t.add(hand_made(), "topology", keep={"mixed", "false"})
     assert t.as_json()["missed"] == 1 and t.as_json()["incidents"] == 2
+
+
+def test_scored_runs_start_at_the_reported_seeds_unless_told_otherwise() -> None:
+    assert scored_tasks(2) == [
+        (t, s) for t in ("default", "direct-db", "fanout") for s in (FIRST_SEED, FIRST_SEED + 1)
+    ]
+    other = scored_tasks(3, first_seed=2000)
+    assert {s for _, s in other} == {2000, 2001, 2002} and len(other) == 9
+    assert FEEDBACK_SEED not in {s for _, s in scored_tasks(4)}  # training runs are never scored
 
 
 @pytest.mark.slow
