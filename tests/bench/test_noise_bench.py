@@ -76,3 +76,9 @@ def test_one_simulated_run_end_to_end() -> None:
     assert topo.incidents and len(topo.incidents) <= len(svc.incidents)  # topology groups more together
     assert all(topo.members[i] for i in topo.incidents)  # every incident holds its anomalies
     assert set(topo.at_opening) <= set(topo.incidents)
+
+
+def test_the_cli_reports_the_benchmarks_seeds_by_default() -> None:
+    from opsmind.cli.main import NOISE_FIRST_SEED
+
+    assert NOISE_FIRST_SEED == FIRST_SEED  # the CLI keeps its own copy so its start does not import bench
