@@ -6,12 +6,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import networkx as nx
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from opsmind.bench.chaos import default_scenarios, harmful, score, select
-from opsmind.bench.chaos_loop import STUCK_S, Action, Trace, _held, run_scenario, still_broken
+from opsmind.bench.chaos_loop import STUCK_S, Action, Trace, _held, beside, run_scenario, still_broken
 from opsmind.cli.main import app
 from opsmind.heal.classify import FaultClassifier
 from opsmind.heal.state import RemediationState
@@ -182,3 +183,10 @@ def test_select_keeps_the_scenarios_named_like_one_of_the_parts() -> None:
     one_seed = select(scenarios, ["seed9001"])
     assert len(one_seed) == 15 and all(s.name.endswith("seed9001") for s in one_seed)
     assert select(scenarios, ["nothing-like-this"]) == []
+
+
+def test_beside_leaves_out_what_a_held_service_may_explain() -> None:
+    g = nx.DiGraph([("gw", "api"), ("api", "db"), ("gw", "web"), ("web", "cache"), ("db", "disk")])
+    # api's fix verifies: gw calls it (its errors are api's), db gets its load; disk and web are apart.
+    assert beside(["gw", "db", "disk", "web", "cache", "api"], {"api"}, g) == ["disk", "web", "cache"]
+    assert beside(["x", "web"], set(), g) == ["x", "web"]  # nothing held; a service not in the graph stays

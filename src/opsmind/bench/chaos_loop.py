@@ -441,7 +441,8 @@ def _looks(
 
     ``held``: services whose remediation has been verifying for ``STUCK_S`` (:func:`_held`); they are
     left out like cured ones, and so is every service that calls one of them (its symptoms may be
-    theirs); with nothing else left, nothing is looked at."""
+    theirs) or that one of them calls (its load is theirs); with nothing else left, nothing is looked
+    at."""
     cured, mitigated = healer.fixed(incident.id, incident.opened)
     cured, mitigated = cured | held, mitigated - held
     broken = (
@@ -450,9 +451,7 @@ def _looks(
         else []
     )
     if held:
-        # While their fix verifies, their callers' symptoms are theirs: only what they cannot explain.
-        graph = call_graph(scenario)
-        broken = [s for s in broken if not (nx.descendants(graph, s) & held)] if broken else []
+        broken = beside(broken, held, call_graph(scenario))
         if not broken and not mitigated:
             return  # nothing else to look at while they verify
     if not broken and not mitigated:
@@ -478,6 +477,19 @@ def _looks(
             scenario, times, sub, events, incident.opened, live.now, order.index(service)
         )
         yield observation, filed
+
+
+def beside(services: Iterable[str], held: Iterable[str], graph: nx.DiGraph) -> list[str]:
+    """``services`` without those whose change ``held`` services may explain while their fix verifies:
+    the ones that call a held service, directly or not (its slowness and errors reach them), and the
+    ones a held service calls directly (their load comes from it)."""
+    held = set(held)
+    near = {c for h in held if h in graph for c in graph.successors(h)}
+    return [
+        s
+        for s in services
+        if s not in held and s not in near and not (s in graph and nx.descendants(graph, s) & held)
+    ]
 
 
 def still_broken(
