@@ -187,6 +187,7 @@ def test_select_keeps_the_scenarios_named_like_one_of_the_parts() -> None:
 
 def test_beside_leaves_out_what_a_held_service_may_explain() -> None:
     g = nx.DiGraph([("gw", "api"), ("api", "db"), ("gw", "web"), ("web", "cache"), ("db", "disk")])
-    # api's fix verifies: gw calls it (its errors are api's), db gets its load; disk and web are apart.
-    assert beside(["gw", "db", "disk", "web", "cache", "api"], {"api"}, g) == ["disk", "web", "cache"]
+    # api's fix verifies: gw calls it (its errors may be api's); db, disk, web and cache may have their own.
+    assert beside(["gw", "db", "disk", "web", "cache", "api"], {"api"}, g) == ["db", "disk", "web", "cache"]
+    assert beside(["gw", "web", "api"], {"db"}, g) == ["web"]  # api calls db, gw calls it through api
     assert beside(["x", "web"], set(), g) == ["x", "web"]  # nothing held; a service not in the graph stays

@@ -441,8 +441,7 @@ def _looks(
 
     ``held``: services whose remediation has been verifying for ``STUCK_S`` (:func:`_held`); they are
     left out like cured ones, and so is every service that calls one of them (its symptoms may be
-    theirs) or that one of them calls (its load is theirs); with nothing else left, nothing is looked
-    at."""
+    theirs); with nothing else left, nothing is looked at."""
     cured, mitigated = healer.fixed(incident.id, incident.opened)
     cured, mitigated = cured | held, mitigated - held
     broken = (
@@ -480,16 +479,12 @@ def _looks(
 
 
 def beside(services: Iterable[str], held: Iterable[str], graph: nx.DiGraph) -> list[str]:
-    """``services`` without those whose change ``held`` services may explain while their fix verifies:
-    the ones that call a held service, directly or not (its slowness and errors reach them), and the
-    ones a held service calls directly (their load comes from it)."""
+    """``services`` without those whose symptoms ``held`` services may explain while their fix verifies:
+    the ones that call a held service, directly or not (its slowness and errors reach them). The ones a
+    held service calls stay: their load may come from it, but a second fault there is also what keeps
+    its verification from holding (leaving them out lost such faults on seeds 9005-9024)."""
     held = set(held)
-    near = {c for h in held if h in graph for c in graph.successors(h)}
-    return [
-        s
-        for s in services
-        if s not in held and s not in near and not (s in graph and nx.descendants(graph, s) & held)
-    ]
+    return [s for s in services if s not in held and not (s in graph and nx.descendants(graph, s) & held)]
 
 
 def still_broken(
