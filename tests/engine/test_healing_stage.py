@@ -86,6 +86,16 @@ def incident(service: str = "checkout", iid: str = "inc-1") -> Incident:
     )
 
 
+def telling(tmp_path: Path, clock: SimClock, actuator: RecordingActuator, collect: Collect) -> Engine:
+    """An engine healing through ``actuator`` that tells ``collect`` what it escalates."""
+    return Engine(
+        settings(tmp_path),
+        clock=clock,
+        notifiers=[(collect, RetryPolicy(0, 0.01))],
+        remediators={"log": actuator},
+    )
+
+
 async def healthy_metrics(engine: Engine, service: str = "checkout") -> None:
     """Ready replicas (the restart's precheck) and a low error ratio (its verification)."""
     ts = tuple(T0 - 30 + 10 * i for i in range(4))
@@ -133,12 +143,7 @@ async def verify_until_done(engine: Engine, clock: SimClock) -> Remediation:
 async def test_a_risky_remediation_waits_for_approval_then_runs(tmp_path: Path) -> None:
     clock = SimClock(T0)
     actuator, collect = RecordingActuator(), Collect()
-    engine = Engine(
-        settings(tmp_path),
-        clock=clock,
-        notifiers=[(collect, RetryPolicy(0, 0.01))],
-        remediators={"log": actuator},
-    )
+    engine = telling(tmp_path, clock, actuator, collect)
     await engine.start()
     try:
         assert engine.healing is not None
@@ -192,12 +197,7 @@ async def test_an_opened_event_for_an_incident_resolved_since_asks_nothing(tmp_p
     incident still open is handled as usual (the same engine, the same untrained classifier)."""
     clock = SimClock(T0)
     actuator, collect = RecordingActuator(), Collect()
-    engine = Engine(
-        settings(tmp_path),
-        clock=clock,
-        notifiers=[(collect, RetryPolicy(0, 0.01))],
-        remediators={"log": actuator},
-    )
+    engine = telling(tmp_path, clock, actuator, collect)
     await engine.start()
     try:
         await healthy_metrics(engine)
