@@ -12,7 +12,7 @@ import numpy as np
 
 from opsmind.cli.demo_fleet import SCALED, DemoFleet, SimWorld
 from opsmind.clock import SimClock
-from opsmind.config import load_settings
+from opsmind.config import Settings, load_settings
 from opsmind.decide.prices import load_prices
 from opsmind.engine import Engine
 from opsmind.predict.base import Forecast
@@ -46,15 +46,29 @@ async def advance_until(clock: SimClock, cond: Callable[[], bool], limit_s: floa
     assert cond(), f"not within {limit_s:g} s of the fake clock"
 
 
-async def test_the_demo_scales_a_simulated_service_through_the_engine(tmp_path: Path) -> None:
-    clock = SimClock(AFTERNOON)
-    world = SimWorld(clock, history_s=3600)
-    base = load_settings(
+def demo_settings(tmp_path: Path, **predict: object) -> Settings:
+    """The engine's settings before the demo configures them: no detection, fast prediction steps
+    (``predict``: more of what the user's configuration sets)."""
+    return load_settings(
         storage={"path": str(tmp_path / "demo.db")},
         notify={"log": False},
         detect={"enabled": False},
-        predict={"interval_s": 60, "min_history": 10, "refit_every": 5},
+        predict={"interval_s": 60, "min_history": 10, "refit_every": 5, **predict},
     )
+
+
+async def stop_demo(stop: asyncio.Event, clock: SimClock, task: asyncio.Task[None], engine: Engine) -> None:
+    stop.set()
+    await clock.advance(5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await engine.stop()
+
+
+async def test_the_demo_scales_a_simulated_service_through_the_engine(tmp_path: Path) -> None:
+    clock = SimClock(AFTERNOON)
+    world = SimWorld(clock, history_s=3600)
+    base = demo_settings(tmp_path)
     assert not base.scale.services  # scaling is off unless configured: the demo switches it on
     settings = world.configure(base, load_prices())
     assert settings.scale.dry_run is False and set(settings.scale.services) == set(SCALED)
@@ -115,11 +129,7 @@ async def test_the_demo_scales_a_simulated_service_through_the_engine(tmp_path: 
             now, then = a.detail["current"], a.detail["replicas"]
             assert now != then and f"from {now} to {then}" in a.detail["action"]["detail"], a.detail
     finally:
-        stop.set()
-        await clock.advance(5)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await engine.stop()
+        await stop_demo(stop, clock, task, engine)
 
 
 async def burn_alerts_of_a_healthy_fleet(tmp_path: Path, **predict: object) -> dict[str, list[str]]:
@@ -127,12 +137,7 @@ async def burn_alerts_of_a_healthy_fleet(tmp_path: Path, **predict: object) -> d
     the engine configured as the demo configures it (``predict``: what the user's configuration sets)."""
     clock = SimClock(AFTERNOON)
     world = SimWorld(clock, history_s=3600)
-    base = load_settings(
-        storage={"path": str(tmp_path / "demo.db")},
-        notify={"log": False},
-        detect={"enabled": False},
-        predict={"interval_s": 60, "min_history": 10, "refit_every": 5, **predict},
-    )
+    base = demo_settings(tmp_path, **predict)
     settings = world.configure(base, load_prices())
     engine = Engine(settings, clock=clock, forecaster_factory=LastValue)
     fleet = DemoFleet(engine, clock, fault_after_s=10.0**6, world=world)
@@ -144,11 +149,7 @@ async def burn_alerts_of_a_healthy_fleet(tmp_path: Path, **predict: object) -> d
         await advance_until(clock, lambda: len([v for v in views() if v.burn is not None]) >= 10, 300)
         return {v.service: [a.reason for a in v.burn.alerts] for v in views() if v.burn is not None}
     finally:
-        stop.set()
-        await clock.advance(5)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await engine.stop()
+        await stop_demo(stop, clock, task, engine)
 
 
 async def test_a_healthy_demo_fleet_meets_the_objectives_the_demo_declares(tmp_path: Path) -> None:
