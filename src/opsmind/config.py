@@ -383,6 +383,17 @@ class HealRateLimitSettings(_Section):
     window_s: float = Field(gt=0)
 
 
+class HealInventoryEntry(_Section):
+    """What the operator declares about one service for the fault classifier (no metric says it)."""
+
+    kind: Literal["api", "ml", "worker", "database", "cache"] = Field(
+        "api", description="what the service is"
+    )
+    memory_limit_mb: float | None = Field(
+        None, gt=0, description="its containers' memory limit: a memory trend is read as a share of it"
+    )
+
+
 class HealSettings(_Section):
     """Self-healing: classify incidents, run guarded runbooks (docs/RUNBOOKS.md). Off unless enabled, and
     then dry-run until ``mode`` (or ``PUT /api/v1/automation``) says ``on``."""
@@ -422,6 +433,17 @@ class HealSettings(_Section):
     )
     impact_priority: float = Field(
         70, ge=0, le=100, description="incidents at or above this priority count as affecting users"
+    )
+    settle_s: float = Field(
+        40,
+        ge=0,
+        description="after a remediation of a still-open incident ends, wait this long to act again",
+    )
+    inventory: dict[str, HealInventoryEntry] = Field(
+        default_factory=dict, description="service -> its kind and memory limit, as declared"
+    )
+    entry_service: str | None = Field(
+        None, description="the service whose traffic is the fleet's load (default: the topology's one root)"
     )
 
 

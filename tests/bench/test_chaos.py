@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
-import networkx as nx
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from opsmind.bench.chaos import default_scenarios, harmful, score, select
-from opsmind.bench.chaos_loop import STUCK_S, Action, Trace, _held, beside, run_scenario, still_broken
+from opsmind.bench.chaos_loop import Action, Trace, run_scenario
 from opsmind.cli.main import app
 from opsmind.heal.classify import FaultClassifier
-from opsmind.heal.state import RemediationState
 from opsmind.sim.runner import scenario_from_data
 from opsmind.sim.truth import TruthRecord
 
@@ -132,49 +127,6 @@ def test_cli_refuses_a_scenario_file_without_faults(tmp_path: Path) -> None:
     assert "needs at least one fault" in result.output
 
 
-def test_still_broken_names_what_differs_now_but_not_what_remedies_set() -> None:
-    scenario = _config_error_scenario()
-    times = 1000.0 + 5.0 * np.arange(400)
-    opened = times[250]
-    rng = np.random.default_rng(0)
-
-    def noise(level: float) -> np.ndarray:
-        return level + rng.normal(0.0, 0.01 * level, len(times))
-
-    after = times >= opened
-    cols = {
-        "auth_error_ratio": noise(0.01) + np.where(after, 0.3, 0.0),  # still failing
-        "redis_latency_seconds-0.99": noise(0.002) + np.where(after & (times < opened + 300), 0.5, 0.0),
-        "feature-store_replicas_desired": np.where(after, 6.0, 3.0),  # scaled out by a remedy
-        "feature-store_cost_per_hour_dollars": np.where(after, 2.0, 1.0),
-        "gateway_cpu_utilisation": noise(0.4),
-    }
-    now = float(times[-1])
-    assert still_broken(scenario, times, cols, opened, now) == ["auth"]  # redis recovered, the rest is state
-    assert still_broken(scenario, times, cols, opened, now, skip={"auth"}) == []
-
-
-def _healer_running(*rems: Any) -> Any:
-    log = SimpleNamespace(in_states=lambda states: list(rems))
-    return SimpleNamespace(executor=SimpleNamespace(log=log))
-
-
-def _rem(state: RemediationState, service: str, verifying_since: float) -> Any:
-    history = [SimpleNamespace(target=RemediationState.EXECUTING, at=0.0)]
-    if state is RemediationState.VERIFYING:
-        history.append(SimpleNamespace(target=state, at=verifying_since))
-    return SimpleNamespace(finished=False, state=state, service=service, history=history, at=verifying_since)
-
-
-def test_a_remediation_verifying_too_long_lets_the_incident_look_elsewhere() -> None:
-    assert _held(_healer_running(), 100.0) == frozenset()  # nothing running
-    verifying = _rem(RemediationState.VERIFYING, "gateway", 100.0)
-    assert _held(_healer_running(verifying), 100.0 + STUCK_S - 5) is None  # give it time
-    assert _held(_healer_running(verifying), 100.0 + STUCK_S) == {"gateway"}
-    acting = _rem(RemediationState.EXECUTING, "auth", 0.0)
-    assert _held(_healer_running(verifying, acting), 1000.0) is None  # one still acting: wait
-
-
 def test_select_keeps_the_scenarios_named_like_one_of_the_parts() -> None:
     scenarios = default_scenarios(2)
     assert select(scenarios) == scenarios
@@ -183,11 +135,3 @@ def test_select_keeps_the_scenarios_named_like_one_of_the_parts() -> None:
     one_seed = select(scenarios, ["seed9001"])
     assert len(one_seed) == 15 and all(s.name.endswith("seed9001") for s in one_seed)
     assert select(scenarios, ["nothing-like-this"]) == []
-
-
-def test_beside_leaves_out_what_a_held_service_may_explain() -> None:
-    g = nx.DiGraph([("gw", "api"), ("api", "db"), ("gw", "web"), ("web", "cache"), ("db", "disk")])
-    # api's fix verifies: gw calls it (its errors may be api's); db, disk, web and cache may have their own.
-    assert beside(["gw", "db", "disk", "web", "cache", "api"], {"api"}, g) == ["db", "disk", "web", "cache"]
-    assert beside(["gw", "web", "api"], {"db"}, g) == ["web"]  # api calls db, gw calls it through api
-    assert beside(["x", "web"], set(), g) == ["x", "web"]  # nothing held; a service not in the graph stays

@@ -43,18 +43,34 @@ def fleet(n: int, fault_at: int | None) -> list[SeriesSamples]:
     return out
 
 
-def test_frame_from_store_keeps_service_level_series(tmp_path: Path) -> None:
+def test_frame_from_store_keeps_service_level_series_and_aggregates_pods(tmp_path: Path) -> None:
     store = SqliteStore(str(tmp_path / "s.db"))
     store.append(fleet(50, None))
+    ts = tuple(T0 + i for i in range(50))
+    store.append(
+        [
+            # A second gateway pod, hotter and only for the first half: the column is the busiest pod.
+            SeriesSamples(
+                Series.of("pod_cpu_utilisation", {"service": "gateway", "pod": "gw-2"}), ts[:25], (0.9,) * 25
+            ),
+            # Pod series the benchmarks do not aggregate are left out.
+            SeriesSamples(
+                Series.of("pod_network_bytes", {"service": "gateway", "pod": "gw-1"}), ts, (1.0,) * 50
+            ),
+        ]
+    )
     frame = frame_from_store(store, T0, T0 + 100)
     assert frame is not None
     assert sorted(frame.columns) == [
         "api_latency_seconds-0.95",
         "db_cpu_utilisation",
         "db_latency_seconds-0.95",
+        "gateway_pod_cpu_utilisation",
         "gateway_request_rate",
     ]
-    assert frame.values.shape == (50, 4)
+    assert frame.values.shape == (50, 5)
+    pods = frame.values[:, frame.columns.index("gateway_pod_cpu_utilisation")]
+    assert (pods[:25] == 0.9).all() and (pods[25:] < 0.6).all()
     assert frame_from_store(store, T0 + 1000, T0 + 2000) is None
     g = topology_graph({"api": ["db"]})
     assert g is not None and g.has_edge("api", "db") and topology_graph({}) is None

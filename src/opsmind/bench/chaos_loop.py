@@ -8,17 +8,15 @@ Each step of the simulator (5 s) goes through what the engine would do with it:
   service within ``GROUP_WINDOW_S``); it stays open while anomalies keep coming and closes after
   ``QUIET_S`` without any (and with nothing running);
 - **heal**: ``OBSERVE_S`` after the opening, the incident is observed (root-cause ranking, signals in
-  onset order, events, trends: :func:`~opsmind.bench.heal_data.observe_incident`), its fields are read
+  onset order, events, trends: :func:`~opsmind.heal.observation.observe_columns`), its fields are read
   from the events and pods (:func:`~opsmind.heal.fields.incident_fields`) and the
   :class:`~opsmind.heal.healer.Healer` chooses and submits a remediation; the executor is ticked every
   step, its actions reach the fleet through :class:`~opsmind.act.sim_remediate.SimulatorRemediator`. When
   a remediation has ended and the incident still shows anomalies ``SETTLE_S`` later, the healer is asked
-  again (it skips what this incident already tried). Once something it ran has verified, it is asked
-  about what is *still* broken (:func:`still_broken`: the last minute against the time before the
-  incident) rather than the ranking from the incident's opening, without the services a verified cure
-  fixed (a second fault gets its own classification and remedy); and when a remediation has verified for
-  ``STUCK_S`` without its check holding (another fault may hold its symptom up), the incident's other
-  broken services that do not call it are looked at meanwhile (:func:`_looks`).
+  again (it skips what this incident already tried). Which services it is asked about, and with which
+  observation, is the engine's own follow-up policy (:func:`opsmind.heal.followup.looks`): after a
+  verified fix, what is *still* broken rather than the ranking from the opening; beside a remediation
+  stuck verifying, the incident's other broken services.
 
 The baseline policy, ``restart_most_anomalous``, restarts the service with the most anomalous points
 since the incident opened, ``OBSERVE_S`` after the opening and again every ``BASELINE_RETRY_S`` while the
@@ -31,36 +29,32 @@ fleet's SLO state per step (:meth:`opsmind.sim.truth.GroundTruth.slo_ok`) and th
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from opsmind.act.sim_remediate import SimulatorRemediator
-from opsmind.bench.heal_data import observe_incident
 from opsmind.bench.rca_cases import (
     GROUP_WINDOW_S,
     MIN_ANOMALOUS,
     WARMUP_S,
     append_row,
     call_graph,
+    inventory,
     service_row,
 )
 from opsmind.clock import SimClock
 from opsmind.detect.ensemble import Ensemble
-from opsmind.heal.classify import FaultClassifier, IncidentObservation
+from opsmind.heal.classify import FaultClassifier
 from opsmind.heal.executor import ActionRequest, Outcome
 from opsmind.heal.fields import PodView, SeenEvent, incident_fields
+from opsmind.heal.followup import held_services, looks
 from opsmind.heal.guards import AutomationMode, Guards, GuardSettings, RateLimit
 from opsmind.heal.healer import HealDecision, Healer, HealRequest
 from opsmind.heal.knowledge import KnowledgeBase
 from opsmind.heal.runbook import EVENT_COUNT_METRIC
-from opsmind.heal.state import UNFINISHED, RemediationState
-from opsmind.rca.frame import MetricFrame
-from opsmind.rca.ranker import rank, rank_now
-from opsmind.rca.scoring import ONSET_Z
+from opsmind.heal.state import RemediationState
 from opsmind.sim.model import FleetEvent
 from opsmind.sim.runner import SimRun
 from opsmind.sim.spec import Scenario
@@ -71,13 +65,9 @@ from opsmind.types import Series
 OBSERVE_S = 30.0  # from an incident's opening to its first classification
 QUIET_S = 90.0  # an incident closes after this long without anomalies
 ACTIVE_S = 60.0  # an incident is still unhealthy when it had an anomaly this recently
-STUCK_S = 120.0  # a remediation verifying this long without holding: the incident's others are looked at
 SETTLE_S = 40.0  # after a remediation ends, wait this long before the next one for the same incident
 BASELINE_RETRY_S = 300.0
-RANKED_SERVICES = 3  # how far down the root-cause ranking the healer looks for something to do
 PATIENCE_S = 90.0  # an incident that lasts this long is acted on even when nobody is affected yet
-NOW_S = 60.0  # "now", when asking what is still broken after a fix: the last minute
-STATE_METRICS = ("replicas_desired", "cost_per_hour")  # what remedies set; not a sign of a fault
 POLICIES = ("opsmind", "restart_most_anomalous")
 
 
@@ -282,7 +272,7 @@ def run_scenario(
                 for svc in flagged_services:
                     incident.counts[svc] = incident.counts.get(svc, 0) + 1
                 trace.incidents.append((t, None))
-            held = _held(healer, t) if healer is not None and busy else frozenset()
+            held = held_services(healer, t) if healer is not None and busy else frozenset()
             if (
                 incident is not None
                 and not incident.done_trying
@@ -303,7 +293,8 @@ def run_scenario(
                         if incident is not None:
                             incident.next_try = max(incident.next_try, t + SETTLE_S)
         if healer is not None:
-            for rem in healer.executor.log.changed_since(0.0):
+            # In the order they were proposed (the scorer reads the first one's fate).
+            for rem in sorted(healer.executor.log.changed_since(0.0), key=lambda r: (r.at, r.id)):
                 trace.remediations[rem.id] = rem.state.value
                 why = rem.history[-1].why if rem.history else ""
                 trace.notes[rem.id] = f"{rem.runbook} {rem.state.value}: {why}"
@@ -361,23 +352,6 @@ def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _held(healer: Healer, now: float) -> frozenset[str] | None:
-    """The services held by remediations that have been verifying for ``STUCK_S`` or more without their
-    check holding (another fault may keep their symptom up: the incident's other services are looked at
-    meanwhile), or None when some remediation is still acting or has not verified for that long."""
-    out: set[str] = set()
-    for rem in healer.executor.log.in_states([RemediationState.APPROVED, *UNFINISHED]):
-        if rem.finished:
-            continue
-        if rem.state is not RemediationState.VERIFYING or rem.service is None:
-            return None
-        since = max((h.at for h in rem.history if h.target is RemediationState.VERIFYING), default=rem.at)
-        if now - since < STUCK_S:
-            return None
-        out.add(rem.service)
-    return frozenset(out)
-
-
 def _heal(
     healer: Healer,
     scenario: Scenario,
@@ -397,10 +371,13 @@ def _heal(
         if (cpu := live.read("cpu_utilisation", {"service": name})) is not None
     }
     decision: HealDecision | None = None
-    for observation, service in _looks(healer, scenario, live, incident, times, cols, held):
+    seen = live.seen_events()
+    graph, declared = call_graph(scenario), inventory(scenario)
+    found = looks(healer, incident.id, incident.opened, live.now, times, cols, seen, graph, declared, held)
+    for observation, service in found:
         fields = incident_fields(
             service,
-            live.seen_events(),
+            seen,
             live.pods(service),
             live.read("replicas_desired", {"service": service}),
             load,
@@ -418,95 +395,6 @@ def _heal(
     elif decision.outcome is not None and decision.outcome.remediation.state is not RemediationState.APPROVED:
         # Refused or awaiting a person: the escalation went out; try the next runbook after settling.
         incident.next_try = live.now + SETTLE_S
-
-
-def _looks(
-    healer: Healer,
-    scenario: Scenario,
-    live: _Live,
-    incident: _Incident,
-    times: Any,
-    cols: dict[str, Any],
-    held: frozenset[str] = frozenset(),
-) -> Iterator[tuple[IncidentObservation, str]]:
-    """The services to ask the healer about, best first, each with its observation.
-
-    Before anything this incident ran has verified: the root-cause ranking from the incident's opening,
-    its top ``RANKED_SERVICES``. Once a remediation verified and still holds, what is left is another
-    fault (or the cause behind a mitigation): the services still different from before the incident now
-    (:func:`still_broken`) without those a verified cure fixed, the roots a mitigation only relieved
-    first, then the rest in the ranking from the opening restricted to them, each observed over those
-    services alone (the fixed fault's signals and its and its remedy's events would only mislead the
-    classifier). When nothing else is still different, the ranking from the opening again.
-
-    ``held``: services whose remediation has been verifying for ``STUCK_S`` (:func:`_held`); they are
-    left out like cured ones, and so is every service that calls one of them (its symptoms may be
-    theirs); with nothing else left, nothing is looked at."""
-    cured, mitigated = healer.fixed(incident.id, incident.opened)
-    cured, mitigated = cured | held, mitigated - held
-    broken = (
-        still_broken(scenario, times, cols, incident.opened, live.now, skip=cured)
-        if cured or mitigated
-        else []
-    )
-    if held:
-        broken = beside(broken, held, call_graph(scenario))
-        if not broken and not mitigated:
-            return  # nothing else to look at while they verify
-    if not broken and not mitigated:
-        for rank_index in range(RANKED_SERVICES):
-            yield observe_incident(scenario, times, cols, live.events, incident.opened, live.now, rank_index)
-        return
-    keep = set(broken) | set(mitigated)
-    entry_rate = f"{scenario.load.entry}_request_rate"  # the traffic level the classifier reads
-    sub = {c: v for c, v in cols.items() if c.split("_", 1)[0] in keep or c == entry_rate}
-    events = [e for e in live.events if e.service not in cured]
-    keep_times = times <= live.now
-    order = [
-        c.service
-        for c in rank(
-            MetricFrame.from_columns(times[keep_times], {c: v[keep_times] for c, v in sub.items()}),
-            incident.opened,
-            call_graph(scenario),
-        )
-    ]
-    order = sorted(mitigated & set(order), key=order.index) + [s for s in order if s not in mitigated]
-    for service in order[:RANKED_SERVICES]:
-        observation, filed = observe_incident(
-            scenario, times, sub, events, incident.opened, live.now, order.index(service)
-        )
-        yield observation, filed
-
-
-def beside(services: Iterable[str], held: Iterable[str], graph: nx.DiGraph) -> list[str]:
-    """``services`` without those whose symptoms ``held`` services may explain while their fix verifies:
-    the ones that call a held service, directly or not (its slowness and errors reach them). The ones a
-    held service calls stay: their load may come from it, but a second fault there is also what keeps
-    its verification from holding (leaving them out lost such faults on seeds 9005-9024)."""
-    held = set(held)
-    return [s for s in services if s not in held and not (s in graph and nx.descendants(graph, s) & held)]
-
-
-def still_broken(
-    scenario: Scenario, times: Any, cols: dict[str, Any], opened: float, now: float, skip: Iterable[str] = ()
-) -> list[str]:
-    """The services whose metrics of the last ``NOW_S`` differ significantly (``ONSET_Z``) from the
-    ``WARMUP_S`` before the incident opened (:func:`~opsmind.rca.ranker.rank_now`), most different first,
-    without ``skip``; what remedies themselves set (``STATE_METRICS``) is left out."""
-    skipped = set(skip)
-    use = {
-        c: v
-        for c, v in cols.items()
-        if c.split("_", 1)[0] not in skipped and not c.split("_", 1)[-1].startswith(STATE_METRICS)
-    }
-    if not use:
-        return []
-    frame = MetricFrame.from_columns(times, use)
-    try:
-        causes = rank_now(frame, (opened - WARMUP_S, opened), now - NOW_S, call_graph(scenario))
-    except ValueError:
-        return []
-    return [c.service for c in causes if c.metrics and c.metrics[0].score >= ONSET_Z]
 
 
 def _restart_most_anomalous(

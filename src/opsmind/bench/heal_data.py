@@ -5,14 +5,9 @@ the simulator. The label comes from the ground truth; everything else is what th
 service-level metrics (:func:`opsmind.bench.rca_cases.observe`'s columns), the platform events, the time
 OpsMind's detector opens the incident (:func:`~opsmind.bench.rca_cases.incident_openings`) and the
 root-cause ranking at that time. The :class:`~opsmind.heal.classify.IncidentObservation` is built
-``OBSERVE_AFTER_S`` after the incident opened, from the ranking's top service:
-
-- signals: the metrics of services with a significant change (``ONSET_Z``), in onset order;
-- events: those of the ``EVENT_WINDOW_S`` before the observation (ages from the incident's opening);
-- trends of the top service over the last ``TREND_S``: memory slope as a share of its memory limit per
-  minute, CPU (mean and busiest pod), disk, pools, ready over desired replicas, the model drift score;
-  the entry's request rate over its median before the incident;
-- the rank of the service that changed first in the ranking, the top score, the services that changed.
+``OBSERVE_AFTER_S`` after the incident opened by the engine's own builder,
+:func:`opsmind.heal.observation.observe_columns` (signals in onset order, events, trends of the ranking's
+top service, the ranking itself), with the fleet's declared call graph and inventory.
 
 Training seeds and benchmark seeds are disjoint ranges (:data:`TRAIN_SEEDS`, :data:`BENCH_SEEDS`).
 ``python -m opsmind.bench.heal_data [train_n] [test_n]`` trains on the first and reports held-out
@@ -28,18 +23,19 @@ from typing import Any, get_args
 
 import numpy as np
 
-from opsmind.bench.rca_cases import WARMUP_S, call_graph, incident_openings, observe, single_fault, topology
-from opsmind.heal.classify import (
-    EVENT_WINDOW_S,
-    SERVICE_KINDS,
-    FaultClassifier,
-    IncidentObservation,
-    ObservedEvent,
-    onset_order,
+from opsmind.bench.rca_cases import (
+    WARMUP_S,
+    call_graph,
+    incident_openings,
+    inventory,
+    observe,
+    single_fault,
+    topology,
 )
-from opsmind.rca.frame import F64, MetricFrame
-from opsmind.rca.ranker import rank
-from opsmind.rca.scoring import ONSET_Z
+from opsmind.heal.classify import FaultClassifier, IncidentObservation
+from opsmind.heal.fields import SeenEvent
+from opsmind.heal.observation import observe_columns
+from opsmind.rca.frame import F64
 from opsmind.sim.runner import SimRun
 from opsmind.sim.spec import FaultKind, Scenario
 
@@ -47,7 +43,6 @@ KINDS: tuple[str, ...] = tuple(get_args(FaultKind))
 TRAIN_SEEDS = range(5000, 6000)
 BENCH_SEEDS = range(9000, 10000)  # the chaos benchmark's seeds live here; training never uses them
 OBSERVE_AFTER_S = 120.0
-TREND_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -55,22 +50,6 @@ class LabelledCase:
     name: str
     kind: str  # ground truth: the label
     observation: IncidentObservation | None  # None: the detector opened no incident after the fault
-
-
-def _last(times: F64, values: F64 | None, t: float) -> float | None:
-    if values is None:
-        return None
-    ok = (times <= t) & ~np.isnan(values)
-    return float(values[ok][-1]) if ok.any() else None
-
-
-def _slope_per_min(times: F64, values: F64 | None, t: float) -> float | None:
-    if values is None:
-        return None
-    ok = (times <= t) & (times >= t - TREND_S) & ~np.isnan(values)
-    if ok.sum() < 3:
-        return None
-    return float(np.polyfit(times[ok], values[ok], 1)[0]) * 60.0
 
 
 def build_observation(
@@ -90,56 +69,16 @@ def observe_incident(
     rank_index: int = 0,
 ) -> tuple[IncidentObservation, str]:
     """The observation at time ``t`` of an incident opened at ``opened``, and the service it is filed
-    under: the top of the root-cause ranking, or the one at ``rank_index`` (0-based) for a second look."""
-    keep = times <= t
-    frame = MetricFrame.from_columns(times[keep], {c: v[keep] for c, v in cols.items()})
-    causes = rank(frame, opened, call_graph(scenario))
-    changed = [c for c in causes if any(m.score >= ONSET_Z for m in c.metrics)]
-    top = causes[min(rank_index, len(causes) - 1)].service
-    anomalies = [
-        (m.metric, m.onset_s)
-        for c in changed
-        for m in c.metrics
-        if m.score >= ONSET_Z and np.isfinite(m.onset_s)
+    under: the top of the root-cause ranking, or the one at ``rank_index`` (0-based) for a second look.
+    The engine's own builder (:func:`opsmind.heal.observation.observe_columns`) over the fleet's columns,
+    its declared call graph and inventory; ``events`` are the simulator's fleet events."""
+    seen = [
+        e if isinstance(e, SeenEvent) else SeenEvent(e.ts, e.reason, e.message, e.service, e.node)
+        for e in events
     ]
-    first = min(changed, key=lambda c: min(m.onset_s for m in c.metrics), default=None)
-    order = [c.service for c in causes]
-    spec = scenario.services[top]
-
-    def col(metric: str, service: str = top) -> F64 | None:
-        return cols.get(f"{service}_{metric}")
-
-    slope = _slope_per_min(times, col("pod_memory_bytes"), t)
-    disk_slope = _slope_per_min(times, col("disk_used_ratio"), t)
-    ready, desired = _last(times, col("replicas_ready"), t), _last(times, col("replicas_desired"), t)
-    entry_rate = col("request_rate", scenario.load.entry)
-    traffic = None
-    if entry_rate is not None:
-        before = entry_rate[(times < opened) & (times >= opened - WARMUP_S)]
-        now = entry_rate[(times <= t) & (times > t - 60.0)]
-        if len(before) and len(now) and np.nanmedian(before) > 0:
-            traffic = float(np.nanmean(now) / np.nanmedian(before))
-    observed = tuple(
-        ObservedEvent(e.reason, opened - e.ts, e.message) for e in events if t - EVENT_WINDOW_S <= e.ts <= t
+    return observe_columns(
+        times, cols, seen, opened, t, call_graph(scenario), inventory(scenario), rank_index
     )
-    observation = IncidentObservation(
-        signals=onset_order(anomalies),
-        events=observed,
-        memory_slope=None if slope is None else slope / (spec.memory_limit_mb * 1024 * 1024),
-        cpu_level=_last(times, col("cpu_utilisation"), t),
-        cpu_pod_max=_last(times, col("pod_cpu_utilisation"), t),
-        disk_used=_last(times, col("disk_used_ratio"), t),
-        disk_slope=disk_slope,
-        pool_in_use=_last(times, col("pool_in_use_ratio"), t),
-        ready_ratio=None if ready is None or not desired else ready / desired,
-        traffic_ratio=traffic,
-        model_drift=_last(times, col("model_drift_score"), t),
-        root_cause_rank=None if first is None else order.index(first.service) + 1,
-        root_cause_score=causes[0].score,
-        services=max(1, len(changed)),
-        service_kind=spec.kind if spec.kind in SERVICE_KINDS else "api",
-    )
-    return observation, top
 
 
 def make_case(kind: str, seed: int, observe_after_s: float = OBSERVE_AFTER_S) -> LabelledCase | None:

@@ -29,6 +29,8 @@ import networkx as nx
 import numpy as np
 
 from opsmind.detect.ensemble import Ensemble
+from opsmind.heal.observation import Inventory
+from opsmind.incidents.root_cause import POD_AGGREGATES, column_name
 from opsmind.rca.frame import F64, MetricFrame
 from opsmind.sim.runner import SimRun, fleet_data, scenario_from_data
 from opsmind.sim.spec import FaultKind, FaultSpec, Scenario, fault_target_problem
@@ -42,12 +44,7 @@ FAULT_AT_S = (1500.0, 1800.0, 2100.0)
 AFTER_S = 600.0  # metrics kept after the detection time
 MIN_ANOMALOUS = 2
 GROUP_WINDOW_S = 300.0
-POD_AGGREGATES = {
-    "pod_cpu_utilisation": "max",
-    "pod_memory_bytes": "max",
-    "pod_restarts_total": "sum",
-    "pod_ready": "sum",
-}
+MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -88,6 +85,17 @@ def topology(name: str) -> dict[str, Any]:
     return data
 
 
+def inventory(scenario: Scenario) -> Inventory:
+    """The fleet's inventory as its operator would declare it: each service's kind, its containers'
+    memory limit and the entry service (what the healer's observations read; see
+    :class:`opsmind.heal.observation.Inventory`)."""
+    return Inventory(
+        kinds={name: spec.kind for name, spec in scenario.services.items()},
+        memory_limit_bytes={name: spec.memory_limit_mb * MB for name, spec in scenario.services.items()},
+        entry=scenario.load.entry,
+    )
+
+
 def call_graph(scenario: Scenario) -> nx.DiGraph:
     g = nx.DiGraph()
     g.add_nodes_from(scenario.services)
@@ -108,10 +116,6 @@ def targets(kind: str, scenario: Scenario) -> list[str]:
     return out
 
 
-def _column(series_name: str, service: str, quantile: str | None) -> str:
-    return f"{service}_{series_name}" + (f"-{quantile}" if quantile else "")
-
-
 def service_row(samples: Iterable[tuple[Series, float]]) -> dict[str, float]:
     """One step's samples as service-level columns (see module): service series as they are, per-pod
     series aggregated per service."""
@@ -120,9 +124,9 @@ def service_row(samples: Iterable[tuple[Series, float]]) -> dict[str, float]:
     for series, value in samples:
         svc = series.service or "unknown"
         if series.label("pod") is not None:
-            pods.setdefault(_column(series.name, svc, None), []).append(value)
+            pods.setdefault(column_name(svc, series.name, None), []).append(value)
             continue
-        row[_column(series.name, svc, series.label("quantile"))] = value
+        row[column_name(svc, series.name, series.label("quantile"))] = value
     for col, vals in pods.items():
         metric = col.split("_", 1)[1]
         agg = POD_AGGREGATES.get(metric)

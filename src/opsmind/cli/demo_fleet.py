@@ -41,7 +41,7 @@ from opsmind.act.simulator import SimReply, SimulatorScaler
 from opsmind.bench.chaos_loop import OBSERVE_S
 from opsmind.bench.heal_data import BENCH_SEEDS, KINDS, TRAIN_SEEDS, LabelledCase, make_case
 from opsmind.clock import Clock
-from opsmind.config import ScaleServiceSettings, ScaleSettings, Settings
+from opsmind.config import HealInventoryEntry, ScaleServiceSettings, ScaleSettings, Settings
 from opsmind.decide.prices import InstancePrice
 from opsmind.engine import Engine
 from opsmind.heal.classify import FaultClassifier
@@ -188,12 +188,23 @@ class SimWorld:
         workers = {name: 0.95 for name, spec in scenario.services.items() if spec.kind == "worker"}
         return fleet, workers
 
+    def inventory(self) -> dict[str, Any]:
+        """``heal.inventory`` and ``heal.entry_service`` as the fleet's operator declares them (what the
+        fault classifier reads beside the metrics)."""
+        scenario = self.sim.scenario
+        declared = {
+            name: HealInventoryEntry(kind=spec.kind, memory_limit_mb=spec.memory_limit_mb)
+            for name, spec in scenario.services.items()
+        }
+        return {"inventory": declared, "entry_service": scenario.load.entry}
+
     def configure(self, settings: Settings, prices: tuple[InstancePrice, ...]) -> Settings:
         """``settings`` scaling the demo's services (:meth:`scale_settings`), with prediction reading the
         replicas the simulator's Deployments are asked for before the ready ones: an action shows in them
         at once, while new pods take ``startup_s`` to become ready (the HPA also counts desired replicas),
-        judging availability by the demo's objectives (:meth:`error_objectives`) and grouping, ranking
-        and weighing incidents by the fleet's call graph, unless the configuration given sets its own."""
+        judging availability by the demo's objectives (:meth:`error_objectives`), grouping, ranking
+        and weighing incidents by the fleet's call graph and healing with its inventory
+        (:meth:`inventory`), unless the configuration given sets its own."""
         update: dict[str, Any] = {"replicas_metrics": ["replicas_desired", "replicas_ready"]}
         if not {"error_objective", "error_objective_overrides"} & settings.predict.model_fields_set:
             update["error_objective"], update["error_objective_overrides"] = self.error_objectives()
@@ -201,6 +212,9 @@ class SimWorld:
         if not settings.incidents.topology:  # the call graph, declared as the fleet's operator knows it
             incidents = settings.incidents.model_copy(update={"topology": self.sim.scenario.call_graph()})
             settings = settings.model_copy(update={"incidents": incidents})
+        if not settings.heal.inventory:  # the services' kinds and memory limits, as the operator knows them
+            heal = settings.heal.model_copy(update=self.inventory())
+            settings = settings.model_copy(update={"heal": heal})
         return settings.model_copy(update={"scale": self.scale_settings(prices), "predict": predict})
 
     def scaler(self, settings: ScaleSettings) -> SimulatorScaler:

@@ -28,6 +28,7 @@ from opsmind.engine.live import LiveHub, ObservedStore
 from opsmind.engine.scaling import ScaleStage
 from opsmind.heal.executor import Actuate
 from opsmind.incidents.feedback import NoiseClassifier
+from opsmind.incidents.root_cause import topology_graph
 from opsmind.incidents.stage import IncidentStage
 from opsmind.ingest.errors import IngestError
 from opsmind.ingest.scrape import Scraper
@@ -169,6 +170,7 @@ class Engine:
                 build_actuate(settings, remediators or {}),
                 [n for n, _ in self.notifiers],
                 settings.incidents.group_window_s,
+                topology_graph(settings.incidents.topology),
             )
             self.stages.append(self.healing)
         self.live: LiveHub | None = None  # the dashboard's live events (GET /api/v1/ws)

@@ -156,13 +156,14 @@ def observe(view: StoreView, incident: Incident, anomalies: list[Anomaly], now: 
     )
 
 
-def fields(view: StoreView, incident: Incident, now: float) -> dict[str, str]:
-    """The template fields of the incident's service (versions, config, node, replicas, busiest)."""
-    svc = incident.service or ""
-    recent = view.platform_events(now - FIELD_EVENTS_S)
-    seen = [SeenEvent(e.at, e.reason, e.message, e.service, e.node) for e in recent]
-    replicas = view.service_level("replicas_desired", svc)
-    return incident_fields(svc, seen, view.pods(svc), replicas, view.load())
+def fields(view: StoreView, service: str, now: float, seen: list[SeenEvent] | None = None) -> dict[str, str]:
+    """The template fields of ``service`` (versions, config, node, replicas, busiest); ``seen``: the
+    platform events of the last ``FIELD_EVENTS_S`` when the caller has read them already."""
+    if seen is None:
+        recent = view.platform_events(now - FIELD_EVENTS_S)
+        seen = [SeenEvent(e.at, e.reason, e.message, e.service, e.node) for e in recent]
+    replicas = view.service_level("replicas_desired", service)
+    return incident_fields(service, seen, view.pods(service), replicas, view.load())
 
 
 def users_affected(incident: Incident, min_priority: float) -> bool:

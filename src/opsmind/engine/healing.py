@@ -1,15 +1,25 @@
 """The heal stage: incidents in, guarded remediations out, and a person's say over them.
 
 It consumes ``incidents`` (the incident stage's :class:`~opsmind.incidents.stage.IncidentEvent`) under its
-own consumer group, as the notify stage does. When an incident opens it observes it from the stores
-(:mod:`opsmind.engine.heal_reading`: the incident's anomalies as signals in onset order, platform
-events of the last 15 minutes, the service's latest levels and trends, its template fields) and asks the
-:class:`~opsmind.heal.healer.Healer` for a remediation, with ``impact`` when users are affected
-(:func:`~opsmind.engine.heal_reading.users_affected`). An incident the healer cannot classify and that
-harms nobody is observed again every ``heal.observe_again_s`` while it lasts. A resolved incident tells
-the healer its last verified remediation worked. Every ``heal.tick_interval_s`` of the engine clock the
-healer drives its remediations (steps, verification, rollback). At start, half-done remediations left by
-a restart are made safe (:meth:`Healer.recover`) before anything else runs.
+own consumer group, as the notify stage does. When an incident opens it reads the service-level metrics
+around it from the sample store (:func:`~opsmind.incidents.root_cause.columns_from_store`) and observes
+it with the same builder the classifier was trained and benchmarked with
+(:func:`~opsmind.heal.observation.observe_columns`: the root-cause ranking over the declared call graph,
+signals in onset order, platform events, the filed service's levels and trends, the declared
+``heal.inventory``), and asks the :class:`~opsmind.heal.healer.Healer` for a remediation for the
+ranking's top service, then the next ones while nothing is left to try there, with ``impact`` when
+users are affected (:func:`~opsmind.engine.heal_reading.users_affected`). Without metrics to rank (an
+incident from external alerts only) the observation comes from the incident's own anomalies
+(:func:`~opsmind.engine.heal_reading.observe`).
+
+Afterwards (:meth:`HealStage.tick`): an incident the healer cannot classify and that harms nobody is
+observed again every ``heal.observe_again_s``; when a remediation of a still-unhealthy incident ends, or
+could not start, the healer is asked again ``heal.settle_s`` later - about what is *still* broken once a
+fix verified, and beside a remediation stuck verifying (:func:`opsmind.heal.followup.looks`, the policy
+the chaos benchmark measures). When nothing is left to try, a person is told once. A resolved incident
+tells the healer its last verified remediation worked. Every ``heal.tick_interval_s`` of the engine clock
+the healer drives its remediations (steps, verification, rollback). At start, half-done remediations left
+by a restart are made safe (:meth:`Healer.recover`) before anything else runs.
 
 People act through :meth:`HealStage.approve`, :meth:`HealStage.reject` and :meth:`HealStage.set_mode`
 (the API's ``/remediations`` and ``/automation``), pause one service (:meth:`HealStage.set_paused`), roll
@@ -32,22 +42,28 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import networkx as nx
 
 from opsmind.bus.dedup import RecentKeys
 from opsmind.bus.protocols import Bus, Message
 from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
 from opsmind.config import ConfigError, HealSettings
-from opsmind.engine.heal_reading import StoreView, fields, observe, users_affected
-from opsmind.heal.classify import FaultClassifier, Prediction
+from opsmind.engine.heal_reading import FIELD_EVENTS_S, StoreView, fields, observe, users_affected
+from opsmind.heal.classify import FaultClassifier, IncidentObservation, Prediction
 from opsmind.heal.executor import Actuate, Outcome
+from opsmind.heal.fields import SeenEvent
+from opsmind.heal.followup import held_services, looks
 from opsmind.heal.guards import AutomationMode, Guards, GuardSettings, Pause, RateLimit
 from opsmind.heal.healer import RISK_LEVEL, HealDecision, Healer, HealRequest, RunbookOption
+from opsmind.heal.observation import BASELINE_S, Inventory, entry_service
 from opsmind.heal.runbook import Runbook, RunbookError, bundled_dir, load_library
 from opsmind.heal.state import Remediation, RemediationState
+from opsmind.incidents.root_cause import columns_from_store
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
 from opsmind.notify.base import Notifier
 from opsmind.store.protocols import EventStore, SampleStore
@@ -59,6 +75,9 @@ ACTOR = "opsmind:heal"
 MODE_RECORD = "heal:automation_mode"  # one Decision record holds the mode set by a person
 PAUSES_RECORD = "heal:paused_services"  # one Decision record holds every service's pause
 ESCALATED = "remediation_escalated"
+APPROVED = RemediationState.APPROVED
+ACTIVE_S = 60.0
+"""An incident is still unhealthy when one of its services had an anomaly this recently."""
 
 
 def guard_settings(s: HealSettings) -> GuardSettings:
@@ -89,6 +108,18 @@ def runbook_library(s: HealSettings) -> dict[str, Runbook]:
     return library
 
 
+def inventory(s: HealSettings) -> Inventory:
+    return Inventory(
+        kinds={name: e.kind for name, e in s.inventory.items()},
+        memory_limit_bytes={
+            name: e.memory_limit_mb * 1024 * 1024
+            for name, e in s.inventory.items()
+            if e.memory_limit_mb is not None
+        },
+        entry=s.entry_service,
+    )
+
+
 def fault_classifier(s: HealSettings) -> FaultClassifier:
     """The trained classifier at ``classifier_path``; an untrained one (every kind ``unknown``) without."""
     if s.classifier_path is None:
@@ -114,12 +145,15 @@ class HealStage(Stage):
         actuate: Actuate,
         notifiers: Sequence[Notifier] = (),
         group_window_s: float = 300.0,
+        graph: nx.DiGraph | None = None,
     ) -> None:
         super().__init__(bus, clock, telemetry)
         self.events = events
         self.settings = settings
         self.notifiers = list(notifiers)
         self.group_window_s = group_window_s
+        self.graph = graph  # the declared call graph (incidents.topology); None: ranked without one
+        self.inventory = inventory(settings)
         self.tick_interval = settings.tick_interval_s
         self.view = StoreView(samples, events, clock)
         self._escalations: list[Outcome] = []
@@ -137,7 +171,10 @@ class HealStage(Stage):
         )
         self._lock = asyncio.Lock()
         self._asked = RecentKeys()  # (incident, reopened): a redelivered opening is not asked twice
-        self._again: dict[str, float] = {}  # incident -> when to observe it again (unclear, harmless)
+        # incident -> when to ask about it again: unclear and harmless, or a remediation of it ended
+        self._again: dict[str, float] = {}
+        self._gave_up: set[str] = set()  # incidents nothing is left to try for (a person was told)
+        self._told: list[tuple[str, str | None, dict[str, Any]]] = []  # (incident, service, note) to send
         self._kicks: set[asyncio.Task[None]] = set()
         self._decisions = telemetry.counter(
             "opsmind_heal_decisions_total", "Healer decisions by what was done", ("result",)
@@ -175,6 +212,7 @@ class HealStage(Stage):
         if ev.event == "resolved" or not inc.status.active:
             async with self._lock:
                 self._again.pop(inc.id, None)
+                self._gave_up.discard(inc.id)
                 await asyncio.to_thread(self.healer.resolved, inc.id)
             return
         if ev.event == "opened" and (inc.id, inc.reopened) not in self._asked:
@@ -188,14 +226,42 @@ class HealStage(Stage):
                 await self._ask(current or inc)
             await self._send_escalations()
 
-    async def _ask(self, inc: Incident) -> HealDecision:
+    async def _ask(self, inc: Incident, held: frozenset[str] = frozenset()) -> HealDecision | None:
+        """Ask the healer about the incident's likeliest root cause; when nothing is left to try there,
+        about the next services (see :func:`opsmind.heal.followup.looks`). Then decide when to ask
+        again: an unclear harmless incident after ``observe_again_s``; one whose remediation could not
+        start (refused, awaiting a person) or that has nothing to do beside a remediation still verifying
+        after ``settle_s``; one with a remediation under way once it ends (see :meth:`tick`). When
+        nothing is left to try, a person is told once."""
         now = self.clock.now()
-        request = await asyncio.to_thread(self._request, inc, now)
-        decision = await asyncio.to_thread(self.healer.handle, request)
-        if decision.waiting:
+        decision: HealDecision | None = None
+        requests = await asyncio.to_thread(lambda: list(self._requests(inc, now, held)))
+        for request in requests:
+            decision = await asyncio.to_thread(self.healer.handle, request)
+            await self._audit_decision(now, request, decision)
+            if decision.runbook is not None or decision.waiting:
+                break
+        if decision is None or (held and decision.runbook is None and not decision.waiting):
+            self._again[inc.id] = now + self.settings.settle_s  # nothing (else) to do yet
+        elif decision.waiting:
             self._again[inc.id] = now + self.settings.observe_again_s
-        else:
+        elif decision.runbook is None:
             self._again.pop(inc.id, None)
+            if inc.id not in self._gave_up:
+                self._gave_up.add(inc.id)
+                self._told.append(
+                    (inc.id, inc.service, {"reason": f"nothing left to try: {decision.explanation}"})
+                )
+        elif (
+            decision.outcome is not None
+            and decision.outcome.remediation.state is not RemediationState.APPROVED
+        ):
+            self._again[inc.id] = now + self.settings.settle_s  # refused or awaiting a person
+        else:
+            self._again.pop(inc.id, None)  # under way: asked again once it ends
+        return decision
+
+    async def _audit_decision(self, now: float, request: HealRequest, decision: HealDecision) -> None:
         rem = decision.outcome.remediation if decision.outcome is not None else None
         result = "waiting" if decision.waiting else (rem.state.value if rem is not None else "none")
         self._decisions.labels(result).inc()
@@ -208,39 +274,105 @@ class HealStage(Stage):
             "waiting": decision.waiting,
             "impact": request.impact,
             "skipped": list(decision.skipped),
+            "filed_under": request.service,
         }
-        await self._audit(now, inc.service, "heal_decide", inc.id, detail)
-        return decision
+        await self._audit(now, request.service, "heal_decide", request.incident_id, detail)
 
-    def _request(self, inc: Incident, now: float) -> HealRequest:
-        since = inc.opened_at - self.group_window_s
-        anomalies = [
-            a
-            for s in inc.services or ((inc.service,) if inc.service else ())
-            for a in self.events.find(Anomaly, service=s, since=since, until=now, limit=10_000)
-        ]
+    def _requests(
+        self, inc: Incident, now: float, held: frozenset[str] = frozenset()
+    ) -> Iterator[HealRequest]:
+        """The requests to put to the healer, best first: observations made by the engine's shared
+        builder from the service-level metrics around the incident (as the classifier was trained and
+        benchmarked), filed under the ranking's services; when the metrics cannot be ranked (too little
+        history, an incident from external alerts only), one from the incident's own anomalies, filed
+        under its service."""
         impact = users_affected(inc, self.settings.impact_priority)
-        return HealRequest(
-            inc.id,
-            inc.service or "",
-            observe(self.view, inc, anomalies, now),
-            fields(self.view, inc, now),
-            impact,
-        )
+        recent = self.view.platform_events(now - FIELD_EVENTS_S)
+        seen = [SeenEvent(e.at, e.reason, e.message, e.service, e.node) for e in recent]
+        times, cols = columns_from_store(self.view.samples, inc.opened_at - BASELINE_S, now)
+        scope = self._scope(inc)
+        entry_rate = f"{entry_service(self.inventory, self.graph, cols, '')}_request_rate"
+        cols = {c: v for c, v in cols.items() if c.split("_", 1)[0] in scope or c == entry_rate}
+        found: list[tuple[IncidentObservation, str]] = []
+        if cols:
+            try:
+                found = list(
+                    looks(
+                        self.healer,
+                        inc.id,
+                        inc.opened_at,
+                        now,
+                        times,
+                        cols,
+                        seen,
+                        self.graph,
+                        self.inventory,
+                        held,
+                    )
+                )
+            except ValueError as exc:  # e.g. nothing before the opening to compare with
+                log.info("heal: incident %s: metrics cannot be ranked (%s); using its anomalies", inc.id, exc)
+                found = []
+            if held and not found:
+                return  # only what the held remediations may explain is left: nothing to ask now
+        if not found:
+            since = inc.opened_at - self.group_window_s
+            anomalies = [
+                a
+                for s in inc.services or ((inc.service,) if inc.service else ())
+                for a in self.events.find(Anomaly, service=s, since=since, until=now, limit=10_000)
+            ]
+            found = [(observe(self.view, inc, anomalies, now), inc.service or "")]
+        seen_services: set[str] = set()
+        for observation, service in found:
+            if service in seen_services:
+                continue
+            seen_services.add(service)
+            yield HealRequest(inc.id, service, observation, fields(self.view, service, now, seen), impact)
+
+    def _scope(self, inc: Incident) -> set[str]:
+        """The services a remediation for ``inc`` may target: its own, and those they call (directly or
+        not) in the declared call graph - a root cause sits downstream of its symptoms. Without a graph,
+        only its own: OpsMind does not act on a service that is not part of the incident."""
+        own = set(inc.services) | ({inc.service} if inc.service else set())
+        if self.graph is None:
+            return own
+        return own | {d for s in own if s in self.graph for d in nx.descendants(self.graph, s)}
 
     # -- the loop --
 
     async def tick(self) -> None:
         async with self._lock:
-            await asyncio.to_thread(self.healer.tick)
+            outcomes = await asyncio.to_thread(self.healer.tick)
             now = self.clock.now()
+            for outcome in outcomes:
+                rem = outcome.remediation
+                if rem.finished and rem.incident_id is not None:
+                    # It ended: if its incident goes on, ask again once things settle.
+                    due = now + self.settings.settle_s
+                    self._again[rem.incident_id] = max(self._again.get(rem.incident_id, due), due)
             for iid in [i for i, at in self._again.items() if at <= now]:
                 inc = await asyncio.to_thread(self.events.get, Incident, iid)
                 if inc is None or not inc.status.active:
                     self._again.pop(iid, None)
-                elif not self.healer.busy(inc.service):
-                    await self._ask(inc)
+                    continue
+                if not await asyncio.to_thread(self._unhealthy, inc, now):
+                    continue  # quiet for now: looked at again on the next tick until it resolves
+                held: frozenset[str] = frozenset()
+                if self.healer.busy_with(iid):
+                    stuck = held_services(self.healer, now, incident_id=iid)
+                    if not stuck:
+                        continue  # one of its remediations is still acting or verifying
+                    held = stuck
+                await self._ask(inc, held)
         await self._send_escalations()
+
+    def _unhealthy(self, inc: Incident, now: float) -> bool:
+        """One of the incident's services had an anomaly in the last ``ACTIVE_S``."""
+        if now - inc.last_anomaly_at <= ACTIVE_S:
+            return True
+        services = inc.services or ((inc.service,) if inc.service else ())
+        return any(self.events.find(Anomaly, service=s, since=now - ACTIVE_S, limit=1) for s in services)
 
     def kick(self) -> None:
         """Drive the remediations now rather than on the next tick (after an approval)."""
@@ -378,7 +510,9 @@ class HealStage(Stage):
         inc = await asyncio.to_thread(self.events.get, Incident, incident_id)
         if inc is None:
             raise LookupError(f"no incident {incident_id}")
-        return await asyncio.to_thread(self._request, inc, self.clock.now())
+        now = self.clock.now()
+        requests = await asyncio.to_thread(lambda: list(self._requests(inc, now)))
+        return requests[0]
 
     async def advise(self, incident_id: str) -> tuple[Prediction, list[RunbookOption]]:
         """The incident's classification and its candidate runbooks, ranked (see Healer.advise).
@@ -416,29 +550,39 @@ class HealStage(Stage):
         while self._escalations:  # popped one by one: a tick in a worker thread may be appending
             outcome = self._escalations.pop(0)
             rem = outcome.remediation
-            now = self.clock.now()
-            inc = None
-            if rem.incident_id is not None:
-                inc = await asyncio.to_thread(self.events.get, Incident, rem.incident_id)
             note = {
-                "at": now,
-                "event": ESCALATED,
                 "remediation_id": rem.id,
                 "runbook": rem.runbook,
                 "state": rem.state.value,
                 "reason": outcome.reason,
             }
-            results: dict[str, Any] = {}
-            if inc is not None:
-                told = inc.model_copy(update={"timeline": (*inc.timeline, note)})
-                for n in self.notifiers:
-                    try:
-                        r = await n.notify(ESCALATED, told)
-                        results[n.name] = {"ok": r.ok, "detail": r.detail}
-                    except Exception as exc:  # a notifier bug must not stop the healer
-                        results[n.name] = {"ok": False, "detail": f"notifier raised {exc!r}"}
             log.warning("heal: remediation %s asks for a person: %s", rem.id, outcome.reason)
-            await self._audit(now, rem.service, "escalate", rem.id, {**note, "notified": results})
+            await self._tell(rem.incident_id, rem.service, rem.id, note)
+        while self._told:
+            incident_id, service, note = self._told.pop(0)
+            log.warning("heal: incident %s asks for a person: %s", incident_id, note["reason"])
+            await self._tell(incident_id, service, incident_id, {"remediation_id": None, **note})
+
+    async def _tell(
+        self, incident_id: str | None, service: str | None, subject: str, note: dict[str, Any]
+    ) -> None:
+        """Send ``note`` to the notifiers as event ``remediation_escalated`` on the incident's timeline,
+        and audit it with what each notifier said."""
+        now = self.clock.now()
+        note = {"at": now, "event": ESCALATED, **note}
+        inc = None
+        if incident_id is not None:
+            inc = await asyncio.to_thread(self.events.get, Incident, incident_id)
+        results: dict[str, Any] = {}
+        if inc is not None:
+            told = inc.model_copy(update={"timeline": (*inc.timeline, note)})
+            for n in self.notifiers:
+                try:
+                    r = await n.notify(ESCALATED, told)
+                    results[n.name] = {"ok": r.ok, "detail": r.detail}
+                except Exception as exc:  # a notifier bug must not stop the healer
+                    results[n.name] = {"ok": False, "detail": f"notifier raised {exc!r}"}
+        await self._audit(now, service, "escalate", subject, {**note, "notified": results})
 
     async def _audit(
         self, now: float, service: str | None, verb: str, subject: str, detail: dict[str, Any]

@@ -393,6 +393,11 @@ class Healer:
         live = self.executor.log.in_states([S.APPROVED, *UNFINISHED], service=service)
         return any(not r.finished for r in live)
 
+    def busy_with(self, incident_id: str) -> bool:
+        """A remediation of ``incident_id`` is approved or under way (see :meth:`busy`)."""
+        live = self.executor.log.in_states([S.APPROVED, *UNFINISHED])
+        return any(not r.finished and r.incident_id == incident_id for r in live)
+
     def tick(self) -> list[Outcome]:
         """Drive every remediation one step further; learn from the ones that ended."""
         outcomes = self.executor.tick()

@@ -1,7 +1,8 @@
 """Root causes for a new incident: recent metrics from the sample store, ranked by :mod:`opsmind.rca`.
 
 When an incident opens, the stage reads every service-level series (one with a ``service`` label and no
-``pod`` label; quantiles become their own columns, ``latency_seconds-0.95``) over ``lookback_s`` before
+``pod`` label; quantiles become their own columns, ``latency_seconds-0.95``; a few pod series aggregated
+per service, :data:`POD_AGGREGATES`) over ``lookback_s`` before
 the incident's first anomaly and up to now, aligns them on their timestamps and ranks the services with
 the configured dependency graph (``incidents.topology``: service -> services it calls) or, when none is
 configured, the graph :func:`opsmind.rca.learn_graph.learn_graph` learns from the same metrics before
@@ -18,34 +19,63 @@ from collections.abc import Mapping, Sequence
 import networkx as nx
 import numpy as np
 
-from opsmind.rca.frame import MetricFrame, RcaInputError
+from opsmind.rca.frame import F64, MetricFrame, RcaInputError
 from opsmind.rca.learn_graph import learn_graph
 from opsmind.rca.ranker import Cause, rank
 from opsmind.store.protocols import SampleStore
 
 MAX_SERIES = 5000
+POD_AGGREGATES = {
+    "pod_cpu_utilisation": "max",
+    "pod_memory_bytes": "max",
+    "pod_restarts_total": "sum",
+    "pod_ready": "sum",
+}
+"""Per-pod series kept as one column per service, aggregated as named."""
 
 
 def column_name(service: str, metric: str, quantile: str | None) -> str:
     return f"{service}_{metric}" + (f"-{quantile}" if quantile else "")
 
 
-def frame_from_store(store: SampleStore, start: float, end: float) -> MetricFrame | None:
-    """Service-level series between ``start`` and ``end`` as a frame (None when there are none)."""
+def columns_from_store(store: SampleStore, start: float, end: float) -> tuple[F64, dict[str, F64]]:
+    """Service-level columns between ``start`` and ``end``, aligned on their timestamps (NaN where a
+    column has no sample): a service's own series as they are, and its pods' series aggregated per
+    service by :data:`POD_AGGREGATES` (the busiest pod's CPU and memory, restarts and ready pods summed)
+    - the columns the RCA and heal benchmarks measure on. Other pod series are left out."""
     columns: dict[str, dict[float, float]] = {}
+    pods: dict[str, dict[float, list[float]]] = {}
     for info in store.series(limit=MAX_SERIES):
         s = info.series
         service = s.service
-        if service is None or s.label("pod") is not None:
+        if service is None:
+            continue
+        pod = s.label("pod") is not None
+        if pod and s.name not in POD_AGGREGATES:
             continue
         got = store.query(s, start, end, "raw")
-        if got.timestamps:
-            name = column_name(service, s.name, s.label("quantile"))
+        if not got.timestamps:
+            continue
+        name = column_name(service, s.name, s.label("quantile"))
+        if pod:
+            by_ts = pods.setdefault(name, {})
+            for t, v in zip(got.timestamps, got.values, strict=True):
+                by_ts.setdefault(t, []).append(v)
+        else:
             columns[name] = dict(zip(got.timestamps, got.values, strict=True))
-    if not columns:
-        return None
-    times = np.array(sorted({t for col in columns.values() for t in col}))
+    for name, by_ts in pods.items():
+        agg = max if POD_AGGREGATES[name.split("_", 1)[1]] == "max" else sum
+        columns[name] = {t: float(agg(vs)) for t, vs in by_ts.items()}
+    times = np.array(sorted({t for col in columns.values() for t in col}), dtype=np.float64)
     data = {name: np.array([col.get(t, np.nan) for t in times.tolist()]) for name, col in columns.items()}
+    return times, data
+
+
+def frame_from_store(store: SampleStore, start: float, end: float) -> MetricFrame | None:
+    """:func:`columns_from_store` as a frame (None when there are none)."""
+    times, data = columns_from_store(store, start, end)
+    if not data:
+        return None
     try:
         return MetricFrame.from_columns(times, data)
     except RcaInputError:

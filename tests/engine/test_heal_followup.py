@@ -1,0 +1,160 @@
+"""The heal stage after its first answer: it files an incident under the ranked root cause (within the
+incident's reach), asks again when a remediation ended and the incident goes on, and tells a person once
+when nothing is left to try. Engine on a fake clock, real SQLite store; the actuator is the recording
+double of test_healing_stage (what an actuator does is not the point here)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from opsmind.clock import SimClock
+from opsmind.config import Settings, load_settings
+from opsmind.engine import Engine
+from opsmind.heal.state import RemediationState
+from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
+from opsmind.notify.stage import RetryPolicy
+from opsmind.types import AuditEntry, Incident, Series, SeriesSamples
+from tests.engine.test_healing_stage import Collect, RecordingActuator, remediations, wait_for
+
+T0 = 1_700_000_000.0
+STEP = 5.0
+
+
+def _settings(tmp_path: Path, topology: dict[str, list[str]] | None = None, **heal: Any) -> Settings:
+    return load_settings(
+        storage={"path": str(tmp_path / "heal.db")},
+        notify={"log": False},
+        detect={"enabled": False},
+        predict={"enabled": False},
+        incidents={"topology": topology or {}},
+        # High-risk runbooks start without approval; the tick loop is driven by the test.
+        heal={"enabled": True, "mode": "on", "tick_interval_s": 3600, "approval_above_risk": "high", **heal},
+    )
+
+
+def _chain_metrics(until: float) -> list[SeriesSamples]:
+    """20 minutes of gateway -> api -> db: db's latency and CPU jump at T0, api's latency 10 s later,
+    the gateway's 15 s later; every service has ready replicas and few errors."""
+    rng = np.random.default_rng(4)
+    ts = np.arange(T0 - 1200.0, until + 1e-9, STEP)
+    out = []
+    for service, delay in (("db", 0.0), ("api", 10.0), ("gateway", 15.0)):
+        jump = ts >= T0 + delay
+        latency = 0.02 + rng.normal(0, 0.001, len(ts)) + np.where(jump, 0.4, 0.0)
+        cpu = 0.3 + rng.normal(0, 0.01, len(ts)) + np.where(jump & (service == "db"), 0.5, 0.0)
+        series = {
+            Series.of("latency_seconds", {"service": service, "quantile": "0.95"}): latency,
+            Series.of("cpu_utilisation", {"service": service}): cpu,
+            Series.of("replicas_ready", {"service": service}): np.full(len(ts), 3.0),
+            Series.of("error_ratio", {"service": service}): np.full(len(ts), 0.01),
+            Series.of("request_rate", {"service": service}): 50 + rng.normal(0, 1, len(ts)),
+        }
+        out += [SeriesSamples(s, tuple(ts.tolist()), tuple(v.tolist())) for s, v in series.items()]
+    return out
+
+
+def _incident(iid: str, services: tuple[str, ...], opened: float, last: float | None = None) -> Incident:
+    return Incident(
+        id=iid,
+        at=opened,
+        service=services[0],
+        title=f"{services[0]} is slow",
+        opened_at=opened,
+        last_anomaly_at=opened if last is None else last,
+        services=services,
+        series=tuple(f'latency_seconds{{service="{s}"}}' for s in services),
+        priority=80.0,  # users are affected: the untrained classifier's unknown runbook may run
+    )
+
+
+async def _open(engine: Engine, inc: Incident) -> None:
+    await asyncio.to_thread(engine.store.put, inc)
+    await engine.bus.publish(INCIDENTS_TOPIC, IncidentEvent("opened", inc))
+    await wait_for(lambda: any(r.incident_id == inc.id for r in remediations(engine)))
+
+
+@pytest.mark.parametrize(
+    ("topology", "expected"),
+    [
+        (
+            {"gateway": ["api"], "api": ["db"]},
+            {"db"},
+        ),  # the callee that changed first, though it never alerted
+        (None, {"gateway", "api"}),  # no call graph: only the incident's own services are acted on
+    ],
+)
+async def test_the_incident_is_filed_under_its_ranked_root_cause_within_its_reach(
+    tmp_path: Path, topology: dict[str, list[str]] | None, expected: set[str]
+) -> None:
+    clock = SimClock(T0 + 120)
+    actuator = RecordingActuator()
+    engine = Engine(_settings(tmp_path, topology), clock=clock, remediators={"log": actuator})
+    await engine.start()
+    try:
+        engine.store.append(_chain_metrics(T0 + 120))
+        await _open(engine, _incident("inc-1", ("gateway", "api"), T0 + 20))
+        (rem,) = remediations(engine)
+        assert rem.service in expected and rem.runbook == "unknown_restart"
+        await wait_for(lambda: any(a.verb == "heal_decide" for a in engine.store.find(AuditEntry, limit=100)))
+        decided = next(a for a in engine.store.find(AuditEntry, limit=100) if a.verb == "heal_decide")
+        assert decided.detail["filed_under"] == rem.service
+    finally:
+        await engine.stop()
+
+
+async def test_a_failed_remediation_is_followed_up_and_a_person_told_when_nothing_is_left(
+    tmp_path: Path,
+) -> None:
+    clock = SimClock(T0)
+    actuator, collect = RecordingActuator(), Collect()
+    engine = Engine(
+        _settings(tmp_path, settle_s=40),
+        clock=clock,
+        notifiers=[(collect, RetryPolicy(0, 0.01))],
+        remediators={"log": actuator},
+    )
+    await engine.start()
+    try:
+        assert engine.healing is not None
+        ts = tuple(T0 - 30 + 10 * i for i in range(4))
+        failing = [
+            SeriesSamples(Series.of("replicas_ready", {"service": "checkout"}), ts, (3.0,) * 4),
+            SeriesSamples(Series.of("error_ratio", {"service": "checkout"}), ts, (0.5,) * 4),
+        ]
+        engine.store.append(failing)
+        inc = _incident("inc-1", ("checkout",), T0)
+        await _open(engine, inc)
+        # The restart is sent; errors stay high, so its verification times out (600 s) and it fails.
+        for _ in range(130):
+            await clock.advance(5)
+            now = clock.now()
+            engine.store.append(
+                [
+                    SeriesSamples(Series.of(s.series.name, dict(s.series.labels)), (now,), (s.values[-1],))
+                    for s in failing
+                ]
+            )
+            # The incident goes on: the incident stage keeps its last anomaly fresh.
+            await asyncio.to_thread(engine.store.put, inc.model_copy(update={"last_anomaly_at": now}))
+            await engine.healing.tick()
+            if any("nothing left to try" in str(i.timeline[-1].get("reason")) for _, i in collect.events):
+                break
+        (rem,) = remediations(engine)
+        assert rem.state is RemediationState.FAILED and len(actuator.calls) == 1
+        audit = engine.store.find(AuditEntry, limit=1000)
+        decided = sorted((a for a in audit if a.verb == "heal_decide"), key=lambda a: a.at)
+        assert len(decided) == 2  # at the opening, and again after the failure settled
+        assert decided[-1].at >= rem.history[-1].at + 40
+        told = [i.timeline[-1] for _, i in collect.events if i.timeline[-1].get("remediation_id") is None]
+        assert len(told) == 1 and "nothing left to try" in told[0]["reason"]
+        for _ in range(20):  # told once, not on every tick
+            await clock.advance(5)
+            await engine.healing.tick()
+        assert len([i for _, i in collect.events if i.timeline[-1].get("remediation_id") is None]) == 1
+    finally:
+        await engine.stop()
