@@ -127,6 +127,15 @@ def test_cli_refuses_a_scenario_file_without_faults(tmp_path: Path) -> None:
     assert "needs at least one fault" in result.output
 
 
+def test_cli_only_keeps_matching_scenarios_and_names_a_filter_that_keeps_none(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["bench", "chaos", "--only", "nothing-like-this", "--out", str(tmp_path / "c.md")]
+    )
+    assert result.exit_code == 2
+    assert "no scenario's name contains any of ['nothing-like-this']" in result.output
+    assert not (tmp_path / "c.md").exists()
+
+
 def test_select_keeps_the_scenarios_named_like_one_of_the_parts() -> None:
     scenarios = default_scenarios(2)
     assert select(scenarios) == scenarios

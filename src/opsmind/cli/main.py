@@ -484,13 +484,18 @@ def bench_chaos(
         5, min=1, help="seeds for the default set (5: 13 kinds x 5 + 5 two-fault + 5 peak)"
     ),
     out: Path = typer.Option(Path("docs/benchmarks/chaos.md"), help="where the table is written"),
+    only: list[str] = typer.Option(
+        [], "--only", help="keep the scenarios whose name contains this (repeatable), e.g. chaos-two/"
+    ),
 ) -> None:
     """Fault scenarios healed by OpsMind on its own, beside restarting the most anomalous service."""
     from opsmind.bench.chaos import run_chaos_benchmark
     from opsmind.sim.runner import ScenarioError
 
     try:
-        run_chaos_benchmark(seeds=seeds, scenario_files=scenario, out=out, json_out=json_out, console=console)
+        run_chaos_benchmark(
+            seeds=seeds, scenario_files=scenario, out=out, json_out=json_out, console=console, only=only
+        )
     except ScenarioError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
