@@ -314,3 +314,20 @@ def test_a_fault_with_a_duration_ends_by_itself(case: Case) -> None:
     if case.kind != "node_failure":  # evicted after 300 s, before the duration
         assert AT + 600 <= end <= AT + 900
     assert rec.recovered_at is not None
+
+
+@pytest.mark.parametrize(
+    ("kind", "signal"),
+    [
+        ("config_error", Signal("error_ratio", "model-training", worse=5.0)),
+        ("latency_injection", Signal("latency_seconds", "model-training", quantile="0.5", worse=1.05)),
+        ("pool_exhaustion", Signal("pool_in_use_ratio", "model-training", worse=10.0)),
+        ("pool_exhaustion", Signal("error_ratio", "model-training", worse=5.0)),
+    ],
+)
+def test_faults_on_a_batch_worker_show_in_its_metrics(kind: str, signal: Signal) -> None:
+    """A worker's jobs fail or slow down like requests do: a bad config, an injected delay or a leaked
+    pool on the training worker are visible in its own series (they once changed nothing there)."""
+    probe = Probe.with_fault(kind, AT, duration_s=AT + 900.0, service="model-training").until(AT + 900.0)
+    ratio = signal.ratio(probe, AT + 300.0, AT + 600.0)
+    assert signal.is_worse(ratio), f"{signal}: {ratio:.3g} x baseline"

@@ -315,14 +315,21 @@ class Fleet:
         hold_s = own_s + dep_p50
         timeout = spec.timeout_ms / 1000.0
         if spec.kind == "worker":
-            q = mmc(lam, slots, own_s, math.inf, dep_p50)
+            # A job holds a slot for its own time, any injected delay and its dependency calls; it fails
+            # like a request does (its version, a bad config, no pooled connection, its dependencies).
+            extra = sum(p.extra_latency_s for p in ready) / len(ready) if ready else 0.0
+            hold_s += extra
+            q = mmc(lam, slots, own_s + extra, math.inf, dep_p50)
             capacity = slots / hold_s if slots else 0.0
             svc.queue_depth = max(0.0, svc.queue_depth + (lam - capacity) * self.dt)
             wait = svc.queue_depth / capacity if capacity else math.inf
             svc.served_rps = min(lam, capacity) if svc.queue_depth == 0 else capacity
             svc.p50_s, svc.p95_s, svc.p99_s = (min(wait + hold_s * k, 86_400.0) for k in (0.69, 3.0, 4.6))
-            svc.utilisation, svc.own_error_ratio = min(1.0, q.utilisation), spec.base_error_rate
-            svc.error_ratio = 1.0 - (1.0 - spec.base_error_rate) * dep_ok
+            pool_err = self._pool(svc, ready, svc.served_rps, dep_p50)
+            ok = (1.0 - spec.base_error_rate) * (1.0 - version_error) * (1.0 - svc.config_error_rate())
+            ok *= 1.0 - pool_err
+            svc.utilisation, svc.own_error_ratio = min(1.0, q.utilisation), 1.0 - ok
+            svc.error_ratio = 1.0 - ok * dep_ok
             self._pods_cpu(svc, ready, lam, own_s)
             return
         q = mmc(lam, slots, own_s, timeout, dep_p50)
@@ -341,15 +348,9 @@ class Fleet:
         p99 = min(timeout, q.p99_s + added(0.99) + dep_tail)
         # Pool: connections busy = request rate x dependency time (Little's law) plus leaked ones. A pod
         # whose pool is used up fails the requests it is sent (each ready pod gets an equal share).
-        per_pod = lam / len(ready) if ready else 0.0
-        needed = per_pod * dep_p50
-        free = [max(0.0, svc.pool_size - p.leaked_connections) for p in ready]
-        pool_errs = [0.0 if needed <= avail else 1.0 - avail / needed for avail in free]
-        pool_err = sum(pool_errs) / len(ready) if ready else 0.0
+        pool_err = self._pool(svc, ready, lam, dep_p50)
         if pool_err > 0:
             p50, p95, p99 = (min(timeout, x + timeout * pool_err) for x in (p50, p95, p99))
-        in_use = [min(float(svc.pool_size), needed + p.leaked_connections) for p in ready]
-        svc.pool_in_use = sum(in_use) / len(ready) if ready else 0.0
         disk_err = 0.0
         if spec.disk_gb:
             used = svc.disk_used_gb / spec.disk_gb
@@ -371,6 +372,21 @@ class Fleet:
         svc.served_rps, svc.utilisation = q.served_rps, min(q.utilisation, 10.0)
         svc.p50_s, svc.p95_s, svc.p99_s = p50, p95, p99
         self._pods_cpu(svc, ready, lam, own_s)
+
+    @staticmethod
+    def _pool(svc: ServiceState, ready: list[Pod], lam: float, dep_p50: float) -> float:
+        """Share of requests failed for want of a pooled connection, and ``svc.pool_in_use`` set:
+        connections busy = request rate x dependency time (Little's law) plus leaked ones. A pod whose
+        pool is used up fails the requests it is sent (each ready pod gets an equal share)."""
+        if not ready:
+            svc.pool_in_use = 0.0
+            return 0.0
+        needed = lam / len(ready) * dep_p50
+        free = [max(0.0, svc.pool_size - p.leaked_connections) for p in ready]
+        pool_errs = [0.0 if needed <= avail else 1.0 - avail / needed for avail in free]
+        in_use = [min(float(svc.pool_size), needed + p.leaked_connections) for p in ready]
+        svc.pool_in_use = sum(in_use) / len(ready)
+        return sum(pool_errs) / len(ready)
 
     @staticmethod
     def _version_mix(svc: ServiceState, ready: list[Pod]) -> tuple[float, float]:
