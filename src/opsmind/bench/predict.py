@@ -597,5 +597,13 @@ def _markdown(results: dict[str, dict[str, Any]], paths: Sequence[Path], horizon
         "reference; it is not the headline because that curve does not fit the replay's many-server "
         "queue (its capacity error is shown: learned vs the replay's own SLO capacity).",
         "",
+        "The alerting rule removes the flicker (one warning per fluctuation of a risk that stays up: "
+        "WorldCup-98 went from 777 warning episodes to about a hundred), but a warning it holds from more "
+        f"than {DETECT_WINDOW} minutes before a breach no longer starts in that breach's detection window, "
+        "so recall can fall where the risk hovers for long before breaching. The M/M/c service time "
+        "(100 ms) is learned, not a floor: it is the replay's own (1 / 10 rps); the learned SLO capacity "
+        "still errs a few per cent high (more at few replicas), the exact Erlang C against the replay's "
+        "approximation of it.",
+        "",
     ]
     return lines
