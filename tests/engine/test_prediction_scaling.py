@@ -97,7 +97,10 @@ async def test_a_forecast_breach_becomes_a_prediction_incident_and_a_scale_up(tm
     await engine.start()
     try:
         await engine.ingest(rising_load(clock.now()), "test")
-        await clock.advance(60)  # one predict tick
+        await clock.advance(60)  # one predict tick: the risk is seen, and must hold for a minute (for:)
+        await asyncio.sleep(0.3)
+        assert engine.store.find(Incident) == []
+        await clock.advance(60)  # the next tick: it held, so each kind warns
         await wait_for(lambda: len(engine.store.find(Incident)) == 2)
         found = engine.store.find(Incident)
         # A configured capacity is both the SLO capacity and saturation: one incident for each warning.

@@ -39,7 +39,14 @@ from opsmind.clock import Clock
 from opsmind.config import PredictSettings
 from opsmind.predict import readings
 from opsmind.predict.base import Forecast, Forecaster
-from opsmind.predict.bottleneck import BottleneckWarning, warn
+from opsmind.predict.bottleneck import (
+    CLEAR_P,
+    LATENCY_SLO_RISK,
+    SATURATION,
+    BottleneckWarning,
+    WarningGate,
+    warn,
+)
 from opsmind.predict.capacity import CapacityModel, fit_capacity
 from opsmind.predict.capacity_forecast import (
     WEEK,
@@ -104,6 +111,7 @@ class _State:
     capacity_at: float = -math.inf
     outlook_at: float = -math.inf
     last_load: float = math.nan
+    gates: dict[str, WarningGate] = field(default_factory=dict)  # kind -> its alerting rule's state
 
 
 class PredictStage(Stage):
@@ -208,6 +216,7 @@ class PredictStage(Stage):
                 threshold=s.warn_threshold,
                 min_lead_s=s.min_lead_s,
                 max_lead_s=s.max_lead_s,
+                gates=self._gates(state),
             )
         view.warnings = tuple(bottlenecks)
         anomalies = [self._bottleneck_anomaly(w, now) for w in bottlenecks]
@@ -227,6 +236,18 @@ class PredictStage(Stage):
             service, now, step, state.last_load, upper, state.model, view.replicas, usable
         )
         return prediction, anomalies
+
+    def _gates(self, state: _State) -> dict[str, WarningGate]:
+        """The service's warning rules (the ones the predict benchmark scores): a kind warns once its
+        breach probability has held ``warn_threshold`` for a minute, and stays warned until it has stayed
+        low (``CLEAR_P``) for ten, so a risk hovering at the threshold is one warning, not a flicker."""
+        if not state.gates:
+            raise_p = self.settings.warn_threshold
+            state.gates = {
+                k: WarningGate(raise_p=raise_p, clear_p=min(CLEAR_P, raise_p))
+                for k in (SATURATION, LATENCY_SLO_RISK)
+            }
+        return state.gates
 
     def _observe(self, state: _State, now: float) -> None:
         """Feed every complete step since the last one observed (on first sight, the stored history)."""
