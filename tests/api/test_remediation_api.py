@@ -137,6 +137,11 @@ def test_approval_lets_a_risky_remediation_run(healing: Healing) -> None:
     with healing.client() as c:
         rem = remediation_of(c, "checkout", "proposed")
         assert rem["runbook"] == "test_restart" and rem["risk"] == 2
+        # An incident's page asks for its remediations by incident, whatever service they target.
+        mine = c.get("/api/v1/remediations", params={"incident_id": rem["incident_id"]}).json()
+        assert [r["id"] for r in mine] == [rem["id"]]
+        assert c.get("/api/v1/remediations", params={"incident_id": "no-such"}).json() == []
+        assert c.get("/api/v1/remediations", params={"incident_id": ""}).status_code == 422
         url = f"/api/v1/remediations/{rem['id']}/approve"
         time.sleep(0.2)  # a few ticks: still waiting, nothing sent
         assert healing.actuator.calls == []

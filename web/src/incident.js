@@ -349,7 +349,8 @@ export function mount(root, { live }, id) {
   }
 
   async function loadRemediations() {
-    const rems = (await getOptional("/api/v1/remediations", { service: state.incident.service, limit: 1000 }, [])) || [];
+    // By incident: a remediation may target the ranked root cause, not the incident's first service.
+    const rems = (await getOptional("/api/v1/remediations", { incident_id: id, limit: 1000 }, [])) || [];
     state.remediations = new Map(rems.filter((r) => r.incident_id === id).map((r) => [r.id, r]));
   }
 

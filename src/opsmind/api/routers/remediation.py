@@ -56,18 +56,27 @@ def _public(rem: Remediation) -> dict[str, Any]:
     return {**rem.model_dump(mode="json"), "finished": rem.finished}
 
 
+INCIDENT_SCAN = 100_000  # newest remediations looked through for one incident's
+
+
 @router.get("/remediations", responses={503: {"description": "healing disabled"}})
 async def list_remediations(
     engine: EngineDep,
     state: RemediationState | None = None,
     service: str | None = Query(None, min_length=1),
+    incident_id: str | None = Query(None, min_length=1, description="only those of this incident"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
-    """Remediations, newest change first; ``state=proposed`` lists those awaiting approval."""
+    """Remediations, newest change first; ``state=proposed`` lists those awaiting approval. An
+    incident's remediations may target any service in its reach (the ranked root cause, not only the
+    incident's own service): ask for them by ``incident_id``."""
     _stage(engine)
-    found = engine.store.find(
-        Remediation, service=service, status=None if state is None else state.value, limit=limit
-    )
+    status = None if state is None else state.value
+    if incident_id is None:
+        found = engine.store.find(Remediation, service=service, status=status, limit=limit)
+    else:
+        every = engine.store.find(Remediation, service=service, status=status, limit=INCIDENT_SCAN)
+        found = [r for r in every if r.incident_id == incident_id][:limit]
     return [_public(r) for r in found]
 
 
