@@ -545,6 +545,7 @@ async def test_an_incidents_candidate_runbooks_are_ranked_and_explained(rig: Rig
     r = await rig.client.get(f"/api/v1/incidents/{inc.id}/runbooks")
     assert r.status_code == 200, r.text
     body = r.json()
+    assert body["service"] == "svc-advice"  # what a runbook run from here would act on
     assert body["classification"]["kind"] == "unknown" and body["classification"]["confidence"] == 0.0
     assert "not trained" in body["classification"]["reason"]
     (option,) = body["runbooks"]

@@ -218,7 +218,7 @@ export function mount(root, { live }, id) {
           state.remediations.set(out.id, out);
           drawRemediations();
         },
-        { testid: `run-${rb.runbook}`, confirm: `Run ${rb.runbook} on ${state.incident.service}?` },
+        { testid: `run-${rb.runbook}`, confirm: `Run ${rb.runbook} on ${state.advice.service || state.incident.service}?` },
       );
     fill(
       adviceBox,

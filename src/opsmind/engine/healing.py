@@ -514,12 +514,14 @@ class HealStage(Stage):
         requests = await asyncio.to_thread(lambda: list(self._requests(inc, now)))
         return requests[0]
 
-    async def advise(self, incident_id: str) -> tuple[Prediction, list[RunbookOption]]:
-        """The incident's classification and its candidate runbooks, ranked (see Healer.advise).
-        LookupError: no such incident."""
+    async def advise(self, incident_id: str) -> tuple[Prediction, list[RunbookOption], str]:
+        """The incident's classification, its candidate runbooks, ranked (see Healer.advise), and the
+        service they would act on (the ranked root cause the request is filed under). LookupError: no
+        such incident."""
         request = await self._incident_request(incident_id)
         async with self._lock:
-            return await asyncio.to_thread(self.healer.advise, request)
+            prediction, options = await asyncio.to_thread(self.healer.advise, request)
+        return prediction, options, request.service
 
     async def run_runbook(
         self, incident_id: str, runbook: str, who: str, why: str, dry_run: bool = False

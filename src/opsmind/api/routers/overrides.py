@@ -269,15 +269,16 @@ async def rollback(
     responses={404: {"description": "unknown incident"}, 503: {"description": "healing disabled"}},
 )
 async def incident_runbooks(incident_id: str, engine: EngineDep) -> dict[str, Any]:
-    """The incident's classification (with confidence) and its candidate runbooks, best first per kind,
-    each with the recommender's explanation."""
+    """The incident's classification (with confidence), the service a runbook would act on (its ranked
+    root cause) and its candidate runbooks, best first per kind, each with the recommender's explanation."""
     stage = _stage(engine)
     try:
-        prediction, options = await stage.advise(incident_id)
+        prediction, options, service = await stage.advise(incident_id)
     except LookupError as exc:
         raise HTTPException(404, f"no incident {incident_id}") from exc
     return {
         "incident_id": incident_id,
+        "service": service,
         "classification": {
             "kind": prediction.kind,
             "confidence": prediction.confidence,
