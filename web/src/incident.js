@@ -171,13 +171,15 @@ export function mount(root, { live }, id) {
           state.remediations.set(out.id, out);
           drawRemediations();
         },
-        { testid: `rollback-${r.id}`, kind: "warn", confirm: `Undo what ${r.runbook} did?` },
+        { testid: `rollback-${r.id}`, kind: "warn", confirm: `Undo what ${r.runbook} did on ${r.service}?` },
       );
     fill(
       remBox,
       table(
         [
           { title: "Runbook", cell: (r) => h("span", {}, r.runbook, r.dry_run ? h("span", { class: "badge info" }, "dry run") : null) },
+          // The healer acts on the ranked root cause, which may not be the service the incident is filed under.
+          { title: "On", cell: (r) => (r.service ? h("a", { href: href("service", r.service) }, r.service) : "-") },
           { title: "Risk", class: "num", cell: (r) => String(r.risk) },
           { title: "State", cell: (r) => stateBadge(r.state) },
           { title: "Step", cell: (r) => `${Math.min(r.step_index + 1, r.step_count)}/${r.step_count}` },

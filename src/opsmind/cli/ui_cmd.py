@@ -171,9 +171,24 @@ def stop_demo(demo: Demo) -> None:
             demo.proc.wait(timeout=10)
 
 
+def _slo_status(demo: Demo) -> bool:
+    """Whether a followed service's forecast carries its SLO status yet (the overview's SLO table is
+    empty before the first prediction step)."""
+    import httpx
+
+    for followed in demo.get("/api/v1/capacity"):
+        try:
+            if demo.get(f"/api/v1/forecasts/{followed['service']}").get("slo"):
+                return True
+        except httpx.HTTPStatusError:  # 404: no forecast for it yet
+            continue
+    return False
+
+
 def wait_for_world(demo: Demo, timeout_s: float) -> World:
-    """Until the demo has an incident, a scaling decision and an audit entry; then, for a while, a
-    remediation awaiting approval, whose incident is preferred (its page then shows approve / reject)."""
+    """Until the demo has an incident, a scaling decision, an audit entry and an SLO status; then, for a
+    while, a remediation awaiting approval, whose incident is preferred (its page then shows approve /
+    reject)."""
     import httpx
 
     deadline = time.monotonic() + timeout_s
@@ -185,6 +200,7 @@ def wait_for_world(demo: Demo, timeout_s: float) -> World:
             incidents = demo.get("/api/v1/incidents", limit=200)
             decided = [s for s in demo.get("/api/v1/scaling") if s.get("decision")]
             audit = demo.get("/api/v1/audit", limit=1)
+            slo = _slo_status(demo)
         except httpx.HTTPError as exc:  # still catching up its hour of history: slow to answer
             missing = [f"answer ({exc!r})"]
             time.sleep(3)
@@ -195,6 +211,7 @@ def wait_for_world(demo: Demo, timeout_s: float) -> World:
                 ("an incident", incidents),
                 ("a scaling decision", decided),
                 ("an audit entry", audit),
+                ("SLO status", slo),
             )
             if not have
         ]
@@ -304,7 +321,9 @@ def screenshots(
     ),
     browser: Path = typer.Option(Path("/usr/bin/chromium"), help="the Chromium Playwright drives"),
     timeout: float = typer.Option(
-        300.0, min=10, help="seconds to wait for an incident, a scaling decision and an audit entry"
+        300.0,
+        min=10,
+        help="seconds to wait for an incident, a scaling decision, an audit entry and an SLO status",
     ),
 ) -> None:
     """Start the demo and write a PNG of every dashboard page (1440x900): login, overview, service,
@@ -333,7 +352,7 @@ def screenshots(
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
         try:
-            console.print("waiting for an incident, a scaling decision and an audit entry ...")
+            console.print("waiting for an incident, a scaling decision, an audit entry and an SLO status ...")
             world = wait_for_world(demo, timeout)
             with sync_playwright() as pw:
                 b = pw.chromium.launch(executable_path=executable)
