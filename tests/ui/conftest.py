@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
+from opsmind.cli.demo_process import DemoError, DemoProcess, launch_demo
 from tests.conftest import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,10 +34,7 @@ HTTP_TIMEOUT_S = 60.0
 
 
 @dataclass
-class Demo:
-    url: str
-    log: Path
-    proc: subprocess.Popen[bytes]
+class Demo(DemoProcess):
     tokens: dict[str, str] = field(default_factory=dict)
 
     def token(self, user: str) -> str:
@@ -60,62 +53,23 @@ class Demo:
             base_url=self.url, timeout=HTTP_TIMEOUT_S, headers={"Authorization": f"Bearer {self.token(user)}"}
         )
 
-    def tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
-
 
 def start_demo(tmp: Path, fault_after_s: float = 1.0) -> Demo:
     """``opsmind demo`` on a free port with the users above; returns once its API and page answer."""
-    port = free_port()
-    users = tmp / "users.yaml"
-    users.write_text(yaml.safe_dump(USERS))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "opsmind", "demo", "--port", str(port), "--data-dir", str(tmp / "data")]
-    # No classifier (its training would take the CPU the browser needs): every incident is classified
-    # unknown, and the demo's healer proposes the high-risk restart for approval.
-    cmd += ["--fault-after", str(fault_after_s), "--auth-file", str(users), "--train-seeds", "0"]
-    log = tmp / "demo.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    demo = Demo(f"http://127.0.0.1:{port}", log, proc)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the demo exited with {proc.returncode}:\n{demo.tail()}")
-        try:
-            if httpx.get(f"{demo.url}/api/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    else:
-        stop_demo(demo)
-        pytest.fail(f"the demo did not answer within {START_TIMEOUT_S:.0f} s:\n{demo.tail()}")
-    page = httpx.get(f"{demo.url}/", timeout=HTTP_TIMEOUT_S)
-    if page.status_code != 200:
-        stop_demo(demo)
-        pytest.fail(f"the dashboard is not served ({page.status_code}: {page.text[:200]}); run `make web`")
+    started = launch_demo(tmp, USERS, free_port(), fault_after_s)
+    demo = Demo(started.url, started.proc, started.log)
+    try:
+        demo.wait_ready(START_TIMEOUT_S)
+    except DemoError as exc:
+        pytest.fail(str(exc))
     return demo
-
-
-def stop_demo(demo: Demo) -> None:
-    if demo.proc.poll() is None:
-        os.killpg(demo.proc.pid, signal.SIGTERM)
-        try:
-            demo.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(demo.proc.pid, signal.SIGKILL)
-            demo.proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     running = start_demo(tmp_path_factory.mktemp("ui-demo"))
     yield running
-    stop_demo(running)
+    running.stop()
 
 
 def need_chromium() -> str:

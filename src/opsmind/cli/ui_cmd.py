@@ -10,12 +10,8 @@ the audit log. Each page is shot once its content is in (its charts drawn, its r
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 from rich.console import Console
+
+from opsmind.cli.demo_process import DemoError, DemoProcess, launch_demo
 
 ui_app = typer.Typer(no_args_is_help=True, help="The dashboard: screenshots of its pages.")
 console = Console(stderr=True)
@@ -47,18 +44,11 @@ class ScreenshotError(Exception):
 
 
 @dataclass
-class Demo:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    password: str
-    token: str = ""
+class Demo(DemoProcess):
+    """The demo with its one operator signed in."""
 
-    def tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
+    password: str = ""
+    token: str = ""
 
     def get(self, path: str, **params: Any) -> Any:
         import httpx
@@ -95,80 +85,29 @@ def _free_port() -> int:
 
 
 def start_demo(directory: Path, port: int, fault_after_s: float) -> Demo:
-    """``opsmind demo`` on ``port`` with one operator; returns once its API and page answer."""
+    """``opsmind demo`` on ``port`` with one operator, signed in; returns once its API and page answer."""
     import httpx
 
     password = secrets.token_urlsafe(12)
-    users = directory / "users.yaml"
-    users.write_text(yaml.safe_dump({OPERATOR: {"password": password, "role": "operator"}}))
-    cmd = [
-        sys.executable,
-        "-m",
-        "opsmind",
-        "demo",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(directory / "data"),
-    ]
-    cmd += ["--fault-after", str(fault_after_s), "--auth-file", str(users), "--train-seeds", "0"]
-    log = directory / "demo.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
-        )
-    demo = Demo(f"http://127.0.0.1:{port}", proc, log, password)
-    try:
-        _ready(demo)
-    except BaseException as exc:  # never leave the demo running behind us
-        stop_demo(demo)
-        if isinstance(exc, httpx.HTTPError):
-            raise ScreenshotError(f"the demo does not answer: {exc!r}\n{demo.tail()}") from exc
-        raise
-    return demo
-
-
-def _ready(demo: Demo) -> None:
-    """Until the demo's API and page answer; then sign in as the operator."""
-    import httpx
-
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if demo.proc.poll() is not None:
-            raise ScreenshotError(f"the demo exited with {demo.proc.returncode}:\n{demo.tail()}")
-        try:
-            if httpx.get(f"{demo.url}/api/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    else:
-        raise ScreenshotError(f"the demo did not answer within {START_TIMEOUT_S:.0f} s:\n{demo.tail()}")
-    page = httpx.get(f"{demo.url}/", timeout=30)
-    if page.status_code != 200:
-        raise ScreenshotError(f"the dashboard is not served ({page.status_code}); run `make web`")
-    r = httpx.post(
-        f"{demo.url}/api/v1/auth/login",
-        json={"username": OPERATOR, "password": demo.password},
-        timeout=30,
+    started = launch_demo(
+        directory, {OPERATOR: {"password": password, "role": "operator"}}, port, fault_after_s
     )
+    demo = Demo(started.url, started.proc, started.log, password)
+    demo.wait_ready(START_TIMEOUT_S)
+    try:
+        r = httpx.post(
+            f"{demo.url}/api/v1/auth/login",
+            json={"username": OPERATOR, "password": demo.password},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        demo.stop()
+        raise ScreenshotError(f"the demo does not answer: {exc!r}\n{demo.tail()}") from exc
     if r.status_code != 200:
+        demo.stop()
         raise ScreenshotError(f"cannot sign in to the demo: {r.status_code} {r.text[:200]}")
     demo.token = r.json()["token"]
-
-
-def stop_demo(demo: Demo) -> None:
-    if demo.proc.poll() is None:
-        os.killpg(demo.proc.pid, signal.SIGTERM)
-        try:
-            demo.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(demo.proc.pid, signal.SIGKILL)
-            demo.proc.wait(timeout=10)
+    return demo
 
 
 def _slo_status(demo: Demo) -> bool:
@@ -348,7 +287,7 @@ def screenshots(
         console.print("starting the demo ...")
         try:
             demo = start_demo(Path(tmp), port or _free_port(), fault_after_s=5.0)
-        except ScreenshotError as exc:
+        except (ScreenshotError, DemoError) as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
         try:
@@ -364,6 +303,6 @@ def screenshots(
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
         finally:
-            stop_demo(demo)
+            demo.stop()
     for note in world.notes + problems:
         console.print(f"[yellow]note:[/yellow] {note}")
