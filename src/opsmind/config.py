@@ -370,6 +370,11 @@ class ScaleSettings(_Section):
 
     interval_s: float = Field(15, gt=0, description="decision loop period (the HPA's sync period)")
     dry_run: bool = Field(True, description="decide and record, but ask actuators to change nothing")
+    hold_down_during_incidents: bool = Field(
+        True,
+        description="no automatic scale-down of a service while an incident involving it is not resolved "
+        "(removing capacity from a service in trouble can deepen the trouble); scale-up is never held",
+    )
     services: dict[str, ScaleServiceSettings] = Field(default_factory=dict)
     prices: str | None = Field(None, description="a price CSV; default: the bundled table")
     kubeconfig: str | None = Field(None, description="default: in-cluster, $KUBECONFIG, ~/.kube/config")

@@ -16,7 +16,7 @@ from opsmind.clock import SimClock
 from opsmind.config import load_settings
 from opsmind.engine import Engine
 from opsmind.predict.base import Forecast
-from opsmind.types import AuditEntry, Decision, Incident, Series, SeriesSamples
+from opsmind.types import AuditEntry, Decision, Incident, IncidentStatus, Series, SeriesSamples
 
 
 class TrendForecaster:
@@ -183,5 +183,55 @@ async def test_an_override_bounds_automation_which_keeps_deciding_within_them(tm
         with pytest.raises(ValueError, match="outside"):
             await engine.scaling.override("api", None, "ana", "x", max_replicas=cfg.max_replicas + 1)
         assert engine.scaling.overrides["api"].min_replicas == floor  # a refused change keeps the old one
+    finally:
+        await engine.stop()
+
+
+def low_load(now: float) -> list[SeriesSamples]:
+    """40 minutes of a flat 5/s on 4 replicas: one replica would do."""
+    ts = tuple(now - 60 * (40 - i) for i in range(40))
+    return [
+        SeriesSamples(Series.of("request_rate", {"service": "api"}), ts, (5.0,) * 40),
+        SeriesSamples(Series.of("replicas_ready", {"service": "api"}), ts, (4.0,) * 40),
+    ]
+
+
+async def test_no_scale_down_while_an_incident_involves_the_service(tmp_path: Path) -> None:
+    clock, recorder = SimClock(1_700_000_000.0), Recorder()
+    engine = Engine(
+        settings(tmp_path, dry_run=False, scale_down_window_s=1),
+        clock=clock,
+        forecaster_factory=TrendForecaster,
+        actuators={"log": recorder},
+    )
+    await engine.start()
+    try:
+        scaling = engine.scaling
+        assert scaling is not None
+        # An incident filed under a caller that also involves api (a slow api makes its caller slow).
+        now = clock.now()
+        incident = Incident(
+            at=now,
+            opened_at=now,
+            last_anomaly_at=now,
+            service="gateway",
+            services=("gateway", "api"),
+            title="Anomalous behaviour",
+        )
+        engine.store.put(incident)
+        await engine.ingest(low_load(clock.now()), "test")
+        await clock.advance(60)  # a prediction with the observed 4 replicas
+        await wait_for(lambda: "api" in scaling.latest)
+        held = await scaling._decide("api", clock.now())
+        assert held["replicas"] == 4 and held["action"] is None
+        assert any(r.startswith(f"scale-down held: incident {incident.id[:8]}") for r in held["reasons"])
+        # An operator's pin is obeyed all the same.
+        pinned = await scaling.override("api", 2, "ana", "known idle")
+        assert pinned["replicas"] == 2 and recorder.actions[-1][0].replicas == 2
+        await scaling.release("api", "ana")
+        engine.store.put(incident.model_copy(update={"status": IncidentStatus.RESOLVED}))
+        free = await scaling._decide("api", clock.now() + 30)
+        assert free["replicas"] < free["current"]
+        assert not any(r.startswith("scale-down held") for r in free["reasons"])
     finally:
         await engine.stop()

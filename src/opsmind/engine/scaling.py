@@ -6,7 +6,9 @@ service) and keeps the latest of each; it never reaches into the predict stage. 
 service's policy - ``predictive`` (:class:`~opsmind.decide.predictive.PredictiveController` on the
 forecast's upper bound over the pod start-up horizon, the observed load and the learned capacity) or
 ``hpa`` (:class:`~opsmind.decide.hpa.HPAController` on the service's CPU utilisation) - unless an
-operator has pinned the service's replicas or paused it (:meth:`ScaleStage.override`). An action is
+operator has pinned the service's replicas or paused it (:meth:`ScaleStage.override`). Automation does
+not scale a service down while an unresolved incident involves it (``scale.hold_down_during_incidents``):
+fewer replicas for a service that is slow, erroring or being healed can only deepen it. An action is
 sent only when the replicas change, bounded by min/max, dry-run unless switched off. Every decision is
 stored as a ``Decision`` record with its reasons and hourly cost (the instance type's price from
 :mod:`opsmind.decide.prices`); every action and override also goes to the audit log.
@@ -38,7 +40,7 @@ from opsmind.predict import readings
 from opsmind.predict.stage import PREDICTIONS_TOPIC, LoadPrediction
 from opsmind.store.protocols import EventStore, SampleStore
 from opsmind.telemetry import Telemetry
-from opsmind.types import AuditEntry, Decision, Series
+from opsmind.types import AuditEntry, Decision, Incident, IncidentStatus, Series
 
 log = logging.getLogger(__name__)
 ACTOR = "opsmind:scale"
@@ -226,6 +228,14 @@ class ScaleStage(Stage):
             hi = hold.max_replicas if hold.max_replicas is not None else hi
             reasons.append(f"{hold.describe()} by {hold.by}: {hold.reason}")
         desired = min(max(decision.replicas, lo), hi)
+        if desired < current and not (hold is not None and hold.replicas is not None):
+            held = await asyncio.to_thread(self._incident_holding, service)
+            if held is not None:
+                desired = min(current, hi)  # >= lo, as the decision it replaces was
+                reasons.append(
+                    f"scale-down held: incident {held.id[:8]} ({held.title}) involves {service} and is "
+                    f"{held.status}; keep {desired}"
+                )
         dry_run = self.settings.dry_run if cfg.dry_run is None else cfg.dry_run
         result: ActionResult | None = None
         if desired != current and not (hold is not None and hold.paused):
@@ -253,6 +263,21 @@ class ScaleStage(Stage):
         out = {"service": service, "at": now, **value, "reasons": list(reasons), "decision_id": record.id}
         self.decisions[service] = out
         return out
+
+    def _incident_holding(self, service: str) -> Incident | None:
+        """The newest unresolved incident that involves ``service``, if scale-downs are held for them.
+
+        Only automation is held: an operator's pin is obeyed, and an operator's lowered maximum still
+        caps the replicas."""
+        if not self.settings.hold_down_during_incidents:
+            return None
+        for status in IncidentStatus:
+            if not status.active:
+                continue
+            for incident in self.events.find(Incident, status=status.value, limit=10_000):
+                if service == incident.service or service in incident.services:
+                    return incident
+        return None
 
     def _current(
         self, service: str, cfg: ScaleServiceSettings, pred: LoadPrediction | None
