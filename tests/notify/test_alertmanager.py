@@ -107,6 +107,26 @@ async def test_an_incident_fires_and_resolves_in_a_real_alertmanager(alertmanage
         await notifier.aclose()
 
 
+@pytest.mark.slow
+async def test_a_change_of_labels_leaves_no_stale_alert_firing(alertmanager: str) -> None:
+    """An incident's severity grows as worse anomalies join it (warning -> critical). Alertmanager
+    identifies an alert by its labels, so the warning alert must be resolved when the critical one
+    replaces it, or it would stay active until its endsAt (an hour) after the incident is over."""
+    now = time.time()
+    inc = incident(now).model_copy(update={"max_probability": 0.99995})
+    notifier = AlertmanagerNotifier(AlertmanagerSettings(url=alertmanager))
+    try:
+        assert (await notifier.notify("opened", inc)).ok
+        assert [a["labels"]["severity"] for a in ours(alertmanager, active="true")] == ["warning"]
+        worse = inc.model_copy(update={"max_probability": 0.9999999})
+        assert (await notifier.notify("updated", worse)).ok
+        assert [a["labels"]["severity"] for a in ours(alertmanager, active="true")] == ["critical"]
+        assert (await notifier.notify("resolved", grouping.resolve(worse, time.time(), "quiet"))).ok
+        assert ours(alertmanager, active="true") == []
+    finally:
+        await notifier.aclose()
+
+
 async def test_refusals_and_unreachable_servers_say_whether_to_retry() -> None:
     now = time.time()
     inc = incident(now)

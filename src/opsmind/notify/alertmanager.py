@@ -6,8 +6,11 @@ from the settings, so Alertmanager's own routing, grouping, inhibition and silen
 opened or updated incident is sent firing, with ``endsAt`` ``FIRING_TTL_S`` ahead (Alertmanager resolves
 an alert by itself when ``endsAt`` passes, so an OpsMind that dies does not leave alerts firing for ever;
 every update pushes it further); a resolved incident is sent with ``endsAt`` = its resolution time, which
-resolves it in Alertmanager. Annotations carry the title, a summary and the top root cause with its
-evidence.
+resolves it in Alertmanager. When an incident's labels change (its severity grows as worse anomalies
+join), Alertmanager sees a new alert; the notifier therefore also sends the label set it sent before,
+resolved, so no stale alert stays firing until its ``endsAt``. It remembers the last label set per
+incident in memory: after a restart, an older label set expires by its ``endsAt``. Annotations carry the
+title, a summary and the top root cause with its evidence.
 
 Retrying follows HTTP semantics, as for the webhook: connection errors, timeouts, 408, 425, 429 and 5xx
 are worth a retry; another 4xx means Alertmanager refused the alert (a bad label, say), and retrying the
@@ -64,11 +67,22 @@ class AlertmanagerNotifier:
         self.name = f"alertmanager:{settings.url}"
         self._url = str(settings.url).rstrip("/") + "/api/v2/alerts"
         self._client = client or httpx.AsyncClient(timeout=settings.timeout_s)
+        self._sent: dict[str, dict[str, str]] = {}  # incident id -> the labels Alertmanager has firing
 
     async def notify(self, event: str, incident: Incident) -> NotifyResult:
         now = datetime.now(UTC).timestamp()
-        body = [alert_of(incident, now, self.settings.extra_labels)]
-        return await post(self._client, self._url, json=body)
+        alert = alert_of(incident, now, self.settings.extra_labels)
+        body = [alert]
+        before = self._sent.get(incident.id)
+        if before is not None and before != alert["labels"]:
+            body.append({**alert, "labels": before, "endsAt": _rfc3339(max(now, incident.opened_at))})
+        result = await post(self._client, self._url, json=body)
+        if result.ok:
+            if incident.status is IncidentStatus.RESOLVED:
+                self._sent.pop(incident.id, None)
+            else:
+                self._sent[incident.id] = alert["labels"]
+        return result
 
     async def aclose(self) -> None:
         await self._client.aclose()
