@@ -28,8 +28,12 @@ curve is not one kind after another).
 - ``rolled_back``: remediations that ended rolled back; ``escalations``: times a person was told
   (refusals, approvals asked, failures, nothing left to try).
 
-The baseline ``restart_most_anomalous`` runs the same scenarios through the same detection and incident
-rule (:mod:`opsmind.bench.chaos_loop`).
+**Loops.** ``loop="bench"`` runs OpsMind in the benchmark's own loop (:mod:`opsmind.bench.chaos_loop`:
+its detection, incident rule and timers around the shared healer and follow-up policy);
+``loop="engine"`` runs every scenario through the real :class:`~opsmind.engine.Engine` in process on a
+simulated clock (:mod:`opsmind.bench.chaos_engine`: ingest, detect, incidents, the heal stage), as users
+run it. The baseline ``restart_most_anomalous`` always runs in the bench loop (same scenarios, the loop's
+detection and incident rule).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from opsmind.bench.chaos_engine import run_engine_task
 from opsmind.bench.chaos_loop import OBSERVE_S, POLICIES, Trace, run_scenario
 from opsmind.bench.heal_data import BENCH_SEEDS, KINDS, TRAIN_SEEDS, make_case
 from opsmind.bench.rca_cases import FAULT_AT_S, targets, topology
@@ -63,6 +68,7 @@ DAY_S = 86_400.0
 PEAK_HOUR_S = 15 * 3600.0  # the synthetic load's daily peak
 PEAK_LOAD = 1.5
 TRAIN_N = 10
+LOOPS = ("bench", "engine")
 METRICS = (
     "detection_rate",
     "auto_resolution_rate",
@@ -268,10 +274,14 @@ def run_chaos_benchmark(
     console: Console,
     train_seeds: int = TRAIN_N,
     only: Sequence[str] = (),
+    loop: str = "bench",
 ) -> dict[str, Any]:
     """Run the benchmark (see the module docstring) and write its table to ``out``. ``only``: keep the
     scenarios whose name contains one of these strings (``chaos-two/`` for the two-fault ones, ``seed9001``
-    for one seed), to iterate on a subset; the figures are then of that subset."""
+    for one seed), to iterate on a subset; the figures are then of that subset. ``loop``: what OpsMind
+    runs in, ``bench`` or ``engine`` (the baseline runs in the bench loop either way)."""
+    if loop not in LOOPS:
+        raise ScenarioError(f"unknown loop {loop!r}; one of {', '.join(LOOPS)}")
     scenarios = select(
         scenarios_from_files(scenario_files) if scenario_files else default_scenarios(seeds), only
     )
@@ -283,17 +293,22 @@ def run_chaos_benchmark(
     )
     clf, n_train = train_classifier(train_seeds)
     train_s = time.perf_counter() - started
-    console.print(f"running {len(scenarios)} scenarios with OpsMind and with the baseline ...")
+    console.print(
+        f"running {len(scenarios)} scenarios with OpsMind (in the {loop} loop) and with the baseline ..."
+    )
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(max_workers=2) as pool:
         clf_path = str(Path(tmp) / "classifier.pkl")  # the classifier holds a lock: it travels as a file
         clf.save(clf_path)
-        ours, base = pool.map(
-            _run_policy, [(scenarios, POLICIES[0], clf_path), (scenarios, POLICIES[1], None)]
+        first = pool.submit(
+            run_engine_task if loop == "engine" else _run_policy, (scenarios, POLICIES[0], clf_path)
         )
+        second = pool.submit(_run_policy, (scenarios, POLICIES[1], None))
+        ours, base = first.result(), second.result()
     run_s = time.perf_counter() - started - train_s
     result: dict[str, Any] = {
         **score(ours),
         "scenarios": len(scenarios),
+        "loop": loop,
         "baselines": {"restart_most_anomalous": score(base)},
         "learning_curve": learning_curve(ours),
         "training_incidents": n_train,
@@ -362,6 +377,7 @@ def _markdown(
     base = result["baselines"]["restart_most_anomalous"]
     source = f"{len(files)} scenario files" if files else f"the default set ({seeds} seeds)"
     command = "opsmind bench chaos" + ("" if files else f" --seeds {seeds}")
+    command += "" if result["loop"] == "bench" else f" --loop {result['loop']}"
     command += "".join(f" --only {part}" for part in only)
     trained = result["training_incidents"]
     lines = [

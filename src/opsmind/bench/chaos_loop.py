@@ -29,6 +29,7 @@ fleet's SLO state per step (:meth:`opsmind.sim.truth.GroundTruth.slo_ok`) and th
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,7 @@ from opsmind.heal.guards import AutomationMode, Guards, GuardSettings, RateLimit
 from opsmind.heal.healer import HealDecision, Healer, HealRequest
 from opsmind.heal.knowledge import KnowledgeBase
 from opsmind.heal.runbook import EVENT_COUNT_METRIC
-from opsmind.heal.state import RemediationState
+from opsmind.heal.state import Remediation, RemediationState
 from opsmind.sim.model import FleetEvent
 from opsmind.sim.runner import SimRun
 from opsmind.sim.spec import Scenario
@@ -116,6 +117,21 @@ class Trace:
     truth: list[TruthRecord] = field(default_factory=list)  # ground truth, scorer only
     expired: list[bool] = field(default_factory=list)  # per truth record: ended by its own duration
     end: float = 0.0
+
+    def record(self, remediations: Iterable[Remediation]) -> None:
+        """Each remediation's final state and why, in the order given (the scorer reads the first one's)."""
+        for rem in remediations:
+            self.remediations[rem.id] = rem.state.value
+            why = rem.history[-1].why if rem.history else ""
+            self.notes[rem.id] = f"{rem.runbook} {rem.state.value}: {why}"
+
+    def finish(self, run: SimRun) -> None:
+        """For the scorer, once ``run`` has ended: its end, the SLO of the same scenario left untouched,
+        the truth records and which faults ended by their own duration."""
+        self.end = run.fleet.now
+        self.slo_untouched = untouched_slo(run.scenario)
+        self.truth = list(run.truth.records)
+        self.expired = [f.ended_at is not None for f in run.active]
 
 
 class _Live:
@@ -294,16 +310,10 @@ def run_scenario(
                             incident.next_try = max(incident.next_try, t + SETTLE_S)
         if healer is not None:
             # In the order they were proposed (the scorer reads the first one's fate).
-            for rem in sorted(healer.executor.log.changed_since(0.0), key=lambda r: (r.at, r.id)):
-                trace.remediations[rem.id] = rem.state.value
-                why = rem.history[-1].why if rem.history else ""
-                trace.notes[rem.id] = f"{rem.runbook} {rem.state.value}: {why}"
+            trace.record(sorted(healer.executor.log.changed_since(0.0), key=lambda r: (r.at, r.id)))
     finally:
         store.close()
-    trace.end = run.fleet.now
-    trace.slo_untouched = untouched_slo(scenario)
-    trace.truth = list(run.truth.records)
-    trace.expired = [f.ended_at is not None for f in run.active]
+    trace.finish(run)
     return trace
 
 

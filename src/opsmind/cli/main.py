@@ -487,6 +487,12 @@ def bench_chaos(
     only: list[str] = typer.Option(
         [], "--only", help="keep the scenarios whose name contains this (repeatable), e.g. chaos-two/"
     ),
+    loop: str = typer.Option(
+        "bench",
+        "--loop",
+        help="what OpsMind runs in: bench (the benchmark's own loop) or engine (the real engine in process "
+        "on a simulated clock); the baseline runs in the bench loop either way",
+    ),
 ) -> None:
     """Fault scenarios healed by OpsMind on its own, beside restarting the most anomalous service."""
     from opsmind.bench.chaos import run_chaos_benchmark
@@ -494,7 +500,13 @@ def bench_chaos(
 
     try:
         run_chaos_benchmark(
-            seeds=seeds, scenario_files=scenario, out=out, json_out=json_out, console=console, only=only
+            seeds=seeds,
+            scenario_files=scenario,
+            out=out,
+            json_out=json_out,
+            console=console,
+            only=only,
+            loop=loop,
         )
     except ScenarioError as exc:
         console.print(f"[red]error:[/red] {exc}")
