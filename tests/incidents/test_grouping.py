@@ -88,3 +88,25 @@ def test_anomalies_at_one_point_in_time_are_not_repeated() -> None:
     assert not ok and "one point in time" in reason
     assert grouping.pending_enough(same, 1, 300)[0]
     assert grouping.pending_enough([*same, anomaly("a", 105)], 2, 300)[0]
+
+
+def test_an_incident_is_filed_under_its_ranked_cause_within_its_reach() -> None:
+    calls = {"gateway": {"api", "db"}, "api": {"db"}}
+    callees = lambda s: calls.get(s, set())  # noqa: E731 - the graph's descendants
+    inc = grouping.open_incident(anomaly("gateway", 100), now=100)
+    # The caller fired first; the cause it calls (not anomalous yet) becomes the incident's service.
+    moved = inc.model_copy(update=grouping.filed_under_cause(inc, "db", callees))
+    assert moved.service == "db" and moved.services == ("gateway", "db")
+    assert moved.title == "Anomalous behaviour on db"
+    # Its own service, or one nothing ties it to, changes nothing.
+    assert grouping.filed_under_cause(inc, "gateway", callees) == {}
+    assert grouping.filed_under_cause(inc, "billing", callees) == {}
+    # A caller of the incident's services is not within reach: the incident stays where it is.
+    on_api = grouping.open_incident(anomaly("api", 100), now=100)
+    assert grouping.filed_under_cause(on_api, "gateway", callees) == {}
+    # Without a graph, only its own services: a joined service may still become its service.
+    joined = grouping.add_anomaly(inc, anomaly("api", 110), now=110)
+    assert grouping.filed_under_cause(joined, "api", lambda s: ())["service"] == "api"
+    # A title a person gave is kept.
+    named = inc.model_copy(update={"title": "Checkout is slow"})
+    assert "title" not in grouping.filed_under_cause(named, "db", callees)

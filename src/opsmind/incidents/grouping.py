@@ -5,7 +5,8 @@ Decisions are pure functions returning a value and a reason (DESIGN.md); the sta
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from opsmind.types import Anomaly, Incident, IncidentStatus
 
@@ -112,13 +113,41 @@ def prediction_labels(incident: Incident | None, anomaly: Anomaly) -> dict[str, 
     return labels
 
 
+def anomaly_title(service: str) -> str:
+    return f"Anomalous behaviour on {service}"
+
+
+def filed_under_cause(
+    incident: Incident, cause: str, callees: Callable[[str], Iterable[str]]
+) -> dict[str, Any]:
+    """The changes that file ``incident`` under its top-ranked root cause ``cause``, or none.
+
+    It is filed there when the cause is one of its services, or a service they call (directly or not):
+    a caller often shows a callee's fault first (its latency is the callee's plus its own), so the
+    first service to fire is the symptom and the ranked cause is what the incident is about. A cause
+    outside that reach is left as evidence only: the ranking may be wrong, and the incident would then
+    name a service nothing ties it to. A default title follows the service; an operator's would too, but
+    incidents have none yet."""
+    if cause == incident.service:
+        return {}
+    reach = set(incident.services)
+    for service in incident.services:
+        reach.update(callees(service))
+    if cause not in reach:
+        return {}
+    update: dict[str, Any] = {"service": cause, "services": tuple(dict.fromkeys((*incident.services, cause)))}
+    if incident.service is not None and incident.title == anomaly_title(incident.service):
+        update["title"] = anomaly_title(cause)
+    return update
+
+
 def open_incident(anomaly: Anomaly, now: float) -> Incident:
     svc = service_of(anomaly)
     predicted = anomaly.type == "prediction"
     return Incident(
         at=now,
         service=svc,
-        title=prediction_title(anomaly) if predicted else f"Anomalous behaviour on {svc}",
+        title=prediction_title(anomaly) if predicted else anomaly_title(svc),
         type=anomaly.type,
         labels=prediction_labels(None, anomaly) if predicted else {},
         opened_at=anomaly.ts,

@@ -13,13 +13,17 @@ anomalies are recognised by id and ignored (idempotent).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+import networkx as nx
 
 from opsmind.bus.protocols import Bus, Message
 from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
 from opsmind.config import IncidentSettings
+from opsmind.incidents import grouping
 from opsmind.incidents.correlator import Change, ChangeKind, Correlator
 from opsmind.incidents.feedback import NoiseClassifier
 from opsmind.incidents.root_cause import root_causes, topology_graph
@@ -151,9 +155,16 @@ class IncidentStage(Stage):
             "root_causes": tuple(c.as_json() for c in causes),
             "timeline": (*incident.timeline, note),
         }
-        if causes and causes[0].service in incident.services:
-            update["service"] = causes[0].service
+        if causes:
+            update.update(grouping.filed_under_cause(incident, causes[0].service, self._callees))
         return incident.model_copy(update=update)
+
+    def _callees(self, service: str) -> Iterable[str]:
+        """What ``service`` calls, directly or not, in the declared topology (nothing without one)."""
+        if self.graph is None or service not in self.graph:
+            return ()
+        found: set[str] = nx.descendants(self.graph, service)
+        return found
 
     async def tick(self) -> None:
         async with self._lock:
