@@ -20,6 +20,7 @@ from opsmind.clock import SimClock
 from opsmind.config import ConfigError, Settings, load_settings
 from opsmind.engine import Engine
 from opsmind.heal.executor import ActionRequest
+from opsmind.heal.followup import PATIENCE_S
 from opsmind.heal.state import Remediation, RemediationState
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
 from opsmind.notify.base import NotifyResult
@@ -187,6 +188,41 @@ async def test_an_unclear_harmless_incident_is_observed_not_acted_on(tmp_path: P
         await wait_for(lambda: any(a.verb == "heal_decide" for a in engine.store.find(AuditEntry)))
         decided = next(a for a in engine.store.find(AuditEntry) if a.verb == "heal_decide")
         assert decided.detail["waiting"] is True and remediations(engine) == []
+    finally:
+        await engine.stop()
+
+
+async def test_an_unclear_incident_that_lasts_is_acted_on_after_the_patience(tmp_path: Path) -> None:
+    """Observed while it harms nobody, but not for ever: once it has lasted ``PATIENCE_S`` the healer is
+    asked as if users were affected and tries its best guess (here the unknown runbook, which waits for a
+    person). A memory leak otherwise grows unattended until the OOM kill."""
+    clock = SimClock(T0)
+    actuator = RecordingActuator()
+    engine = Engine(settings(tmp_path, impact_priority=90), clock=clock, remediators={"log": actuator})
+    await engine.start()
+    try:
+        assert engine.healing is not None
+        await healthy_metrics(engine)
+        inc = incident()
+        await asyncio.to_thread(engine.store.put, inc)
+        await engine.bus.publish(INCIDENTS_TOPIC, IncidentEvent("opened", inc))
+        await wait_for(lambda: any(a.verb == "heal_decide" for a in engine.store.find(AuditEntry)))
+        for _ in range(60):  # the incident goes on: an anomaly every step
+            await clock.advance(5)
+            inc = inc.model_copy(update={"last_anomaly_at": clock.now()})
+            await asyncio.to_thread(engine.store.put, inc)
+            await engine.healing.tick()
+            if remediations(engine):
+                break
+        (rem,) = remediations(engine)
+        assert rem.runbook == "unknown_restart" and rem.state is RemediationState.PROPOSED
+        decided = sorted(
+            (a for a in engine.store.find(AuditEntry, limit=1000) if a.verb == "heal_decide"),
+            key=lambda a: a.at,
+        )
+        waited = [a.at - T0 for a in decided if a.detail["waiting"]]
+        assert waited and max(waited) < PATIENCE_S  # observed while it was young
+        assert decided[-1].at - T0 >= PATIENCE_S and decided[-1].detail["impact"] is True
     finally:
         await engine.stop()
 

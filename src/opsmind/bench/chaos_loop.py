@@ -50,7 +50,7 @@ from opsmind.detect.ensemble import Ensemble
 from opsmind.heal.classify import FaultClassifier
 from opsmind.heal.executor import ActionRequest, Outcome
 from opsmind.heal.fields import PodView, SeenEvent, incident_fields
-from opsmind.heal.followup import held_services, looks
+from opsmind.heal.followup import PATIENCE_S, held_services, looks
 from opsmind.heal.guards import AutomationMode, Guards, GuardSettings, RateLimit
 from opsmind.heal.healer import HealDecision, Healer, HealRequest
 from opsmind.heal.knowledge import KnowledgeBase
@@ -68,7 +68,6 @@ QUIET_S = 90.0  # an incident closes after this long without anomalies
 ACTIVE_S = 60.0  # an incident is still unhealthy when it had an anomaly this recently
 SETTLE_S = 40.0  # after a remediation ends, wait this long before the next one for the same incident
 BASELINE_RETRY_S = 300.0
-PATIENCE_S = 90.0  # an incident that lasts this long is acted on even when nobody is affected yet
 POLICIES = ("opsmind", "restart_most_anomalous")
 
 

@@ -13,13 +13,15 @@ incident from external alerts only) the observation comes from the incident's ow
 (:func:`~opsmind.engine.heal_reading.observe`).
 
 Afterwards (:meth:`HealStage.tick`): an incident the healer cannot classify and that harms nobody is
-observed again every ``heal.observe_again_s``; when a remediation of a still-unhealthy incident ends, or
-could not start, the healer is asked again ``heal.settle_s`` later - about what is *still* broken once a
-fix verified, and beside a remediation stuck verifying (:func:`opsmind.heal.followup.looks`, the policy
-the chaos benchmark measures). When nothing is left to try, a person is told once. A resolved incident
-tells the healer its last verified remediation worked. Every ``heal.tick_interval_s`` of the engine clock
-the healer drives its remediations (steps, verification, rollback). At start, half-done remediations left
-by a restart are made safe (:meth:`Healer.recover`) before anything else runs.
+observed again every ``heal.observe_again_s``, and counts as affecting users once it has lasted
+:data:`~opsmind.heal.followup.PATIENCE_S` (the healer then tries its best guess, cautiously); when a
+remediation of a still-unhealthy incident ends, or could not start, the healer is asked again
+``heal.settle_s`` later - about what is *still* broken once a fix verified, and beside a remediation
+stuck verifying (:func:`opsmind.heal.followup.looks`, the policy the chaos benchmark measures). When
+nothing is left to try, a person is told once. A resolved incident tells the healer its last verified
+remediation worked. Every ``heal.tick_interval_s`` of the engine clock the healer drives its
+remediations (steps, verification, rollback). At start, half-done remediations left by a restart are
+made safe (:meth:`Healer.recover`) before anything else runs.
 
 People act through :meth:`HealStage.approve`, :meth:`HealStage.reject` and :meth:`HealStage.set_mode`
 (the API's ``/remediations`` and ``/automation``), pause one service (:meth:`HealStage.set_paused`), roll
@@ -57,7 +59,7 @@ from opsmind.engine.heal_reading import FIELD_EVENTS_S, StoreView, fields, obser
 from opsmind.heal.classify import FaultClassifier, IncidentObservation, Prediction
 from opsmind.heal.executor import Actuate, Outcome
 from opsmind.heal.fields import SeenEvent
-from opsmind.heal.followup import held_services, looks
+from opsmind.heal.followup import PATIENCE_S, held_services, looks
 from opsmind.heal.guards import AutomationMode, Guards, GuardSettings, Pause, RateLimit
 from opsmind.heal.healer import RISK_LEVEL, HealDecision, Healer, HealRequest, RunbookOption
 from opsmind.heal.observation import BASELINE_S, Inventory, entry_service
@@ -286,7 +288,7 @@ class HealStage(Stage):
         benchmarked), filed under the ranking's services; when the metrics cannot be ranked (too little
         history, an incident from external alerts only), one from the incident's own anomalies, filed
         under its service."""
-        impact = users_affected(inc, self.settings.impact_priority)
+        impact = users_affected(inc, self.settings.impact_priority) or now - inc.opened_at >= PATIENCE_S
         recent = self.view.platform_events(now - FIELD_EVENTS_S)
         seen = [SeenEvent(e.at, e.reason, e.message, e.service, e.node) for e in recent]
         times, cols = columns_from_store(self.view.samples, inc.opened_at - BASELINE_S, now)

@@ -38,6 +38,10 @@ NOW_S = 60.0
 """"Now", when asking what is still broken after a fix: the last minute."""
 STUCK_S = 120.0
 """A remediation verifying this long without its check holding: the incident's others are looked at."""
+PATIENCE_S = 90.0
+"""An incident that lasts this long is acted on (the healer's best guess, cautiously) even when nobody is
+affected yet: a fault that is still there after a minute and a half is no blip, and waiting for users to
+feel it (a leak until the OOM kill, a disk until it is full) only makes it worse."""
 STATE_METRICS = ("replicas_desired", "cost_per_hour")
 """What remedies themselves set; a change there is not a sign of a fault."""
 
