@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from opsmind.bench.nab_baselines import DETECTORS, opsmind_mad, windowed_gaussian
+from opsmind.bench.nab_baselines import DETECTORS, onsets, opsmind_context, opsmind_mad, windowed_gaussian
 
 
 def reference_gaussian(values: list[float], window: int, step: int) -> list[float]:
@@ -73,3 +73,20 @@ def test_opsmind_mad_is_zero_in_cold_start_and_flags_the_spike() -> None:
     assert np.all((s >= 0.0) & (s <= 1.0))
     assert s[150] > 0.5  # above the detector's own threshold (probability 0.5)
     assert np.median(s[30:]) < 0.2
+
+
+def test_onsets_keep_only_a_new_maximum_within_the_refractory() -> None:
+    s = np.array([0.0, 3.0, 2.0, 4.0, np.nan, 1.0, 0.5, 0.2])
+    np.testing.assert_array_equal(onsets(s, refractory=2), [0.0, 3.0, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0])
+
+
+def test_opsmind_context_is_zero_in_cold_start_and_flags_a_shape_change() -> None:
+    # A rising sawtooth, then falling: the values never leave their range, the transitions are new.
+    values = np.concatenate([np.arange(3000) % 8, (np.arange(300) % 8)[::-1]]).astype(np.float64)
+    ts = np.linspace(1.7e9, 1.7e9 + (len(values) - 1) * 300.0, len(values))
+    s = opsmind_context(ts, values)
+    assert np.all(s[:10] == 0.0)
+    assert np.all((s >= 0.0) & (s < 1.0))
+    onset = int(np.argmax(s[2000:])) + 2000
+    assert 3000 <= onset < 3010
+    assert s[onset] > s[1000:3000].max()

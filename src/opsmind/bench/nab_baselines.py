@@ -8,6 +8,11 @@ Every detector is strictly online: the score of row i depends on rows 0..i only.
   resolution a probability loses within 1e-16 of 1) at an anomaly's onset, 0 while an anomaly already
   reported continues (200-point refractory, chosen on the trace corpus of ``opsmind bench nab-corpus``)
   and during the cold start.
+* ``opsmind_context`` - OpsMind's contextual (sequence-novelty) detector
+  (:class:`~opsmind.detect.context.ContextDetector`, after CAD OSE's published description), NOT part of
+  the default ensemble: its raw score goes through its own calibrator (every finite score learned) and is
+  scored at alarm onsets exactly like ``opsmind`` (``S / (1 + S)``, 200-point refractory). Chosen on the
+  trace corpus of ``opsmind bench nab-corpus``, never on NAB.
 * ``opsmind_mad`` - OpsMind's first engine detector, :class:`RollingMadDetector` (window 120, min_points 30,
   threshold 6), fed one value at a time exactly as the engine does (score, then learn unless anomalous);
   the NAB score is its calibrated probability, 0 during the cold start.
@@ -22,12 +27,15 @@ Every detector is strictly online: the score of row i depends on rows 0..i only.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
-from opsmind.detect.ensemble import Ensemble
+from opsmind.detect.calibrate import Calibrator
+from opsmind.detect.context import ContextDetector, context_series
+from opsmind.detect.ensemble import ONSET_REFRACTORY, Ensemble
 from opsmind.detect.mad import RollingMadDetector
 
 F64 = npt.NDArray[np.float64]
@@ -110,8 +118,37 @@ def opsmind_ensemble(timestamps: F64, values: F64) -> F64:
     return s / (1.0 + s)
 
 
+def onsets(surprise: F64, refractory: int = ONSET_REFRACTORY) -> F64:
+    """A surprise kept only where it beats every surprise of the previous ``refractory`` points (an alarm's
+    onset), else 0; NaN counts 0 (the rule of :meth:`Ensemble.onset_series`)."""
+    s = np.nan_to_num(np.asarray(surprise, dtype=np.float64), nan=0.0, posinf=60.0)
+    out = np.zeros(len(s))
+    recent: deque[float] = deque(maxlen=max(1, refractory))
+    for i, v in enumerate(s.tolist()):
+        if not recent or v > max(recent):
+            out[i] = v
+        recent.append(v)
+    return out
+
+
+def opsmind_context(timestamps: F64, values: F64) -> F64:
+    """The contextual detector alone, strictly online: calibrated surprise (its own calibrator learns every
+    finite score), scored at alarm onsets as ``S / (1 + S)`` (see module)."""
+    raw = context_series(values)
+    cal = Calibrator.for_detector(ContextDetector.name)
+    rows = np.zeros(1, dtype=np.int64)
+    surprise = np.full(len(raw), np.nan)
+    for i, v in enumerate(raw.tolist()):
+        x = np.array([v])
+        surprise[i] = cal.surprise(rows, x)[0]
+        cal.learn(rows, x, np.array([math.isfinite(v)]))
+    s = onsets(surprise)
+    return s / (1.0 + s)
+
+
 DETECTORS: dict[str, Detector] = {
     "opsmind": opsmind_ensemble,
+    "opsmind_context": opsmind_context,
     "opsmind_mad": opsmind_mad,
     "windowed_gaussian": windowed_gaussian,
     "river_hst": river_hst,
@@ -121,6 +158,9 @@ DESCRIPTIONS = {
     "opsmind": "Ensemble() - seasonal + EWMA + CUSUM + spectral residual, calibrated, default configuration; "
     "scored at alarm onsets (200-point refractory); settings chosen on the trace corpus of "
     "`opsmind bench nab-corpus`, never on NAB",
+    "opsmind_context": "ContextDetector() alone - sequence novelty of quantised levels after CAD OSE's "
+    "description; NOT in the default ensemble; calibrated, scored at alarm onsets (200-point refractory); "
+    "chosen on the trace corpus of `opsmind bench nab-corpus`, never on NAB",
     "opsmind_mad": "RollingMadDetector(window=120, min_points=30, threshold=6), calibrated probability",
     "windowed_gaussian": f"NAB windowed Gaussian (window {GAUSSIAN_WINDOW}, step {GAUSSIAN_STEP})",
     "river_hst": "river MinMaxScaler | HalfSpaceTrees(n_trees=10, height=8, window_size=250, seed=42)",
