@@ -37,29 +37,9 @@ def test_without_hysteresis_or_durations_it_is_the_plain_threshold() -> None:
     assert run(gate, probs) == [p >= 0.2 for p in probs]
 
 
-def test_a_warning_expires_after_the_horizon_and_a_risk_still_up_raises_it_afresh() -> None:
-    gate = WarningGate(raise_p=0.2, clear_p=0.02, for_s=60.0, keep_s=600.0, expire_s=300.0)
-    # Fires at minute 1, has fired for 5 minutes at minute 6: resolved there, pending again, and
-    # firing anew at minute 7 (a new warning episode, one minute apart).
-    assert run(gate, [0.3] * 9) == [False] + [True] * 5 + [False] + [True] * 2
-
-
-def test_an_expired_warning_needs_the_raise_level_again() -> None:
-    gate = WarningGate(raise_p=0.2, clear_p=0.02, for_s=0.0, keep_s=600.0, expire_s=180.0)
-    # Held by hysteresis at 0.1 until it expires at minute 3; 0.1 is under raise_p, so it stays quiet.
-    assert run(gate, [0.3, 0.1, 0.1, 0.1, 0.1, 0.3]) == [True, True, True, False, False, True]
-
-
-def test_without_expiry_a_held_warning_stays_one_episode() -> None:
-    gate = WarningGate(raise_p=0.2, clear_p=0.02, for_s=0.0, keep_s=600.0, expire_s=None)
-    assert all(run(gate, [0.3] * 40))
-
-
 def test_rejects_a_clear_level_above_the_raise_level() -> None:
     with pytest.raises(ValueError, match="clear_p"):
         WarningGate(raise_p=0.2, clear_p=0.3)
-    with pytest.raises(ValueError, match="expire_s"):
-        WarningGate(expire_s=0.0)
 
 
 def normal_forecast(mean: np.ndarray, sigma: float = 10.0) -> Forecast:

@@ -41,10 +41,8 @@ Bottleneck warnings (:func:`warning_scores`: ``warning_precision``, ``warning_re
   imminent ones included) against the capacity learned in the warm-up, through a latency-SLO
   :class:`~opsmind.predict.bottleneck.WarningGate` kept across the minutes (the alerting rule: fires
   once the peak P(exceed) has been >= ``RAISE_P`` = 0.2 for 2 consecutive minutes, stays firing until it
-  has been < ``CLEAR_P`` = 0.02 for 10 minutes or it has fired for the horizon, 15 minutes, without the
-  breach it announced: then it is resolved, and a risk still up raises it afresh after 2 minutes at
-  ``RAISE_P``, a new warning episode, scored like any other); a minute with the latency-SLO-risk warning
-  firing is a warning minute.
+  has been < ``CLEAR_P`` = 0.02 for 10 minutes); a minute with the latency-SLO-risk warning firing is a
+  warning minute.
 * **the capacity** it uses: ``queue_model`` (``WARNING_CAPACITY``) - the mean service time from the
   warm-up's light-load p95s (:func:`~opsmind.predict.queue_model.fit_service_time`, CPU <= 50 %, or
   <= 70 % when the warm-up was never that light), then the exact M/M/c p95 at the replica count gives
@@ -67,8 +65,8 @@ Bottleneck warnings (:func:`warning_scores`: ``warning_precision``, ``warning_re
 
 The gate's constants (:mod:`opsmind.predict.bottleneck`: ``RAISE_P``, ``CLEAR_P``, ``FOR_S``,
 ``KEEP_S``; the raise level was chosen from 0.5 / 0.35 / 0.2 before, the rest from a small grid) were
-chosen on Crane input3, input5 and input7, and the expiry (``EXPIRE_S``, the horizon) on Crane input1-8
-and input10-14, none of them benchmark traces; nothing was tuned on the scored traces.
+chosen on Crane input3, input5 and input7, which are not benchmark traces; nothing was tuned on the
+scored traces.
 """
 
 from __future__ import annotations
@@ -360,10 +358,9 @@ def queue_capacity(p95: np.ndarray, cpu: np.ndarray, replicas: int, slo: float) 
     return replace(model, reason=reason, base_latency=-math.log(0.05) * s, n_samples=fit.samples)
 
 
-def _gate(horizon: int = HORIZON) -> WarningGate:
-    """A fresh latency-SLO gate per trace and capacity, with the predictor's own defaults; a warning expires
-    after the horizon, as the engine's does after its look-ahead."""
-    return WarningGate(expire_s=60.0 * horizon)
+def _gate() -> WarningGate:
+    """A fresh latency-SLO gate per trace and capacity, with the predictor's own defaults."""
+    return WarningGate()
 
 
 def _warns(fc: Forecast, t: int, replicas: int, capacity: CapacityModel, gate: WarningGate) -> bool:
@@ -413,7 +410,7 @@ def warning_scores(
     if usable:
         forecaster = factory()
         forecaster.fit(observed[:train])
-        gates = {name: _gate(horizon) for name in usable}
+        gates = {name: _gate() for name in usable}
         for t in range(train, n):
             forecaster.update(observed[t : t + 1])
             fc = forecaster.predict(horizon, LEVELS)
@@ -569,17 +566,14 @@ def _markdown(results: dict[str, dict[str, Any]], paths: Sequence[Path], horizon
         "(`predict.queue_model`: service time from light-load p95s), through an alerting rule "
         f"(`WarningGate`): it fires once the peak P(exceed) over the horizon has been >= {RAISE_P} for "
         f"{FOR_S / 60 + 1:.0f} consecutive minutes and stays firing until it has been < {CLEAR_P} for "
-        f"{KEEP_S / 60:.0f} minutes, or until it has fired for the horizon ({horizon} minutes) without a "
-        "breach: a warning claims a breach within the horizon, so it then expires, and a risk still up "
-        f"raises it afresh ({FOR_S / 60 + 1:.0f} minutes at {RAISE_P} again), a new warning episode scored "
-        "like any other; minutes with it firing are warning minutes. Warnings "
+        f"{KEEP_S / 60:.0f} minutes; minutes with it firing are warning minutes. Warnings "
         "inside a breach episode do not count. A warning episode (consecutive warning minutes) is a hit "
         f"if a breach episode starts 1-{horizon + LEAD_TOLERANCE} minutes after it starts; precision = "
         "hits / warning episodes. A breach episode is detected if a warning episode started "
         f"1-{DETECT_WINDOW} minutes before it; recall = detected / breach episodes; the lead is from the "
         "earliest such warning start; the median is over detected episodes. Goals: precision >= 0.8, "
         "recall >= 0.8, median lead >= 5 minutes. The rule's levels and durations were chosen on Crane "
-        "input3/5/7 and its expiry on Crane input1-8 and input10-14, not on these traces.",
+        "input3/5/7, not on these traces.",
         "",
         "| trace | replicas | breach share | capacity (learned) | precision | recall | median lead "
         "| fit_capacity: capacity error | precision | recall |",
@@ -604,17 +598,9 @@ def _markdown(results: dict[str, dict[str, Any]], paths: Sequence[Path], horizon
         "queue (its capacity error is shown: learned vs the replay's own SLO capacity).",
         "",
         "The alerting rule removes the flicker (one warning per fluctuation of a risk that stays up: "
-        "WorldCup-98 went from 777 warning episodes to about a hundred). Without the expiry a warning it "
-        f"held from more than {DETECT_WINDOW} minutes before a breach no longer started in that breach's "
-        "detection window, so recall fell where the risk hovered for long before breaching (the figures "
-        "before the expiry: nasa 0.759 / 0.746, worldcup98 0.394 / 0.524, crane_input0 0.583 / 1.000, "
-        "crane_input9 0.250 / 0.583, crane_input15 0.429 / 0.737, precision / recall); on the 13 tuning "
-        "traces the expiry took mean precision 0.497 -> 0.508 and mean recall 0.670 -> 0.784. Most "
-        "warning episodes on these traces start right after a breach episode (the risk stays up as the "
-        "load hovers at the capacity, and warning minutes inside a breach do not count), and where the "
-        "forecast is flat under a load that breaches every half hour (Crane input4) a warning 20-30 "
-        "minutes ahead detects the breach but misses the 20-minute hit window, so precision stays the "
-        "weak side. The M/M/c service time "
+        "WorldCup-98 went from 777 warning episodes to about a hundred), but a warning it holds from more "
+        f"than {DETECT_WINDOW} minutes before a breach no longer starts in that breach's detection window, "
+        "so recall can fall where the risk hovers for long before breaching. The M/M/c service time "
         "(100 ms) is learned, not a floor: it is the replay's own (1 / 10 rps); the learned SLO capacity "
         "still errs a few per cent high (more at few replicas), the exact Erlang C against the replay's "
         "approximation of it.",

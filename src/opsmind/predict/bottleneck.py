@@ -19,11 +19,8 @@ episodes, 285 of them one minute long, most at step 15 with P 0.20-0.30). :class
 alerting rule on top, per service and kind, as Prometheus would run it: a warning fires once the peak
 probability has stayed at or above ``raise_p`` for ``for_s`` (``for:``), and stays firing until it has
 stayed below the lower ``clear_p`` for ``keep_s`` (hysteresis plus ``keep_firing_for:``), so a
-fluctuating risk is one warning, not dozens. A warning also claims a breach within the horizon, so it
-expires: once it has fired for ``expire_s`` (the horizon, 15 minutes) it is resolved, and a risk still up
-must raise it afresh (``raise_p`` held ``for_s`` again), which re-announces it ahead of the breach instead
-of holding one warning from long before (a warning held for an hour says nothing about when).
-:func:`warn` applies the gates it is given; without them it answers for the single forecast, as before.
+fluctuating risk is one warning, not dozens. :func:`warn` applies the gates it is given; without them it
+answers for the single forecast, as before.
 """
 
 from __future__ import annotations
@@ -140,10 +137,6 @@ RAISE_P = 0.2  # the threshold the ungated rule used (chosen the same way, from 
 CLEAR_P = 0.02  # a tenth of RAISE_P: well below it, so a risk that dips but stays real is one warning
 FOR_S = 60.0  # two consecutive one-minute evaluations at or above RAISE_P before firing
 KEEP_S = 600.0  # then firing until P(exceed) has stayed below CLEAR_P for 10 minutes
-# A warning claims a breach within the horizon: after firing for the horizon (15 minutes) it is resolved and
-# must be raised afresh. Chosen on Crane input1-8 and input10-14 (not benchmark traces) from none / 15 / 20
-# / 25 / 30 minutes with the levels above: mean precision 0.497 -> 0.508, mean recall 0.670 -> 0.784.
-EXPIRE_S = 900.0
 
 
 @dataclass(slots=True)
@@ -151,48 +144,36 @@ class WarningGate:
     """The alerting rule for one service and kind: fires once the peak P(exceed) has stayed at or above
     ``raise_p`` for ``for_s`` seconds, then keeps firing until it has stayed below ``clear_p`` for
     ``keep_s`` seconds (Prometheus' ``for:`` and ``keep_firing_for:``, with hysteresis between the two
-    levels), or until it has fired for ``expire_s`` seconds (``None``: never expires): the breach it
-    announced did not come within the horizon, so it is resolved, and a risk still at ``raise_p`` must
-    hold it for ``for_s`` again to re-announce it. Feed it every evaluation, in time order, with
-    :meth:`update`."""
+    levels). Feed it every evaluation, in time order, with :meth:`update`."""
 
     raise_p: float = RAISE_P
     clear_p: float = CLEAR_P
     for_s: float = FOR_S
     keep_s: float = KEEP_S
-    expire_s: float | None = EXPIRE_S
     firing: bool = field(default=False, init=False)
     pending_since: float | None = field(default=None, init=False)
     quiet_since: float | None = field(default=None, init=False)
-    fired_at: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.clear_p <= self.raise_p:
             raise ValueError(f"need 0 <= clear_p <= raise_p, got {self.clear_p} and {self.raise_p}")
         if self.for_s < 0 or self.keep_s < 0:
             raise ValueError("for_s and keep_s must not be negative")
-        if self.expire_s is not None and self.expire_s <= 0:
-            raise ValueError(f"expire_s must be positive or None, got {self.expire_s}")
 
     def update(self, probability: float, now: float) -> bool:
         """Take the peak P(exceed) evaluated at ``now``; whether the warning is firing after it."""
-        expired = (
-            self.expire_s is not None and self.fired_at is not None and now - self.fired_at >= self.expire_s
-        )
-        if self.firing and expired:  # resolved: the announced breach did not come within the horizon
-            self.firing, self.pending_since, self.quiet_since, self.fired_at = False, None, None, None
         if self.firing:
             if probability >= self.clear_p:
                 self.quiet_since = None
             elif self.quiet_since is None:
                 self.quiet_since = now
             if self.quiet_since is not None and now - self.quiet_since >= self.keep_s:
-                self.firing, self.quiet_since, self.fired_at = False, None, None
+                self.firing, self.quiet_since = False, None
         elif probability >= self.raise_p:
             if self.pending_since is None:
                 self.pending_since = now
             if now - self.pending_since >= self.for_s:
-                self.firing, self.pending_since, self.quiet_since, self.fired_at = True, None, None, now
+                self.firing, self.pending_since, self.quiet_since = True, None, None
         else:
             self.pending_since = None
         return self.firing

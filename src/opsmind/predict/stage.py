@@ -240,15 +240,11 @@ class PredictStage(Stage):
     def _gates(self, state: _State) -> dict[str, WarningGate]:
         """The service's warning rules (the ones the predict benchmark scores): a kind warns once its
         breach probability has held ``warn_threshold`` for a minute, and stays warned until it has stayed
-        low (``CLEAR_P``) for ten, so a risk hovering at the threshold is one warning, not a flicker; a
-        warning that has fired for the look-ahead (``max_lead_s``) without its breach expires, and a risk
-        still up raises it afresh."""
+        low (``CLEAR_P``) for ten, so a risk hovering at the threshold is one warning, not a flicker."""
         if not state.gates:
             raise_p = self.settings.warn_threshold
             state.gates = {
-                k: WarningGate(
-                    raise_p=raise_p, clear_p=min(CLEAR_P, raise_p), expire_s=self.settings.max_lead_s
-                )
+                k: WarningGate(raise_p=raise_p, clear_p=min(CLEAR_P, raise_p))
                 for k in (SATURATION, LATENCY_SLO_RISK)
             }
         return state.gates
