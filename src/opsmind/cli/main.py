@@ -488,10 +488,10 @@ def bench_chaos(
         [], "--only", help="keep the scenarios whose name contains this (repeatable), e.g. chaos-two/"
     ),
     loop: str = typer.Option(
-        "bench",
+        "engine",
         "--loop",
-        help="what OpsMind runs in: bench (the benchmark's own loop) or engine (the real engine in process "
-        "on a simulated clock); the baseline runs in the bench loop either way",
+        help="what OpsMind runs in: engine (the real engine in process on a simulated clock, as users run "
+        "it) or bench (the benchmark's own loop); the baseline runs in the bench loop either way",
     ),
 ) -> None:
     """Fault scenarios healed by OpsMind on its own, beside restarting the most anomalous service."""
