@@ -27,7 +27,6 @@ Every detector is strictly online: the score of row i depends on rows 0..i only.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -35,7 +34,7 @@ import numpy.typing as npt
 
 from opsmind.detect.calibrate import Calibrator
 from opsmind.detect.context import ContextDetector, context_series
-from opsmind.detect.ensemble import ONSET_REFRACTORY, Ensemble
+from opsmind.detect.ensemble import Ensemble, alarm_onsets
 from opsmind.detect.mad import RollingMadDetector
 
 F64 = npt.NDArray[np.float64]
@@ -118,17 +117,7 @@ def opsmind_ensemble(timestamps: F64, values: F64) -> F64:
     return s / (1.0 + s)
 
 
-def onsets(surprise: F64, refractory: int = ONSET_REFRACTORY) -> F64:
-    """A surprise kept only where it beats every surprise of the previous ``refractory`` points (an alarm's
-    onset), else 0; NaN counts 0 (the rule of :meth:`Ensemble.onset_series`)."""
-    s = np.nan_to_num(np.asarray(surprise, dtype=np.float64), nan=0.0, posinf=60.0)
-    out = np.zeros(len(s))
-    recent: deque[float] = deque(maxlen=max(1, refractory))
-    for i, v in enumerate(s.tolist()):
-        if not recent or v > max(recent):
-            out[i] = v
-        recent.append(v)
-    return out
+onsets = alarm_onsets  # the rule of Ensemble.onset_series, for any detector's surprise
 
 
 def opsmind_context(timestamps: F64, values: F64) -> F64:
