@@ -65,7 +65,7 @@ from opsmind.heal.healer import RISK_LEVEL, HealDecision, Healer, HealRequest, R
 from opsmind.heal.observation import BASELINE_S, Inventory, entry_service
 from opsmind.heal.runbook import Runbook, RunbookError, bundled_dir, load_library
 from opsmind.heal.state import Remediation, RemediationState
-from opsmind.incidents.root_cause import columns_from_store
+from opsmind.incidents.root_cause import callees, columns_from_store
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
 from opsmind.notify.base import Notifier
 from opsmind.store.protocols import EventStore, SampleStore
@@ -337,9 +337,7 @@ class HealStage(Stage):
         not) in the declared call graph - a root cause sits downstream of its symptoms. Without a graph,
         only its own: OpsMind does not act on a service that is not part of the incident."""
         own = set(inc.services) | ({inc.service} if inc.service else set())
-        if self.graph is None:
-            return own
-        return own | {d for s in own if s in self.graph for d in nx.descendants(self.graph, s)}
+        return own.union(*(callees(self.graph, s) for s in own))
 
     # -- the loop --
 

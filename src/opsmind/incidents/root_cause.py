@@ -93,6 +93,15 @@ def topology_graph(topology: Mapping[str, Sequence[str]]) -> nx.DiGraph | None:
     return g
 
 
+def callees(graph: nx.DiGraph | None, service: str) -> set[str]:
+    """What ``service`` calls, directly or not, in the declared topology (nothing without one): where a
+    root cause of its symptoms may sit."""
+    if graph is None or service not in graph:
+        return set()
+    found: set[str] = nx.descendants(graph, service)
+    return found
+
+
 def root_causes(
     store: SampleStore,
     fault_time: float,

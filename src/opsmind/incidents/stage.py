@@ -13,11 +13,9 @@ anomalies are recognised by id and ignored (idempotent).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
-
-import networkx as nx
 
 from opsmind.bus.protocols import Bus, Message
 from opsmind.bus.stage import Stage
@@ -26,7 +24,7 @@ from opsmind.config import IncidentSettings
 from opsmind.incidents import grouping
 from opsmind.incidents.correlator import Change, ChangeKind, Correlator
 from opsmind.incidents.feedback import NoiseClassifier
-from opsmind.incidents.root_cause import root_causes, topology_graph
+from opsmind.incidents.root_cause import callees, root_causes, topology_graph
 from opsmind.store.protocols import EventStore, SampleStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import Anomaly, AuditEntry, Incident, IncidentStatus
@@ -156,15 +154,9 @@ class IncidentStage(Stage):
             "timeline": (*incident.timeline, note),
         }
         if causes:
-            update.update(grouping.filed_under_cause(incident, causes[0].service, self._callees))
+            reach = partial(callees, self.graph)
+            update.update(grouping.filed_under_cause(incident, causes[0].service, reach))
         return incident.model_copy(update=update)
-
-    def _callees(self, service: str) -> Iterable[str]:
-        """What ``service`` calls, directly or not, in the declared topology (nothing without one)."""
-        if self.graph is None or service not in self.graph:
-            return ()
-        found: set[str] = nx.descendants(self.graph, service)
-        return found
 
     async def tick(self) -> None:
         async with self._lock:
