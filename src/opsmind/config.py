@@ -105,6 +105,11 @@ class IncidentSettings(_Section):
         2, ge=1, description="anomalies of a service within the group window before an incident opens"
     )
     resolve_after_s: float = Field(600, gt=0, description="resolve when no anomaly arrived for this long")
+    hold_while_breaching: bool = Field(
+        True,
+        description="do not auto-resolve while a service of the incident breaches an objective "
+        "(predict.latency_slo_s, predict.error_objective, a ready replica) it met before the incident",
+    )
     check_interval_s: float = Field(15, gt=0)
     root_cause: bool = Field(True, description="rank likely root-cause services when an incident opens")
     root_cause_lookback_s: float = Field(

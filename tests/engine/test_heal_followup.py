@@ -158,3 +158,58 @@ async def test_a_failed_remediation_is_followed_up_and_a_person_told_when_nothin
         assert len([i for _, i in collect.events if i.timeline[-1].get("remediation_id") is None]) == 1
     finally:
         await engine.stop()
+
+
+def _two_fault_metrics(until: float) -> list[SeriesSamples]:
+    """gateway -> api -> db and gateway -> cache: db fails (errors, latency, CPU) at T0 and stays broken,
+    api and the gateway slow down after it; the cache slows down at T0 too - a second fault."""
+    rng = np.random.default_rng(7)
+    ts = np.arange(T0 - 1200.0, until + 1e-9, STEP)
+    out = []
+    for service, delay in (("db", 0.0), ("api", 10.0), ("gateway", 15.0), ("cache", 5.0)):
+        jump = ts >= T0 + delay
+        latency = 0.02 + rng.normal(0, 0.001, len(ts)) + np.where(jump, 0.4, 0.0)
+        cpu = 0.3 + rng.normal(0, 0.01, len(ts)) + np.where(jump & (service == "db"), 0.5, 0.0)
+        errors = 0.01 + np.where(jump & (service == "db"), 0.2, 0.0)
+        series = {
+            Series.of("latency_seconds", {"service": service, "quantile": "0.95"}): latency,
+            Series.of("cpu_utilisation", {"service": service}): cpu,
+            Series.of("replicas_ready", {"service": service}): np.full(len(ts), 3.0),
+            Series.of("error_ratio", {"service": service}): errors,
+            Series.of("request_rate", {"service": service}): 50 + rng.normal(0, 1, len(ts)),
+        }
+        out += [SeriesSamples(s, tuple(ts.tolist()), tuple(v.tolist())) for s, v in series.items()]
+    return out
+
+
+async def test_beside_a_remediation_stuck_verifying_the_incidents_other_broken_service_is_acted_on(
+    tmp_path: Path,
+) -> None:
+    """The db's restart does not help (its errors stay): once it has verified for STUCK_S without its
+    check holding, the heal stage looks at what else is broken - the cache, which does not call the db -
+    long before the restart's verification times out (600 s)."""
+    topology = {"gateway": ["api", "cache"], "api": ["db"]}
+    clock = SimClock(T0 + 60)
+    engine = Engine(
+        _settings(tmp_path, topology, settle_s=40), clock=clock, remediators={"log": RecordingActuator()}
+    )
+    await engine.start()
+    try:
+        assert engine.healing is not None
+        engine.store.append(_two_fault_metrics(T0 + 600))
+        inc = _incident("inc-1", ("gateway", "api", "db", "cache"), T0 + 20)
+        await _open(engine, inc)
+        (first,) = remediations(engine)
+        assert first.service == "db"
+        for _ in range(48):  # four minutes
+            await clock.advance(5)
+            await asyncio.to_thread(engine.store.put, inc.model_copy(update={"last_anomaly_at": clock.now()}))
+            await engine.healing.tick()
+            if len(remediations(engine)) > 1:
+                break
+        services = {r.service for r in remediations(engine)}
+        assert services == {"db", "cache"}
+        db = next(r for r in remediations(engine) if r.service == "db")
+        assert db.state is RemediationState.VERIFYING  # still verifying: the cache was looked at beside it
+    finally:
+        await engine.stop()

@@ -129,30 +129,42 @@ class SimWorld:
         return {"inventory": declared, "entry_service": scenario.load.entry}
 
     def configure(self, settings: Settings, prices: tuple[InstancePrice, ...]) -> Settings:
-        """``settings`` scaling the demo's services (:meth:`scale_settings`), with prediction reading the
-        replicas the simulator's Deployments are asked for before the ready ones: an action shows in them
-        at once, while new pods take ``startup_s`` to become ready (the HPA also counts desired replicas),
-        judging availability by the demo's objectives (:meth:`error_objectives`), grouping, ranking
-        and weighing incidents by the fleet's call graph and healing with its inventory
-        (:meth:`inventory`), unless the configuration given sets its own."""
-        update: dict[str, Any] = {"replicas_metrics": ["replicas_desired", "replicas_ready"]}
-        if not {"error_objective", "error_objective_overrides"} & settings.predict.model_fields_set:
-            update["error_objective"], update["error_objective_overrides"] = self.error_objectives()
-        predict = settings.predict.model_copy(update=update)
+        """``settings`` as :meth:`declare` declares the fleet, scaling the demo's services
+        (:meth:`scale_settings`), with prediction reading the replicas the simulator's Deployments are
+        asked for before the ready ones: an action shows in them at once, while new pods take
+        ``startup_s`` to become ready (the HPA also counts desired replicas)."""
         settings = self.declare(settings)
+        update = {"replicas_metrics": ["replicas_desired", "replicas_ready"]}
+        predict = settings.predict.model_copy(update=update)
         return settings.model_copy(update={"scale": self.scale_settings(prices), "predict": predict})
 
     def declare(self, settings: Settings) -> Settings:
         """``settings`` with the fleet declared as its operator knows it, unless they declare their own:
-        the call graph (``incidents.topology``) and the services' kinds, memory limits and entry
-        (:meth:`inventory`)."""
+        the call graph (``incidents.topology``), the services' kinds, memory limits and entry
+        (:meth:`inventory`) and the objectives (:meth:`objectives`: what burn-rate alerts judge, and what
+        keeps an incident open while users still feel it)."""
         if not settings.incidents.topology:
             incidents = settings.incidents.model_copy(update={"topology": self.sim.scenario.call_graph()})
             settings = settings.model_copy(update={"incidents": incidents})
         if not settings.heal.inventory:
             heal = settings.heal.model_copy(update=self.inventory())
             settings = settings.model_copy(update={"heal": heal})
+        declared = self.objectives()
+        if not set(declared) & settings.predict.model_fields_set:
+            settings = settings.model_copy(update={"predict": settings.predict.model_copy(update=declared)})
         return settings
+
+    def objectives(self) -> dict[str, Any]:
+        """The fleet's objectives as its operator declares them: the entry's p99 latency SLO (the
+        scenario's ``slo_latency_ms``) for every service at the 0.99 quantile, and the availability
+        objectives of :meth:`error_objectives`."""
+        fleet, workers = self.error_objectives()
+        return {
+            "latency_quantile": "0.99",
+            "latency_slo_s": self.sim.scenario.slo_latency_ms / 1000.0,
+            "error_objective": fleet,
+            "error_objective_overrides": workers,
+        }
 
     def scaler(self, settings: ScaleSettings) -> SimulatorScaler:
         """The simulator actuator for the engine, bounded by the widest range of ``settings``' services

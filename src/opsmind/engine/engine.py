@@ -112,6 +112,7 @@ class Engine:
                 settings.incidents,
                 samples=self.store,
                 noise=self.noise,
+                objectives=settings.predict,
             )
             self.stages.append(self.incidents)
             self.stages.append(
@@ -171,6 +172,7 @@ class Engine:
                 [n for n, _ in self.notifiers],
                 settings.incidents.group_window_s,
                 topology_graph(settings.incidents.topology),
+                settings.predict if settings.incidents.hold_while_breaching else None,
             )
             self.stages.append(self.healing)
         self.live: LiveHub | None = None  # the dashboard's live events (GET /api/v1/ws)

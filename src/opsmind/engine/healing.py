@@ -54,7 +54,7 @@ from opsmind.bus.dedup import RecentKeys
 from opsmind.bus.protocols import Bus, Message
 from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
-from opsmind.config import ConfigError, HealSettings
+from opsmind.config import ConfigError, HealSettings, PredictSettings
 from opsmind.engine.heal_reading import FIELD_EVENTS_S, StoreView, fields, observe, users_affected
 from opsmind.heal.classify import FaultClassifier, IncidentObservation, Prediction
 from opsmind.heal.executor import Actuate, Outcome
@@ -65,6 +65,8 @@ from opsmind.heal.healer import RISK_LEVEL, HealDecision, Healer, HealRequest, R
 from opsmind.heal.observation import BASELINE_S, Inventory, entry_service
 from opsmind.heal.runbook import Runbook, RunbookError, bundled_dir, load_library
 from opsmind.heal.state import Remediation, RemediationState
+from opsmind.incidents.breach import breaches
+from opsmind.incidents.grouping import services_of
 from opsmind.incidents.root_cause import callees, columns_from_store
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
 from opsmind.notify.base import Notifier
@@ -148,8 +150,10 @@ class HealStage(Stage):
         notifiers: Sequence[Notifier] = (),
         group_window_s: float = 300.0,
         graph: nx.DiGraph | None = None,
+        objectives: PredictSettings | None = None,
     ) -> None:
         super().__init__(bus, clock, telemetry)
+        self.objectives = objectives  # declared SLOs: a breach keeps an incident unhealthy
         self.events = events
         self.settings = settings
         self.notifiers = list(notifiers)
@@ -260,7 +264,9 @@ class HealStage(Stage):
         ):
             self._again[inc.id] = now + self.settings.settle_s  # refused or awaiting a person
         else:
-            self._again.pop(inc.id, None)  # under way: asked again once it ends
+            # Under way: looked at again once it ends, or beside it once it is stuck verifying
+            # (held_services; a second fault may be what keeps its check from holding).
+            self._again[inc.id] = now + self.settings.settle_s
         return decision
 
     async def _audit_decision(self, now: float, request: HealRequest, decision: HealDecision) -> None:
@@ -321,7 +327,7 @@ class HealStage(Stage):
             since = inc.opened_at - self.group_window_s
             anomalies = [
                 a
-                for s in inc.services or ((inc.service,) if inc.service else ())
+                for s in services_of(inc)
                 for a in self.events.find(Anomaly, service=s, since=since, until=now, limit=10_000)
             ]
             found = [(observe(self.view, inc, anomalies, now), inc.service or "")]
@@ -368,11 +374,17 @@ class HealStage(Stage):
         await self._send_escalations()
 
     def _unhealthy(self, inc: Incident, now: float) -> bool:
-        """One of the incident's services had an anomaly in the last ``ACTIVE_S``."""
+        """One of the incident's services had an anomaly in the last ``ACTIVE_S``, or breaches an objective
+        it met before (:mod:`opsmind.incidents.breach`: the detectors may have got used to a lasting
+        fault that users still feel)."""
         if now - inc.last_anomaly_at <= ACTIVE_S:
             return True
-        services = inc.services or ((inc.service,) if inc.service else ())
-        return any(self.events.find(Anomaly, service=s, since=now - ACTIVE_S, limit=1) for s in services)
+        services = services_of(inc)
+        if any(self.events.find(Anomaly, service=s, since=now - ACTIVE_S, limit=1) for s in services):
+            return True
+        return self.objectives is not None and bool(
+            breaches(self.view.samples, self.objectives, services, inc.opened_at, now)
+        )
 
     def kick(self) -> None:
         """Drive the remediations now rather than on the next tick (after an approval)."""

@@ -33,7 +33,7 @@ simulated faults, so what it measures is the code that runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -201,12 +201,21 @@ class Correlator:
         ]
         return max(found, key=lambda i: i.resolved_at or 0.0) if found else None
 
-    def tick(self, now: float) -> list[Change]:
+    def tick(self, now: float, hold: Callable[[Incident], str | None] | None = None) -> list[Change]:
+        """Auto-resolve what has been quiet long enough, unless ``hold`` gives a reason to keep it open
+        (an objective still breached, :mod:`opsmind.incidents.breach`): a hold is noted on the
+        incident's timeline when it starts (an ``updated`` change) and asked again on every tick."""
         out = []
         for inc in list(self.active.values()):
             done, reason = grouping.should_resolve(inc, now, self.settings.resolve_after_s)
-            if done:
+            if not done:
+                continue
+            why = hold(inc) if hold is not None else None
+            if why is None:
                 out.append(self._store("resolved", grouping.resolve(inc, now, reason), reason))
+            elif not grouping.held_since_last_anomaly(inc):
+                held = grouping.note(inc, now, grouping.HELD_OPEN, reason=why)
+                out.append(self._store("updated", held, f"held open: {why}"))
         horizon = now - self.settings.reopen_window_s
         for key, inc in list(self.resolved.items()):
             if (inc.resolved_at or 0.0) < horizon:

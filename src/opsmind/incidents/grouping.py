@@ -215,6 +215,23 @@ def should_resolve(incident: Incident, now: float, resolve_after_s: float) -> tu
     return False, "still within the quiet period"
 
 
+def services_of(incident: Incident) -> tuple[str, ...]:
+    """The services an incident involves (an incident from external alerts may only name the one)."""
+    return incident.services or ((incident.service,) if incident.service else ())
+
+
+HELD_OPEN = "held_open"
+"""Timeline event: quiet long enough to resolve, but an objective is still breached."""
+
+
+def held_since_last_anomaly(incident: Incident) -> bool:
+    """A hold was noted on the timeline after the incident's last anomaly (one note per hold)."""
+    return any(
+        e.get("event") == HELD_OPEN and float(e.get("at", 0.0)) >= incident.last_anomaly_at
+        for e in incident.timeline
+    )
+
+
 def note(incident: Incident, now: float, event: str, **detail: object) -> Incident:
     """``incident`` with one more timeline entry (the record stays bounded, see TIMELINE_LIMIT)."""
     if len(incident.timeline) >= TIMELINE_LIMIT and event == "anomaly":

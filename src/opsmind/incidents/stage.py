@@ -20,8 +20,9 @@ from typing import Literal
 from opsmind.bus.protocols import Bus, Message
 from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
-from opsmind.config import IncidentSettings
+from opsmind.config import IncidentSettings, PredictSettings
 from opsmind.incidents import grouping
+from opsmind.incidents.breach import breaches
 from opsmind.incidents.correlator import Change, ChangeKind, Correlator
 from opsmind.incidents.feedback import NoiseClassifier
 from opsmind.incidents.root_cause import callees, root_causes, topology_graph
@@ -65,10 +66,15 @@ class IncidentStage(Stage):
         settings: IncidentSettings,
         samples: SampleStore | None = None,
         noise: NoiseClassifier | None = None,
+        objectives: PredictSettings | None = None,
     ) -> None:
         super().__init__(bus, clock, telemetry)
         self.events = events
         self.samples = samples if settings.root_cause else None
+        # What keeps a quiet incident open (:mod:`opsmind.incidents.breach`); None: nothing does.
+        self._objectives: tuple[SampleStore, PredictSettings] | None = None
+        if samples is not None and objectives is not None and settings.hold_while_breaching:
+            self._objectives = (samples, objectives)
         self.graph = topology_graph(settings.topology)
         self.settings = settings
         self.tick_interval = settings.check_interval_s
@@ -161,5 +167,14 @@ class IncidentStage(Stage):
     async def tick(self) -> None:
         async with self._lock:
             now = self.clock.now()
-            for change in self.correlator.tick(now):
+            changes = await asyncio.to_thread(self.correlator.tick, now, partial(self._hold, now))
+            for change in changes:
                 await self._emit(change, now, "opsmind:incidents")
+
+    def _hold(self, now: float, incident: Incident) -> str | None:
+        """Why ``incident`` must stay open although it is quiet: the objectives its services still breach."""
+        if self._objectives is None:
+            return None
+        samples, objectives = self._objectives
+        found = breaches(samples, objectives, grouping.services_of(incident), incident.opened_at, now)
+        return "; ".join(str(b) for b in found) or None
