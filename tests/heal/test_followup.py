@@ -8,7 +8,8 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from opsmind.heal.followup import STUCK_S, beside, held_services, still_broken
+from opsmind.heal.followup import STUCK_S, beside, held_services, looks, still_broken
+from opsmind.heal.observation import Inventory
 from opsmind.heal.state import RemediationState
 
 
@@ -60,3 +61,29 @@ def test_beside_leaves_out_what_a_held_service_may_explain() -> None:
     assert beside(["gw", "db", "disk", "web", "cache", "api"], {"api"}, g) == ["db", "disk", "web", "cache"]
     assert beside(["gw", "web", "api"], {"db"}, g) == ["web"]  # api calls db, gw calls it through api
     assert beside(["x", "web"], set(), g) == ["x", "web"]  # nothing held; a service not in the graph stays
+
+
+def test_once_a_cure_verified_and_nothing_else_differs_nothing_is_looked_at() -> None:
+    """The cured service's recovery still raises anomalies: asking about it again would only propose the
+    remedy that just worked. Before any cure, the opening's ranking is looked at."""
+    times = 1000.0 + 5.0 * np.arange(400)
+    opened = float(times[250])
+    rng = np.random.default_rng(1)
+    after = times >= opened
+    cols = {
+        "auth_error_ratio": 0.01 + rng.normal(0.0, 1e-4, len(times)) + np.where(after, 0.3, 0.0),
+        "gateway_cpu_utilisation": 0.4 + rng.normal(0.0, 0.004, len(times)),
+        "gateway_request_rate": 100.0 + rng.normal(0.0, 1.0, len(times)),
+    }
+    now = float(times[-1])
+    inventory = Inventory(kinds={}, memory_limit_bytes={}, entry="gateway")
+
+    def healer(cured: frozenset[str]) -> Any:
+        return SimpleNamespace(fixed=lambda incident_id, since: (cured, frozenset()))
+
+    def services(cured: frozenset[str]) -> list[str]:
+        found = looks(healer(cured), "inc-1", opened, now, times, cols, [], None, inventory)
+        return [service for _, service in found]
+
+    assert services(frozenset())[0] == "auth"  # the opening's ranking
+    assert services(frozenset({"auth"})) == []

@@ -321,8 +321,9 @@ class HealStage(Stage):
             except ValueError as exc:  # e.g. nothing before the opening to compare with
                 log.info("heal: incident %s: metrics cannot be ranked (%s); using its anomalies", inc.id, exc)
                 found = []
-            if held and not found:
-                return  # only what the held remediations may explain is left: nothing to ask now
+            else:
+                if not found:
+                    return  # only what verified or held remediations explain is left: nothing to ask now
         if not found:
             since = inc.opened_at - self.group_window_s
             anomalies = [

@@ -7,7 +7,10 @@ relieved its symptom. :func:`looks` then asks what is *still* different now (:fu
 last ``now_s`` against the ``baseline_s`` before the opening, :func:`opsmind.rca.ranker.rank_now`) without
 the services a verified cure fixed, the roots a mitigation only relieved first; each look is observed over
 those services alone (the fixed fault's signals, its events and its remedy's would only mislead the
-classifier).
+classifier). When nothing but the cured services differs, nothing is looked at: the anomalies that keep
+such an incident going are its recovery's, and asking about the cured service again only proposed the
+remedy that had just worked, for its cooldown to refuse it and a person to be told (30 of the chaos
+benchmark's 102 escalations).
 
 A remediation that has been verifying for ``stuck_s`` without its check holding (:func:`held_services`)
 may be held up by another fault: its service is left out like a cured one, and so is every service that
@@ -131,6 +134,8 @@ def looks(
         if not broken and not mitigated:
             return  # nothing else to look at while they verify
     if not broken and not mitigated:
+        if cured:
+            return  # the cure verified and nothing else differs from before the incident: nothing to do
         for rank_index in range(ranked):
             yield observe_columns(times, cols, events, opened, now, graph, inventory, rank_index)
         return
