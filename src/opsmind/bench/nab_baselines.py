@@ -13,6 +13,12 @@ Every detector is strictly online: the score of row i depends on rows 0..i only.
   the default ensemble: its raw score goes through its own calibrator (every finite score learned) and is
   scored at alarm onsets exactly like ``opsmind`` (``S / (1 + S)``, 200-point refractory). Chosen on the
   trace corpus of ``opsmind bench nab-corpus``, never on NAB.
+* ``opsmind_cad`` - CAD OSE (Contextual Anomaly Detector, Open Source Edition, M. Smirnov, NAB 2016) as
+  :class:`~opsmind.detect.cad.CadDetector` implements it from NAB's published source: its own reported
+  score, unchanged (no calibration, no onsets), with NAB's parameters and NAB's rest period (the file's
+  probationary period / 5). The one difference from NAB's run: the value range is the running min/max of
+  the values so far (NAB hands CAD the whole file's min/max before the first point, which an online
+  detector cannot know). NaN (none in NAB) scores 0, an infinite value 1.
 * ``opsmind_mad`` - OpsMind's first engine detector, :class:`RollingMadDetector` (window 120, min_points 30,
   threshold 6), fed one value at a time exactly as the engine does (score, then learn unless anomalous);
   the NAB score is its calibrated probability, 0 during the cold start.
@@ -32,6 +38,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from opsmind.detect.cad import cad_series
 from opsmind.detect.calibrate import Calibrator
 from opsmind.detect.context import ContextDetector, context_series
 from opsmind.detect.ensemble import Ensemble, alarm_onsets
@@ -135,9 +142,21 @@ def opsmind_context(timestamps: F64, values: F64) -> F64:
     return s / (1.0 + s)
 
 
+def cad_rest_period(n: int) -> int:
+    """NAB's rest period for CAD OSE on a file of ``n`` rows: ``int(probationaryPeriod / 5)``, at least 1."""
+    return max(1, int(min(math.floor(0.15 * n), 0.15 * 5000) / 5.0))
+
+
+def opsmind_cad(timestamps: F64, values: F64) -> F64:
+    """CAD OSE's reported score, strictly online with a running value range (see module)."""
+    s = cad_series(values, rest_period=cad_rest_period(len(values)))
+    return np.clip(np.nan_to_num(s, nan=0.0, posinf=1.0), 0.0, 1.0)
+
+
 DETECTORS: dict[str, Detector] = {
     "opsmind": opsmind_ensemble,
     "opsmind_context": opsmind_context,
+    "opsmind_cad": opsmind_cad,
     "opsmind_mad": opsmind_mad,
     "windowed_gaussian": windowed_gaussian,
     "river_hst": river_hst,
@@ -150,6 +169,9 @@ DESCRIPTIONS = {
     "opsmind_context": "ContextDetector() alone - sequence novelty of quantised levels after CAD OSE's "
     "description; NOT in the default ensemble; calibrated, scored at alarm onsets (200-point refractory); "
     "chosen on the trace corpus of `opsmind bench nab-corpus`, never on NAB",
+    "opsmind_cad": "CadDetector() - CAD OSE reimplemented from NAB's published source, NAB's parameters "
+    "(base threshold 0.75, rest period = probationary period / 5, 7 / 15 / 3 bits), its own score unchanged; "
+    "value range = running min/max so far (NAB gives CAD the whole file's min/max); nothing tuned",
     "opsmind_mad": "RollingMadDetector(window=120, min_points=30, threshold=6), calibrated probability",
     "windowed_gaussian": f"NAB windowed Gaussian (window {GAUSSIAN_WINDOW}, step {GAUSSIAN_STEP})",
     "river_hst": "river MinMaxScaler | HalfSpaceTrees(n_trees=10, height=8, window_size=250, seed=42)",
