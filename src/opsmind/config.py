@@ -449,6 +449,11 @@ class HealSettings(_Section):
         ge=0,
         description="after a remediation of a still-open incident ends, wait this long to act again",
     )
+    approval_wait_s: float = Field(
+        300,
+        ge=0,
+        description="while a proposal waits this long for a person, nothing else is proposed for it",
+    )
     inventory: dict[str, HealInventoryEntry] = Field(
         default_factory=dict, description="service -> its kind and memory limit, as declared"
     )

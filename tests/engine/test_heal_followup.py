@@ -213,3 +213,39 @@ async def test_beside_a_remediation_stuck_verifying_the_incidents_other_broken_s
         assert db.state is RemediationState.VERIFYING  # still verifying: the cache was looked at beside it
     finally:
         await engine.stop()
+
+
+async def test_while_a_person_decides_on_a_proposal_nothing_else_is_proposed_for_its_incident(
+    tmp_path: Path,
+) -> None:
+    """The restart needs approval: the stage waits for the person (approval_wait_s) instead of proposing
+    the next option on another service, and asks again once they rejected it."""
+    clock = SimClock(T0 + 120)
+    settings = _settings(
+        tmp_path, {"gateway": ["api"], "api": ["db"]}, approval_above_risk="low", approval_wait_s=300
+    )
+    engine = Engine(settings, clock=clock, remediators={"log": RecordingActuator()})
+    await engine.start()
+    try:
+        assert engine.healing is not None
+        engine.store.append(_chain_metrics(T0 + 900))
+        inc = _incident("inc-1", ("gateway", "api"), T0 + 20)
+        await _open(engine, inc)
+        (proposal,) = remediations(engine)
+        assert proposal.state is RemediationState.PROPOSED
+
+        async def run(seconds: float) -> None:
+            for _ in range(int(seconds / STEP)):
+                await clock.advance(STEP)
+                await asyncio.to_thread(
+                    engine.store.put, inc.model_copy(update={"last_anomaly_at": clock.now()})
+                )
+                await engine.healing.tick()
+
+        await run(200)
+        assert len(remediations(engine)) == 1  # the person is still deciding
+        await engine.healing.reject(proposal.id, who="alice", why="not now")
+        await run(60)
+        assert len(remediations(engine)) == 2  # the next option, once they decided
+    finally:
+        await engine.stop()

@@ -16,7 +16,8 @@ Afterwards (:meth:`HealStage.tick`): an incident the healer cannot classify and 
 observed again every ``heal.observe_again_s``, and counts as affecting users once it has lasted
 :data:`~opsmind.heal.followup.PATIENCE_S` (the healer then tries its best guess, cautiously); when a
 remediation of a still-unhealthy incident ends, or could not start, the healer is asked again
-``heal.settle_s`` later - about what is *still* broken once a fix verified, and beside a remediation
+``heal.settle_s`` later (while one of its proposals waits for a person, up to ``heal.approval_wait_s``,
+nothing else is proposed for it) - about what is *still* broken once a fix verified, and beside a remediation
 stuck verifying (:func:`opsmind.heal.followup.looks`, the policy the chaos benchmark measures). When
 nothing is left to try, a person is told once. A resolved incident tells the healer its last verified
 remediation worked. Every ``heal.tick_interval_s`` of the engine clock the healer drives its
@@ -262,7 +263,8 @@ class HealStage(Stage):
             decision.outcome is not None
             and decision.outcome.remediation.state is not RemediationState.APPROVED
         ):
-            self._again[inc.id] = now + self.settings.settle_s  # refused or awaiting a person
+            # Refused: the next option after settle_s. Awaiting a person: once they decided (see tick).
+            self._again[inc.id] = now + self.settings.settle_s
         else:
             # Under way: looked at again once it ends, or beside it once it is stuck verifying
             # (held_services; a second fault may be what keeps its check from holding).
@@ -365,6 +367,12 @@ class HealStage(Stage):
                     continue
                 if not await asyncio.to_thread(self._unhealthy, inc, now):
                     continue  # quiet for now: looked at again on the next tick until it resolves
+                since = now - self.settings.approval_wait_s
+                if await asyncio.to_thread(self.healer.awaiting_person, iid, since):
+                    # A person is deciding on a proposal: a second one for the same incident (the next
+                    # option, on another service) would ask them twice. Asked again once they have, or
+                    # once they have let it wait approval_wait_s.
+                    continue
                 held: frozenset[str] = frozenset()
                 if self.healer.busy_with(iid):
                     stuck = held_services(self.healer, now, incident_id=iid)

@@ -398,6 +398,13 @@ class Healer:
         live = self.executor.log.in_states([S.APPROVED, *UNFINISHED])
         return any(not r.finished and r.incident_id == incident_id for r in live)
 
+    def awaiting_person(self, incident_id: str, since: float) -> bool:
+        """A remediation of ``incident_id`` proposed at ``since`` or later waits for a person's approval."""
+        return any(
+            r.incident_id == incident_id and r.created_at >= since
+            for r in self.executor.log.in_states([S.PROPOSED])
+        )
+
     def tick(self) -> list[Outcome]:
         """Drive every remediation one step further; learn from the ones that ended."""
         outcomes = self.executor.tick()
