@@ -211,6 +211,14 @@ def remediation(rig: Rig, service: str) -> Remediation:
     return rem
 
 
+async def refused(rig: Rig, service: str) -> Remediation:
+    """The service's one remediation once a guard has refused it: the executor stores it as proposed
+    first and refuses it a moment later, in the heal stage's worker thread."""
+    return await wait_for(
+        lambda: next((r for r in remediations(rig, service) if r.state.value != "proposed"), None)
+    )
+
+
 async def tick(rig: Rig, seconds: float = 5) -> None:
     await rig.clock.advance(seconds)
     assert rig.engine.healing is not None
@@ -282,8 +290,8 @@ async def check_automation_mode(rig: Rig) -> None:
     r = await rig.client.put("/api/v1/automation", json={"mode": "off", "who": "dee", "why": why})
     assert r.status_code == 200 and r.json()["mode"] == "off"
     await open_incident(rig, "svc-off")
-    refused = remediation(rig, "svc-off")
-    assert refused.state.value == "escalated" and "automation is switched off" in refused.history[-1].why
+    rem = await refused(rig, "svc-off")
+    assert rem.state.value == "escalated" and "automation is switched off" in rem.history[-1].why
     audited(rig, "dee", why, "automation_mode")
     r = await rig.client.put("/api/v1/automation", json={"mode": "on", "who": "dee", "why": "review done"})
     assert r.json()["mode"] == "on"
@@ -297,14 +305,14 @@ async def check_pause_service(rig: Rig) -> None:
     (listed,) = (await rig.client.get("/api/v1/automation/services")).json()
     assert (listed["service"], listed["who"], listed["why"]) == ("svc-paused", "eve", why)
     await open_incident(rig, "svc-paused")
-    refused = remediation(rig, "svc-paused")
-    assert refused.state.value == "escalated"
-    assert f"paused by eve: {why}" in refused.history[-1].why  # the healer refuses, with who and why
+    rem = await refused(rig, "svc-paused")
+    assert rem.state.value == "escalated"
+    assert f"paused by eve: {why}" in rem.history[-1].why  # the healer refuses, with who and why
     audited(rig, "eve", why, "service_pause")
     guard = next(
         a
         for a in rig.engine.store.find(AuditEntry, limit=1000)
-        if a.verb == "refused" and a.subject == refused.id
+        if a.verb == "refused" and a.subject == rem.id
     )
     assert guard.detail["guard"] == "service_paused"
     r = await rig.client.put(url, json={"paused": False, "who": "eve", "why": "migration done"})
