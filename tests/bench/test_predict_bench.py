@@ -155,3 +155,8 @@ def test_warning_scores_end_to_end_on_a_daily_ramp() -> None:
     assert r["warning_precision"] is not None and r["warning_precision"] >= 0.5
     assert r["median_lead_minutes"] is not None and r["median_lead_minutes"] >= 3
     assert set(setup["fit_capacity"]) >= set(WARNING_KEYS)
+    # The gate alone is scored beside the learned rule; on a few days the learner is still warming up,
+    # so the gate decides and both agree.
+    gate = setup["gate_only"]
+    assert set(gate) >= set(WARNING_KEYS)
+    assert gate["warning_episodes"] == r["warning_episodes"] and gate["warning_recall"] == r["warning_recall"]
