@@ -637,7 +637,9 @@ def _markdown(results: dict[str, dict[str, Any]], paths: Sequence[Path], horizon
         f"1-{DETECT_WINDOW} minutes before it; recall = detected / breach episodes; the lead is from the "
         "earliest such warning start; the median is over detected episodes. Goals: precision >= 0.8, "
         "recall >= 0.8, median lead >= 5 minutes. The gate's levels and durations were chosen on Crane "
-        "input3/5/7, the learner's levels on Crane input1-8 and 10-14, not on these traces.",
+        "input3/5/7, the learner's levels on Crane input1-8 and 10-14, not on these traces. The engine's "
+        "live prediction stage (`predict.stage`) does not use the learner yet: it warns by the gate alone, "
+        "scored here as `gate_only`.",
         "",
         "| trace | replicas | breach share | capacity (learned) | precision | recall | median lead "
         "| gate alone: precision | recall | median lead "
