@@ -259,15 +259,10 @@ class HealStage(Stage):
                 self._told.append(
                     (inc.id, inc.service, {"reason": f"nothing left to try: {decision.explanation}"})
                 )
-        elif (
-            decision.outcome is not None
-            and decision.outcome.remediation.state is not RemediationState.APPROVED
-        ):
-            # Refused: the next option after settle_s. Awaiting a person: once they decided (see tick).
-            self._again[inc.id] = now + self.settings.settle_s
         else:
-            # Under way: looked at again once it ends, or beside it once it is stuck verifying
-            # (held_services; a second fault may be what keeps its check from holding).
+            # Refused: the next option after settle_s. Awaiting a person: once they decided (see tick).
+            # Under way: once it ends, or beside it once it is stuck verifying (held_services; a second
+            # fault may be what keeps its check from holding).
             self._again[inc.id] = now + self.settings.settle_s
         return decision
 
