@@ -289,7 +289,17 @@ class PredictSettings(_Section):
     min_history: int = Field(30, ge=2, description="steps of load needed before the first forecast")
     max_history: int = Field(7 * 1440, ge=10, description="steps of load kept per service")
     level: int = Field(80, gt=0, lt=100, description="prediction interval (%) that warnings read")
-    warn_threshold: float = Field(0.5, gt=0, lt=1, description="breach probability that raises a warning")
+    warn_threshold: float = Field(
+        0.2,  # predict.bottleneck.RAISE_P: the gate that `opsmind bench predict` scores
+        gt=0,
+        lt=1,
+        description="breach probability that raises a warning (held for a minute: the warning gate)",
+    )
+    learn_warnings: bool = Field(
+        True,
+        description="latency-SLO warnings by a rule learned online per service from its own warnings and "
+        "breaches (predict/warning_learner.py), the gate alone during its warm-up; false: the gate alone",
+    )
     min_lead_s: float = Field(300, ge=0, description="a warning expected sooner than this is 'imminent'")
     max_lead_s: float = Field(900, gt=0, description="warn of breaches expected within this")
     capacity_refit_s: float = Field(900, gt=0, description="how often each capacity model is refitted")

@@ -3,13 +3,22 @@ suppress a warning context that never leads to a breach while keeping one that d
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import pytest
 
-from opsmind.predict.bottleneck import WarningGate
-from opsmind.predict.warning_learner import LABEL_MINUTES, WarningLearner, default_model
+from opsmind.predict.base import Forecast
+from opsmind.predict.bottleneck import LATENCY_SLO_RISK, WarningGate, breach_risk, warn
+from opsmind.predict.capacity import CapacityModel
+from opsmind.predict.warning_learner import (
+    FEATURES,
+    LABEL_MINUTES,
+    LearnedWarningRule,
+    WarningLearner,
+    default_model,
+)
 
 SLO = 0.5
 CAP = 100.0
@@ -111,3 +120,117 @@ def test_learns_to_suppress_a_context_that_never_breaches() -> None:
     assert gate_false > 0 and gate_real > 0  # the gate warns in both contexts alike
     assert learned_false == 0  # the learner no longer warns where no breach ever followed
     assert learned_real == gate_real  # and still warns ahead of every breach the gate did
+
+
+def trained(learner: WarningLearner | None = None, seed: int = 2) -> WarningLearner:
+    """A learner warmed on the real/false cycles of the test above."""
+    if learner is None:
+        learner = WarningLearner(slo_s=SLO, min_examples=600, min_positives=20)
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        kind = "real" if rng.uniform() < 0.5 else "false"
+        for k in range(CYCLE):
+            minute(learner, *cycle(kind, k))
+    assert learner.ready
+    return learner
+
+
+def test_a_saved_model_restored_gives_the_same_probabilities() -> None:
+    learner = trained()
+    params = learner.export_model()
+    assert params is not None and params["features"] == list(FEATURES)
+    fresh = WarningLearner(slo_s=SLO)
+    assert not fresh.ready and fresh.export_model() is None
+    fresh.restore_model(json.loads(json.dumps(params)))  # as the event store keeps it
+    assert fresh.ready and fresh.fits == learner.fits
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        x = rng.normal(size=len(FEATURES))
+        assert fresh._q(x) == pytest.approx(learner._q(x), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"features": ["p_peak"]}, "features"),
+        ({"coef": [0.0] * 3}, "coefficients"),
+        ({"scale": [0.0] * len(FEATURES)}, "scales"),
+        ({"intercept": "x"}, "malformed"),
+        ({"intercept": float("nan")}, "intercept"),
+    ],
+)
+def test_a_saved_model_that_does_not_fit_is_refused_with_the_reason(
+    change: dict[str, Any], match: str
+) -> None:
+    params = trained().export_model()
+    assert params is not None
+    learner = WarningLearner(slo_s=SLO)
+    with pytest.raises(ValueError, match=match):
+        learner.restore_model({**params, **change})
+    assert not learner.ready
+
+
+def test_a_model_other_than_the_default_cannot_be_exported() -> None:
+    learner = trained(WarningLearner(slo_s=SLO, min_examples=600, min_positives=20, model_factory=_Tree))
+    with pytest.raises(TypeError, match="default model"):
+        learner.export_model()
+
+
+class _Tree:
+    def __init__(self) -> None:
+        from sklearn.tree import DecisionTreeClassifier
+
+        self.inner = DecisionTreeClassifier(max_depth=3)
+
+    def fit(self, x: Any, y: Any) -> Any:
+        return self.inner.fit(x, y)
+
+    def predict_proba(self, x: Any) -> Any:
+        return self.inner.predict_proba(x)
+
+
+def test_the_rule_feeds_each_minute_once_and_a_minute_without_a_decision_as_history() -> None:
+    rule = LearnedWarningRule(WarningLearner(slo_s=SLO))
+    p = np.full(15, 0.5)
+    cap = np.full(15, CAP)
+    mean, upper = np.full(15, 60.0), np.full(15, 80.0)
+    rule.minute(60.0, 0.1)
+    rule.minute(61.0, 0.1)  # no decision for the first: it is history
+    assert rule.learner.minute == 0
+    assert rule.decide(p, cap, mean, upper, 60.0) is False  # the gate wants two minutes at 0.2
+    assert rule.learner.minute == 1
+    assert rule.decide(p, cap, mean, upper, 90.0) is False  # no new minute: the last decision stands
+    assert rule.learner.minute == 1
+    rule.minute(62.0, 0.1)
+    assert rule.decide(p, cap, mean, upper, 120.0) is True
+    assert rule.learner.minute == 2 and rule.raise_p == rule.learner.gate.raise_p
+
+
+def test_the_rule_through_warn_matches_the_learner_fed_directly() -> None:
+    """warn() hands the rule the look-ahead's P(exceed), capacity, mean and upper bound: the same
+    decisions as the learner given them by hand (the benchmark scores the rule through warn)."""
+    direct = WarningLearner(slo_s=SLO, min_examples=600, min_positives=20)
+    rule = LearnedWarningRule(WarningLearner(slo_s=SLO, min_examples=600, min_positives=20))
+    capacity = CapacityModel.known(25.0, 25.0, SLO)
+    rng = np.random.default_rng(3)
+    for c in range(40):
+        kind = "real" if rng.uniform() < 0.5 else "false"
+        for k in range(CYCLE):
+            load, p95, _ = cycle(kind, k)
+            t = c * CYCLE + k
+            mean = np.full(15, load) + np.arange(15)
+            fc = Forecast(mean, {80: mean * 0.9}, {80: mean * 1.1}, "test")
+            risk = breach_risk(fc, 60.0, 4, capacity)
+            expected = direct.update(
+                load,
+                p95,
+                float(risk.slo_capacity[0]),
+                risk.p_slo,
+                float(np.max(mean / risk.slo_capacity)),
+                float(np.max(mean * 1.1 / risk.slo_capacity)),
+                60.0 * t,
+            )
+            rule.minute(load, p95)
+            found = warn("s", fc, 60.0, 60.0 * t, 4, capacity, gates={LATENCY_SLO_RISK: rule})
+            assert any(w.kind == LATENCY_SLO_RISK for w in found) == expected
+    assert direct.ready and rule.learner.ready

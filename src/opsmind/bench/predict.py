@@ -109,13 +109,19 @@ from opsmind.predict.bottleneck import (
     LATENCY_SLO_RISK,
     RAISE_P,
     WarningGate,
-    breach_risk,
+    WarningRule,
     warn,
 )
 from opsmind.predict.capacity import CapacityModel, fit_capacity
 from opsmind.predict.forecast import LoadForecaster, fill_gaps
 from opsmind.predict.queue_model import fit_service_time, response_quantile
-from opsmind.predict.warning_learner import OWN_P, RECHECK_MINUTES, START_P, WarningLearner
+from opsmind.predict.warning_learner import (
+    OWN_P,
+    RECHECK_MINUTES,
+    START_P,
+    LearnedWarningRule,
+    WarningLearner,
+)
 from opsmind.sim.queueing import mmc
 from opsmind.sim.replay import ReplaySpec, ServiceReplay
 
@@ -387,9 +393,10 @@ def _gate() -> WarningGate:
     return WarningGate()
 
 
-def _warns(fc: Forecast, t: int, replicas: int, capacity: CapacityModel, gate: WarningGate) -> bool:
+def _warns(fc: Forecast, t: int, replicas: int, capacity: CapacityModel, rule: WarningRule) -> bool:
     """Whether :func:`~opsmind.predict.bottleneck.warn` reports a latency-SLO warning after minute ``t``
-    (its gate, kept across the minutes, decides)."""
+    (its rule, the gate alone or the learner, kept across the minutes, decides), as the predict stage
+    calls it."""
     found = warn(
         "trace",
         fc,
@@ -398,26 +405,9 @@ def _warns(fc: Forecast, t: int, replicas: int, capacity: CapacityModel, gate: W
         replicas,
         capacity,
         threshold=WARN_THRESHOLD,
-        gates={LATENCY_SLO_RISK: gate},
+        gates={LATENCY_SLO_RISK: rule},
     )
     return any(w.kind == LATENCY_SLO_RISK for w in found)
-
-
-def _learned(
-    fc: Forecast, load: float, p95: float, replicas: int, capacity: CapacityModel, learner: WarningLearner
-) -> bool:
-    """Whether the :class:`~opsmind.predict.warning_learner.WarningLearner` (its gate inside, both kept
-    across the minutes) warns after the minute with this ``load`` and ``p95``."""
-    risk = breach_risk(fc, 60.0, replicas, capacity)
-    widest = max(fc.hi)
-    return learner.update(
-        load,
-        p95,
-        float(risk.slo_capacity[0]),
-        risk.p_slo,
-        float(np.max(np.asarray(fc.mean) / risk.slo_capacity)),
-        float(np.max(np.asarray(fc.hi[widest]) / risk.slo_capacity)),
-    )
 
 
 def warning_scores(
@@ -453,18 +443,17 @@ def warning_scores(
         forecaster = factory()
         forecaster.fit(observed[:train])
         gates = {name: _gate() for name in usable}
-        learners = {name: WarningLearner(slo_s=slo, gate=_gate()) for name in usable}
-        for learner in learners.values():  # the warm-up's monitoring: history, no forecast yet
+        learners = {name: LearnedWarningRule(WarningLearner(slo_s=slo, gate=_gate())) for name in usable}
+        for rule in learners.values():  # the warm-up's monitoring: history, no forecast yet
             for t in range(train):
-                learner.observe(float(observed[t]), float(p95[t]))
+                rule.learner.observe(float(observed[t]), float(p95[t]))
         for t in range(train, n):
             forecaster.update(observed[t : t + 1])
             fc = forecaster.predict(horizon, LEVELS)
             for name, model in usable.items():
                 gate_flags[name][t] = _warns(fc, t, replicas, model, gates[name])
-                flags[name][t] = _learned(
-                    fc, float(observed[t]), float(p95[t]), replicas, model, learners[name]
-                )
+                learners[name].minute(float(observed[t]), float(p95[t]))
+                flags[name][t] = _warns(fc, t, replicas, model, learners[name])
     true_cap = replay_slo_capacity(replicas, spec)
     per_model: dict[str, dict[str, Any]] = {}
     for name, model in models.items():
@@ -638,8 +627,10 @@ def _markdown(results: dict[str, dict[str, Any]], paths: Sequence[Path], horizon
         "earliest such warning start; the median is over detected episodes. Goals: precision >= 0.8, "
         "recall >= 0.8, median lead >= 5 minutes. The gate's levels and durations were chosen on Crane "
         "input3/5/7, the learner's levels on Crane input1-8 and 10-14, not on these traces. The engine's "
-        "live prediction stage (`predict.stage`) does not use the learner yet: it warns by the gate alone, "
-        "scored here as `gate_only`.",
+        "live prediction stage (`predict.stage`) runs this same rule through the same `warn` call, one "
+        "learner per service fed every complete minute of load and latency, its model saved on each refit "
+        "and restored after a restart (`predict.learn_warnings`, on by default); the gate alone is scored as "
+        "`gate_only`.",
         "",
         "| trace | replicas | breach share | capacity (learned) | precision | recall | median lead "
         "| gate alone: precision | recall | median lead "

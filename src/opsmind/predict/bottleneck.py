@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -139,6 +140,22 @@ FOR_S = 60.0  # two consecutive one-minute evaluations at or above RAISE_P befor
 KEEP_S = 600.0  # then firing until P(exceed) has stayed below CLEAR_P for 10 minutes
 
 
+class WarningRule(Protocol):
+    """What decides, evaluation after evaluation, whether one kind of warning fires (kept by the caller
+    across evaluations): :class:`WarningGate`, or a rule that learns (:mod:`opsmind.predict.warning_learner`).
+    :func:`warn` hands it the steps within its look-ahead: each step's P(exceed), the capacity it was
+    computed against, the forecast mean and widest upper bound."""
+
+    @property
+    def raise_p(self) -> float:
+        """The probability at which a step counts as the expected breach."""
+        ...
+
+    def decide(
+        self, probability: FloatArray, capacity: FloatArray, mean: FloatArray, upper: FloatArray, now: float
+    ) -> bool: ...
+
+
 @dataclass(slots=True)
 class WarningGate:
     """The alerting rule for one service and kind: fires once the peak P(exceed) has stayed at or above
@@ -178,6 +195,12 @@ class WarningGate:
             self.pending_since = None
         return self.firing
 
+    def decide(
+        self, probability: FloatArray, capacity: FloatArray, mean: FloatArray, upper: FloatArray, now: float
+    ) -> bool:
+        """As a :class:`WarningRule`: the gate reads the peak probability only."""
+        return self.update(float(np.max(probability, initial=0.0)), now)
+
 
 @dataclass(frozen=True, slots=True)
 class BottleneckWarning:
@@ -201,15 +224,16 @@ def warn(
     threshold: float = 0.5,
     min_lead_s: float = 300.0,
     max_lead_s: float = 900.0,
-    gates: Mapping[str, WarningGate] | None = None,
+    gates: Mapping[str, WarningRule] | None = None,
 ) -> list[BottleneckWarning]:
     """Warnings for breaches expected within ``max_lead_s``: saturation first (the worse outcome),
     then latency SLO risk; at most one of each, at the first step that reaches ``threshold``.
 
-    With ``gates`` (kind -> :class:`WarningGate`, kept by the caller across evaluations) a kind that has
-    a gate is fed its peak probability within ``max_lead_s`` and warned about only while its gate fires
-    (``threshold`` is then the gate's business): at the first step reaching the gate's ``raise_p``, or,
-    while the gate holds a warning whose risk has dipped, at the step of highest probability."""
+    With ``gates`` (kind -> :class:`WarningRule`, e.g. a :class:`WarningGate`, kept by the caller across
+    evaluations) a kind that has one is decided by it from the steps within ``max_lead_s`` and warned
+    about only while it fires (``threshold`` is then the rule's business): at the first step reaching
+    the rule's ``raise_p``, or, while it holds a warning whose risk has dipped, at the step of highest
+    probability."""
     risk = breach_risk(forecast, step_s, replicas, capacity, scheduled)
     mean = np.asarray(forecast.mean, dtype=np.float64)
     widest = max(forecast.hi) if forecast.hi else None
@@ -226,8 +250,10 @@ def warn(
                 continue
             i = int(hits[0])
         else:
-            peak = float(np.max(prob, where=ahead, initial=0.0))
-            if not gate.update(peak, now):
+            top = forecast.hi[widest] if widest is not None else mean
+            if not gate.decide(
+                prob[ahead], cap[ahead], mean[ahead], np.asarray(top, dtype=np.float64)[ahead], now
+            ):
                 continue
             hits = np.flatnonzero((prob >= gate.raise_p) & ahead)
             i = int(hits[0]) if hits.size else int(np.argmax(np.where(ahead, prob, -1.0)))

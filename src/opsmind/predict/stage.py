@@ -11,7 +11,13 @@ For each service with a service-level request-rate series (:mod:`opsmind.predict
    (:func:`~opsmind.predict.capacity.fit_capacity`); when the fit refuses, a configured
    ``capacity_per_replica`` stands in (as both SLO and saturation capacity), else there is none;
 3. :func:`~opsmind.predict.bottleneck.warn` looks ``min_lead_s``..``max_lead_s`` ahead, and the SLO
-   burn rate of the error series is evaluated (:mod:`opsmind.predict.slo`, the workbook's rules);
+   burn rate of the error series is evaluated (:mod:`opsmind.predict.slo`, the workbook's rules).
+   Saturation warnings go through a :class:`~opsmind.predict.bottleneck.WarningGate`; latency-SLO
+   warnings through the service's :class:`~opsmind.predict.warning_learner.WarningLearner` (with
+   ``learn_warnings``, the default), which learns from the service's own load, latency and past
+   warnings and lets its gate decide until it has learned; every complete step's load and latency
+   (on first sight, the stored history) reach it in order. Its model is saved (a ``WarningModel``
+   record) on every refit and restored when the service is first seen, so a restart keeps it;
 4. every ``outlook_interval_s`` the week-ahead capacity outlook is redone from hourly peaks
    (:mod:`opsmind.predict.capacity_forecast`).
 
@@ -45,6 +51,7 @@ from opsmind.predict.bottleneck import (
     SATURATION,
     BottleneckWarning,
     WarningGate,
+    WarningRule,
     warn,
 )
 from opsmind.predict.capacity import CapacityModel, fit_capacity
@@ -55,9 +62,10 @@ from opsmind.predict.capacity_forecast import (
     forecast_service,
 )
 from opsmind.predict.slo import SLO, WORKBOOK_RULES, BurnReport, evaluate_bad_fraction
+from opsmind.predict.warning_learner import LearnedWarningRule, WarningLearner
 from opsmind.store.protocols import EventStore, SampleStore
 from opsmind.telemetry import Telemetry
-from opsmind.types import Anomaly, Series, anomaly_id
+from opsmind.types import Anomaly, Series, WarningModel, anomaly_id
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +119,9 @@ class _State:
     capacity_at: float = -math.inf
     outlook_at: float = -math.inf
     last_load: float = math.nan
-    gates: dict[str, WarningGate] = field(default_factory=dict)  # kind -> its alerting rule's state
+    gates: dict[str, WarningRule] = field(default_factory=dict)  # kind -> its alerting rule's state
+    learned: LearnedWarningRule | None = None  # the latency-SLO rule, with learn_warnings
+    saved_fits: int = 0  # the learner's fits when its model was last saved
 
 
 class PredictStage(Stage):
@@ -218,6 +228,7 @@ class PredictStage(Stage):
                 max_lead_s=s.max_lead_s,
                 gates=self._gates(state),
             )
+        self._save_learned(state, view.notes)
         view.warnings = tuple(bottlenecks)
         anomalies = [self._bottleneck_anomaly(w, now) for w in bottlenecks]
         view.burn = self._burn(series, now, view.notes)
@@ -237,28 +248,103 @@ class PredictStage(Stage):
         )
         return prediction, anomalies
 
-    def _gates(self, state: _State) -> dict[str, WarningGate]:
+    def _gates(self, state: _State) -> dict[str, WarningRule]:
         """The service's warning rules (the ones the predict benchmark scores): a kind warns once its
         breach probability has held ``warn_threshold`` for a minute, and stays warned until it has stayed
-        low (``CLEAR_P``) for ten, so a risk hovering at the threshold is one warning, not a flicker."""
+        low (``CLEAR_P``) for ten, so a risk hovering at the threshold is one warning, not a flicker; with
+        ``learn_warnings`` the latency SLO's gate is inside the learner, which decides once it has
+        learned."""
         if not state.gates:
-            raise_p = self.settings.warn_threshold
+            s = self.settings
+            raise_p = s.warn_threshold
             state.gates = {
                 k: WarningGate(raise_p=raise_p, clear_p=min(CLEAR_P, raise_p))
                 for k in (SATURATION, LATENCY_SLO_RISK)
             }
+            if s.learn_warnings:
+                gate = WarningGate(raise_p=raise_p, clear_p=min(CLEAR_P, raise_p))
+                learner = WarningLearner(slo_s=s.latency_slo(state.series.service), gate=gate)
+                state.learned = LearnedWarningRule(learner)
+                state.gates[LATENCY_SLO_RISK] = state.learned
+                self._restore_learned(state)
         return state.gates
+
+    def _restore_learned(self, state: _State) -> None:
+        """The service's saved warning model, if any; one that no longer fits is ignored (and logged)."""
+        assert state.learned is not None
+        key = f"{state.series.service}/{LATENCY_SLO_RISK}"
+        saved = self.events.get(WarningModel, key)
+        if saved is None:
+            return
+        try:
+            state.learned.learner.restore_model(saved.params)
+        except ValueError as exc:
+            log.warning("predict: %s: saved warning model not used: %s", key, exc)
+            return
+        state.saved_fits = state.learned.learner.fits
+
+    def _save_learned(self, state: _State, notes: dict[str, str]) -> None:
+        """Save the learner's model after a refit, and say in the view what decides the warnings."""
+        if state.learned is None:
+            return
+        learner = state.learned.learner
+        if learner.ready:
+            q = (
+                ""
+                if learner.probability is None
+                else f", P(breach starts within 20 steps) {learner.probability:.2f}"
+            )
+            notes["latency_warning"] = f"learned rule ({learner.fits} fits{q})"
+        else:
+            notes["latency_warning"] = (
+                f"the gate alone while the rule learns: {learner.labelled} of {learner.min_examples} "
+                "labelled steps"
+            )
+        if learner.fits == state.saved_fits:
+            return
+        params = learner.export_model()
+        if params is None:
+            return
+        service = state.series.service
+        record = WarningModel(
+            id=f"{service}/{LATENCY_SLO_RISK}",
+            at=self.clock.now(),
+            service=service,
+            warning=LATENCY_SLO_RISK,
+            params=params,
+        )
+        self.events.put(record)
+        state.saved_fits = learner.fits
 
     def _observe(self, state: _State, now: float) -> None:
         """Feed every complete step since the last one observed (on first sight, the stored history)."""
         step = self.settings.interval_s
         last = math.floor(now / step)  # the step under way is not complete
+        first_sight = state.next_step is None
         first = state.next_step if state.next_step is not None else last - self.settings.max_history
         if last <= first:
             return
         t, v = readings.read_fresh(self.samples, state.series.load, first * step, now)
-        fresh = [max(x, 0.0) for x in readings.step_means(t, v, step, first, last) if math.isfinite(x)]
+        means = [
+            max(x, 0.0) if math.isfinite(x) else math.nan
+            for x in readings.step_means(t, v, step, first, last)
+        ]
         state.next_step = last
+        self._gates(state)
+        if state.learned is not None:  # every step, in order, missing ones as NaN: the learner's clock
+            latency = state.series.latency
+            if latency is not None:
+                t, v = readings.read_fresh(self.samples, latency, first * step, now)
+                p95s = readings.step_means(t, v, step, first, last)
+            else:
+                p95s = [math.nan] * len(means)
+            steps = list(zip(means, p95s, strict=True))
+            if first_sight:  # the stored history: from its first step with load, not max_history before
+                seen = [i for i, (load, _) in enumerate(steps) if math.isfinite(load)]
+                steps = steps[seen[0] :] if seen else []
+            for load, p95 in steps:
+                state.learned.minute(load, p95)
+        fresh = [x for x in means if math.isfinite(x)]
         if not fresh:
             return
         state.history.extend(fresh)

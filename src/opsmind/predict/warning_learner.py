@@ -36,6 +36,12 @@ The levels were chosen on Crane input1-8 and 10-14 (not benchmark traces) with `
 predict``'s replay and scorer, from start 0.3 / 0.4 / 0.5, own 0.5 / 0.6 / 0.7 (or none), recheck 10 /
 15 / 20 minutes: mean warning precision 0.497 -> 0.602, recall 0.670 -> 0.746 there against the gate
 alone.
+
+:class:`LearnedWarningRule` puts a learner behind :func:`~opsmind.predict.bottleneck.warn` as its
+latency-SLO rule, which is how both the predict stage and ``opsmind bench predict`` run it. A fitted
+model can be saved (:meth:`WarningLearner.export_model`, a few dozen numbers) and restored after a
+restart, so a restarted engine does not fall back to the gate for its half-day warm-up; the labelled
+examples themselves are not kept, so its next refit waits for ``min_examples`` new ones.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +58,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from opsmind.predict.bottleneck import WarningGate
+from opsmind.predict.bottleneck import FloatArray, WarningGate
 
 FEATURES = (
     "p_peak",
@@ -273,3 +279,88 @@ class WarningLearner:
         model.fit(np.vstack(self._x), y)
         self.model = model
         self.fits += 1
+
+    def export_model(self) -> dict[str, Any] | None:
+        """The fitted model's parameters, to be saved and given to :meth:`restore_model` after a restart;
+        None before the first fit. Only the default model (standardised logistic regression) can be."""
+        if self.model is None:
+            return None
+        steps = dict(getattr(self.model, "named_steps", {}))
+        scaler, logit = steps.get("standardscaler"), steps.get("logisticregression")
+        if not isinstance(scaler, StandardScaler) or not isinstance(logit, LogisticRegression):
+            raise TypeError("only the default model (StandardScaler + LogisticRegression) can be exported")
+        return {
+            "features": list(FEATURES),
+            "mean": [float(x) for x in scaler.mean_],
+            "scale": [float(x) for x in scaler.scale_],
+            "coef": [float(x) for x in logit.coef_[0]],
+            "intercept": float(logit.intercept_[0]),
+            "fits": self.fits,
+        }
+
+    def restore_model(self, params: dict[str, Any]) -> None:
+        """Take a model saved by :meth:`export_model` (of the same :data:`FEATURES`): it decides from now
+        on, until a refit on new examples replaces it. A ValueError names what does not fit."""
+        names = list(params.get("features", ()))
+        if names != list(FEATURES):
+            raise ValueError(f"the saved model is for features {names}, this learner uses {list(FEATURES)}")
+        n = len(FEATURES)
+        try:
+            mean, scale, coef = (np.asarray(params[k], dtype=np.float64) for k in ("mean", "scale", "coef"))
+            intercept = float(params["intercept"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"the saved model is incomplete or malformed: {exc}") from exc
+        if mean.shape != (n,) or scale.shape != (n,) or coef.shape != (n,):
+            raise ValueError(f"the saved model needs {n} means, scales and coefficients")
+        if not (np.all(np.isfinite(mean)) and np.all(scale > 0) and np.all(np.isfinite(coef))):
+            raise ValueError("the saved model has non-finite means or coefficients, or scales <= 0")
+        if not math.isfinite(intercept):
+            raise ValueError("the saved model's intercept is not finite")
+        scaler = StandardScaler()
+        scaler.mean_, scaler.scale_, scaler.var_ = mean, scale, scale**2
+        scaler.n_features_in_, scaler.n_samples_seen_ = n, 1
+        logit = LogisticRegression()
+        logit.coef_, logit.intercept_ = coef[None, :], np.array([intercept])
+        logit.classes_, logit.n_features_in_ = np.array([False, True]), n
+        self.model = cast(Classifier, make_pipeline(scaler, logit))
+        self.fits = int(params.get("fits", 0))
+
+
+@dataclass(slots=True)
+class LearnedWarningRule:
+    """A :class:`WarningLearner` as :func:`~opsmind.predict.bottleneck.warn`'s rule for the latency SLO
+    (a :class:`~opsmind.predict.bottleneck.WarningRule`). The caller hands it each complete minute's load
+    and p95 with :meth:`minute`, in time order; the next :meth:`decide` feeds that minute and the
+    forecast to the learner. A minute followed by another before any decision (no forecast for it) is
+    history only; a decision without a new minute repeats the last one."""
+
+    learner: WarningLearner
+    _minute: tuple[float, float] | None = field(default=None, init=False)
+
+    @property
+    def raise_p(self) -> float:
+        return self.learner.gate.raise_p
+
+    def minute(self, load: float, p95: float) -> None:
+        if self._minute is not None:
+            self.learner.observe(*self._minute)
+        self._minute = (load, p95)
+
+    def decide(
+        self, probability: FloatArray, capacity: FloatArray, mean: FloatArray, upper: FloatArray, now: float
+    ) -> bool:
+        if self._minute is None:
+            return self.learner.firing
+        (load, p95), self._minute = self._minute, None
+        if capacity.size == 0 or not np.all(capacity > 0):
+            self.learner.observe(load, p95)  # nothing to weigh the load against: history only
+            return self.learner.firing
+        return self.learner.update(
+            load,
+            p95,
+            float(capacity[0]),
+            probability,
+            float(np.max(mean / capacity)),
+            float(np.max(upper / capacity)),
+            now,
+        )

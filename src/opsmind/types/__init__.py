@@ -14,6 +14,7 @@ from opsmind.types.records import (
     Sample,
     SeriesSamples,
     Silence,
+    WarningModel,
     anomaly_id,
     new_id,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "Series",
     "Silence",
     "SeriesSamples",
+    "WarningModel",
     "new_id",
     "validate_label_name",
     "validate_metric_name",

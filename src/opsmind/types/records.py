@@ -226,3 +226,14 @@ class Feedback(Record):
     features: dict[str, float] = Field(
         default_factory=dict, description="the incident's features at the time, see incidents/feedback.py"
     )
+
+
+class WarningModel(Record):
+    """The fitted parameters of one service's learned warning rule (see predict/warning_learner.py), saved
+    on every refit so that a restarted engine warns with it at once instead of relearning for half a day.
+    ``id`` is ``<service>/<warning kind>``."""
+
+    kind: ClassVar[str] = "warning_model"
+
+    warning: str
+    params: dict[str, Any] = Field(description="WarningLearner.export_model(): feature names and weights")
