@@ -3,6 +3,7 @@ suppress a warning context that never leads to a breach while keeping one that d
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -135,6 +136,11 @@ def trained(learner: WarningLearner | None = None, seed: int = 2) -> WarningLear
     return learner
 
 
+@functools.cache
+def saved_params() -> dict[str, Any] | None:
+    return trained().export_model()
+
+
 def test_a_saved_model_restored_gives_the_same_probabilities() -> None:
     learner = trained()
     params = learner.export_model()
@@ -209,11 +215,11 @@ def test_the_rule_feeds_each_minute_once_and_a_minute_without_a_decision_as_hist
 def test_the_rule_through_warn_matches_the_learner_fed_directly() -> None:
     """warn() hands the rule the look-ahead's P(exceed), capacity, mean and upper bound: the same
     decisions as the learner given them by hand (the benchmark scores the rule through warn)."""
-    direct = WarningLearner(slo_s=SLO, min_examples=600, min_positives=20)
-    rule = LearnedWarningRule(WarningLearner(slo_s=SLO, min_examples=600, min_positives=20))
+    direct = WarningLearner(slo_s=SLO, min_examples=300, min_positives=10)
+    rule = LearnedWarningRule(WarningLearner(slo_s=SLO, min_examples=300, min_positives=10))
     capacity = CapacityModel.known(25.0, 25.0, SLO)
     rng = np.random.default_rng(3)
-    for c in range(40):
+    for c in range(16):
         kind = "real" if rng.uniform() < 0.5 else "false"
         for k in range(CYCLE):
             load, p95, _ = cycle(kind, k)
