@@ -261,11 +261,11 @@ class PredictStage(Stage):
                 k: WarningGate(raise_p=raise_p, clear_p=min(CLEAR_P, raise_p))
                 for k in (SATURATION, LATENCY_SLO_RISK)
             }
-            if s.learn_warnings:
-                gate = WarningGate(raise_p=raise_p, clear_p=min(CLEAR_P, raise_p))
+            if s.learn_warnings:  # the latency gate moves inside the learner
+                gate = state.gates[LATENCY_SLO_RISK]
+                assert isinstance(gate, WarningGate)
                 learner = WarningLearner(slo_s=s.latency_slo(state.series.service), gate=gate)
-                state.learned = LearnedWarningRule(learner)
-                state.gates[LATENCY_SLO_RISK] = state.learned
+                state.learned = state.gates[LATENCY_SLO_RISK] = LearnedWarningRule(learner)
                 self._restore_learned(state)
         return state.gates
 
@@ -292,7 +292,7 @@ class PredictStage(Stage):
             q = (
                 ""
                 if learner.probability is None
-                else f", P(breach starts within 20 steps) {learner.probability:.2f}"
+                else f", P(breach starts within {learner.label_minutes} steps) {learner.probability:.2f}"
             )
             notes["latency_warning"] = f"learned rule ({learner.fits} fits{q})"
         else:
