@@ -73,7 +73,7 @@ def stage(store: SqliteStore) -> PredictStage:
 
 
 def test_the_stage_learns_saves_and_a_restarted_stage_warns_with_the_saved_model(tmp_path: Path) -> None:
-    minutes = 1000
+    minutes = 1100  # 720 labelled minutes, then up to an hour until its refit phase comes round
     with SqliteStore(str(tmp_path / "s.db")) as store:
         fill(store, minutes)
         first = stage(store)

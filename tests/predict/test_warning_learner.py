@@ -240,3 +240,22 @@ def test_the_rule_through_warn_matches_the_learner_fed_directly() -> None:
             found = warn("s", fc, 60.0, 60.0 * t, 4, capacity, gates={LATENCY_SLO_RISK: rule})
             assert any(w.kind == LATENCY_SLO_RISK for w in found) == expected
     assert direct.ready and rule.learner.ready
+
+
+def test_refits_only_in_its_phase_of_each_refit_period() -> None:
+    """The stage gives each service its own phase so that their hourly refits do not all land in one tick."""
+    at: list[int] = []
+    box: list[WarningLearner] = []
+
+    def factory() -> Any:
+        at.append(box[0].minute)
+        return default_model()
+
+    learner = WarningLearner(
+        slo_s=SLO, min_examples=30, min_positives=3, refit_every=10, refit_phase=3, model_factory=factory
+    )
+    box.append(learner)
+    for t in range(200):
+        minute(learner, *cycle("real", t % CYCLE))
+    assert at and all(m % 10 == 3 for m in at)
+    assert learner.fits == len(at)

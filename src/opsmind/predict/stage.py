@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ from opsmind.predict.capacity_forecast import (
     forecast_service,
 )
 from opsmind.predict.slo import SLO, WORKBOOK_RULES, BurnReport, evaluate_bad_fraction
-from opsmind.predict.warning_learner import LearnedWarningRule, WarningLearner
+from opsmind.predict.warning_learner import REFIT_EVERY, LearnedWarningRule, WarningLearner
 from opsmind.store.protocols import EventStore, SampleStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import Anomaly, Series, WarningModel, anomaly_id
@@ -264,7 +265,10 @@ class PredictStage(Stage):
             if s.learn_warnings:  # the latency gate moves inside the learner
                 gate = state.gates[LATENCY_SLO_RISK]
                 assert isinstance(gate, WarningGate)
-                learner = WarningLearner(slo_s=s.latency_slo(state.series.service), gate=gate)
+                service = state.series.service
+                # Each service refits in its own minute of the hour (a stable hash), not all in one tick.
+                phase = zlib.crc32(service.encode()) % REFIT_EVERY
+                learner = WarningLearner(slo_s=s.latency_slo(service), gate=gate, refit_phase=phase)
                 state.learned = state.gates[LATENCY_SLO_RISK] = LearnedWarningRule(learner)
                 self._restore_learned(state)
         return state.gates

@@ -116,6 +116,9 @@ class WarningLearner:
     label_minutes: int = LABEL_MINUTES
     merge_gap: int = MERGE_GAP
     refit_every: int = REFIT_EVERY
+    # Which update of each ``refit_every`` refits: the predict stage spreads its services' refits over
+    # the hour with it, rather than refitting them all in the same tick.
+    refit_phase: int = 0
     min_examples: int = MIN_EXAMPLES
     min_positives: int = MIN_POSITIVES
     max_examples: int = MAX_EXAMPLES
@@ -247,7 +250,7 @@ class WarningLearner:
         x = self.features(capacity, p_exceed, mean_peak, upper_peak, gate)
         if not breach:
             self._pending.append((self.minute, x))
-        if self._updates % self.refit_every == 0:
+        if (self._updates - self.refit_phase) % self.refit_every == 0:
             self._refit()
         self._updates += 1
         if self.model is None or breach:
