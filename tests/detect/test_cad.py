@@ -35,7 +35,7 @@ def test_a_repeated_pattern_is_learned_and_scores_low() -> None:
     raw = _raw(_pattern(100))
     assert raw[:8].mean() > 0.45  # nothing known yet
     assert raw[400:].max() < 0.1  # every transition of the cycle is predicted
-    s = cad_series(_pattern(100), rest_period=REST)
+    s = cad_series(_pattern(100), rest_period=REST, range_warmup=0)  # the running range throughout
     assert np.all((s >= 0.0) & (s <= 1.0))
     assert s[400:].max() < 0.1
 
@@ -47,7 +47,7 @@ def test_a_novel_pattern_scores_high_and_is_reported_once() -> None:
     raw = _raw(xs)
     assert raw[800:808].max() > 0.7
     assert raw[800:808].max() > 10 * raw[400:800].max()
-    s = cad_series(xs, rest_period=REST)
+    s = cad_series(xs, rest_period=REST, range_warmup=0)
     first = 800 + int(np.argmax(s[800:808] > 0.5))
     assert s[first] > 0.5 and s[first] == pytest.approx(raw[first])
     # The rest-period rule: once a raw score reached the base threshold, the next REST points report 0.
@@ -154,3 +154,63 @@ def test_a_fixed_range_is_used_as_given_and_the_running_range_differs_early() ->
     assert s.level(-1.0) == 0 and s.level(11.0) == 7  # outside a given range: clipped
     with pytest.raises(ValueError):
         _CadSeries(rest_period=0)
+
+
+def test_the_range_learned_in_the_warm_up_then_fixed_equals_knowing_it_from_the_start() -> None:
+    rng = np.random.default_rng(3)
+    xs = np.sin(np.arange(1500) / 20.0) + rng.normal(0, 0.2, 1500)
+    xs[1000:1010] += 4.0  # beyond the warm-up's range: clipped to the top level, and novel there
+    warm = 300
+    lo, hi = xs[:warm].min(), xs[:warm].max()
+    pad = 0.5 * (hi - lo)
+    known = cad_series(xs, rest_period=REST, value_range=(lo - pad, hi + pad))
+    learned = cad_series(xs, rest_period=REST, range_warmup=warm, range_margins=(0.5,))
+    # After the warm-up the memory was rebuilt with the frozen range: identical scores from then on.
+    np.testing.assert_array_equal(learned[warm:], known[warm:])
+    # During it the running range was used (strictly online), so the early scores differ.
+    assert not np.array_equal(learned[:warm], known[:warm])
+    assert learned[1000:1010].max() > BASE_THRESHOLD
+    s = _CadSeries(rest_period=REST, range_warmup=warm, range_margin=0.5)
+    for x in xs[:warm].tolist():
+        s.commit(s.plan(x))
+    assert s.fixed == (lo - pad, hi + pad) and s.warmup is None
+
+
+def test_the_warm_up_waits_for_a_range_and_a_later_change_does_not_move_it() -> None:
+    xs = np.concatenate([np.full(80, 2.0), np.tile([2.0, 3.0], 60), np.full(100, 50.0)])
+    s = _CadSeries(rest_period=REST, range_warmup=50, range_margin=1.0)
+    for x in xs[:80].tolist():
+        s.commit(s.plan(x))
+    assert s.fixed is None  # a constant warm-up has no range yet: keep the running one
+    s.commit(s.plan(3.0))
+    assert s.fixed == (1.0, 4.0)  # [2, 3] widened by one span on each side
+    for x in xs[81:].tolist():
+        s.commit(s.plan(x))
+    assert s.fixed == (1.0, 4.0) and s.level(50.0) == 7  # values above the range clip to the top level
+    with pytest.raises(ValueError):
+        _CadSeries(range_warmup=-1)
+    with pytest.raises(ValueError):
+        _CadSeries(range_margin=float("nan"))
+
+
+def test_several_resolutions_report_the_highest_of_their_scores() -> None:
+    rng = np.random.default_rng(4)
+    xs = np.sin(np.arange(900) / 15.0) + rng.normal(0, 0.1, 900)
+    xs[600:604] -= 3.0
+    fine, coarse = (
+        cad_series(xs, rest_period=REST, range_warmup=200, range_margins=(m,)) for m in (0.5, 3.0)
+    )
+    both = cad_series(xs, rest_period=REST, range_warmup=200, range_margins=(0.5, 3.0))
+    np.testing.assert_array_equal(both, np.maximum(fine, coarse))
+    assert not np.array_equal(fine, coarse)
+    det = CadDetector(rest_period=REST, range_warmup=200, range_margins=(0.5, 3.0))
+    rows, got = np.zeros(1, dtype=np.int64), []
+    for i in range(len(xs)):
+        t, x = _ts(len(xs))[i : i + 1], xs[i : i + 1]
+        got.append(det.score_many(rows, t, x)[0])
+        det.learn_many(rows, t, x, np.ones(1, dtype=bool))
+    np.testing.assert_array_equal(got, both)
+    # With the range given (or never frozen) the margins change nothing: one memory is kept.
+    assert len(CadDetector(value_range=(0.0, 1.0))._new_series().members) == 1
+    with pytest.raises(ValueError):
+        cad_series(xs, range_margins=())

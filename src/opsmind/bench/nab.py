@@ -6,7 +6,7 @@ whole corpus and reports NAB's normalised score (0 = detect nothing, 100 = perfe
 category. The windowed Gaussian baseline, written to NAB's description, checks the scorer end to end
 against its published score.
 
-``--json`` prints one object: the headline detector's (``opsmind_mad``) normalised score per profile at
+``--json`` prints one object: the headline detector's (``opsmind``) normalised score per profile at
 the top level (``standard``, ``reward_low_FP_rate``, ``reward_low_FN_rate``) with its ``thresholds``
 (``null`` = "detect nothing" won), ``counts``, per-``categories`` scores (``null`` for a category without
 windows) and ``best_detecting`` (the best score of any threshold that detects something); the same keys
@@ -30,7 +30,7 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
 
-from opsmind.bench.nab_baselines import DESCRIPTIONS, DETECTORS
+from opsmind.bench.nab_baselines import DESCRIPTIONS, DETECTORS, NOT_ONLINE
 from opsmind.bench.nab_data import NabCorpus, NabLayoutError, load_corpus
 from opsmind.bench.nab_scorer import FileGeometry, ProfileResult, evaluate, geometries, normalised
 
@@ -261,19 +261,22 @@ def notes(corpus: NabCorpus, runs: Sequence[DetectorRun]) -> list[str]:
             "and MAD both 0, a series resting at 0, where the 1e-9 scale floor makes any non-zero value's "
             "z-score ~1e9)."
         )
-    gauss = next((r for r in runs if r.name == "windowed_gaussian"), None)
-    published = dict(zip(PROFILE_NAMES, PUBLISHED[6][1:], strict=True))
-    if gauss is not None:
+    checks = (
+        ("windowed_gaussian", "Windowed Gaussian", "Scorer check"),
+        ("cad_nab_range", "CAD OSE", "Reimplementation check (NAB's whole-file range, not online)"),
+    )
+    for ours, theirs, what in checks:
+        run = next((r for r in runs if r.name == ours), None)
+        row = next(p for p in PUBLISHED if p[0] == theirs)
+        if run is None:
+            continue
+        published = dict(zip(PROFILE_NAMES, row[1:], strict=True))
         pairs = [
             f"{p.profile.name} {p.score:.1f} vs {published[p.profile.name]:.1f}"
-            for p in gauss.profiles
+            for p in run.profiles
             if p.profile.name in published
         ]
-        out.append(
-            "- Scorer check, `windowed_gaussian` (ours) vs NAB's published Windowed Gaussian: "
-            + ", ".join(pairs)
-            + "."
-        )
+        out.append(f"- {what}, `{ours}` (ours) vs NAB's published {theirs}: " + ", ".join(pairs) + ".")
     return ["Notes:", "", *out, ""] if out else []
 
 
@@ -291,7 +294,8 @@ def render_markdown(
         "probationary; one threshold per detector and profile is chosen by sweeping every distinct score "
         "over the whole corpus (exactly, plus 'detect nothing'); the score is normalised so that detecting "
         f"nothing is 0 and a perfect detector 100. Profiles from {corpus.profiles_source}. Every detector "
-        "is strictly online: a row's score uses that row and the rows before it only.",
+        "is strictly online (a row's score uses that row and the rows before it only) except the references "
+        f"marked NOT online ({', '.join(sorted(NOT_ONLINE))}).",
         "",
         "Detectors:",
         "",
