@@ -95,6 +95,11 @@ class DetectSettings(_Section):
     multivariate: bool = Field(
         True, description="also score each service's golden signals together (IsolationForest per service)"
     )
+    context: bool = Field(
+        True,
+        description="also score every series for sequence novelty with CAD OSE (per series, in Python: "
+        "about 1 ms a point, so off for fleets beyond a few thousand points a second)",
+    )
 
 
 class IncidentSettings(_Section):

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+
 from opsmind.bus.memory import MemoryBus
 from opsmind.bus.protocols import Message
 from opsmind.clock import SimClock
 from opsmind.config import DetectSettings
-from opsmind.detect.stage import DetectStage
+from opsmind.detect.cad import CadDetector
+from opsmind.detect.ensemble import Ensemble
+from opsmind.detect.points import PointScorer
+from opsmind.detect.stage import DetectStage, rounds
 from opsmind.store.sqlite import SqliteStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import Anomaly, Series, SeriesSamples
@@ -91,3 +96,52 @@ async def test_counters_are_scored_as_rates_and_bad_points_are_counted() -> None
     await st.handle(Message(2, "samples", dup, 1))
     for reason in ("duplicate", "out_of_order", "non_finite"):
         assert tel.value("opsmind_detect_points_skipped_total", {"reason": reason}) == 1, reason
+
+
+def _pattern_batch(novel_at: int, n: int) -> list[SeriesSamples]:
+    """A cycle of eight levels, then (from ``novel_at``) the same levels in an order never seen (no noise:
+    a value at the warm-up's extreme sits on a level boundary of the wide resolution, see detect.cad)."""
+    cycle, novel = [0, 7, 3, 5, 1, 6, 2, 4], [7, 7, 0, 0, 7, 0, 7, 0]
+    s = Series.of("queue_depth", {"service": "api"})
+    out = []
+    for t in range(n):
+        level = (novel if novel_at <= t < novel_at + 8 else cycle)[t % 8]
+        out.append(SeriesSamples(s, (1000.0 + 15 * t,), (10.0 + level,)))
+    return out
+
+
+class _BlindEnsemble(Ensemble):
+    """The real ensemble, except that it flags nothing: a stand-in so CAD's own path is seen alone."""
+
+    def is_anomalous(self, probability: np.ndarray) -> np.ndarray:
+        return np.zeros(len(probability), dtype=bool)
+
+
+def _scorer(ensemble: Ensemble, context: bool) -> PointScorer:
+    return PointScorer(ensemble, Telemetry(), context=CadDetector() if context else None)
+
+
+def _score(scorer: PointScorer, batch: list[SeriesSamples]) -> list[Anomaly]:
+    found = []
+    for r in rounds(batch):
+        found.extend(scorer.score_round(r, 0.0))
+    return found
+
+
+def test_the_contextual_detector_reports_a_novel_sequence_the_ensemble_let_pass() -> None:
+    batch = _pattern_batch(novel_at=1600, n=1700)
+    cad = _score(_scorer(_BlindEnsemble(), context=True), batch)
+    assert cad and {a.detector for a in cad} == {"cad"}
+    assert all(1600 <= (a.ts - 1000.0) / 15 < 1700 for a in cad)
+    assert all(0.75 <= a.probability <= 1.0 and a.expected is None for a in cad)
+    assert not _score(_scorer(_BlindEnsemble(), context=False), batch)
+    # With the real ensemble, which flags the same points first, a point gives one anomaly, not two.
+    both = _score(_scorer(Ensemble(), context=True), batch)
+    assert both and len({a.ts for a in both}) == len(both)
+
+
+async def test_the_stage_runs_the_contextual_detector_unless_it_is_off() -> None:
+    tel, store = Telemetry(), SqliteStore(":memory:")
+    on = DetectStage(MemoryBus(telemetry=tel), SimClock(), tel, store, DetectSettings())
+    off = DetectStage(MemoryBus(telemetry=tel), SimClock(), tel, store, DetectSettings(context=False))
+    assert isinstance(on.scorer.context, CadDetector) and off.scorer.context is None

@@ -8,6 +8,9 @@ counted by reason, and counters (``*_total``) are scored as per-second rates wit
 anomaly's ``value`` is what the detectors saw (the rate, for a counter). Anomaly ids are derived from
 the series and timestamp, so a redelivered batch produces the same records (idempotent upserts).
 
+With ``detect.context`` on (the default), every cleaned point is also scored by CAD OSE
+(:mod:`opsmind.detect.cad`) and a novelty the ensemble missed becomes an anomaly of detector ``cad``.
+
 With ``detect.multivariate`` on, the cleaned points of each round are also grouped into per-service
 golden-signal vectors (:mod:`opsmind.detect.golden`) and scored by
 :class:`~opsmind.detect.multivariate.ServiceMultivariate`; its anomalies carry the detector name
@@ -24,6 +27,7 @@ from opsmind.bus.protocols import Bus, Message
 from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
 from opsmind.config import DetectSettings
+from opsmind.detect.cad import CadDetector
 from opsmind.detect.ensemble import Ensemble
 from opsmind.detect.golden import GoldenVectors, ServiceVector
 from opsmind.detect.multivariate import ServiceMultivariate
@@ -50,6 +54,7 @@ class DetectStage(Stage):
             Ensemble(threshold=settings.threshold, relearn_after=settings.relearn_after),
             telemetry,
             golden=GoldenVectors() if settings.multivariate else None,
+            context=CadDetector() if settings.context else None,
         )
         self.ensemble = self.scorer.ensemble
         self.multivariate = ServiceMultivariate() if settings.multivariate else None
