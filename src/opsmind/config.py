@@ -97,8 +97,11 @@ class DetectSettings(_Section):
     )
     context: bool = Field(
         True,
-        description="also score every series for sequence novelty with CAD OSE (per series, in Python: "
-        "about 1 ms a point, so off for fleets beyond a few thousand points a second)",
+        description="also score series for sequence novelty with CAD OSE (per series, in Python: about "
+        "1 ms a point and up to about 10 MB a series)",
+    )
+    context_series: int = Field(
+        100, ge=0, description="how many series (the first seen) the contextual detector scores"
     )
 
 

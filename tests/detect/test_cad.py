@@ -214,3 +214,18 @@ def test_several_resolutions_report_the_highest_of_their_scores() -> None:
     assert len(CadDetector(value_range=(0.0, 1.0))._new_series().members) == 1
     with pytest.raises(ValueError):
         cad_series(xs, range_margins=())
+
+
+def test_a_full_memory_is_cleared_and_learns_again_with_its_range_kept() -> None:
+    rng = np.random.default_rng(8)
+    s = _CadSeries(rest_period=REST, range_warmup=100, range_margin=0.5, max_contexts=300)
+    sizes = []
+    for x in rng.normal(0, 1, 3000).tolist():
+        s.commit(s.plan(x))
+        sizes.append(s.contexts)
+    assert s.resets >= 2 and max(sizes) <= 300
+    assert s.fixed is not None and s.warmup is None  # the range learned in the warm-up stays
+    unbounded = _CadSeries(rest_period=REST, range_warmup=100, range_margin=0.5, max_contexts=10**9)
+    for x in rng.normal(0, 1, 3000).tolist():
+        unbounded.commit(unbounded.plan(x))
+    assert unbounded.resets == 0 and unbounded.contexts > 300

@@ -145,3 +145,7 @@ async def test_the_stage_runs_the_contextual_detector_unless_it_is_off() -> None
     on = DetectStage(MemoryBus(telemetry=tel), SimClock(), tel, store, DetectSettings())
     off = DetectStage(MemoryBus(telemetry=tel), SimClock(), tel, store, DetectSettings(context=False))
     assert isinstance(on.scorer.context, CadDetector) and off.scorer.context is None
+    # Only the first ``context_series`` series seen get a CAD memory.
+    few = DetectStage(MemoryBus(telemetry=tel), SimClock(), tel, store, DetectSettings(context_series=2))
+    await few.handle(Message(1, "samples", steps(5, 3), 1))
+    assert few.scorer.context is not None and len(few.scorer.context.series) == 2

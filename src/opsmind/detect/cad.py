@@ -56,9 +56,11 @@ What differs from NAB's CAD OSE, and why:
 Edge cases: a constant series scores a flat 0.5 (its only context is id 0, which the quirk above never
 selects), a step off it 1.0. NaN scores NaN and is not learned (the sequence continues from the last
 learned point); an infinite value scores ``inf`` and is not learned either. Memory grows with the number
-of distinct contexts (dictionaries, unbounded, as published): see :meth:`CadDetector.nbytes_per_series`.
-It is a per-series pure-Python detector (dictionary-based), not vectorised over rows and not part of the
-default ensemble; ``opsmind bench nab`` scores it on its own as ``opsmind_cad``.
+of distinct contexts (unbounded as published; here a memory is cleared past ``MAX_CONTEXTS``): see
+:meth:`CadDetector.nbytes_per_series`. It is a per-series pure-Python detector (dictionary-based, about
+1 ms a point for the two resolutions), not vectorised over rows and not part of the vectorised ensemble:
+the detect stage runs it beside the ensemble on a bounded number of series (``detect.context_series``),
+and ``opsmind bench nab`` scores it alone as ``opsmind_cad`` and with the ensemble as ``opsmind``.
 """
 
 from __future__ import annotations
@@ -81,6 +83,11 @@ MAX_ACTIVE_NEURONS = 15
 NORM_VALUE_BITS = 3
 NEURON_BASE = 2**31
 RANGE_WARMUP = 750  # points; NAB's probationary period is at most 750 rows
+# A memory holding more contexts than this (about 1 KB each) is cleared and learns again from the next
+# point, with its range kept; then CAD reports nothing until its rest period has passed without a raw score
+# at the base threshold. Why: as published the memory grows without bound (a noisy series adds about one
+# context every two points), which a long-running engine cannot afford. 5,000 is about 5 MB a memory.
+MAX_CONTEXTS = 5000
 # Chosen on the trace corpus of ``opsmind bench nab-corpus`` (seeds 1, 3, 4, 5 merged, 164 files), never on
 # NAB. Standard score of one margin: 0.5: 26.6, 1.0: 26.1, 1.5: 17.6, 2.0: 14.9, 3.0: 34.6 (and 22.6 with
 # each file's whole range, NAB's setting). The single margins are erratic (where the level boundaries fall
@@ -119,6 +126,7 @@ class _CadSeries:
         bits: int = NORM_VALUE_BITS,
         range_warmup: int = 0,
         range_margin: float = 0.0,
+        max_contexts: int = MAX_CONTEXTS,
     ) -> None:
         if rest_period < 1:
             raise ValueError("rest_period must be >= 1")
@@ -133,6 +141,8 @@ class _CadSeries:
             raise ValueError("range_warmup and range_margin must be >= 0 (and the margin finite)")
         self.range_warmup = range_warmup
         self.range_margin = range_margin
+        self.max_contexts = max_contexts
+        self.resets = 0
         # The learned values of the warm-up, replayed once the range freezes; None when it never will.
         self.warmup: list[float] | None = [] if value_range is None and range_warmup > 0 else None
         self.lo = math.inf
@@ -303,6 +313,9 @@ class _CadSeries:
         self.left_facts_group = group
         self.history.append(p.raw)
         self.lo, self.hi = min(self.lo, p.value), max(self.hi, p.value)
+        if len(self.count) > self.max_contexts:
+            self._clear()  # the memory is full: start again (the range is kept)
+            self.resets += 1
         if self.warmup is not None:
             self.warmup.append(p.value)
             if len(self.warmup) >= self.range_warmup and self.hi > self.lo:

@@ -8,9 +8,10 @@ reason, and counters (``*_total``) are scored as per-second rates with resets ha
 timestamp and the detector, so rescoring a redelivered point yields the same record.
 
 With a contextual detector (:class:`~opsmind.detect.cad.CadDetector`, ``detect.context``), every cleaned
-point is also scored for sequence novelty; a point the ensemble let pass but CAD reports at or above
-``CONTEXT_ALARM`` becomes an anomaly of detector ``cad`` (score and probability = CAD's reported score,
-which is not calibrated). CAD learns every cleaned point, as published.
+point of the first ``context_series`` series seen (``detect.context_series``: CAD costs about 1 ms a point
+and up to about 10 MB a series) is also scored for sequence novelty; a point the ensemble let pass but
+CAD reports at or above ``CONTEXT_ALARM`` becomes an anomaly of detector ``cad`` (score and probability =
+CAD's reported score, which is not calibrated). CAD learns every cleaned point, as published.
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ class PointScorer:
         telemetry: Telemetry,
         golden: GoldenVectors | None = None,
         context: CadDetector | None = None,
+        context_series: int = 100,
     ) -> None:
         self.ensemble = ensemble
         self.context = context
+        self.context_series = context_series
         self.hygiene = Hygiene()
         self.golden = golden
         self._scored = telemetry.counter("opsmind_detect_points_scored_total", "Points scored by detectors")
@@ -92,7 +95,11 @@ class PointScorer:
         flagged = ens.is_anomalous(prob)
         out = []
         if self.context is not None:
-            out.extend(self._context(points, rows[kept], kept, ts[kept], clean.values[kept], flagged, now))
+            # CAD's memory and time per series are large: only the first ``context_series`` series seen.
+            sub = np.flatnonzero(rows[kept] < self.context_series)
+            if len(sub):
+                k = kept[sub]
+                out.extend(self._context(points, rows[k], k, ts[k], clean.values[k], flagged[sub], now))
         for j in np.flatnonzero(flagged).tolist():
             i = int(kept[j])
             series, t, _ = points[i]

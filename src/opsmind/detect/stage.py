@@ -8,7 +8,8 @@ counted by reason, and counters (``*_total``) are scored as per-second rates wit
 anomaly's ``value`` is what the detectors saw (the rate, for a counter). Anomaly ids are derived from
 the series and timestamp, so a redelivered batch produces the same records (idempotent upserts).
 
-With ``detect.context`` on (the default), every cleaned point is also scored by CAD OSE
+With ``detect.context`` on (the default), every cleaned point of the first ``detect.context_series``
+series is also scored by CAD OSE
 (:mod:`opsmind.detect.cad`) and a novelty the ensemble missed becomes an anomaly of detector ``cad``.
 
 With ``detect.multivariate`` on, the cleaned points of each round are also grouped into per-service
@@ -55,6 +56,7 @@ class DetectStage(Stage):
             telemetry,
             golden=GoldenVectors() if settings.multivariate else None,
             context=CadDetector() if settings.context else None,
+            context_series=settings.context_series,
         )
         self.ensemble = self.scorer.ensemble
         self.multivariate = ServiceMultivariate() if settings.multivariate else None
