@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from opsmind.bench.nab import NabLayoutError, run_nab_benchmark
+from opsmind.bench.nab import NabLayoutError, detect_corpus, run_nab_benchmark
 from opsmind.bench.nab_data import DEFAULT_PROFILES, load_corpus
 from opsmind.cli.main import app
 
@@ -139,3 +139,13 @@ def test_layout_errors_name_the_path(tmp_path: Path) -> None:
     (root / "data" / "catA" / "flat.csv").write_text("timestamp,value\n2020-01-01 00:00:00,1\n")
     with pytest.raises(NabLayoutError, match="profiles.json"):
         load_corpus(root)
+
+
+def test_a_composite_scored_with_its_parts_equals_it_scored_alone(tmp_path: Path) -> None:
+    corpus = load_corpus(make_corpus(tmp_path))
+    alone = detect_corpus(corpus, ["opsmind"], workers=1)["opsmind"]
+    together = detect_corpus(corpus, ["opsmind", "opsmind_ensemble", "opsmind_cad"], workers=1)
+    for a, b in zip(alone[0], together["opsmind"][0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    parts = together["opsmind_ensemble"][1] + together["opsmind_cad"][1]
+    assert together["opsmind"][1] == pytest.approx(parts)

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
 
-from opsmind.bench.nab_baselines import DESCRIPTIONS, DETECTORS, NOT_ONLINE
+from opsmind.bench.nab_baselines import COMPOSITES, DESCRIPTIONS, DETECTORS, NOT_ONLINE
 from opsmind.bench.nab_data import NabCorpus, NabLayoutError, load_corpus
 from opsmind.bench.nab_scorer import FileGeometry, ProfileResult, evaluate, geometries, normalised
 
@@ -84,7 +84,9 @@ def detect_corpus(
     corpus: NabCorpus, names: Sequence[str], workers: int
 ) -> dict[str, tuple[list[F64], float]]:
     """Scores of every file under every detector, ``{name: (scores per file, detector seconds)}``."""
-    tasks = [(n, i, f.timestamps, f.values) for n in names for i, f in enumerate(corpus.files)]
+    derived = [n for n in names if n in COMPOSITES and all(p in names for p in COMPOSITES[n])]
+    computed = [n for n in names if n not in derived]
+    tasks = [(n, i, f.timestamps, f.values) for n in computed for i, f in enumerate(corpus.files)]
     tasks.sort(key=lambda t: -len(t[3]))  # longest first balances the workers
     scores: dict[str, list[F64]] = {n: [np.zeros(0)] * len(corpus.files) for n in names}
     seconds = dict.fromkeys(names, 0.0)
@@ -96,6 +98,10 @@ def detect_corpus(
     for name, index, sc, s in done:
         scores[name][index] = sc
         seconds[name] += s
+    for name in derived:
+        parts = COMPOSITES[name]
+        scores[name] = [np.maximum.reduce([scores[p][i] for p in parts]) for i in range(len(corpus.files))]
+        seconds[name] = sum(seconds[p] for p in parts)
     return {n: (scores[n], seconds[n]) for n in names}
 
 

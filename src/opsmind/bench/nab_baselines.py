@@ -190,6 +190,10 @@ DETECTORS: dict[str, Detector] = {
     "river_hst": river_hst,
 }
 
+# A detector that is the row-wise maximum of others: when its parts are scored in the same run it is
+# derived from their scores (its time = the sum of theirs) instead of being computed again.
+COMPOSITES: dict[str, tuple[str, ...]] = {"opsmind": ("opsmind_ensemble", "opsmind_cad")}
+
 # Reference rows that see the whole file before scoring it (so not online); never a headline.
 NOT_ONLINE = frozenset({"cad_nab_range"})
 
