@@ -35,8 +35,11 @@ def test_detect_scores_every_row_and_flags_the_spike(tmp_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert len(rows) == 601
     assert rows[299]["anomaly_probability"] == ""  # the non-numeric value
+    assert rows[299]["context_novelty"] == "" and rows[299]["anomaly"] == ""
     probs = [float(r["anomaly_probability"]) for r in rows if r["anomaly_probability"]]
     assert all(0.0 <= p <= 1.0 for p in probs)
+    novelty = [float(r["context_novelty"]) for r in rows if r["value"]]
+    assert len(novelty) == 600 and all(0.0 <= c <= 1.0 for c in novelty)
     spike = next(r for r in rows if r["value"] and float(r["value"]) > 170)
     assert spike["anomaly"] == "1"
     assert sum(r["anomaly"] == "1" for r in rows) <= 12  # few false alarms on clean seasonal data

@@ -1,8 +1,10 @@
 """``opsmind detect FILE.csv``: the anomaly probability of every row of any ``timestamp,value`` CSV.
 
-The file is scored strictly online by the default ensemble (row i sees rows 0..i only), exactly as the
-engine would score the series live, so users can try OpsMind on their own data. Rows whose value is not
-a finite number get an empty probability; a row whose timestamp cannot be read is an error naming the
+The file is scored strictly online (row i sees rows 0..i only) as the engine's detect stage would score
+the series live, so users can try OpsMind on their own data: ``anomaly_probability`` is the default
+ensemble's, ``context_novelty`` CAD OSE's reported novelty (:mod:`opsmind.detect.cad`), and ``anomaly``
+is 1 when either reaches its alarm level (the ensemble's threshold, CAD's ``CONTEXT_ALARM``). Rows whose
+value is not a finite number get empty scores; a row whose timestamp cannot be read is an error naming the
 line, and nothing is written.
 """
 
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from opsmind.detect.cad import cad_series
 from opsmind.detect.ensemble import Ensemble
+from opsmind.detect.points import CONTEXT_ALARM
 from opsmind.ingest.replay import parse_timestamp
 
 
@@ -57,19 +61,20 @@ def read_series(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def score_file(path: Path) -> tuple[str, int, int]:
-    """Score ``path``; return (CSV text, rows, rows at or above the ensemble's alarm threshold)."""
+    """Score ``path``; return (CSV text, rows, rows flagged anomalous)."""
     raw_ts, ts, values = read_series(path)
     ensemble = Ensemble()
     prob = ensemble.score_series(ts, values)
+    novelty = cad_series(values)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["timestamp", "value", "anomaly_probability", "anomaly"])
+    w.writerow(["timestamp", "value", "anomaly_probability", "context_novelty", "anomaly"])
     alarms = 0
-    for t, v, p in zip(raw_ts, values.tolist(), prob.tolist(), strict=True):
-        if math.isnan(p):
-            w.writerow([t, "" if math.isnan(v) else repr(v), "", ""])
+    for t, v, p, c in zip(raw_ts, values.tolist(), prob.tolist(), novelty.tolist(), strict=True):
+        if math.isnan(v):
+            w.writerow([t, "", "", "", ""])
             continue
-        flag = p >= ensemble.threshold
+        flag = (not math.isnan(p) and p >= ensemble.threshold) or c >= CONTEXT_ALARM
         alarms += flag
-        w.writerow([t, repr(v), f"{p:.6f}", int(flag)])
+        w.writerow([t, repr(v), "" if math.isnan(p) else f"{p:.6f}", f"{c:.6f}", int(flag)])
     return buf.getvalue(), len(raw_ts), alarms
