@@ -294,7 +294,7 @@ def render_markdown(
         "",
         f"`opsmind bench nab --data {data}`",
         "",
-        f"The Numenta Anomaly Benchmark ({len(corpus.files)} files, {corpus.rows:,} rows, "
+        f"The folder `{data}` in NAB's layout ({len(corpus.files)} files, {corpus.rows:,} rows, "
         f"{corpus.windows} labelled windows), scored by OpsMind's own implementation of NAB's published "
         "rules (`opsmind.bench.nab_scorer`): the first 15% of each file (at most 750 rows) is "
         "probationary; one threshold per detector and profile is chosen by sweeping every distinct score "
