@@ -158,10 +158,12 @@ def cad_rest_period(n: int) -> int:
 
 
 def cad_nab_range(timestamps: F64, values: F64) -> F64:
-    """CAD OSE exactly as NAB ran it: the whole file's min/max given in advance (not online; reference)."""
+    """CAD OSE exactly as NAB ran it: the whole file's min/max given in advance (not online; reference),
+    its memory unbounded."""
     finite = values[np.isfinite(values)]
     rng = (float(finite.min()), float(finite.max())) if len(finite) else None
-    s = cad_series(values, rest_period=cad_rest_period(len(values)), value_range=rng)
+    # As published: no bound on the memory (the engine's MAX_CONTEXTS is OpsMind's addition).
+    s = cad_series(values, rest_period=cad_rest_period(len(values)), value_range=rng, max_contexts=2**62)
     return np.clip(np.nan_to_num(s, nan=0.0, posinf=1.0), 0.0, 1.0)
 
 

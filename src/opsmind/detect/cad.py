@@ -380,13 +380,16 @@ class _CadResolutions:
         value_range: tuple[float, float] | None,
         range_warmup: int,
         range_margins: tuple[float, ...],
+        max_contexts: int = MAX_CONTEXTS,
     ) -> None:
         if not range_margins:
             raise ValueError("range_margins must name at least one margin")
         if value_range is not None or range_warmup == 0:
             range_margins = range_margins[:1]
         self.members = [
-            _CadSeries(rest_period, value_range, range_warmup=range_warmup, range_margin=m)
+            _CadSeries(
+                rest_period, value_range, range_warmup=range_warmup, range_margin=m, max_contexts=max_contexts
+            )
             for m in range_margins
         ]
 
@@ -473,10 +476,11 @@ def cad_series(
     value_range: tuple[float, float] | None = None,
     range_warmup: int = RANGE_WARMUP,
     range_margins: tuple[float, ...] = RANGE_MARGINS,
+    max_contexts: int = MAX_CONTEXTS,
 ) -> F64:
     """The reported score for every point of one series, strictly online (each finite point is scored,
     then learned; NaN scores NaN and ``+-inf`` scores ``inf``, neither learned)."""
-    s = _CadResolutions(rest_period, value_range, range_warmup, range_margins)
+    s = _CadResolutions(rest_period, value_range, range_warmup, range_margins, max_contexts)
     xs = np.asarray(values, dtype=np.float64).tolist()
     out = np.full(len(xs), np.nan)
     for i, x in enumerate(xs):
