@@ -96,9 +96,10 @@ class DetectSettings(_Section):
         True, description="also score each service's golden signals together (IsolationForest per service)"
     )
     context: bool = Field(
-        True,
+        False,
         description="also score series for sequence novelty with CAD OSE (per series, in Python: about "
-        "1 ms a point and up to about 10 MB a series)",
+        "1 ms a point and up to about 10 MB a series; off by default because a backfill through it holds "
+        "the interpreter for seconds, which starves the API)",
     )
     context_series: int = Field(
         100, ge=0, description="how many series (the first seen) the contextual detector scores"

@@ -142,10 +142,11 @@ def test_the_contextual_detector_reports_a_novel_sequence_the_ensemble_let_pass(
 
 async def test_the_stage_runs_the_contextual_detector_unless_it_is_off() -> None:
     tel, store = Telemetry(), SqliteStore(":memory:")
-    on = DetectStage(MemoryBus(telemetry=tel), SimClock(), tel, store, DetectSettings())
-    off = DetectStage(MemoryBus(telemetry=tel), SimClock(), tel, store, DetectSettings(context=False))
+    on = DetectStage(MemoryBus(telemetry=tel), SimClock(), tel, store, DetectSettings(context=True))
+    off = DetectStage(MemoryBus(telemetry=tel), SimClock(), tel, store, DetectSettings())
     assert isinstance(on.scorer.context, CadDetector) and off.scorer.context is None
     # Only the first ``context_series`` series seen get a CAD memory.
-    few = DetectStage(MemoryBus(telemetry=tel), SimClock(), tel, store, DetectSettings(context_series=2))
+    settings = DetectSettings(context=True, context_series=2)
+    few = DetectStage(MemoryBus(telemetry=tel), SimClock(), tel, store, settings)
     await few.handle(Message(1, "samples", steps(5, 3), 1))
     assert few.scorer.context is not None and len(few.scorer.context.series) == 2

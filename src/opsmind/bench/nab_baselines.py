@@ -2,7 +2,8 @@
 
 Every detector is strictly online: the score of row i depends on rows 0..i only.
 
-* ``opsmind`` - OpsMind's detection as it runs on a series: the highest of ``opsmind_ensemble`` and
+* ``opsmind`` - OpsMind's detection as the detect stage runs it on a series with ``detect.context`` on
+  (the default leaves CAD off: see that setting): the highest of ``opsmind_ensemble`` and
   ``opsmind_cad`` below at each row (an alarm onset of the ensemble or a novelty of the contextual
   detector). Combining the two was chosen on the trace corpus of ``opsmind bench nab-corpus`` (seeds 1, 3,
   4, 5 merged: standard 39.9 against 36.1 for the ensemble and 38.3 for CAD alone), never on NAB.
@@ -201,8 +202,8 @@ NOT_ONLINE = frozenset({"cad_nab_range"})
 
 DESCRIPTIONS = {
     "opsmind": "the higher of `opsmind_ensemble` and `opsmind_cad` at each row (ensemble alarm onset or CAD "
-    "novelty); the combination chosen on the trace corpus of `opsmind bench nab-corpus` (seeds 1, 3, 4, 5), "
-    "never on NAB",
+    "novelty; the detect stage with `detect.context` on); the combination chosen on the trace corpus of "
+    "`opsmind bench nab-corpus` (seeds 1, 3, 4, 5), never on NAB",
     "opsmind_ensemble": "Ensemble() - seasonal + EWMA + CUSUM + spectral residual, calibrated, default "
     "configuration; scored at alarm onsets (200-point refractory); settings chosen on the trace corpus of "
     "`opsmind bench nab-corpus`, never on NAB",

@@ -17,8 +17,10 @@ CAD's reported score, which is not calibrated). CAD learns every cleaned point, 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from opsmind.detect.cad import BASE_THRESHOLD, CadDetector
 from opsmind.detect.ensemble import Ensemble
@@ -36,6 +38,19 @@ CONTEXT_ALARM = BASE_THRESHOLD
 def surprise(probability: float) -> float:
     """The raw score stored with an anomaly: -log10(1 - p), so 4 means one in ten thousand."""
     return 15.0 if probability >= 1.0 else -math.log10(1.0 - probability)
+
+
+@dataclass(frozen=True)
+class ContextJob:
+    """One round's points for the contextual detector: cleaned values, and whether the ensemble flagged
+    each."""
+
+    series: list[Series]
+    rows: npt.NDArray[np.int64]
+    ts: npt.NDArray[np.float64]
+    values: npt.NDArray[np.float64]
+    flagged: npt.NDArray[np.bool_]
+    now: float
 
 
 class PointScorer:
@@ -65,9 +80,13 @@ class PointScorer:
         points: list[tuple[Series, float, float]],
         now: float,
         vectors: list[ServiceVector] | None = None,
+        context_jobs: list[ContextJob] | None = None,
     ) -> list[Anomaly]:
         """Score one round (each series at most once) and return its anomalies; with golden vectors on,
-        the round's cleaned points are also grouped into ``vectors`` for the multivariate detector."""
+        the round's cleaned points are also grouped into ``vectors`` for the multivariate detector. With
+        ``context_jobs`` given, the contextual detector's share of the round is appended there for the
+        caller to run later with :meth:`run_context` (the stage runs it off the event loop), instead of
+        being run here."""
         ens = self.ensemble
         keys = [p[0].key for p in points]
         rows = ens.index.rows(keys)
@@ -99,7 +118,13 @@ class PointScorer:
             sub = np.flatnonzero(rows[kept] < self.context_series)
             if len(sub):
                 k = kept[sub]
-                out.extend(self._context(points, rows[k], k, ts[k], clean.values[k], flagged[sub], now))
+                job = ContextJob(
+                    [points[i][0] for i in k.tolist()], rows[k], ts[k], clean.values[k], flagged[sub], now
+                )
+                if context_jobs is None:
+                    out.extend(self.run_context([job]))
+                else:
+                    context_jobs.append(job)
         for j in np.flatnonzero(flagged).tolist():
             i = int(kept[j])
             series, t, _ = points[i]
@@ -121,37 +146,30 @@ class PointScorer:
             )
         return out
 
-    def _context(
-        self,
-        points: list[tuple[Series, float, float]],
-        rows: np.ndarray,
-        kept: np.ndarray,
-        ts: np.ndarray,
-        values: np.ndarray,
-        flagged: np.ndarray,
-        now: float,
-    ) -> list[Anomaly]:
-        """CAD's novelties among the points the ensemble did not flag (one anomaly per point is enough)."""
+    def run_context(self, jobs: list[ContextJob]) -> list[Anomaly]:
+        """CAD's novelties among the points the ensemble did not flag (one anomaly per point is enough),
+        job by job in round order."""
         cad = self.context
         assert cad is not None
-        novelty = cad.score_many(rows, ts, values)
-        cad.learn_many(rows, ts, values, np.isfinite(values))
         out = []
-        for j in np.flatnonzero((novelty >= CONTEXT_ALARM) & ~flagged).tolist():
-            series, t, _ = points[int(kept[j])]
-            score = min(float(novelty[j]), 1.0)
-            out.append(
-                Anomaly(
-                    id=anomaly_id(series.key, t, CadDetector.name),
-                    at=now,
-                    service=series.service,
-                    series=series.key,
-                    ts=t,
-                    value=float(values[j]),
-                    expected=None,
-                    score=score,
-                    probability=score,
-                    detector=CadDetector.name,
+        for job in jobs:
+            novelty = cad.score_many(job.rows, job.ts, job.values)
+            cad.learn_many(job.rows, job.ts, job.values, np.isfinite(job.values))
+            for j in np.flatnonzero((novelty >= CONTEXT_ALARM) & ~job.flagged).tolist():
+                series, t = job.series[j], float(job.ts[j])
+                score = min(float(novelty[j]), 1.0)
+                out.append(
+                    Anomaly(
+                        id=anomaly_id(series.key, t, CadDetector.name),
+                        at=job.now,
+                        service=series.service,
+                        series=series.key,
+                        ts=t,
+                        value=float(job.values[j]),
+                        expected=None,
+                        score=score,
+                        probability=score,
+                        detector=CadDetector.name,
+                    )
                 )
-            )
         return out

@@ -8,9 +8,9 @@ counted by reason, and counters (``*_total``) are scored as per-second rates wit
 anomaly's ``value`` is what the detectors saw (the rate, for a counter). Anomaly ids are derived from
 the series and timestamp, so a redelivered batch produces the same records (idempotent upserts).
 
-With ``detect.context`` on (the default), every cleaned point of the first ``detect.context_series``
-series is also scored by CAD OSE
-(:mod:`opsmind.detect.cad`) and a novelty the ensemble missed becomes an anomaly of detector ``cad``.
+With ``detect.context`` on (off by default: see its setting), every cleaned point of the first
+``detect.context_series`` series is also scored by CAD OSE (:mod:`opsmind.detect.cad`), in a worker
+thread, and a novelty the ensemble missed becomes an anomaly of detector ``cad``.
 
 With ``detect.multivariate`` on, the cleaned points of each round are also grouped into per-service
 golden-signal vectors (:mod:`opsmind.detect.golden`) and scored by
@@ -32,7 +32,7 @@ from opsmind.detect.cad import CadDetector
 from opsmind.detect.ensemble import Ensemble
 from opsmind.detect.golden import GoldenVectors, ServiceVector
 from opsmind.detect.multivariate import ServiceMultivariate
-from opsmind.detect.points import PointScorer
+from opsmind.detect.points import ContextJob, PointScorer
 from opsmind.store.protocols import EventStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import Anomaly, Series, SeriesSamples, anomaly_id
@@ -66,8 +66,12 @@ class DetectStage(Stage):
         batch: list[SeriesSamples] = message.payload
         found: list[Anomaly] = []
         vectors: list[ServiceVector] = []
+        jobs: list[ContextJob] = []
         for r in rounds(batch):
-            found.extend(self.scorer.score_round(r, self.clock.now(), vectors))
+            found.extend(self.scorer.score_round(r, self.clock.now(), vectors, jobs))
+        if jobs:
+            # CAD is plain Python at about 1 ms a point: a backfill would stall the event loop (and the API).
+            found.extend(await asyncio.to_thread(self.scorer.run_context, jobs))
         if vectors:
             found.extend(await asyncio.to_thread(self._score_vectors, vectors))
         if not found:
