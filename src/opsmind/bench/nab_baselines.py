@@ -158,6 +158,11 @@ def cad_rest_period(n: int) -> int:
     return max(1, int(min(math.floor(0.15 * n), 0.15 * 5000) / 5.0))
 
 
+def _as_nab_score(cad: F64) -> F64:
+    """CAD's output as a NAB score: NaN (not scored) 0, an infinite value 1."""
+    return np.clip(np.nan_to_num(cad, nan=0.0, posinf=1.0), 0.0, 1.0)
+
+
 def cad_nab_range(timestamps: F64, values: F64) -> F64:
     """CAD OSE exactly as NAB ran it: the whole file's min/max given in advance (not online; reference),
     its memory unbounded."""
@@ -165,7 +170,7 @@ def cad_nab_range(timestamps: F64, values: F64) -> F64:
     rng = (float(finite.min()), float(finite.max())) if len(finite) else None
     # As published: no bound on the memory (the engine's MAX_CONTEXTS is OpsMind's addition).
     s = cad_series(values, rest_period=cad_rest_period(len(values)), value_range=rng, max_contexts=2**62)
-    return np.clip(np.nan_to_num(s, nan=0.0, posinf=1.0), 0.0, 1.0)
+    return _as_nab_score(s)
 
 
 def opsmind_cad(timestamps: F64, values: F64) -> F64:
@@ -174,7 +179,7 @@ def opsmind_cad(timestamps: F64, values: F64) -> F64:
     :mod:`opsmind.detect.cad`)."""
     n = len(values)
     s = cad_series(values, rest_period=cad_rest_period(n), range_warmup=max(1, probation_rows(n)))
-    return np.clip(np.nan_to_num(s, nan=0.0, posinf=1.0), 0.0, 1.0)
+    return _as_nab_score(s)
 
 
 def opsmind(timestamps: F64, values: F64) -> F64:

@@ -59,7 +59,8 @@ learned point); an infinite value scores ``inf`` and is not learned either. Memo
 of distinct contexts (unbounded as published; here a memory is cleared past ``MAX_CONTEXTS``): see
 :meth:`CadDetector.nbytes_per_series`. It is a per-series pure-Python detector (dictionary-based, about
 1 ms a point for the two resolutions), not vectorised over rows and not part of the vectorised ensemble:
-the detect stage runs it beside the ensemble on a bounded number of series (``detect.context_series``),
+the detect stage can run it beside the ensemble on a bounded number of series (``detect.context``, off
+by default; ``detect.context_series``),
 and ``opsmind bench nab`` scores it alone as ``opsmind_cad`` and with the ensemble as ``opsmind``.
 """
 
