@@ -60,8 +60,8 @@ of distinct contexts (unbounded as published; here a memory is cleared past ``MA
 :meth:`CadDetector.nbytes_per_series`. It is a per-series pure-Python detector (dictionary-based, about
 1 ms a point for the two resolutions), not vectorised over rows and not part of the vectorised ensemble:
 the detect stage can run it beside the ensemble on a bounded number of series (``detect.context``, off
-by default; ``detect.context_series``),
-and ``opsmind bench nab`` scores it alone as ``opsmind_cad`` and with the ensemble as ``opsmind``.
+by default; ``detect.context_series``), and ``opsmind bench nab`` scores it alone as ``opsmind_cad``
+and with the ensemble as ``opsmind``.
 """
 
 from __future__ import annotations
