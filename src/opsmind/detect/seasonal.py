@@ -35,7 +35,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from opsmind.detect.base import F64, I64, B, Rows, as_run, grow, learned
+from opsmind.detect.base import F64, I64, B, Rows, as_run, grow
+from opsmind.detect.jit import kernel
 from opsmind.detect.robust import Resolution, safe_ratio
 
 PERIODS_S = (3600.0, 86400.0, 604800.0)
@@ -100,7 +101,6 @@ class SeasonalDetector:
         self.last_ts = np.zeros(0)
         self.run = np.zeros(0)  # consecutive learned points beyond CLIP scales
         self.last_expected = np.zeros(0)  # scratch: expected values of the last score_many call
-        self._cache: tuple[I64, F64, list[Bins], F64, F64, I64] | None = None
 
     def ensure_rows(self, n_rows: int) -> None:
         self.res.ensure_rows(n_rows)
@@ -159,22 +159,14 @@ class SeasonalDetector:
             np.minimum(best, np.where(better, e, best), out=best)
         return choice
 
-    def _predict_at(self, rows: I64, ts: F64, reuse: bool = False) -> tuple[list[Bins], F64, F64, I64]:
-        """Bins, per-candidate predictions and the chosen candidate for (rows, ts). The ensemble scores
-        and then learns the same points, so score_many keeps its result and learn_many (``reuse``) takes
-        it when called with the very same arrays; learn_many then drops it, as the state changes."""
-        cached = self._cache
-        if reuse and cached is not None and cached[0] is rows and cached[1] is ts:
-            return cached[2], cached[3], cached[4], cached[5]
+    def _predict_at(self, rows: I64, ts: F64) -> tuple[F64, F64, I64]:
+        """Per-candidate predictions and the chosen candidate for (rows, ts)."""
         idx = as_run(rows)
-        bins = self._bins(ts)
-        exp, dev = self._predict(idx, rows, bins)
-        choice = self._choice(idx)
-        self._cache = (rows, ts, bins, exp, dev, choice)
-        return bins, exp, dev, choice
+        exp, dev = self._predict(idx, rows, self._bins(ts))
+        return exp, dev, self._choice(idx)
 
     def expected_and_scale(self, rows: I64, ts: F64) -> tuple[F64, F64]:
-        _, exp, dev, choice = self._predict_at(rows, ts)
+        exp, dev, choice = self._predict_at(rows, ts)
         ch = choice[:, None]
         e = np.take_along_axis(exp, ch, axis=1)[:, 0]
         s = MAD_TO_SIGMA * np.take_along_axis(dev, ch, axis=1)[:, 0]
@@ -193,67 +185,102 @@ class SeasonalDetector:
     def learn_many(self, rows: I64, ts: F64, values: F64, learn: B) -> None:
         self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
         ok = learn & np.isfinite(values)
-        all_bins, all_exp, all_dev, all_choice = self._predict_at(rows, ts, reuse=True)
-        self._cache = None  # the state changes below
-        rl, r = learned(rows, ok)
-        t, x = ts[ok], values[ok]
-        n = self.res.n[r] + 1.0
-        # Sampling interval and age, for the per-bin rate and the candidates' eligibility.
-        t0 = self.t0[r]
-        t0 = np.where(np.isnan(t0), t, t0)
-        self.t0[r] = t0
-        gap = t - self.last_ts[r]
-        dt = self.dt[r]
-        dt = np.where(np.isnan(dt), gap, np.where(gap > 0, dt + 0.05 * (gap - dt), dt))
-        self.dt[r] = dt
-        self.last_ts[r] = t
-        nc = n[:, None]
-        level = self.level[r]
-        first = np.isnan(level[:, 0])
-        if first.any():
-            level[first] = x[first, None]
-            self.level[r] = level
-        everyone = isinstance(r, slice) or len(rl) == len(rows)
-        bins = [b if isinstance(b, int) else b[ok] for b in all_bins]
-        exp, dev = (all_exp, all_dev) if everyone else (all_exp[ok], all_dev[ok])
-        ch = all_choice if everyone else all_choice[ok]
-        exp[first] = x[first, None]  # the level was just initialised for new rows
-        resid = x[:, None] - exp
-        scale = np.maximum(MAD_TO_SIGMA * dev, self.res.floor(r, x)[:, None])
-        lim = CLIP * np.where(scale > 0.0, scale, np.inf)
-        rc = np.clip(resid, -lim, lim)
-        ar = np.abs(rc)
-        # A run of large learned residuals is a new regime the caller accepted: re-centre quickly.
-        k = np.arange(len(rl))
-        out = np.abs(resid[k, ch]) > lim[k, ch]
-        run = np.where(out, self.run[r] + 1.0, 0.0)
-        self.run[r] = run
-        fast = (run >= RECENTRE_AFTER)[:, None]
-        inv = 1.0 / nc
-        step = np.maximum(self.level_alpha, inv) * rc
-        if fast.any():
-            step = np.where(fast, RECENTRE_ALPHA * resid, step)
-        self.level[r] = level + step
-        g = self.gdev[r]
-        self.gdev[r] = g + np.maximum(0.05, inv) * (ar - g)
-        age = (t - t0)[:, None]
-        eligible = age >= np.array((0.0, *PERIODS_S))
-        err = self.err[r]
-        err[:, 0] = np.where(np.isnan(err[:, 0]), 0.0, err[:, 0])
-        err = np.where(np.isnan(err) & eligible, err[:, :1], err)
-        self.err[r] = np.where(
-            eligible, err + np.maximum(self.err_alpha, inv) * (np.abs(resid) - err), np.nan
-        )
-        moved = np.where(fast[:, 0], 0.0, rc[:, 1:].T) if fast.any() else rc[:, 1:].T
-        dtv = np.where(dt > 0.0, dt, np.nan)  # NaN (unknown interval) gives one point per bin visit
-        for c, (b, p, nb) in enumerate(zip(bins, PERIODS_S, BINS, strict=True)):
-            cell = _cells(r, rl, b)
-            cnt = self.cnt[cell] + np.float32(1.0)
-            per_visit = np.fmax(1.0, (p / nb) / dtv)
-            ab = np.maximum(self.bin_alpha / per_visit, 1.0 / cnt)
-            self.cnt[cell] = cnt
-            self.prof[cell] += ab * moved[c]
-            d = self.dev[cell]
-            self.dev[cell] = d + ab * (ar[:, c + 1] - d)
+        r, t, x = rows[ok], ts[ok], values[ok]
+        _learn_rows(
+            r, t, x, self.res.n[r] + 1.0, self.res.floor(r, x),
+            self.level, self.gdev, self.err, self.prof, self.dev, self.cnt,
+            self.dt, self.t0, self.last_ts, self.run,
+            self.level_alpha, self.bin_alpha, self.err_alpha,
+        )  # fmt: skip
         if self.owns_res:
             self.res.learn(rows, values, learn)
+
+
+@kernel
+def _nanmax(a: float, b: float) -> float:
+    """``np.maximum`` of two scalars: NaN if either is NaN."""
+    return a if (a != a or a >= b) else b
+
+
+@kernel
+def _learn_rows(
+    rows: I64, t: F64, x: F64, n: F64, floor: F64,
+    level: F64, gdev: F64, err: F64,
+    prof: npt.NDArray[np.float32], dev: npt.NDArray[np.float32], cnt: npt.NDArray[np.float32],
+    dt: F64, t0: F64, last_ts: F64, run: F64,
+    level_alpha: float, bin_alpha: float, err_alpha: float,
+) -> None:  # fmt: skip
+    """The learning update of the module docstring for the learned points ``x`` of ``rows`` (distinct),
+    one row at a time: predict from the state as it stands, then move it."""
+    exp = np.empty(N_CAND)
+    dv = np.empty(N_CAND)
+    resid = np.empty(N_CAND)
+    rc = np.empty(N_CAND)
+    lim = np.empty(N_CAND)
+    cells = np.empty(N_CAND - 1, dtype=np.int64)
+    for i in range(len(rows)):
+        r, ti, xi = rows[i], t[i], x[i]
+        # The candidate the score used: smallest penalised error, NaN never wins, ties to the first.
+        best = err[r, 0] if err[r, 0] == err[r, 0] else np.inf
+        ch = 0
+        for c in range(1, N_CAND):
+            e = err[r, c] * SEASON_PENALTY
+            if e < best:
+                ch, best = c, e
+        # Prediction of every candidate from the state before this point.
+        exp[0], dv[0] = level[r, 0], gdev[r, 0]
+        for c in range(1, N_CAND):
+            p, nb = PERIODS_S[c - 1], BINS[c - 1]
+            cell = int(np.floor((ti % p) * (nb / p))) % nb + OFFSETS[c - 1]
+            cells[c - 1] = cell
+            exp[c] = level[r, c] + np.float64(prof[cell, r])
+            g = gdev[r, c]
+            dv[c] = _nanmax(np.float64(dev[cell, r]), 0.5 * g) if cnt[cell, r] > 0.0 else g
+        # Sampling interval and age, for the per-bin rate and the candidates' eligibility.
+        if t0[r] != t0[r]:
+            t0[r] = ti
+        gap = ti - last_ts[r]
+        d = dt[r]
+        if d != d:
+            d = gap
+        elif gap > 0:
+            d = d + 0.05 * (gap - d)
+        dt[r], last_ts[r] = d, ti
+        if level[r, 0] != level[r, 0]:  # a new row: every level starts at its first value
+            for c in range(N_CAND):
+                level[r, c] = xi
+                exp[c] = xi
+        for c in range(N_CAND):
+            resid[c] = xi - exp[c]
+            scale = _nanmax(MAD_TO_SIGMA * dv[c], floor[i])
+            lim[c] = CLIP * (scale if scale > 0.0 else np.inf)
+            rc[c] = min(max(resid[c], -lim[c]), lim[c]) if resid[c] == resid[c] else resid[c]
+        # A run of large learned residuals is a new regime the caller accepted: re-centre quickly.
+        run[r] = run[r] + 1.0 if abs(resid[ch]) > lim[ch] else 0.0
+        fast = run[r] >= RECENTRE_AFTER
+        inv = 1.0 / n[i]
+        rate, grate = max(level_alpha, inv), max(0.05, inv)
+        for c in range(N_CAND):
+            level[r, c] += RECENTRE_ALPHA * resid[c] if fast else rate * rc[c]
+            gdev[r, c] += grate * (abs(rc[c]) - gdev[r, c])
+        age = ti - t0[r]
+        e0 = err[r, 0] if err[r, 0] == err[r, 0] else 0.0
+        erate = max(err_alpha, inv)
+        for c in range(N_CAND):
+            if age >= (0.0 if c == 0 else PERIODS_S[c - 1]):
+                e = e0 if (c == 0 or err[r, c] != err[r, c]) else err[r, c]
+                err[r, c] = e + erate * (abs(resid[c]) - e)
+            else:
+                err[r, c] = np.nan
+        dtv = d if d > 0.0 else np.nan  # NaN (unknown interval) gives one point per bin visit
+        for c in range(1, N_CAND):
+            cell = cells[c - 1]
+            p, nb = PERIODS_S[c - 1], BINS[c - 1]
+            cn = cnt[cell, r] + np.float32(1.0)
+            per_visit = np.fmax(1.0, (p / nb) / dtv)
+            ab = max(bin_alpha / per_visit, np.float64(np.float32(1.0) / cn))
+            cnt[cell, r] = cn
+            moved = 0.0 if fast else rc[c]
+            prof[cell, r] = np.float64(prof[cell, r]) + ab * moved
+            dd = np.float64(dev[cell, r])
+            dev[cell, r] = dd + ab * (abs(rc[c]) - dd)
