@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from opsmind.detect.base import F64, I64, B, as_run, grow
+from opsmind.detect.jit import kernel
 
 # (mean, sd) of log1p(score) on i.i.d. Gaussian noise after each detector's cold start.
 PRIORS: dict[str, tuple[float, float]] = {
@@ -138,22 +139,39 @@ class Calibrator:
     def learn(self, rows: I64, scores: F64, learn: B) -> None:
         """Learn the finite scores of the rows where ``learn`` is True (``rows`` distinct)."""
         self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
-        idx = as_run(rows)
         sc = self._cols(scores)
-        ok = learn[:, None] & np.isfinite(sc)
-        t, e0, k = self.t[idx], self.e[idx], self.k[idx]
-        e = np.maximum(e0, self.min_scale)
         kept, self._u = self._u, None
         if kept is not None and kept[0] is rows and kept[1] is scores:
-            u = np.where(ok, kept[2], 0.0)
+            u = kept[2]
         else:
-            u = np.log1p(np.maximum(np.where(ok, sc, 0.0), 0.0))
-        over = ok & (u > t)
-        # Quantile tracking: up by step * (1 - level) scales on an exceedance, down by step * level
-        # otherwise, so t rests where a share `level` of scores exceed it.
-        new_t = np.where(ok, t + self.step * e * (over - TAIL_LEVEL), t)
-        b = np.maximum(self.excess_rate, 1.0 / (self.prior_weight * TAIL_LEVEL * 10 + k))
-        excess = np.minimum(u - t, self.clip * e)  # bounded influence of one extreme score
-        new_e = np.where(over, e + b * (excess - e), e0)
-        # Assigned last: with a run of rows, t, e0 and k are views of the state.
-        self.t[idx], self.e[idx], self.k[idx] = new_t, new_e, k + over
+            with np.errstate(invalid="ignore"):
+                u = np.log1p(np.maximum(sc, 0.0))
+        ok = learn[:, None] & np.isfinite(sc)
+        _learn_tails(
+            rows, u, ok, self.t, self.e, self.k,
+            self.step, self.excess_rate, self.prior_weight, self.min_scale, self.clip,
+        )  # fmt: skip
+
+
+@kernel
+def _learn_tails(
+    rows: I64, u: F64, ok: B, t: F64, e: F64, k: F64,
+    step: float, excess_rate: float, prior_weight: float, min_scale: float, clip: float,
+) -> None:  # fmt: skip
+    """The update of :meth:`Calibrator.learn` for every (row, column) with ``ok``, in place."""
+    for i in range(len(rows)):
+        r = rows[i]
+        for c in range(u.shape[1]):
+            if not ok[i, c]:
+                continue
+            t0, e0 = t[r, c], max(e[r, c], min_scale)
+            if u[i, c] > t0:
+                # Quantile tracking: up by step * (1 - level) scales on an exceedance, down by
+                # step * level otherwise, so t rests where a share `level` of scores exceed it.
+                t[r, c] = t0 + step * e0 * (1.0 - TAIL_LEVEL)
+                b = max(excess_rate, 1.0 / (prior_weight * TAIL_LEVEL * 10 + k[r, c]))
+                excess = min(u[i, c] - t0, clip * e0)  # bounded influence of one extreme score
+                e[r, c] = e0 + b * (excess - e0)
+                k[r, c] += 1.0
+            else:
+                t[r, c] = t0 + step * e0 * (0.0 - TAIL_LEVEL)

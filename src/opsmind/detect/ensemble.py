@@ -41,6 +41,7 @@ from opsmind.detect.base import F64, I64, B, Detector, SeriesIndex, grow
 from opsmind.detect.calibrate import Calibrator
 from opsmind.detect.cusum import CusumDetector
 from opsmind.detect.ewma import EwmaDetector
+from opsmind.detect.jit import kernel
 from opsmind.detect.robust import Resolution
 from opsmind.detect.seasonal import SeasonalDetector
 from opsmind.detect.spectral_residual import SpectralResidualDetector
@@ -136,31 +137,12 @@ class Ensemble:
         self._ensure(rows)
         raws = np.stack([d.score_many(rows, ts, values) for d in self.detectors], axis=1)  # [rows, detectors]
         surprises = self.calibrator.surprise(rows, raws)
-        s = surprises * self.weights
-        # Largest and second largest weighted surprise per row, column by column (reductions along a
-        # 4-wide axis are slow in numpy; D elementwise passes are not). NaN (a cold detector) counts 0.
-        cols = s.T
-        cold = np.isnan(cols[0])
-        top = np.nan_to_num(cols[0], nan=0.0, posinf=np.inf)
-        second = np.zeros(len(top))
-        for col in cols[1:]:
-            cold &= np.isnan(col)
-            x = np.nan_to_num(col, nan=0.0, posinf=np.inf)
-            np.maximum(second, np.minimum(top, x), out=second)
-            np.maximum(top, x, out=top)
-        with np.errstate(invalid="ignore"):
-            total = top + self.agreement * second if len(cols) > 1 else top
-        prob = 1.0 - np.power(10.0, -np.minimum(total, MAX_SURPRISE))
-        prob[cold] = np.nan
-        prob[np.isinf(values)] = 1.0
-        prob[np.isnan(values)] = np.nan
+        prob, total = _combine(surprises, self.weights, self.agreement, values)
         seasonal = next((d for d in self.detectors if isinstance(d, SeasonalDetector)), None)
         if seasonal is not None:
             expected = seasonal.last_expected
         else:
             expected = np.full(len(rows), np.nan)
-        total[np.isnan(prob)] = np.nan
-        total[prob == 1.0] = np.inf
         names = tuple(d.name for d in self.detectors)
         return EnsembleScores(rows, prob, expected, names, surprises, total), raws
 
@@ -218,3 +200,30 @@ class Ensemble:
             o = self.step_rows(rows, ts[i : i + 1], xs[i : i + 1])
             prob[i], surprise[i] = o.probability[0], o.surprise[0]
         return prob, surprise
+
+
+@kernel
+def _combine(surprises: F64, weights: F64, agreement: float, values: F64) -> tuple[F64, F64]:
+    """Per row: ``S = max_i w_i s_i + agreement * (second largest w_i s_i)`` (a cold detector's NaN
+    counts 0) and ``probability = 1 - 10^-min(S, MAX_SURPRISE)``; NaN when every detector is cold or the
+    value is NaN, 1 (``S = inf``) for an infinite value."""
+    k, width = surprises.shape
+    prob, total = np.empty(k), np.empty(k)
+    for i in range(k):
+        top = second = 0.0
+        cold = True
+        for c in range(width):
+            x = surprises[i, c] * weights[c]
+            if x == x:
+                cold = False
+                second = max(second, min(top, x))
+                top = max(top, x)
+        s = top + agreement * second if width > 1 else top
+        p = np.nan if cold else 1.0 - 10.0 ** -min(s, MAX_SURPRISE)
+        if np.isinf(values[i]):
+            p = 1.0
+        elif values[i] != values[i]:
+            p = np.nan
+        prob[i] = p
+        total[i] = np.nan if p != p else (np.inf if p == 1.0 else s)
+    return prob, total
