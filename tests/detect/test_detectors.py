@@ -98,7 +98,7 @@ def test_seasonal_detector_picks_the_daily_period_and_scores_it_low() -> None:
     xs = 100 + 20 * np.sin(2 * np.pi * ts / 86400.0) + rng.normal(size=n)
     det = SeasonalDetector()
     s = run(det, ts, xs)
-    assert det._choice(np.zeros(1, dtype=np.int64))[0] == 2  # daily
+    assert det.chosen(np.zeros(1, dtype=np.int64))[0] == 2  # daily
     assert np.nanmedian(s[-288:]) < 1.5
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from opsmind.detect.base import F64, I64, B, Rows, as_run, grow
+from opsmind.detect.base import F64, I64, B, grow
 from opsmind.detect.jit import kernel
 from opsmind.detect.robust import Resolution, safe_ratio
 
@@ -51,19 +51,10 @@ RECENTRE_AFTER = 2
 RECENTRE_ALPHA = 0.3
 
 
-Bins = I64 | int  # phase-bin columns per row, or one column for all rows (every timestamp equal)
-Cells = tuple[Bins, Rows]
+F32 = npt.NDArray[np.float32]
 
 
-def _cells(idx: Rows, rows: I64, b: Bins) -> Cells:
-    """Index of each row's bin cell in the (bin, row) tables: a contiguous view when the rows are one
-    run and share a bin, else paired fancy indices."""
-    if isinstance(idx, slice) and isinstance(b, int):
-        return b, idx
-    return (np.full(len(rows), b, dtype=np.int64) if isinstance(b, int) else b), rows
-
-
-def _grow_cols(a: npt.NDArray[np.float32], n_rows: int) -> npt.NDArray[np.float32]:
+def _grow_cols(a: F32, n_rows: int) -> F32:
     """A (bin, row) table with at least ``n_rows`` row columns, new ones 0 (doubling, amortised)."""
     if a.shape[1] >= n_rows:
         return a
@@ -119,57 +110,12 @@ class SeasonalDetector:
     def nbytes_per_series(self) -> int:
         return TOTAL_BINS * 3 * 4 + 3 * N_CAND * 8 + 4 * 8 + (Resolution.NBYTES if self.owns_res else 0)
 
-    @staticmethod
-    def _bins(ts: F64) -> list[Bins]:
-        """Bin column of each candidate; one int per candidate when every timestamp is the same (rows
-        scraped or pushed together), which lets state be indexed by views."""
-        if len(ts) and ts[0] == ts[-1] and bool((ts == ts[0]).all()):
-            return [int(b[0]) for b in SeasonalDetector._bin_arrays(ts[:1])]
-        return list(SeasonalDetector._bin_arrays(ts))
-
-    @staticmethod
-    def _bin_arrays(ts: F64) -> list[I64]:
-        return [
-            (np.floor(np.mod(ts, p) * (nb / p)).astype(np.int64) % nb) + off
-            for p, nb, off in zip(PERIODS_S, BINS, OFFSETS, strict=True)
-        ]
-
-    def _predict(self, idx: Rows, rows: I64, bins: list[Bins]) -> tuple[F64, F64]:
-        """Per candidate (columns): expected value and raw phase deviation of each row."""
-        exp = self.level[idx].copy()
-        gdev = self.gdev[idx]
-        dev = gdev.copy()
-        for c, b in enumerate(bins, start=1):
-            cell = _cells(idx, rows, b)
-            seen = self.cnt[cell] > 0.0
-            exp[:, c] += self.prof[cell]
-            dev[:, c] = np.where(seen, np.maximum(self.dev[cell], 0.5 * gdev[:, c]), gdev[:, c])
-        return exp, dev
-
-    def _choice(self, idx: Rows) -> I64:
-        """The candidate with the smallest (penalised) error; column passes, as an argmin along a 4-wide
-        axis is slow in numpy. A NaN error (not yet eligible) never wins; ties go to the first."""
-        cols = self.err[idx].T
-        best = np.where(np.isnan(cols[0]), np.inf, cols[0])
-        choice = np.zeros(len(best), dtype=np.int64)
-        for c in range(1, len(cols)):
-            e = cols[c] * SEASON_PENALTY
-            better = e < best  # False for NaN
-            choice[better] = c
-            np.minimum(best, np.where(better, e, best), out=best)
-        return choice
-
-    def _predict_at(self, rows: I64, ts: F64) -> tuple[F64, F64, I64]:
-        """Per-candidate predictions and the chosen candidate for (rows, ts)."""
-        idx = as_run(rows)
-        exp, dev = self._predict(idx, rows, self._bins(ts))
-        return exp, dev, self._choice(idx)
+    def chosen(self, rows: I64) -> I64:
+        """The candidate each row scores with (0 = none, 1 = hour, 2 = day, 3 = week)."""
+        return _chosen_rows(rows, self.err)
 
     def expected_and_scale(self, rows: I64, ts: F64) -> tuple[F64, F64]:
-        exp, dev, choice = self._predict_at(rows, ts)
-        ch = choice[:, None]
-        e = np.take_along_axis(exp, ch, axis=1)[:, 0]
-        s = MAD_TO_SIGMA * np.take_along_axis(dev, ch, axis=1)[:, 0]
+        e, s = _expected_rows(rows, ts, self.level, self.gdev, self.err, self.prof, self.dev, self.cnt)
         return e, np.maximum(s, self.res.floor(rows, np.nan_to_num(e)))
 
     def score_many(self, rows: I64, ts: F64, values: F64) -> F64:
@@ -203,10 +149,65 @@ def _nanmax(a: float, b: float) -> float:
 
 
 @kernel
+def _choose(err: F64, r: int) -> int:
+    """The candidate with the smallest (penalised) error; a NaN error (not yet eligible) never wins,
+    ties go to the first."""
+    best = err[r, 0] if err[r, 0] == err[r, 0] else np.inf
+    ch = 0
+    for c in range(1, N_CAND):
+        e = err[r, c] * SEASON_PENALTY
+        if e < best:
+            ch, best = c, e
+    return ch
+
+
+@kernel
+def _chosen_rows(rows: I64, err: F64) -> I64:
+    out = np.empty(len(rows), dtype=np.int64)
+    for i in range(len(rows)):
+        out[i] = _choose(err, rows[i])
+    return out
+
+
+@kernel
+def _predict_row(
+    r: int, ti: float, level: F64, gdev: F64,
+    prof: F32, dev: F32, cnt: F32,
+    exp: F64, dv: F64, cells: I64,
+) -> None:  # fmt: skip
+    """Every candidate's expected value (``exp``) and raw phase deviation (``dv``) for row ``r`` at time
+    ``ti``, and the phase-bin cell of each seasonal candidate (``cells``)."""
+    exp[0], dv[0] = level[r, 0], gdev[r, 0]
+    for c in range(1, N_CAND):
+        p, nb = PERIODS_S[c - 1], BINS[c - 1]
+        cell = int(np.floor((ti % p) * (nb / p))) % nb + OFFSETS[c - 1]
+        cells[c - 1] = cell
+        exp[c] = level[r, c] + np.float64(prof[cell, r])
+        g = gdev[r, c]
+        dv[c] = _nanmax(np.float64(dev[cell, r]), 0.5 * g) if cnt[cell, r] > 0.0 else g
+
+
+@kernel
+def _expected_rows(
+    rows: I64, ts: F64, level: F64, gdev: F64, err: F64, prof: F32, dev: F32, cnt: F32
+) -> tuple[F64, F64]:
+    """Expected value and scale (before the resolution floor) of each row's chosen candidate."""
+    exp, dv = np.empty(N_CAND), np.empty(N_CAND)
+    cells = np.empty(N_CAND - 1, dtype=np.int64)
+    e, s = np.empty(len(rows)), np.empty(len(rows))
+    for i in range(len(rows)):
+        r = rows[i]
+        _predict_row(r, ts[i], level, gdev, prof, dev, cnt, exp, dv, cells)
+        ch = _choose(err, r)
+        e[i], s[i] = exp[ch], MAD_TO_SIGMA * dv[ch]
+    return e, s
+
+
+@kernel
 def _learn_rows(
     rows: I64, t: F64, x: F64, n: F64, floor: F64,
     level: F64, gdev: F64, err: F64,
-    prof: npt.NDArray[np.float32], dev: npt.NDArray[np.float32], cnt: npt.NDArray[np.float32],
+    prof: F32, dev: F32, cnt: F32,
     dt: F64, t0: F64, last_ts: F64, run: F64,
     level_alpha: float, bin_alpha: float, err_alpha: float,
 ) -> None:  # fmt: skip
@@ -220,22 +221,8 @@ def _learn_rows(
     cells = np.empty(N_CAND - 1, dtype=np.int64)
     for i in range(len(rows)):
         r, ti, xi = rows[i], t[i], x[i]
-        # The candidate the score used: smallest penalised error, NaN never wins, ties to the first.
-        best = err[r, 0] if err[r, 0] == err[r, 0] else np.inf
-        ch = 0
-        for c in range(1, N_CAND):
-            e = err[r, c] * SEASON_PENALTY
-            if e < best:
-                ch, best = c, e
-        # Prediction of every candidate from the state before this point.
-        exp[0], dv[0] = level[r, 0], gdev[r, 0]
-        for c in range(1, N_CAND):
-            p, nb = PERIODS_S[c - 1], BINS[c - 1]
-            cell = int(np.floor((ti % p) * (nb / p))) % nb + OFFSETS[c - 1]
-            cells[c - 1] = cell
-            exp[c] = level[r, c] + np.float64(prof[cell, r])
-            g = gdev[r, c]
-            dv[c] = _nanmax(np.float64(dev[cell, r]), 0.5 * g) if cnt[cell, r] > 0.0 else g
+        ch = _choose(err, r)  # the candidate the score used
+        _predict_row(r, ti, level, gdev, prof, dev, cnt, exp, dv, cells)
         # Sampling interval and age, for the per-bin rate and the candidates' eligibility.
         if t0[r] != t0[r]:
             t0[r] = ti
