@@ -202,6 +202,15 @@ class Ensemble:
         return prob, surprise
 
 
+def warm_kernels() -> None:
+    """Build every compiled loop the default ensemble uses (loaded from numba's on-disk cache, or compiled
+    on a machine's first run: a few seconds) by running a throwaway ensemble past every cold start."""
+    ens = Ensemble()
+    rows = np.arange(2)
+    for i in range(64):
+        ens.step_rows(rows, np.full(2, 1.7e9 + 300.0 * i), np.array([1.0 + i % 3, 5.0 - i % 2]))
+
+
 @kernel
 def _combine(surprises: F64, weights: F64, agreement: float, values: F64) -> tuple[F64, F64]:
     """Per row: ``S = max_i w_i s_i + agreement * (second largest w_i s_i)`` (a cold detector's NaN

@@ -29,7 +29,7 @@ from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
 from opsmind.config import DetectSettings
 from opsmind.detect.cad import CadDetector
-from opsmind.detect.ensemble import Ensemble
+from opsmind.detect.ensemble import Ensemble, warm_kernels
 from opsmind.detect.golden import GoldenVectors, ServiceVector
 from opsmind.detect.multivariate import ServiceMultivariate
 from opsmind.detect.points import ContextJob, PointScorer
@@ -51,6 +51,9 @@ class DetectStage(Stage):
     ) -> None:
         super().__init__(bus, clock, telemetry)
         self.events = events
+        # Build the ensemble's compiled loops now, before the engine serves: built on the first scrape
+        # instead, a machine's first compilation (a few seconds) would hold the event loop and the API.
+        warm_kernels()
         self.scorer = PointScorer(
             Ensemble(threshold=settings.threshold, relearn_after=settings.relearn_after),
             telemetry,

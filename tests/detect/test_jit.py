@@ -1,0 +1,38 @@
+"""The compiled loops (``opsmind.detect.jit``): every one the default ensemble calls from Python is built
+by ``warm_kernels`` - otherwise the engine's first scrape, or the throughput benchmark's timed section,
+would pay a compilation. (Helpers called only from other compiled loops are built inside their callers.)
+Checked in a fresh interpreter: in this one, earlier tests may have built them already."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+ENTRY_POINTS = (
+    "calibrate._learn_tails",
+    "ensemble._combine",
+    "seasonal._expected_rows",
+    "seasonal._learn_rows",
+    "spectral_residual._windows",
+    "spectral_residual._newest_ratio",
+)
+
+CHECK = """
+import importlib, sys
+from opsmind.detect.ensemble import warm_kernels
+names = sys.argv[1:]
+modules = {n: importlib.import_module("opsmind.detect." + n.split(".")[0]) for n in names}
+kernels = {n: getattr(m, n.split(".")[1]) for n, m in modules.items()}
+before = [n for n, k in kernels.items() if k.signatures]
+warm_kernels()
+after = [n for n, k in kernels.items() if not k.signatures]
+print(f"built before: {before}; cold after: {after}")
+sys.exit(1 if before or after else 0)
+"""
+
+
+def test_warm_kernels_builds_every_compiled_entry_point() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK, *ENTRY_POINTS], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
