@@ -10,6 +10,9 @@ import sys
 
 ENTRY_POINTS = (
     "calibrate._learn_tails",
+    "cusum._learn_cusum",
+    "ewma._learn_ewma",
+    "robust._learn_resolution",
     "ensemble._combine",
     "seasonal._expected_rows",
     "seasonal._learn_rows",

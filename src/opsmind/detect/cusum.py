@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from opsmind.detect.base import F64, I64, B, Rows, as_run, grow, learned
+from opsmind.detect.jit import kernel
 from opsmind.detect.robust import Resolution, safe_ratio
 
 
@@ -96,9 +97,6 @@ class CusumDetector:
         fin = np.isfinite(values)
         rf, r = learned(rows, fin)
         x = values[fin]
-        f = self.fast[r]
-        self.fast[r] = np.where(np.isnan(f), x, f + self.fast_alpha * (x - f))
-        warm = self.res.n[r] >= self.min_points
         cached = self._cache
         self._cache = None  # the state changes below
         if cached is not None and cached[0] is rows and cached[1] is values:
@@ -106,24 +104,38 @@ class CusumDetector:
         else:
             with np.errstate(invalid="ignore"):
                 sp, sn = self._step(r, x)
-        alarm = warm & (np.maximum(sp, sn) >= self.h)
-        keep = warm & ~alarm
-        self.sp[r] = np.where(keep, sp, 0.0)
-        self.sn[r] = np.where(keep, sn, 0.0)
-        # Learn the reference from the normal points, then re-centre the alarmed rows.
-        ok = learn[fin]
-        xl = x[ok]
-        _, rl = learned(rf, ok)
-        n = self.res.n[rl] + 1.0
-        mu = self.mu[rl]
-        mu = np.where(np.isnan(mu), xl, mu)
-        d = xl - mu
-        a = np.maximum(self.alpha, 1.0 / n)
-        v = self.var[rl]
-        self.var[rl] = v + a * (d * d - v)
-        self.mu[rl] = mu + a * d
-        if alarm.any():
-            ra = rf[alarm]
-            self.mu[ra] = self.fast[ra]
+        _learn_cusum(
+            rf, x, learn[fin], sp, sn, self.res.n[rf],
+            self.mu, self.var, self.sp, self.sn, self.fast,
+            self.alpha, self.h, self.fast_alpha, self.min_points,
+        )  # fmt: skip
         if self.owns_res:
             self.res.learn(rows, values, learn)
+
+
+@kernel
+def _learn_cusum(
+    rows: I64, x: F64, learn: B, sp_new: F64, sn_new: F64, n: F64,
+    mu: F64, var: F64, sp: F64, sn: F64, fast: F64,
+    alpha: float, h: float, fast_alpha: float, min_points: int,
+) -> None:  # fmt: skip
+    """The update after the finite points ``x`` of ``rows`` (``sp_new``/``sn_new``: the accumulators they
+    lead to, ``n``: points learned before each): the fast mean always, the accumulators (reset on an
+    alarm or in the cold start), the reference from the points with ``learn``, then the alarmed rows'
+    reference re-centred on the fast mean."""
+    for i in range(len(rows)):
+        r = rows[i]
+        fast[r] = x[i] if fast[r] != fast[r] else fast[r] + fast_alpha * (x[i] - fast[r])
+        warm = n[i] >= min_points
+        alarm = warm and max(sp_new[i], sn_new[i]) >= h
+        keep = warm and not alarm
+        sp[r] = sp_new[i] if keep else 0.0
+        sn[r] = sn_new[i] if keep else 0.0
+        if learn[i]:
+            m = x[i] if mu[r] != mu[r] else mu[r]
+            d = x[i] - m
+            a = max(alpha, 1.0 / (n[i] + 1.0))
+            var[r] += a * (d * d - var[r])
+            mu[r] = m + a * d
+        if alarm:
+            mu[r] = fast[r]

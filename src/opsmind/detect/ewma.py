@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from opsmind.detect.base import F64, I64, B, grow
+from opsmind.detect.jit import kernel
 from opsmind.detect.robust import Resolution, safe_ratio
 
 
@@ -66,15 +67,19 @@ class EwmaDetector:
     def learn_many(self, rows: I64, ts: F64, values: F64, learn: B) -> None:
         self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
         ok = learn & np.isfinite(values)
-        r, x = rows[ok], values[ok]
-        n = self.res.n[r] + 1.0
-        lv = self.level[r]
-        lv = np.where(np.isnan(lv), x, lv)
-        resid = x - lv
-        a = np.maximum(self.alpha, 1.0 / n)
-        av = np.maximum(self.var_alpha, 1.0 / n)
-        self.level[r] = lv + a * resid
-        v = self.var[r]
-        self.var[r] = v + av * (resid * resid - v)
+        r = rows[ok]
+        _learn_ewma(r, values[ok], self.res.n[r], self.level, self.var, self.alpha, self.var_alpha)
         if self.owns_res:
             self.res.learn(rows, values, learn)
+
+
+@kernel
+def _learn_ewma(rows: I64, x: F64, n: F64, level: F64, var: F64, alpha: float, var_alpha: float) -> None:
+    """Level and residual variance after the learned points ``x`` (``n``: points learned before each)."""
+    for i in range(len(rows)):
+        r = rows[i]
+        lv = x[i] if level[r] != level[r] else level[r]
+        resid = x[i] - lv
+        inv = 1.0 / (n[i] + 1.0)
+        level[r] = lv + max(alpha, inv) * resid
+        var[r] += max(var_alpha, inv) * (resid * resid - var[r])

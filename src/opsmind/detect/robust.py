@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from opsmind.detect.base import F64, I64, B, Rows, grow, learned
+from opsmind.detect.base import F64, I64, B, Rows, grow
+from opsmind.detect.jit import kernel
 
 DIFF_FRACTION = 0.1
 LEVEL_FRACTION = 1e-4
@@ -47,22 +48,22 @@ class Resolution:
     def learn(self, rows: I64, values: F64, learn: B) -> None:
         """Account the learned finite points (``rows`` distinct)."""
         ok = learn & np.isfinite(values)
-        _, r = learned(rows, ok)
-        x = values[ok]
-        last = self.last[r]
-        d = np.abs(x - last)
-        had = np.isfinite(d)
-        n = self.n[r]
-        # Running mean over the first points, then exponentially weighted.
-        a = np.maximum(DIFF_ALPHA, 1.0 / np.maximum(n, 1.0))
-        ad = self.absdiff[r]
-        self.absdiff[r] = np.where(had, ad + a * (np.where(had, d, 0.0) - ad), ad)
-        nz = had & (d > 0.0)
-        if nz.any():
-            q = self.quantum[r]
-            self.quantum[r] = np.where(nz, np.minimum(q, np.where(nz, d, np.inf)), q)
-        self.last[r] = x
-        self.n[r] = n + 1.0
+        _learn_resolution(rows[ok], values[ok], self.n, self.last, self.absdiff, self.quantum)
+
+
+@kernel
+def _learn_resolution(rows: I64, x: F64, n: F64, last: F64, absdiff: F64, quantum: F64) -> None:
+    for i in range(len(rows)):
+        r = rows[i]
+        d = abs(x[i] - last[r])
+        if np.isfinite(d):  # not the row's first point
+            # Running mean over the first points, then exponentially weighted.
+            a = max(DIFF_ALPHA, 1.0 / max(n[r], 1.0))
+            absdiff[r] += a * (d - absdiff[r])
+            if d > 0.0:
+                quantum[r] = min(quantum[r], d)
+        last[r] = x[i]
+        n[r] += 1.0
 
 
 def safe_ratio(num: F64, den: F64) -> F64:
