@@ -17,6 +17,7 @@ ENTRY_POINTS = (
     "seasonal._expected_rows",
     "seasonal._learn_rows",
     "spectral_residual._windows",
+    "spectral_residual._learn_rings",
     "spectral_residual._newest_ratio",
 )
 

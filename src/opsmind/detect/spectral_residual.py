@@ -93,12 +93,7 @@ class SpectralResidualDetector:
     def learn_many(self, rows: I64, ts: F64, values: F64, learn: B) -> None:
         self.ensure_rows(int(rows.max()) + 1 if len(rows) else 0)
         ok = learn & np.isfinite(values)
-        r, x = rows[ok], values[ok]
-        pos = self.pos[r]
-        self.ring[r, pos] = x
-        self.pos[r] = (pos + 1) % self.window
-        self.n[r] += 1
-        self.last[r] = x
+        _learn_rings(rows[ok], values[ok], self.ring, self.pos, self.n, self.last)
 
 
 @kernel
@@ -130,3 +125,15 @@ def _newest_ratio(inv: npt.NDArray[np.float32], pos: I64) -> F64:
         ratio = abs(np.float64(inv[i, pos[i]])) / (total / w) if total > 0.0 else 0.0
         out[i] = max(ratio - 1.0, 0.0) if np.isfinite(ratio) else 0.0
     return out
+
+
+@kernel
+def _learn_rings(rows: I64, x: F64, ring: npt.NDArray[np.float32], pos: I64, n: I64, last: F64) -> None:
+    """Each learned value into its row's oldest slot."""
+    w = ring.shape[1]
+    for i in range(len(rows)):
+        r = rows[i]
+        ring[r, pos[r]] = x[i]
+        pos[r] = (pos[r] + 1) % w
+        n[r] += 1
+        last[r] = x[i]
