@@ -17,6 +17,8 @@ ENTRY_POINTS = (
     "seasonal._expected_rows",
     "seasonal._learn_rows",
     "spectral_residual._windows",
+    "spectral_residual._add_eps",
+    "spectral_residual._minus_neighbour_mean",
     "spectral_residual._learn_rings",
     "spectral_residual._newest_ratio",
 )

@@ -73,21 +73,13 @@ class SpectralResidualDetector:
         # a saliency ratio needs no more than 6 significant digits.
         f = scipy.fft.rfft(m, axis=1)
         f[:, 0] = 0.0  # drop the zero frequency: the level must not dominate the log spectrum
+        # exp(R + iP) = exp(L - AL) * F / |F| = F * exp(-AL)  (L = log |F|, up to eps). numpy's SIMD abs,
+        # log and exp over the whole batch, compiled loops for the per-row glue between them.
         amp = np.abs(f)
-        nf = amp.shape[1]
-        # Row sums by numpy's own reduction, not BLAS: identical for a row whatever the batch around it.
-        eps = (np.float32(1e-6 / nf) * amp.sum(axis=1) + np.float32(1e-30))[:, None]
-        lg = np.log(amp + eps)
-        # Sum over q = 3 neighbouring frequencies (edges repeat; the dropped zero frequency excluded).
-        lg[:, 0] = lg[:, 1]
-        avg = lg.copy()
-        avg[:, 1:-1] += lg[:, :-2]
-        avg[:, 1:-1] += lg[:, 2:]
-        avg[:, -1] += lg[:, -2] + lg[:, -1]
-        # exp(R + iP) = exp(L - AL) * F / |F| = F * exp(-AL)  (L = log |F|, up to eps); numpy's SIMD
-        # log and exp beat a compiled scalar loop here.
-        avg *= np.float32(-1.0 / 3.0)
-        f *= np.exp(avg)
+        _add_eps(amp)
+        lg = np.log(amp, out=amp)
+        filt = np.exp(_minus_neighbour_mean(lg))
+        f *= filt
         return _newest_ratio(scipy.fft.irfft(f, n=m.shape[1], axis=1), pos)
 
     def learn_many(self, rows: I64, ts: F64, values: F64, learn: B) -> None:
@@ -137,3 +129,33 @@ def _learn_rings(rows: I64, x: F64, ring: npt.NDArray[np.float32], pos: I64, n: 
         pos[r] = (pos[r] + 1) % w
         n[r] += 1
         last[r] = x[i]
+
+
+@kernel
+def _add_eps(amp: npt.NDArray[np.float32]) -> None:
+    """``A + eps`` in place, ``eps = 1e-6 * mean A`` of the row (and 1e-30), so flat rows stay finite."""
+    nf = amp.shape[1]
+    scale = np.float32(1e-6 / nf)
+    for i in range(amp.shape[0]):
+        total = np.float32(0.0)
+        for j in range(nf):
+            total += amp[i, j]
+        eps = scale * total + np.float32(1e-30)
+        for j in range(nf):
+            amp[i, j] += eps
+
+
+@kernel
+def _minus_neighbour_mean(lg: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``-AL``: minus the mean of each log amplitude and its two neighbours (q = 3; the edges repeat,
+    and the dropped zero frequency counts as its neighbour at 1)."""
+    k, nf = lg.shape
+    out = np.empty_like(lg)
+    third = np.float32(-1.0 / 3.0)
+    for i in range(k):
+        out[i, 0] = 0.0  # unused: the zero frequency's coefficient is 0
+        for j in range(1, nf - 1):
+            lo = lg[i, j - 1] if j > 1 else lg[i, 1]
+            out[i, j] = (lo + lg[i, j] + lg[i, j + 1]) * third
+        out[i, nf - 1] = (lg[i, nf - 2] + lg[i, nf - 1] + lg[i, nf - 1]) * third
+    return out
