@@ -259,3 +259,47 @@ def test_refits_only_in_its_phase_of_each_refit_period() -> None:
         minute(learner, *cycle("real", t % CYCLE))
     assert at and all(m % 10 == 3 for m in at)
     assert learner.fits == len(at)
+
+
+def test_the_fast_probability_is_the_fitted_pipelines() -> None:
+    """q is computed from the fitted scaler and coefficients directly: the same as sklearn's."""
+    learner = trained()
+    assert learner.model is not None
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        x = rng.normal(size=len(FEATURES)) * 3
+        expected = float(learner.model.predict_proba(x[None, :])[0, 1])
+        assert learner._q(x) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_warning_without_a_breach_ends_after_max_minutes() -> None:
+    """A learner sure of a breach that never comes: the warning ends after ``max_minutes`` (and may
+    start again the minute after, a new warning); without the limit it fires throughout."""
+
+    class Sure:
+        def fit(self, x: Any, y: Any) -> Any:
+            return self
+
+        def predict_proba(self, x: Any) -> Any:
+            return np.array([[0.1, 0.9]])
+
+    runs = {}
+    for limit in (20, None):
+        learner = WarningLearner(slo_s=SLO, min_examples=10**6, max_minutes=limit)
+        learner.model = Sure()  # decides from the first minute; never refitted (min_examples)
+        runs[limit] = [minute(learner, 90.0, 0.1, 0.5) for _ in range(45)]
+    assert all(runs[None][1:])
+    fired = runs[20]
+    assert fired[0] and all(fired[:20]) and not fired[20] and fired[21]
+
+
+def test_movement_features_weigh_the_headroom_by_how_much_the_load_moves() -> None:
+    calm = np.full(30, 0.8)
+    calm[::2] += 0.01
+    wild = np.full(30, 0.8)
+    wild[::2] += 0.2
+    vol_calm, z_calm, near_calm = WarningLearner._movement(calm)
+    vol_wild, z_wild, near_wild = WarningLearner._movement(wild)
+    assert vol_wild > vol_calm > 0
+    assert z_calm > z_wild > 0  # the same headroom is more moves away when the load is calm
+    assert near_calm == 0.0 and near_wild == pytest.approx(0.5)

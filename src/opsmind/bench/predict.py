@@ -47,15 +47,17 @@ Bottleneck warnings (:func:`warning_scores`: ``warning_precision``, ``warning_re
   minutes | features the monitoring system has at that minute: the forecast's P(exceed) near and far,
   peak forecast and upper bound / capacity, load / capacity now, over 5 and 30 minutes and its trend,
   p95 / SLO, minutes since the last breach and its length, breach starts in the last hour and six
-  hours, whether and for how long the gate fires). A minute's label is used only once known, 20
+  hours, whether and for how long the gate fires, how much the load moves minute to minute and how
+  many such moves the headroom is). A minute's label is used only once known, 20
   minutes later; the warm-up minutes give it history (load, p95, breaches) but no examples. Until it
   has 720 labelled minutes with 30 positive (the learner's warm-up, about half a day after the
   forecaster's) and during breaches the gate decides; then a warning starts when the gate fires and
   that probability is >= ``START_P`` = 0.45 (or
   on the learner's word at >= ``OWN_P`` = 0.65), continues while the gate fires, and is ended after
   ``RECHECK_MINUTES`` = 10 minutes once the probability is under ``START_P``, so that a lingering risk
-  does not hide the next breach under one long warning. A minute with the warning firing is a warning
-  minute. The gate alone is scored too (``warning_setup.gate_only``).
+  does not hide the next breach under one long warning, and after ``MAX_MINUTES`` = 20 minutes without
+  a breach in any case (it may start again the next minute, a new warning). A minute with the warning
+  firing is a warning minute. The gate alone is scored too (``warning_setup.gate_only``).
 * **the capacity** it uses: ``queue_model`` (``WARNING_CAPACITY``) - the mean service time from the
   warm-up's light-load p95s (:func:`~opsmind.predict.queue_model.fit_service_time`, CPU <= 50 %, or
   <= 70 % when the warm-up was never that light), then the exact M/M/c p95 at the replica count gives
@@ -79,8 +81,9 @@ Bottleneck warnings (:func:`warning_scores`: ``warning_precision``, ``warning_re
 The gate's constants (:mod:`opsmind.predict.bottleneck`: ``RAISE_P``, ``CLEAR_P``, ``FOR_S``,
 ``KEEP_S``; the raise level was chosen from 0.5 / 0.35 / 0.2 before, the rest from a small grid) were
 chosen on Crane input3, input5 and input7, the learner's (``START_P``, ``OWN_P``, ``RECHECK_MINUTES``,
-from a small grid) on Crane input1-8 and 10-14; none of them are benchmark traces, nothing was tuned on
-the scored traces, and one configuration serves every trace.
+``MAX_MINUTES``, its regularisation and features, from small grids) on Crane input1-8 and 10-14; none
+of them are benchmark traces, nothing was tuned on the scored traces, and one configuration serves
+every trace.
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ from opsmind.predict.capacity import CapacityModel, fit_capacity
 from opsmind.predict.forecast import LoadForecaster, fill_gaps
 from opsmind.predict.queue_model import fit_service_time, response_quantile
 from opsmind.predict.warning_learner import (
+    MAX_MINUTES,
     OWN_P,
     RECHECK_MINUTES,
     START_P,
@@ -615,11 +619,13 @@ def _markdown(results: dict[str, dict[str, Any]], paths: Sequence[Path], horizon
         "predictor's own past minutes, of P(a breach starts within 20 minutes) given what monitoring has "
         "at that minute (the forecast's P(exceed) near and far, peak forecast / capacity, load / capacity "
         "and its trend, p95 / SLO, time since the last breach and its length, recent breach starts, "
-        "whether and how long the gate fires); a minute's label is used only once known, 20 minutes "
+        "whether and how long the gate fires, how much the load moves and how many such moves the "
+        "headroom is); a minute's label is used only once known, 20 minutes "
         "later. Until 720 labelled minutes (30 positive) and during breaches the gate decides; then a "
         f"warning starts when the gate fires and that probability is >= {START_P} (or >= {OWN_P} alone), "
         f"continues while the gate fires and ends after {RECHECK_MINUTES} minutes once it is under "
-        f"{START_P}. Minutes with the warning firing are warning minutes. Warnings "
+        f"{START_P}, after {MAX_MINUTES} minutes without a breach in any case. Minutes with the warning "
+        "firing are warning minutes. Warnings "
         "inside a breach episode do not count. A warning episode (consecutive warning minutes) is a hit "
         f"if a breach episode starts 1-{horizon + LEAD_TOLERANCE} minutes after it starts; precision = "
         "hits / warning episodes. A breach episode is detected if a warning episode started "
