@@ -5,6 +5,7 @@ Checked in a fresh interpreter: in this one, earlier tests may have built them a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -42,3 +43,12 @@ def test_warm_kernels_builds_every_compiled_entry_point() -> None:
         [sys.executable, "-c", CHECK, *ENTRY_POINTS], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_no_writable_cache_location_still_imports_and_runs() -> None:
+    # Only IPython's locator allowed: outside IPython numba has no cache location for any function, as
+    # in a read-only install without a writable home.
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "IPythonCacheLocator"}
+    code = "from opsmind.detect.ensemble import warm_kernels; warm_kernels(); print('ok')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr

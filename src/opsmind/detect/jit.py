@@ -22,5 +22,10 @@ Fn = TypeVar("Fn", bound=Callable[..., Any])
 
 
 def kernel(fn: Fn) -> Fn:
-    """Compile ``fn`` in nopython mode with the settings above (no fastmath: results must match numpy)."""
-    return numba.njit(cache=True, nogil=True)(fn)  # type: ignore[return-value]  # a Dispatcher calls as fn
+    """Compile ``fn`` in nopython mode with the settings above (no fastmath: results must match numpy).
+    Where numba finds no writable cache location (a read-only install and no writable home), it raises
+    at decoration, that is on import: then the loop is compiled in every process instead."""
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)  # type: ignore[return-value]  # calls as fn
+    except RuntimeError:
+        return numba.njit(nogil=True)(fn)  # type: ignore[return-value]
