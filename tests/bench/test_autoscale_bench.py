@@ -64,3 +64,22 @@ def test_small_replay_prints_the_issue_keys(tmp_path: Path) -> None:
 def test_missing_default_traces_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no traces"):
         run_autoscale_benchmark([], tmp_path, tmp_path / "x.md", False, Console(quiet=True))
+
+
+def test_predictive_policy_bounds_its_capacity_by_a_saturated_fleet() -> None:
+    # A capacity estimate that is too high must come down while every pod is saturated (no pod then
+    # reports a CPU the estimate could learn from): one pod serves at most the load it is offered.
+    from opsmind.bench.autoscale import PredictivePolicy
+    from opsmind.sim.replay import PodView
+
+    settings = BenchSettings()
+    policy = PredictivePolicy(settings.predictive, settings.replay, settings.level)
+    policy.capacity = 50.0
+    pods = [PodView(f"p{i}", 0.0, True, 0.0, 1.0) for i in range(8)]
+    first = policy.decide(60.0, 280.0, pods, 8)
+    assert policy.capacity == pytest.approx(280.0 / 8)
+    assert first > 8
+    # Not saturated: the usual estimate (offered load over the CPU in use), no bound.
+    calm = [PodView(f"p{i}", 0.0, True, 0.0, 0.5) for i in range(40)]
+    policy.decide(75.0, 200.0, calm, 40)
+    assert policy.capacity == pytest.approx(0.9 * 35.0 + 0.1 * 200.0 / (40 * 0.5))
