@@ -12,10 +12,17 @@ import numpy as np
 import pytest
 
 from opsmind.act.base import ActionResult, ScaleAction
+from opsmind.bus.memory import MemoryBus
+from opsmind.bus.protocols import Message
 from opsmind.clock import SimClock
 from opsmind.config import load_settings
-from opsmind.engine import Engine
+from opsmind.engine import Engine, scaling
+from opsmind.engine.scaling import ScaleStage
 from opsmind.predict.base import Forecast
+from opsmind.predict.capacity import CapacityModel
+from opsmind.predict.stage import PREDICTIONS_TOPIC, LoadPrediction
+from opsmind.store.sqlite import SqliteStore
+from opsmind.telemetry import Telemetry
 from opsmind.types import AuditEntry, Decision, Incident, IncidentStatus, Series, SeriesSamples
 
 
@@ -235,3 +242,149 @@ async def test_no_scale_down_while_an_incident_involves_the_service(tmp_path: Pa
         assert not any(r.startswith("scale-down held") for r in free["reasons"])
     finally:
         await engine.stop()
+
+
+# -- a saturated fleet bounds the capacity per pod --------------------------------------------------------
+
+MINUTE0 = 1_700_000_040.0  # a whole minute
+# The service's CPU as a scrape labels it (the simulator's exporter adds its job too).
+CPU = Series.of("cpu_utilisation", {"service": "api", "job": "opsmind-sim"})
+PER_POD = 10.0  # what one pod of the service below serves at most, req/s
+OFFERED = 70.0  # req/s offered: 7 pods would serve it, 10 at the 70 % target
+
+
+async def run_saturating_service(
+    stage: ScaleStage,
+    store: SqliteStore,
+    clock: SimClock,
+    model: CapacityModel | None,
+    minutes: int,
+    count_desired: bool = False,
+) -> list[tuple[int, float]]:
+    """Drive ``stage`` against a service whose pods serve ``PER_POD`` each, offered ``OFFERED``, from 4
+    pods. What the pods cannot serve is not served, so the request rate observed is the served one (a
+    counter of completed requests) and the CPU is the share of the pods' capacity in use; a pod asked
+    for is ready a minute later. The predict stage's part is played as it plays it when no fit is
+    accepted: at each whole minute, the mean load of the minute before, a forecast bound 10 % above it,
+    the ready replicas (``count_desired``: the replicas asked for, as a ``replicas_desired`` series
+    counts them) and ``model``. Returns each minute's ready pods and CPU."""
+    started = [clock.now() - 3600.0] * 4  # when each pod was asked for
+    served: list[float] = []
+    seen: list[tuple[int, float]] = []
+
+    class Fleet:
+        def apply(self, action: ScaleAction, dry_run: bool = True) -> ActionResult:
+            del started[action.replicas :]
+            started.extend([clock.now()] * (action.replicas - len(started)))
+            return ActionResult(True, False, f"scaled to {action.replicas}", None, dry_run)
+
+        def revert(self, token: str, dry_run: bool = True) -> ActionResult:
+            return ActionResult(False, False, "no", None, dry_run)
+
+    fleet = Fleet()
+    stage.actuator_for = lambda service, cfg: fleet
+    start = clock.now()
+    for k in range(minutes * 4):
+        await clock.advance(start + 15 * k - clock.now())
+        now = clock.now()
+        ready = sum(1 for t in started if now - t >= 60)
+        if k % 4 == 0 and served:
+            replicas = len(started) if count_desired else ready
+            observed = sum(served[-4:]) / 4
+            upper = (observed * 1.1,)
+            await stage.handle(
+                Message(
+                    k,
+                    PREDICTIONS_TOPIC,
+                    LoadPrediction("api", now, 60.0, observed, upper, "t", replicas, model),
+                    1,
+                )
+            )
+        cpu = min(1.0, OFFERED / (ready * PER_POD))
+        served.append(min(OFFERED, ready * PER_POD))
+        store.append([SeriesSamples(CPU, (now,), (cpu,))])
+        if k % 4 == 3:
+            seen.append((ready, cpu))
+        await stage._decide("api", now)
+    return seen
+
+
+def saturation_stage(tmp_path: Path, configured: float | None) -> tuple[ScaleStage, SqliteStore, SimClock]:
+    clock, telemetry = SimClock(MINUTE0), Telemetry()
+    store = SqliteStore(str(tmp_path / "s.db"))
+    svc: dict[str, Any] = {"max_replicas": 40, "startup_s": 60, "actuator": "log", "dry_run": False}
+    if configured is not None:
+        svc["capacity_per_replica"] = configured
+    scale = load_settings(scale={"interval_s": 15, "services": {"api": svc}}).scale
+    bus = MemoryBus(telemetry=telemetry, clock=clock)
+    stage = ScaleStage(bus, clock, telemetry, store, store, scale, lambda service, cfg: Recorder())
+    return stage, store, clock
+
+
+@pytest.mark.parametrize("configured", [20.0, 50.0, None])
+async def test_a_saturated_fleet_is_scaled_to_its_load_whatever_capacity_was_configured(
+    tmp_path: Path, configured: float | None
+) -> None:
+    # Configured 2x and 5x what a pod serves (a fit refuses data this saturated, so the predict stage
+    # passes the configured figure on), or nothing at all. Saturated pods serve only what they can, so
+    # the observed load per replica is their capacity, and the load-based terms sized with a capacity
+    # too high asked for no more pods: before, 2x held the 4 pods, 5x shrank them to 2 and no capacity
+    # kept 4, with every pod at 100 % CPU for the whole run.
+    stage, store, clock = saturation_stage(tmp_path, configured)
+    model = None if configured is None else CapacityModel.known(configured, configured)
+    with store:
+        seen = await run_saturating_service(stage, store, clock, model, minutes=40)
+    ready = [r for r, _ in seen]
+    assert seen[0] == (4, 1.0)
+    # Within ten minutes the fleet is out of saturation, and it stays there: the bound is kept, so the
+    # fleet does not shrink back to what the configured capacity says once the scale-down window passes.
+    assert all(r >= 10 and cpu <= 0.7 for r, cpu in seen[10:]), ready
+    assert max(ready) <= 14, ready  # 10 pods at 70 %, plus the forecast's 10 % and headroom, no more
+    last = stage.decisions["api"]["reasons"]
+    assert any("a saturated fleet served no more" in r for r in last), last
+
+
+async def test_pods_still_starting_do_not_lower_the_saturated_bound(tmp_path: Path) -> None:
+    # Replicas counted as asked for (the demo reads replicas_desired first) include pods not serving yet:
+    # a saturated minute divided among them would put the bound below what a pod serves and keep the
+    # fleet too large for hours. Steps that began before our last action's pods were up are not used.
+    stage, store, clock = saturation_stage(tmp_path, 20.0)
+    with store:
+        seen = await run_saturating_service(
+            stage, store, clock, CapacityModel.known(20.0, 20.0), minutes=40, count_desired=True
+        )
+    ready = [r for r, _ in seen]
+    assert all(r >= 10 for r in ready[10:]) and max(ready) <= 14, ready
+
+
+async def test_the_saturated_bound_is_forgotten_after_its_memory(tmp_path: Path) -> None:
+    stage, store, clock = saturation_stage(tmp_path, 20.0)
+    model = CapacityModel.known(20.0, 20.0)
+    with store:
+        await run_saturating_service(stage, store, clock, model, minutes=15)
+        cfg = stage.config("api")
+        pred = stage.latest["api"]
+        per_pod, why = stage._capacity_per_pod("api", cfg, pred, clock.now())
+        assert per_pod == pytest.approx(PER_POD) and "saturated fleet" in why
+        # Not seen saturated again for longer than the memory: the configured capacity is back (so a
+        # wrong bound, from a CPU-hungry neighbour say, over-provisions for a bounded time only).
+        later = clock.now() + scaling.SATURATED_MEMORY_S + 60
+        quiet = LoadPrediction("api", later, 60.0, 70.0, (77.0,), "t", 10, model)
+        per_pod, why = stage._capacity_per_pod("api", cfg, quiet, later)
+        assert per_pod == 20.0 and "saturated" not in why, why
+
+
+async def test_the_hpa_policy_reads_the_service_cpu_whatever_other_labels_it_carries(tmp_path: Path) -> None:
+    # The HPA looked up the bare {service="api"} series only: scraped with a job label (as the
+    # simulator's exporter sends it), the CPU went unseen and a saturated fleet kept its pods.
+    stage, store, clock = saturation_stage(tmp_path, None)
+    stage.settings.services["api"] = stage.config("api").model_copy(update={"policy": "hpa"})
+    with store:
+        now = clock.now()
+        # One pod's series, idle, beside the service's: it is not the service's CPU.
+        pod = Series.of("cpu_utilisation", {"service": "api", "job": "opsmind-sim", "pod": "api-1"})
+        store.append([SeriesSamples(CPU, (now - 10,), (1.0,)), SeriesSamples(pod, (now - 10,), (0.1,))])
+        decided = await stage._decide("api", now)
+    # Nothing observed yet, so min_replicas (1) is current: ceil(1 x 1.0 / 0.7) = 2.
+    assert decided["current"] == 1 and decided["replicas"] == 2, decided["reasons"]
+    assert "cpu_utilisation 1" in decided["reasons"], decided["reasons"]
