@@ -16,11 +16,11 @@ from opsmind.bus.memory import MemoryBus
 from opsmind.bus.protocols import Message
 from opsmind.clock import SimClock
 from opsmind.config import load_settings
-from opsmind.engine import Engine, scaling
+from opsmind.engine import Engine
 from opsmind.engine.scaling import ScaleStage
 from opsmind.predict.base import Forecast
-from opsmind.predict.capacity import CapacityModel
-from opsmind.predict.stage import PREDICTIONS_TOPIC, LoadPrediction
+from opsmind.predict.capacity import SATURATED_MEMORY_S
+from opsmind.predict.stage import PREDICTIONS_TOPIC, PredictStage
 from opsmind.store.sqlite import SqliteStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import AuditEntry, Decision, Incident, IncidentStatus, Series, SeriesSamples
@@ -249,27 +249,42 @@ async def test_no_scale_down_while_an_incident_involves_the_service(tmp_path: Pa
 MINUTE0 = 1_700_000_040.0  # a whole minute
 # The service's CPU as a scrape labels it (the simulator's exporter adds its job too).
 CPU = Series.of("cpu_utilisation", {"service": "api", "job": "opsmind-sim"})
+LOAD = Series.of("request_rate", {"service": "api"})
 PER_POD = 10.0  # what one pod of the service below serves at most, req/s
 OFFERED = 70.0  # req/s offered: 7 pods would serve it, 10 at the 70 % target
 
 
+class LastMinute:
+    """A test double: the last minute's load, +-10 %."""
+
+    def fit(self, y: np.ndarray) -> None:
+        self.last = float(y[-1])
+
+    def update(self, y_new: np.ndarray) -> None:
+        self.last = float(y_new[-1])
+
+    def predict(self, h: int, levels: tuple[int, ...] = (80, 95)) -> Forecast:
+        mean = np.full(h, self.last)
+        return Forecast(mean, dict.fromkeys(levels, mean * 0.9), dict.fromkeys(levels, mean * 1.1), "last")
+
+
 async def run_saturating_service(
     stage: ScaleStage,
+    predict: PredictStage,
     store: SqliteStore,
     clock: SimClock,
-    model: CapacityModel | None,
     minutes: int,
     count_desired: bool = False,
 ) -> list[tuple[int, float]]:
-    """Drive ``stage`` against a service whose pods serve ``PER_POD`` each, offered ``OFFERED``, from 4
-    pods. What the pods cannot serve is not served, so the request rate observed is the served one (a
-    counter of completed requests) and the CPU is the share of the pods' capacity in use; a pod asked
-    for is ready a minute later. The predict stage's part is played as it plays it when no fit is
-    accepted: at each whole minute, the mean load of the minute before, a forecast bound 10 % above it,
-    the ready replicas (``count_desired``: the replicas asked for, as a ``replicas_desired`` series
-    counts them) and ``model``. Returns each minute's ready pods and CPU."""
+    """Drive ``stage`` and the real ``predict`` stage against a service whose pods serve ``PER_POD`` each,
+    offered ``OFFERED``, from 4 pods. What the pods cannot serve is not served, so the request rate
+    observed is the served one (a counter of completed requests) and the CPU is the share of the pods'
+    capacity in use; a pod asked for is ready a minute later. There is no latency series, so no fit: the
+    predict stage publishes the configured capacity, bounded by what the saturated fleet served. Its
+    replicas are the ready ones (``count_desired``: the ones asked for, a ``replicas_desired`` series).
+    Every whole minute it predicts and the scaler takes the prediction; the scaler decides every 15 s.
+    Returns each minute's ready pods and CPU."""
     started = [clock.now() - 3600.0] * 4  # when each pod was asked for
-    served: list[float] = []
     seen: list[tuple[int, float]] = []
 
     class Fleet:
@@ -283,42 +298,49 @@ async def run_saturating_service(
 
     fleet = Fleet()
     stage.actuator_for = lambda service, cfg: fleet
+    replicas = Series.of("replicas_desired" if count_desired else "replicas_ready", {"service": "api"})
     start = clock.now()
     for k in range(minutes * 4):
         await clock.advance(start + 15 * k - clock.now())
         now = clock.now()
         ready = sum(1 for t in started if now - t >= 60)
-        if k % 4 == 0 and served:
-            replicas = len(started) if count_desired else ready
-            observed = sum(served[-4:]) / 4
-            upper = (observed * 1.1,)
-            await stage.handle(
-                Message(
-                    k,
-                    PREDICTIONS_TOPIC,
-                    LoadPrediction("api", now, 60.0, observed, upper, "t", replicas, model),
-                    1,
-                )
-            )
+        if k % 4 == 0 and k:
+            predictions, _ = predict.step(now)
+            for p in predictions:
+                await stage.handle(Message(k, PREDICTIONS_TOPIC, p, 1))
         cpu = min(1.0, OFFERED / (ready * PER_POD))
-        served.append(min(OFFERED, ready * PER_POD))
-        store.append([SeriesSamples(CPU, (now,), (cpu,))])
+        count = len(started) if count_desired else ready
+        store.append(
+            [
+                SeriesSamples(CPU, (now,), (cpu,)),
+                SeriesSamples(LOAD, (now,), (min(OFFERED, ready * PER_POD),)),
+                SeriesSamples(replicas, (now,), (float(count),)),
+            ]
+        )
         if k % 4 == 3:
             seen.append((ready, cpu))
         await stage._decide("api", now)
     return seen
 
 
-def saturation_stage(tmp_path: Path, configured: float | None) -> tuple[ScaleStage, SqliteStore, SimClock]:
+def saturation_stages(
+    tmp_path: Path, configured: float | None
+) -> tuple[ScaleStage, PredictStage, SqliteStore, SimClock]:
     clock, telemetry = SimClock(MINUTE0), Telemetry()
     store = SqliteStore(str(tmp_path / "s.db"))
     svc: dict[str, Any] = {"max_replicas": 40, "startup_s": 60, "actuator": "log", "dry_run": False}
     if configured is not None:
         svc["capacity_per_replica"] = configured
-    scale = load_settings(scale={"interval_s": 15, "services": {"api": svc}}).scale
+    cfg = load_settings(
+        predict={"min_history": 2, "outlook_interval_s": 10**9},
+        scale={"interval_s": 15, "services": {"api": svc}},
+    )
     bus = MemoryBus(telemetry=telemetry, clock=clock)
-    stage = ScaleStage(bus, clock, telemetry, store, store, scale, lambda service, cfg: Recorder())
-    return stage, store, clock
+    stage = ScaleStage(bus, clock, telemetry, store, store, cfg.scale, lambda service, c: Recorder())
+    # As the engine builds it: the scaled services' configured capacities are the predict stage's.
+    known = {} if configured is None else {"api": configured}
+    predict = PredictStage(bus, clock, telemetry, store, store, cfg.predict, LastMinute, known_capacity=known)
+    return stage, predict, store, clock
 
 
 @pytest.mark.parametrize("configured", [20.0, 50.0, None])
@@ -328,12 +350,11 @@ async def test_a_saturated_fleet_is_scaled_to_its_load_whatever_capacity_was_con
     # Configured 2x and 5x what a pod serves (a fit refuses data this saturated, so the predict stage
     # passes the configured figure on), or nothing at all. Saturated pods serve only what they can, so
     # the observed load per replica is their capacity, and the load-based terms sized with a capacity
-    # too high asked for no more pods: before, 2x held the 4 pods, 5x shrank them to 2 and no capacity
-    # kept 4, with every pod at 100 % CPU for the whole run.
-    stage, store, clock = saturation_stage(tmp_path, configured)
-    model = None if configured is None else CapacityModel.known(configured, configured)
+    # too high asked for no more pods: before the bound, 2x held the 4 pods, 5x shrank them to 2 and no
+    # capacity kept 4, with every pod at 100 % CPU for the whole run.
+    stage, predict, store, clock = saturation_stages(tmp_path, configured)
     with store:
-        seen = await run_saturating_service(stage, store, clock, model, minutes=40)
+        seen = await run_saturating_service(stage, predict, store, clock, minutes=40)
     ready = [r for r, _ in seen]
     assert seen[0] == (4, 1.0)
     # Within ten minutes the fleet is out of saturation, and it stays there: the bound is kept, so the
@@ -347,37 +368,44 @@ async def test_a_saturated_fleet_is_scaled_to_its_load_whatever_capacity_was_con
 async def test_pods_still_starting_do_not_lower_the_saturated_bound(tmp_path: Path) -> None:
     # Replicas counted as asked for (the demo reads replicas_desired first) include pods not serving yet:
     # a saturated minute divided among them would put the bound below what a pod serves and keep the
-    # fleet too large for hours. Steps that began before our last action's pods were up are not used.
-    stage, store, clock = saturation_stage(tmp_path, 20.0)
+    # fleet too large for hours. Steps the replica count changed within SETTLE_S of are not used.
+    stage, predict, store, clock = saturation_stages(tmp_path, 20.0)
     with store:
-        seen = await run_saturating_service(
-            stage, store, clock, CapacityModel.known(20.0, 20.0), minutes=40, count_desired=True
-        )
+        seen = await run_saturating_service(stage, predict, store, clock, minutes=40, count_desired=True)
     ready = [r for r, _ in seen]
     assert all(r >= 10 for r in ready[10:]) and max(ready) <= 14, ready
+    assert stage.latest["api"].capacity is not None
+    assert stage.latest["api"].capacity.saturation_per_replica == pytest.approx(PER_POD)
 
 
 async def test_the_saturated_bound_is_forgotten_after_its_memory(tmp_path: Path) -> None:
-    stage, store, clock = saturation_stage(tmp_path, 20.0)
-    model = CapacityModel.known(20.0, 20.0)
+    stage, predict, store, clock = saturation_stages(tmp_path, 20.0)
     with store:
-        await run_saturating_service(stage, store, clock, model, minutes=15)
+        await run_saturating_service(stage, predict, store, clock, minutes=15)
         cfg = stage.config("api")
-        pred = stage.latest["api"]
-        per_pod, why = stage._capacity_per_pod("api", cfg, pred, clock.now())
+        per_pod, why = stage._capacity_per_pod(cfg, stage.latest["api"])
         assert per_pod == pytest.approx(PER_POD) and "saturated fleet" in why
         # Not seen saturated again for longer than the memory: the configured capacity is back (so a
         # wrong bound, from a CPU-hungry neighbour say, over-provisions for a bounded time only).
-        later = clock.now() + scaling.SATURATED_MEMORY_S + 60
-        quiet = LoadPrediction("api", later, 60.0, 70.0, (77.0,), "t", 10, model)
-        per_pod, why = stage._capacity_per_pod("api", cfg, quiet, later)
+        later = clock.now() + SATURATED_MEMORY_S + 60
+        quiet = [later - 120 + 15 * i for i in range(8)]
+        store.append(
+            [
+                SeriesSamples(CPU, tuple(quiet), (0.7,) * 8),
+                SeriesSamples(LOAD, tuple(quiet), (OFFERED,) * 8),
+                SeriesSamples(Series.of("replicas_ready", {"service": "api"}), tuple(quiet), (10.0,) * 8),
+            ]
+        )
+        await clock.advance(later - clock.now())
+        (pred,), _ = predict.step(later)
+        per_pod, why = stage._capacity_per_pod(cfg, pred)
         assert per_pod == 20.0 and "saturated" not in why, why
 
 
 async def test_the_hpa_policy_reads_the_service_cpu_whatever_other_labels_it_carries(tmp_path: Path) -> None:
     # The HPA looked up the bare {service="api"} series only: scraped with a job label (as the
     # simulator's exporter sends it), the CPU went unseen and a saturated fleet kept its pods.
-    stage, store, clock = saturation_stage(tmp_path, None)
+    stage, _, store, clock = saturation_stages(tmp_path, None)
     stage.settings.services["api"] = stage.config("api").model_copy(update={"policy": "hpa"})
     with store:
         now = clock.now()

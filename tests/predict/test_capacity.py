@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from opsmind.predict.capacity import CapacityModel, fit_capacity
+from opsmind.predict.capacity import CapacityModel, SaturationBound, fit_capacity
 
 MU = 100.0  # requests per second one replica can serve
 SLO = 0.1  # p95 seconds
@@ -90,3 +90,47 @@ def test_known_model() -> None:
     assert model.ok and model.capacity(2) == 140.0
     with pytest.raises(ValueError):
         CapacityModel.known(120.0, 100.0)
+
+
+def test_the_saturation_bound_takes_saturated_steps_only_and_forgets_after_its_memory() -> None:
+    bound = SaturationBound(memory_s=3600.0)
+    assert not bound.observe(60.0, 40.0, 4, 0.9)  # not saturated: says nothing about a pod's limit
+    assert not bound.observe(120.0, 40.0, 4, math.nan)  # no CPU: neither
+    assert not bound.observe(180.0, 40.0, 0, 1.0)
+    assert bound.at(180.0) is None
+    assert bound.observe(240.0, 40.0, 4, 0.96) and bound.observe(300.0, 48.0, 4, 1.0)
+    assert bound.at(300.0) == 10.0  # the lowest: one pod served no more than that
+    assert bound.at(300.0 + 3600.0) == 10.0
+    assert bound.at(301.0 + 3600.0) is None
+    # Saturated again after the memory: the old figure is not carried over.
+    assert bound.observe(8000.0, 60.0, 4, 1.0) and bound.at(8000.0) == 15.0
+
+
+def test_the_saturation_bound_caps_a_model_above_it_and_leaves_one_within_it_alone() -> None:
+    bound = SaturationBound()
+    bound.observe(600.0, 40.0, 4, 1.0)
+    fitted = CapacityModel(
+        ok=True,
+        reason="the fit",
+        latency_slo=0.5,
+        base_latency=0.1,
+        saturation_per_replica=30.0,
+        capacity_per_replica=24.0,
+        capacity_lo=8.0,
+        capacity_hi=26.0,
+        n_samples=100,
+    )
+    capped = bound.apply(fitted, 660.0, 0.5)
+    assert capped is not None and capped.ok and capped.n_samples == 100
+    assert (capped.saturation_per_replica, capped.capacity_per_replica) == (10.0, 10.0)
+    assert (capped.capacity_lo, capped.capacity_hi) == (8.0, 10.0)
+    assert capped.reason.startswith("at most 10/replica: a saturated fleet") and "60s ago" in capped.reason
+    assert capped.reason.endswith("not the fit")
+    within = CapacityModel.known(6.0, 8.0, 0.5)
+    assert bound.apply(within, 660.0, 0.5) is within
+    # No usable model: the bound is the best figure there is.
+    for none in (None, CapacityModel(ok=False, reason="too few samples", latency_slo=0.5)):
+        alone = bound.apply(none, 660.0, 0.5)
+        assert alone is not None and alone.ok and alone.capacity_per_replica == 10.0
+        assert alone.latency_slo == 0.5 and "saturated fleet" in alone.reason
+    assert SaturationBound().apply(fitted, 660.0, 0.5) is fitted  # nothing saturated, nothing changed

@@ -15,13 +15,13 @@ stored as a ``Decision`` record with its reasons and hourly cost (the instance t
 
 Capacity per pod, the load one replica serves at 100 % utilisation, is the learned model's saturation
 rate, lowered so that ``target_utilisation`` of it stays within the latency-SLO capacity; without a
-learned model, the configured ``capacity_per_replica``. Either is bounded by what a saturated fleet
-served: over a step in which the service's mean CPU was at least ``SATURATED_CPU``, one pod cannot
-serve more than the step's load per replica, and that bound is kept for ``SATURATED_MEMORY_S``. Without
-it, a capacity too high (a configured figure, or a fit) sized the fleet too small for good: its
-saturated pods never produced data the fit accepts, and the load-based reactive term, computed with the
-same capacity, never asked for more pods (configured at twice what a pod serves, a fleet of 4 stayed at
-4 for hours against a load needing 22, every minute over the latency SLO; at five times, it shrank).
+learned model, the configured ``capacity_per_replica``. The model published is already bounded by what
+a saturated fleet served (the predict stage applies :class:`~opsmind.predict.capacity.SaturationBound`,
+so warnings and the week-ahead outlook use the same figure). Without that bound, a capacity too high (a
+configured figure, or a fit) sized the fleet too small for good: its saturated pods never produced data
+the fit accepts, and the load-based reactive term, computed with the same capacity, never asked for more
+pods (configured at twice what a pod serves, a fleet of 4 stayed at 4 for hours against a load needing
+22, every minute over the latency SLO; at five times, it shrank).
 """
 
 from __future__ import annotations
@@ -43,24 +43,15 @@ from opsmind.decide.hpa import HPAController, HPASpec, PodSample
 from opsmind.decide.predictive import PredictiveController, PredictiveSpec
 from opsmind.decide.prices import InstancePrice
 from opsmind.predict import readings
-from opsmind.predict.stage import PREDICTIONS_TOPIC, LoadPrediction
+from opsmind.predict.stage import CPU_METRIC, PREDICTIONS_TOPIC, LoadPrediction, cpu_series
 from opsmind.store.protocols import EventStore, SampleStore
 from opsmind.telemetry import Telemetry
-from opsmind.types import AuditEntry, Decision, Incident, IncidentStatus, Series
+from opsmind.types import AuditEntry, Decision, Incident, IncidentStatus
 
 log = logging.getLogger(__name__)
 ACTOR = "opsmind:scale"
-CPU_METRIC = "cpu_utilisation"
 
 ActuatorFactory = Callable[[str, ScaleServiceSettings], Actuator]
-# A service's mean CPU at which its pods count as saturated: they serve all they can, not all they are
-# offered (the autoscale benchmark's policy uses the same threshold).
-SATURATED_CPU = 0.95
-# How long a saturated fleet's bound on the capacity per pod is kept after it was last seen: as long as
-# the capacity fit looks back by default (predict.capacity_lookback_s). Kept for ever, one bad step (a
-# CPU-hungry neighbour) would over-provision for good; forgotten at once, a capacity that is too high
-# would saturate the fleet again as soon as the scale-down window let it shrink.
-SATURATED_MEMORY_S = 6 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +139,6 @@ class ScaleStage(Stage):
         self._hpa: dict[str, HPAController] = {}
         self._actuators: dict[str, Actuator] = {}
         self._acted: dict[str, tuple[float, int]] = {}  # service -> when and to what it was last scaled
-        self._saturated: dict[str, tuple[float, float]] = {}  # service -> capacity-per-pod bound, seen at
         self._lock = asyncio.Lock()
         self._actions = telemetry.counter(
             "opsmind_scale_actions_total", "Scale actions sent to actuators", ("service", "ok")
@@ -236,8 +226,7 @@ class ScaleStage(Stage):
         elif cfg.policy == "hpa":
             decision = await asyncio.to_thread(self._hpa_decision, service, cfg, current, now)
         else:
-            # In a worker thread, as the HPA's: it reads the service's CPU from the store.
-            decision = await asyncio.to_thread(self._predictive_decision, service, cfg, current, pred, now)
+            decision = self._predictive_decision(service, cfg, current, pred, now)
         reasons = [f"current {current} replicas ({whence})", *decision.reasons]
         if hold is not None and hold.bounded:
             lo = hold.min_replicas if hold.min_replicas is not None else lo
@@ -310,19 +299,7 @@ class ScaleStage(Stage):
             return int(last["replicas"]), "last decision"
         return cfg.min_replicas, "nothing observed yet: min_replicas"
 
-    def _capacity_per_pod(
-        self, service: str, cfg: ScaleServiceSettings, pred: LoadPrediction | None, now: float
-    ) -> tuple[float, str]:
-        per_pod, why = self._modelled_capacity(cfg, pred)
-        bound = self._saturated_bound(service, cfg, pred, now)
-        if bound is None or per_pod <= bound:  # NaN, no capacity at all, takes the bound
-            return per_pod, why
-        return bound, (
-            f"capacity per pod {bound:.4g}: a saturated fleet served no more per replica "
-            f"({now - self._saturated[service][1]:.0f}s ago), so not {why}"
-        )
-
-    def _modelled_capacity(self, cfg: ScaleServiceSettings, pred: LoadPrediction | None) -> tuple[float, str]:
+    def _capacity_per_pod(self, cfg: ScaleServiceSettings, pred: LoadPrediction | None) -> tuple[float, str]:
         model = pred.capacity if pred is not None else None
         if model is not None and model.ok:
             per_pod = min(model.saturation_per_replica, model.capacity_per_replica / cfg.target_utilisation)
@@ -333,46 +310,6 @@ class ScaleStage(Stage):
         if cfg.capacity_per_replica is not None:
             return cfg.capacity_per_replica, f"capacity per pod {cfg.capacity_per_replica:g} (configured)"
         return math.nan, "no capacity model learned and none configured"
-
-    def _saturated_bound(
-        self, service: str, cfg: ScaleServiceSettings, pred: LoadPrediction | None, now: float
-    ) -> float | None:
-        """The lowest load per replica seen while the service's fleet was saturated, updated from
-        ``pred``; None when there is none, or the last saturated step ended over ``SATURATED_MEMORY_S``
-        ago.
-
-        ``pred.observed`` is the mean load of the last complete step, so the CPU is averaged over that
-        same step (a fleet that saturated only at its end says less). A step that began before the pods
-        of our last action were up is not used: pods that joined during it served part of it only, and
-        a replica count of desired rather than ready pods counts pods still starting - either would put
-        the bound below what one pod serves and over-provision for as long as it is kept."""
-        held = self._saturated.get(service)
-        if held is not None and now - held[1] > SATURATED_MEMORY_S:
-            del self._saturated[service]
-            held = None
-        if pred is None or not pred.replicas or not (math.isfinite(pred.observed) and pred.observed > 0):
-            return None if held is None else held[0]
-        end = math.floor(pred.at / pred.step_s) * pred.step_s
-        acted = self._acted.get(service)
-        if acted is not None and end - pred.step_s < acted[0] + cfg.startup_s:
-            return None if held is None else held[0]
-        first = round(end / pred.step_s) - 1
-        t, v = readings.read(self.samples, self._cpu_series(service), end - pred.step_s, end)
-        (cpu,) = readings.step_means(t, v, pred.step_s, first, first + 1)
-        if math.isfinite(cpu) and cpu >= SATURATED_CPU:
-            bound = pred.observed / pred.replicas
-            # Dated by its step, not by this decision: the same step is read again on every tick.
-            held = self._saturated[service] = (bound if held is None else min(held[0], bound), end)
-        return None if held is None else held[0]
-
-    def _cpu_series(self, service: str) -> Series:
-        """The service's own CPU series: a ``service`` label and no ``pod`` label, whatever other labels
-        its source adds (a scrape's ``job``, as the simulator's exporter has) - looked up by name and
-        service, where the bare ``{service=...}`` series alone missed them."""
-        for info in self.samples.series({"__name__": CPU_METRIC, "service": service}, 1000):
-            if readings.service_level(info.series):
-                return info.series
-        return Series.of(CPU_METRIC, {"service": service})
 
     def _predictive_decision(
         self, service: str, cfg: ScaleServiceSettings, current: int, pred: LoadPrediction | None, now: float
@@ -387,7 +324,7 @@ class ScaleStage(Stage):
                 scale_down_window_s=cfg.scale_down_window_s,
             )
             ctl = self._predictive[service] = PredictiveController(spec)
-        capacity, why = self._capacity_per_pod(service, cfg, pred, now)
+        capacity, why = self._capacity_per_pod(cfg, pred)
         if pred is None:
             return ctl.step(now, current, math.nan, math.nan, capacity)
         ahead = max(1, math.ceil((cfg.startup_s + self.settings.interval_s) / pred.step_s))
@@ -413,7 +350,7 @@ class ScaleStage(Stage):
                 sync_period_s=self.settings.interval_s,
             )
             ctl = self._hpa[service] = HPAController(spec)
-        series = self._cpu_series(service)
+        series = cpu_series(self.samples, service)
         cpu = readings.latest(self.samples, series, now, 4 * self.settings.interval_s)
         # Service-level CPU only: every ready pod is taken at the service's average utilisation.
         pods = [

@@ -13,6 +13,12 @@ loaded samples dominate.
 samples, latency that does not rise with load, a service never loaded past ``min_utilisation`` of its
 estimated saturation (the curve's bend was never seen, so ``mu`` would be extrapolated), or a
 bootstrap interval wider than ``max_relative_uncertainty``.
+
+A fit or a configured figure can be too high, and a saturated fleet cannot correct it: its latency is
+off the curve (the fit refuses such data) and its load is capped at what its pods serve. What it does
+show is an upper bound: over a step in which the service's mean CPU was at least ``SATURATED_CPU``, one
+pod served no more than the step's load per replica. :class:`SaturationBound` keeps the lowest such
+figure for ``SATURATED_MEMORY_S`` and bounds a model with it (:meth:`SaturationBound.apply`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,14 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 NAN = float("nan")
+# A service's mean CPU at which its pods count as saturated: they serve all they can, not all they are
+# offered (the autoscale benchmark's policy uses the same threshold).
+SATURATED_CPU = 0.95
+# How long a saturated fleet's bound is kept after it was last seen: as long as the capacity fit looks
+# back by default (predict.capacity_lookback_s). Kept for ever, one bad step (a CPU-hungry neighbour)
+# would understate the capacity for good; forgotten at once, a capacity that is too high would be
+# claimed again, and a fleet scaled by it saturated again, as soon as it was out of saturation.
+SATURATED_MEMORY_S = 6 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,3 +202,57 @@ def fit_capacity(
         reason = f"capacity {cap:.3g}/replica too uncertain (90% interval {lo:.3g}..{hi:.3g})"
         return replace(model, ok=False, reason=reason, capacity_per_replica=NAN)
     return model
+
+
+@dataclass(slots=True)
+class SaturationBound:
+    """The lowest load per replica a service's fleet served over a step in which it was saturated (mean
+    CPU at least ``SATURATED_CPU``), kept until ``memory_s`` after the last such step. Fed the steps in
+    time order with :meth:`observe`."""
+
+    memory_s: float = SATURATED_MEMORY_S
+    per_replica: float = math.inf
+    seen_at: float = -math.inf  # the end of the last saturated step
+
+    def observe(self, end: float, load: float, replicas: float, cpu: float) -> bool:
+        """Take the step ending at ``end`` (its mean load, replicas and mean CPU); whether it counted."""
+        if not (cpu >= SATURATED_CPU and load > 0 and replicas > 0):  # false for NaN too
+            return False
+        if end - self.seen_at > self.memory_s:  # the bound held was forgotten before this step
+            self.per_replica = math.inf
+        self.per_replica = min(self.per_replica, load / replicas)
+        self.seen_at = max(self.seen_at, end)
+        return True
+
+    def at(self, now: float) -> float | None:
+        """The bound on the load per replica as of ``now``; None when none is held."""
+        if now - self.seen_at > self.memory_s or not math.isfinite(self.per_replica):
+            return None
+        return self.per_replica
+
+    def apply(self, model: CapacityModel | None, now: float, latency_slo: float) -> CapacityModel | None:
+        """``model`` with its saturation and SLO capacity per replica (and the interval) no higher than the
+        bound, the reason saying so; without a usable model, a model of the bound alone (the best figure
+        there is: a fleet sized by none at all stays saturated). ``model`` as it is when no bound is
+        held or the model is within it."""
+        bound = self.at(now)
+        if bound is None:
+            return model
+        why = (
+            f"at most {bound:.4g}/replica: a saturated fleet served no more per replica "
+            f"(mean CPU >= {SATURATED_CPU:g}, {now - self.seen_at:.0f}s ago)"
+        )
+        if model is None or not model.ok:
+            return replace(CapacityModel.known(bound, bound, latency_slo), reason=why)
+        if model.saturation_per_replica <= bound:
+            return model
+        # The SLO capacity is clipped, not scaled with the saturation: the bound says what a pod cannot
+        # serve, not where its latency curve bends.
+        return replace(
+            model,
+            reason=f"{why}, not {model.reason}",
+            saturation_per_replica=bound,
+            capacity_per_replica=min(model.capacity_per_replica, bound),
+            capacity_lo=min(model.capacity_lo, bound),
+            capacity_hi=min(model.capacity_hi, bound),
+        )

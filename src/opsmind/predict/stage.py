@@ -9,7 +9,15 @@ For each service with a service-level request-rate series (:mod:`opsmind.predict
    first time a service is seen, its stored history is replayed, so a restart loses nothing);
 2. every ``capacity_refit_s`` the capacity model is refitted from load, p95 latency and replicas
    (:func:`~opsmind.predict.capacity.fit_capacity`); when the fit refuses, a configured
-   ``capacity_per_replica`` stands in (as both SLO and saturation capacity), else there is none;
+   ``capacity_per_replica`` stands in (as both SLO and saturation capacity), else there is none.
+   Every tick, whatever the model, it is bounded by what a saturated fleet served
+   (:class:`~opsmind.predict.capacity.SaturationBound`): a step whose mean CPU (``cpu_utilisation``) was
+   at least ``SATURATED_CPU`` caps the capacity per replica at its load per replica, for 6 h. Only a
+   step whose replica count had not changed for ``SETTLE_S`` before it counts: pods that joined during
+   it served part of it, and a count of desired pods counts pods still starting - either would put the
+   bound below what a pod serves. On first sight the last 6 h of the store are read, so a restart keeps
+   it. Without the bound a capacity too high - configured, or fitted - was published for good while
+   every pod was saturated: no warning, and a week-ahead ceiling twice or five times the real one;
 3. :func:`~opsmind.predict.bottleneck.warn` looks ``min_lead_s``..``max_lead_s`` ahead, and the SLO
    burn rate of the error series is evaluated (:mod:`opsmind.predict.slo`, the workbook's rules).
    Saturation warnings go through a :class:`~opsmind.predict.bottleneck.WarningGate`; latency-SLO
@@ -24,7 +32,8 @@ For each service with a service-level request-rate series (:mod:`opsmind.predict
 Each warning (bottleneck or burn alert) is stored and published on ``anomalies`` as an ``Anomaly`` of
 type ``prediction``, which the incident stage turns into an incident of its own kind with the lead time
 and the expected breach time in its labels. Each service's load outlook is published on
-``predictions`` (a :class:`LoadPrediction`) for the scaling controller. The latest forecast, capacity
+``predictions`` (a :class:`LoadPrediction`) for the scaling controller, with the bounded capacity model,
+which is the one warnings and the outlook use too. The latest forecast, capacity
 model, burn report and outlook are kept in :attr:`PredictStage.views` for the API.
 """
 
@@ -55,7 +64,7 @@ from opsmind.predict.bottleneck import (
     WarningRule,
     warn,
 )
-from opsmind.predict.capacity import CapacityModel, fit_capacity
+from opsmind.predict.capacity import SATURATED_CPU, CapacityModel, SaturationBound, fit_capacity
 from opsmind.predict.capacity_forecast import (
     WEEK,
     CapacityOutlook,
@@ -74,6 +83,13 @@ ANOMALIES_TOPIC = "anomalies"
 PREDICTIONS_TOPIC = "predictions"
 ERROR_BUDGET_BURN = "error_budget_burn"
 MIN_OUTLOOK_HOURS = 48
+# The service's CPU utilisation, 0-1, averaged over its ready pods: what says its fleet is saturated.
+CPU_METRIC = "cpu_utilisation"
+# How long a service's replica count must have held before a step for the step to bound its capacity:
+# the scale settings' default pod start-up (the scaler waited a service's own start-up after its
+# actions), so that a count of desired pods no longer counts pods that are not serving yet. Longer
+# (300 s) left the demo's saturated fleet under-provisioned 3 minutes more after a scale-up.
+SETTLE_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +139,9 @@ class _State:
     gates: dict[str, WarningRule] = field(default_factory=dict)  # kind -> its alerting rule's state
     learned: LearnedWarningRule | None = None  # the latency-SLO rule, with learn_warnings
     saved_fits: int = 0  # the learner's fits when its model was last saved
+    fitted: CapacityModel | None = None  # the last fit, or the configured model, before the bound
+    saturation: SaturationBound = field(default_factory=SaturationBound)
+    saturation_step: int | None = None  # the next step to look at for saturation
 
 
 class PredictStage(Stage):
@@ -210,7 +229,9 @@ class PredictStage(Stage):
         view.replicas = _count(readings.latest(self.samples, series.replicas, now, 10 * step))
         if now - state.capacity_at >= s.capacity_refit_s:
             state.capacity_at = now
-            view.capacity = self._capacity(series, now, view.notes)
+            state.fitted = self._capacity(series, now, view.notes)
+        self._saturation(state, now)
+        view.capacity = state.saturation.apply(state.fitted, now, s.latency_slo(service))
         horizon = max(1, math.ceil(s.max_lead_s / step))
         view.forecast = self._forecast(state, horizon, view.notes)
         view.forecast_start = now
@@ -403,6 +424,33 @@ class PredictStage(Stage):
             return CapacityModel.known(known, known, slo)
         return model
 
+    def _saturation(self, state: _State, now: float) -> None:
+        """Feed the service's saturation bound every complete step since the last one looked at (on first
+        sight, those within its memory), in order."""
+        step, bound = self.settings.interval_s, state.saturation
+        last = math.floor(now / step)  # the step under way is not complete
+        first = state.saturation_step
+        if first is None:
+            first = last - math.ceil(bound.memory_s / step)
+        state.saturation_step = max(first, last)
+        series = state.series
+        if last <= first or series.replicas is None:
+            return
+        start, end = first * step, last * step
+        t, v = readings.read_fresh(self.samples, cpu_series(self.samples, series.service), start, end)
+        cpus = readings.step_means(t, v, step, first, last)
+        hot = [k for k, cpu in enumerate(cpus) if cpu >= SATURATED_CPU]
+        if not hot:  # the common case: one read per tick
+            return
+        t, v = readings.read_fresh(self.samples, series.load, start, end)
+        loads = readings.step_means(t, v, step, first, last)
+        rt, rv = readings.read_fresh(self.samples, series.replicas, start - SETTLE_S, end)
+        for k in hot:
+            lo, hi = (first + k) * step, (first + k + 1) * step
+            held = rv[(rt >= lo - SETTLE_S) & (rt < hi)]
+            if held.size and float(held.min()) == float(held.max()):
+                bound.observe(hi, loads[k], float(held[0]), cpus[k])
+
     def _burn(self, series: readings.ServiceSeries, now: float, notes: dict[str, str]) -> BurnReport | None:
         if series.errors is None:
             notes["slo"] = f"no {self.settings.error_metric} series"
@@ -492,6 +540,16 @@ def _prediction(
         labels=labels,
         evidence=evidence,
     )
+
+
+def cpu_series(samples: SampleStore, service: str) -> Series:
+    """The service's own CPU series: a ``service`` label and no ``pod`` label, whatever other labels its
+    source adds (a scrape's ``job``, as the simulator's exporter has) - looked up by name and service, where
+    the bare ``{service=...}`` series alone missed them."""
+    for info in samples.series({"__name__": CPU_METRIC, "service": service}, 1000):
+        if readings.service_level(info.series):
+            return info.series
+    return Series.of(CPU_METRIC, {"service": service})
 
 
 def _count(value: float | None) -> int | None:
