@@ -8,31 +8,15 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from opsmind.cli.demo_fleet import SCALED, DemoFleet, SimWorld
 from opsmind.clock import SimClock
 from opsmind.config import Settings, load_settings
 from opsmind.decide.prices import load_prices
 from opsmind.engine import Engine
-from opsmind.predict.base import Forecast
 from opsmind.types import AuditEntry, Decision, Event
+from tests.doubles import LastValue
 
 AFTERNOON = 1_767_225_600.0 + 14 * 3600  # 2026-01-01 14:00 UTC: the daily load is near its peak
-
-
-class LastValue:
-    """A fast stand-in for the statsforecast forecaster: the last step's load, +-10 %."""
-
-    def fit(self, y: np.ndarray) -> None:
-        self.last = float(y[-1])
-
-    def update(self, y_new: np.ndarray) -> None:
-        self.last = float(y_new[-1])
-
-    def predict(self, h: int, levels: tuple[int, ...] = (80, 95)) -> Forecast:
-        mean = np.full(h, self.last)
-        return Forecast(mean, dict.fromkeys(levels, mean * 0.9), dict.fromkeys(levels, mean * 1.1), "last")
 
 
 async def advance_until(clock: SimClock, cond: Callable[[], bool], limit_s: float) -> None:

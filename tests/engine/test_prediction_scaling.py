@@ -24,6 +24,7 @@ from opsmind.predict.stage import PREDICTIONS_TOPIC, PredictStage
 from opsmind.store.sqlite import SqliteStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import AuditEntry, Decision, Incident, IncidentStatus, Series, SeriesSamples
+from tests.doubles import LastValue
 
 
 class TrendForecaster:
@@ -254,20 +255,6 @@ PER_POD = 10.0  # what one pod of the service below serves at most, req/s
 OFFERED = 70.0  # req/s offered: 7 pods would serve it, 10 at the 70 % target
 
 
-class LastMinute:
-    """A test double: the last minute's load, +-10 %."""
-
-    def fit(self, y: np.ndarray) -> None:
-        self.last = float(y[-1])
-
-    def update(self, y_new: np.ndarray) -> None:
-        self.last = float(y_new[-1])
-
-    def predict(self, h: int, levels: tuple[int, ...] = (80, 95)) -> Forecast:
-        mean = np.full(h, self.last)
-        return Forecast(mean, dict.fromkeys(levels, mean * 0.9), dict.fromkeys(levels, mean * 1.1), "last")
-
-
 async def run_saturating_service(
     stage: ScaleStage,
     predict: PredictStage,
@@ -339,7 +326,7 @@ def saturation_stages(
     stage = ScaleStage(bus, clock, telemetry, store, store, cfg.scale, lambda service, c: Recorder())
     # As the engine builds it: the scaled services' configured capacities are the predict stage's.
     known = {} if configured is None else {"api": configured}
-    predict = PredictStage(bus, clock, telemetry, store, store, cfg.predict, LastMinute, known_capacity=known)
+    predict = PredictStage(bus, clock, telemetry, store, store, cfg.predict, LastValue, known_capacity=known)
     return stage, predict, store, clock
 
 

@@ -9,18 +9,17 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from opsmind.bus.memory import MemoryBus
 from opsmind.clock import SimClock
 from opsmind.config import load_settings
-from opsmind.predict.base import Forecast
 from opsmind.predict.bottleneck import SATURATION
 from opsmind.predict.stage import LoadPrediction, PredictStage, ServiceView
 from opsmind.store.sqlite import SqliteStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import Series, SeriesSamples
+from tests.doubles import LastValue
 
 START = 1_700_000_040.0  # a whole minute
 PER_POD = 10.0  # what one pod serves at most, req/s
@@ -31,18 +30,6 @@ P95 = Series.of("latency_seconds", {"service": "api", "quantile": "0.95"})
 READY = Series.of("replicas_ready", {"service": "api"})
 DESIRED = Series.of("replicas_desired", {"service": "api"})
 CPU = Series.of("cpu_utilisation", {"service": "api", "job": "opsmind-sim"})  # as a scrape labels it
-
-
-class LastValue:
-    def fit(self, y: np.ndarray) -> None:
-        self.last = float(y[-1])
-
-    def update(self, y_new: np.ndarray) -> None:
-        self.last = float(y_new[-1])
-
-    def predict(self, h: int, levels: tuple[int, ...] = (80, 95)) -> Forecast:
-        mean = np.full(h, self.last)
-        return Forecast(mean, dict.fromkeys(levels, mean * 0.9), dict.fromkeys(levels, mean * 1.1), "last")
 
 
 def put(store: SqliteStore, series: Series, minutes: range, value: float | Callable[[int], float]) -> None:
