@@ -57,3 +57,33 @@ def test_bad_arguments_and_non_finite_values() -> None:
         outlook.upper(0, 1)
     with pytest.raises(ValueError):
         outlook.upper(1, 31)
+
+
+def test_a_forecast_near_zero_does_not_blow_up_the_bound() -> None:
+    # A load that falls to almost nothing between bursts (Crane input10 at night): as actual/forecast
+    # ratios, 5 against a forecast of 0.1 is 50, and the bound at a load of 5 came out at about 330.
+    outlook = LoadOutlook(LastValue, min_history=2, level=95)
+    for v in [0.1, 5.0] * 15:
+        outlook.observe(v)
+    # The recent errors are +-4.9: the bound is the last value plus about z (1.64) of those.
+    assert 5.5 <= outlook.upper(1, 1) < 15.0
+
+
+class WideInterval(LastValue):
+    """A model whose own 95 % bound is 150 times its forecast, as statsforecast's ETS(M,N,N) gave on
+    Crane input10 at a load of 1.5 req/s."""
+
+    def predict(self, h: int, levels: tuple[int, ...] = (80, 95)) -> Forecast:
+        mean = np.full(h, self.last)
+        return Forecast(mean, dict.fromkeys(levels, mean * 0.5), dict.fromkeys(levels, mean * 150.0), "wide")
+
+
+def test_the_models_interval_is_capped_by_what_its_realised_errors_support() -> None:
+    outlook = LoadOutlook(WideInterval, min_history=2, level=95)
+    for v in [1.5, 1.6] * 15:  # errors +-0.1: z x their spread is about 0.16, under 5 % of the forecast
+        outlook.observe(v)
+    # Capped at 4 x max(0.16, 0.05 x 1.6) above the forecast, not 150 x 1.6 = 240.
+    assert outlook.upper(1, 1) == pytest.approx(1.6 + 4 * 1.6449 * 0.1, rel=0.05)
+    for v in [1.5, 30.0, 1.5, 1.6, 1.5, 1.6]:  # a burst: the realised bound widens (the cap with it)
+        outlook.observe(v)
+    assert outlook.upper(1, 1) > 20.0
