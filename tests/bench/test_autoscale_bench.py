@@ -48,7 +48,7 @@ def test_small_replay_prints_the_issue_keys(tmp_path: Path) -> None:
     settings = BenchSettings(warmup_days=2.0, peak_pods=10)
     report = run_autoscale_benchmark([trace], tmp_path, out, False, Console(quiet=True), settings)
     r = report["traces"]["wave"]
-    assert [h["target"] for h in r["hpa"]] == [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    assert [h["target"] for h in r["hpa"]] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
     for o in [r["predictive"], *r["hpa"]]:
         assert {"slo_violation_minutes", "replica_hours", "cost"} <= o.keys()
         assert o["replica_hours"] > 0 and o["cost"] > 0

@@ -5,7 +5,8 @@ pods at 100 % CPU, then replayed through :class:`opsmind.sim.replay.ServiceRepla
 pods start ``startup_s`` after they are created and are paid for from creation. Side by side in the
 same run, on the same trace:
 
-* **HPA** (:mod:`opsmind.decide.hpa`, default behaviour) at target CPU utilisations 40 % .. 90 %;
+* **HPA** (:mod:`opsmind.decide.hpa`, default behaviour) at target CPU utilisations 10 % .. 90 %
+  (see ``HPA_TARGETS``);
 * **predictive** (:mod:`opsmind.decide.predictive`): the upper forecast quantile of load over the
   next pod start-up time (:class:`opsmind.predict.outlook.LoadOutlook` over the statsforecast-based
   :class:`opsmind.predict.forecast.LoadForecaster`, trained only on what the replay has shown so far),
@@ -51,7 +52,13 @@ from opsmind.predict.outlook import LoadOutlook
 from opsmind.sim.replay import PodView, ReplaySpec, ServiceReplay
 
 STEP_S = 15.0
-HPA_TARGETS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+# The issue asks for 40 % .. 90 %; 10 % .. 30 % are swept too so that the frontier reaches a policy that
+# provisions more than the HPA at 40 %. Without them such a point lies outside the frontier and is not
+# compared at all: on Crane input10 (not a default trace) the predictive policy had 304 violation minutes
+# for 11,727 replica-hours, the HPA at 40 % 2,264 for 5,229, and the report could only say "outside the
+# range" (or clamp in the HPA's favour); the HPA at 20 % has 1,642 for 11,354, at 10 % 1,383 for 19,617.
+# More HPA points can only make the frontier the predictive policy is judged against better, never worse.
+HPA_TARGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 # A pod requests one vCPU; it is priced as half of this instance (from the bundled price table).
 POD_INSTANCE = ("aws", "us-east-1", "m5.large")
 
@@ -388,7 +395,7 @@ def _write(report: dict[str, Any], out: Path) -> None:
         "# Autoscaling benchmark",
         "",
         "`opsmind bench autoscale` - each trace replayed through `opsmind.sim.replay` with the settings",
-        "below; the predictive policy and the Kubernetes HPA (default behaviour, six target utilisations)",
+        "below; the predictive policy and the Kubernetes HPA (default behaviour, nine target utilisations)",
         "in the same run. The frontier columns interpolate the HPA between neighbouring targets at the",
         "predictive point. Goals (issue 6): violation reduction >= 0.60 and HPA extra replica-hours >= 0.10",
         "on every trace.",
