@@ -298,6 +298,13 @@ class PredictSettings(_Section):
     min_history: int = Field(30, ge=2, description="steps of load needed before the first forecast")
     max_history: int = Field(7 * 1440, ge=10, description="steps of load kept per service")
     level: int = Field(80, gt=0, lt=100, description="prediction interval (%) that warnings read")
+    scale_level: int = Field(
+        95,
+        gt=0,
+        lt=100,
+        description="upper forecast bound (%) published for the scaler, checked against the realised "
+        "errors (predict/outlook.py trusted_upper): what `opsmind bench autoscale` scores",
+    )
     warn_threshold: float = Field(
         0.2,  # predict.bottleneck.RAISE_P: the gate that `opsmind bench predict` scores
         gt=0,

@@ -360,7 +360,10 @@ async def test_pods_still_starting_do_not_lower_the_saturated_bound(tmp_path: Pa
     with store:
         seen = await run_saturating_service(stage, predict, store, clock, minutes=40, count_desired=True)
     ready = [r for r, _ in seen]
-    assert all(r >= 10 for r in ready[10:]) and max(ready) <= 14, ready
+    # At most 15: the served load's jumps while the fleet leaves saturation are misses of the forecast,
+    # and the scaler's bound keeps its recent misses for half an hour (predict/outlook.py trusted_upper).
+    assert all(r >= 10 for r in ready[10:]) and max(ready) <= 15, ready
+    assert max(ready[-10:]) <= 14, ready
     assert stage.latest["api"].capacity is not None
     assert stage.latest["api"].capacity.saturation_per_replica == pytest.approx(PER_POD)
 

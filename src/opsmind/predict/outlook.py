@@ -24,12 +24,16 @@ the HPA at 40 % used 5,229). A model that knows more than the last half hour (a 
 widens the bound up to that cap; what it misses beyond it, the scaler's reactive safeguard answers.
 
 Steps are the forecaster's steps (one minute for the traces); the caller keeps time.
+
+The rule itself is :func:`trusted_upper`; the engine's predict stage publishes the scaler's bound with it
+too (over its own forecaster and errors), so what ``opsmind bench autoscale`` scores is what the engine's
+scaler acts on.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -41,6 +45,27 @@ TRUST_FACTOR = 4.0
 # The narrowest width (a share of the forecast) the realised errors are taken to support: half an hour of
 # almost constant load does not make any burst impossible.
 WIDTH_FLOOR = 0.05
+
+
+# Fewer realised errors than this say nothing about the forecast's misses; the model's interval is taken.
+MIN_ERRORS = 5
+
+
+def trusted_upper(mean: np.ndarray, model_hi: np.ndarray, errors: Sequence[float], z: float) -> np.ndarray:
+    """The upper bound of each step given the forecast ``mean``, the model's own bound ``model_hi`` and the
+    recent realised one-step errors (actual - forecast): the model's bound capped at ``TRUST_FACTOR`` times
+    the width the errors support (``z`` standard deviations, at least ``WIDTH_FLOOR`` of the mean), and
+    raised to ``mean + median + z * std`` of the errors where that is higher (see the module docstring).
+    With fewer than ``MIN_ERRORS`` errors the model's bound is returned as it is."""
+    mean = np.asarray(mean, dtype=float)
+    bound = np.asarray(model_hi, dtype=float)
+    if len(errors) < MIN_ERRORS:
+        return bound
+    e = np.asarray(errors, dtype=float)
+    width = z * float(np.std(e))
+    support = TRUST_FACTOR * np.maximum(width, WIDTH_FLOOR * np.abs(mean))
+    out: np.ndarray = np.maximum(np.minimum(bound, mean + support), mean + float(np.median(e)) + width)
+    return out
 
 
 class LoadOutlook:
@@ -98,13 +123,6 @@ class LoadOutlook:
             return max(self._history[-30:], default=0.0)
         mean = self._latest.mean[ahead_from - 1 : ahead_to]
         model_hi = self._latest.hi.get(self.level, mean)[ahead_from - 1 : ahead_to]
-        bound = np.asarray(model_hi, dtype=float)
-        if len(self._errors) >= 5:
-            errors = np.asarray(self._errors)
-            width = self._z * float(np.std(errors))
-            # The model's own interval is trusted up to TRUST_FACTOR times the width its realised errors
-            # support (see the module docstring), then the realised bound is taken where it is wider.
-            support = TRUST_FACTOR * np.maximum(width, WIDTH_FLOOR * np.abs(mean))
-            bound = np.maximum(np.minimum(bound, mean + support), mean + float(np.median(errors)) + width)
+        bound = trusted_upper(mean, model_hi, self._errors, self._z)
         finite = bound[np.isfinite(bound)]
         return float(finite.max()) if finite.size else 0.0

@@ -46,6 +46,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 
@@ -71,6 +72,7 @@ from opsmind.predict.capacity_forecast import (
     ServiceLoadHistory,
     forecast_service,
 )
+from opsmind.predict.outlook import trusted_upper
 from opsmind.predict.slo import SLO, WORKBOOK_RULES, BurnReport, evaluate_bad_fraction
 from opsmind.predict.warning_learner import REFIT_EVERY, LearnedWarningRule, WarningLearner
 from opsmind.store.protocols import EventStore, SampleStore
@@ -82,6 +84,9 @@ log = logging.getLogger(__name__)
 ANOMALIES_TOPIC = "anomalies"
 PREDICTIONS_TOPIC = "predictions"
 ERROR_BUDGET_BURN = "error_budget_burn"
+# Realised one-step errors kept per service for the scaler's bound: half an hour of one-minute steps, as
+# bench autoscale's predictive policy keeps (predict/outlook.py LoadOutlook).
+ERROR_WINDOW = 30
 MIN_OUTLOOK_HOURS = 48
 # The service's CPU utilisation, 0-1, averaged over its ready pods: what says its fleet is saturated.
 CPU_METRIC = "cpu_utilisation"
@@ -95,8 +100,9 @@ SETTLE_S = 120.0
 @dataclass(frozen=True, slots=True)
 class LoadPrediction:
     """What the scaling controller needs of one service, as of ``at``: the load of the last step, the
-    upper forecast bound of each of the next steps (``upper[0]`` is the next step), the replicas seen
-    and the usable capacity model, if any."""
+    upper forecast bound of each of the next steps (``upper[0]`` is the next step: the ``scale_level``
+    bound checked against the forecast's realised errors, :func:`~opsmind.predict.outlook.trusted_upper`),
+    the replicas seen and the usable capacity model, if any."""
 
     service: str
     at: float
@@ -142,6 +148,10 @@ class _State:
     fitted: CapacityModel | None = None  # the last fit, or the configured model, before the bound
     saturation: SaturationBound = field(default_factory=SaturationBound)
     saturation_step: int | None = None  # the next step to look at for saturation
+    # The scaler's bound is checked against the forecast's own misses (predict/outlook.py): the last
+    # forecast's mean for the step it was made before, and the realised one-step errors (actual - mean).
+    expected: tuple[int, float] | None = None
+    errors: deque[float] = field(default_factory=lambda: deque(maxlen=ERROR_WINDOW))
 
 
 class PredictStage(Stage):
@@ -167,6 +177,7 @@ class PredictStage(Stage):
         self.make_forecaster = make_forecaster
         self.limits = dict(limits or {})
         self.known_capacity = dict(known_capacity or {})
+        self._scale_z = NormalDist().inv_cdf(settings.scale_level / 100.0)
         self.tick_interval = settings.interval_s
         self.views: dict[str, ServiceView] = {}
         self._states: dict[str, _State] = {}
@@ -260,8 +271,9 @@ class PredictStage(Stage):
             state.outlook_at = now
             view.outlook = self._week_ahead(service, series, usable, now, view.notes)
         if view.forecast is not None:
-            hi = view.forecast.hi.get(s.level, view.forecast.mean)
-            upper = tuple(float(max(x, 0.0)) for x in np.nan_to_num(np.asarray(hi, dtype=float)))
+            fc = view.forecast
+            hi = trusted_upper(fc.mean, fc.hi.get(s.scale_level, fc.mean), state.errors, self._scale_z)
+            upper = tuple(float(max(x, 0.0)) for x in np.nan_to_num(hi))
         else:  # no forecast yet: the recent peak is the best guess of what may come
             recent = list(state.history)[-15:]
             upper = (max(recent),) * horizon if recent else ()
@@ -355,6 +367,7 @@ class PredictStage(Stage):
             for x in readings.step_means(t, v, step, first, last)
         ]
         state.next_step = last
+        self._realised_error(state, first, last, means)
         self._gates(state)
         if state.learned is not None:  # every step, in order, missing ones as NaN: the learner's clock
             latency = state.series.latency
@@ -384,11 +397,27 @@ class PredictStage(Stage):
         state.forecaster.update(np.asarray(fresh, dtype=float))
         state.since_fit += len(fresh)
 
+    @staticmethod
+    def _realised_error(state: _State, first: int, last: int, means: list[float]) -> None:
+        """The last forecast's one-step error, once the step it was for is complete (steps first..last-1
+        have just been read)."""
+        if state.expected is None:
+            return
+        step, mean = state.expected
+        if step >= last:
+            return
+        state.expected = None
+        if first <= step and math.isfinite(means[step - first]):
+            state.errors.append(means[step - first] - mean)
+
     def _forecast(self, state: _State, horizon: int, notes: dict[str, str]) -> Forecast | None:
         if state.forecaster is None:
             notes["forecast"] = f"{len(state.history)} of {self.settings.min_history} steps of load seen"
             return None
-        fc = state.forecaster.predict(horizon, levels=tuple(sorted({self.settings.level, 95})))
+        s = self.settings
+        fc = state.forecaster.predict(horizon, levels=tuple(sorted({s.level, s.scale_level, 95})))
+        if state.next_step is not None and len(fc.mean) and math.isfinite(float(fc.mean[0])):
+            state.expected = (state.next_step, float(fc.mean[0]))
         state.model = fc.model
         notes.pop("forecast", None)
         return fc
