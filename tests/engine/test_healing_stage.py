@@ -122,9 +122,16 @@ def remediations(engine: Engine) -> list[Remediation]:
 
 
 async def open_incident(engine: Engine, inc: Incident) -> Remediation:
+    """Open ``inc`` and return its remediation once the heal stage has decided on it. The proposal is
+    written ahead of the guards' verdict, so the remediation alone may still be ``proposed``: the
+    stage's ``heal_decide`` audit entry comes after the verdict is stored."""
     await asyncio.to_thread(engine.store.put, inc)
     await engine.bus.publish(INCIDENTS_TOPIC, IncidentEvent("opened", inc))
-    await wait_for(lambda: any(r.incident_id == inc.id for r in remediations(engine)))
+
+    def decided() -> bool:
+        return any(a.verb == "heal_decide" and a.subject == inc.id for a in engine.store.find(AuditEntry))
+
+    await wait_for(lambda: decided() and any(r.incident_id == inc.id for r in remediations(engine)))
     return next(r for r in remediations(engine) if r.incident_id == inc.id)
 
 
