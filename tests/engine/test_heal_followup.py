@@ -73,9 +73,16 @@ def _incident(iid: str, services: tuple[str, ...], opened: float, last: float | 
 
 
 async def _open(engine: Engine, inc: Incident) -> None:
+    """Open ``inc`` and wait for the heal stage's decision on it (its ``heal_decide`` audit entry): the
+    proposal is written ahead of the guards' verdict, so a remediation record alone may still change."""
     await asyncio.to_thread(engine.store.put, inc)
     await engine.bus.publish(INCIDENTS_TOPIC, IncidentEvent("opened", inc))
-    await wait_for(lambda: any(r.incident_id == inc.id for r in remediations(engine)))
+
+    def decided() -> bool:
+        entries = engine.store.find(AuditEntry, limit=1000)
+        return any(a.verb == "heal_decide" and a.subject == inc.id for a in entries)
+
+    await wait_for(lambda: decided() and any(r.incident_id == inc.id for r in remediations(engine)))
 
 
 @pytest.mark.parametrize(

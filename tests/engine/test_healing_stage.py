@@ -129,7 +129,8 @@ async def open_incident(engine: Engine, inc: Incident) -> Remediation:
     await engine.bus.publish(INCIDENTS_TOPIC, IncidentEvent("opened", inc))
 
     def decided() -> bool:
-        return any(a.verb == "heal_decide" and a.subject == inc.id for a in engine.store.find(AuditEntry))
+        entries = engine.store.find(AuditEntry, limit=1000)
+        return any(a.verb == "heal_decide" and a.subject == inc.id for a in entries)
 
     await wait_for(lambda: decided() and any(r.incident_id == inc.id for r in remediations(engine)))
     return next(r for r in remediations(engine) if r.incident_id == inc.id)
