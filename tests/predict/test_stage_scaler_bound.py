@@ -3,8 +3,8 @@ the forecast's ``scale_level`` bound checked against its realised one-step error
 (:func:`opsmind.predict.outlook.trusted_upper`). The stage used to publish the model's own 80 % bound as
 it was: a model whose interval is 150 times its mean (statsforecast's ETS(M,N,N) on a bursty trace) made
 the scaler hold pods for a load 150 times the real one, and a model that kept missing was trusted to its
-narrow interval. A real SQLite store; the forecasters are test doubles with the interval each test needs
-(a test about what the stage does with a forecast, not about forecasting)."""
+narrow interval. A real SQLite store; the forecasters are the last-value test double with the interval each
+test needs (a test about what the stage does with a forecast, not about forecasting)."""
 
 from __future__ import annotations
 
@@ -17,39 +17,28 @@ import pytest
 from opsmind.bus.memory import MemoryBus
 from opsmind.clock import SimClock
 from opsmind.config import load_settings
-from opsmind.predict.base import Forecast
 from opsmind.predict.outlook import TRUST_FACTOR, WIDTH_FLOOR
 from opsmind.predict.stage import LoadPrediction, PredictStage
 from opsmind.store.sqlite import SqliteStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import Series, SeriesSamples
+from tests.doubles import LastValue
 
 START = 1_700_000_040.0  # a whole minute
 LOAD = Series.of("request_rate", {"service": "api"})
 
 
-class LastValueScaled:
-    """The last value, with an upper bound ``factor`` times it at every level."""
+class Wide(LastValue):
+    """The last value, with an upper bound 150 times it at every level."""
 
-    factor = 150.0
-
-    def fit(self, y: np.ndarray) -> None:
-        self.last = float(y[-1])
-
-    def update(self, y_new: np.ndarray) -> None:
-        self.last = float(y_new[-1])
-
-    def predict(self, h: int, levels: tuple[int, ...] = (80, 95)) -> Forecast:
-        mean = np.full(h, self.last)
-        lo, hi = dict.fromkeys(levels, mean * 0.5), dict.fromkeys(levels, mean * self.factor)
-        return Forecast(mean, lo, hi, "x")
+    high = 150.0
 
 
-class Narrow(LastValueScaled):
-    factor = 1.01
+class Narrow(LastValue):
+    high = 1.01
 
 
-def stage(store: SqliteStore, make: Callable[[], LastValueScaled]) -> PredictStage:
+def stage(store: SqliteStore, make: Callable[[], LastValue]) -> PredictStage:
     clock, telemetry = SimClock(START), Telemetry()
     settings = load_settings(predict={"min_history": 30})
     return PredictStage(
@@ -73,7 +62,7 @@ def run(predict: PredictStage, first: int, ticks: int) -> list[LoadPrediction]:
 def test_an_interval_far_wider_than_the_forecasts_misses_is_capped(tmp_path: Path) -> None:
     with SqliteStore(str(tmp_path / "s.db")) as store:
         feed(store, lambda m: 100.0, range(80))
-        predict = stage(store, LastValueScaled)
+        predict = stage(store, Wide)
         first = run(predict, 60, 1)[0]
         # No realised error yet: the model's own bound is all there is.
         assert first.upper[0] == pytest.approx(15_000.0)
@@ -99,4 +88,4 @@ def test_a_model_that_keeps_missing_is_not_trusted_to_its_narrow_interval(tmp_pa
     errors = np.array([load(m) - load(m - 1) for m in range(60, 89)])
     expected = mean + float(np.median(errors)) + 1.6448536 * float(np.std(errors))
     assert last.upper[0] == pytest.approx(expected, rel=1e-3)
-    assert last.upper[0] > mean * Narrow.factor + 20.0
+    assert last.upper[0] > mean * Narrow.high + 20.0
