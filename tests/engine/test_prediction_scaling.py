@@ -131,7 +131,8 @@ async def test_a_forecast_breach_becomes_a_prediction_incident_and_a_scale_up(tm
         decision = informed()[0]
         assert decision.value["replicas"] > 4  # ahead of the breach
         assert decision.value["dry_run"] is True and decision.value["cost_per_hour"] > 0
-        assert any("forecast upper bound" in r for r in decision.reasons)
+        bounded = [r for r in decision.reasons if r.startswith("forecast upper bound")]
+        assert bounded and "95 % bound" in bounded[0], decision.reasons
         assert any(r.startswith("cost ") and "m5.large" in r for r in decision.reasons)
         assert recorder.actions and recorder.actions[0][1] is True  # dry run by default
         await wait_for(lambda: any(a.verb == "scale" for a in engine.store.find(AuditEntry)))

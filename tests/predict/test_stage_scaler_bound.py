@@ -66,11 +66,13 @@ def test_an_interval_far_wider_than_the_forecasts_misses_is_capped(tmp_path: Pat
         first = run(predict, 60, 1)[0]
         # No realised error yet: the model's own bound is all there is.
         assert first.upper[0] == pytest.approx(15_000.0)
+        assert first.bound == "the model's 95 % bound (0 realised errors, 5 to check it)"
         later = run(predict, 61, 10)
     # Ten steps of a flat load, each forecast exact: the width the errors support is the floor, 5 % of the
     # forecast, and the model is trusted to TRUST_FACTOR times that.
     assert later[-1].upper[0] == pytest.approx(100.0 * (1 + TRUST_FACTOR * WIDTH_FLOOR))
     assert all(u == pytest.approx(later[-1].upper[0]) for u in later[-1].upper)
+    assert later[-1].bound == "95 % bound checked against 10 realised one-step errors"
 
 
 def test_a_model_that_keeps_missing_is_not_trusted_to_its_narrow_interval(tmp_path: Path) -> None:

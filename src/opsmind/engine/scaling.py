@@ -333,7 +333,7 @@ class ScaleStage(Stage):
         decision = ctl.step(now, current, forecast, pred.observed, capacity)
         head = (
             f"forecast upper bound {forecast:.4g} over the next {ahead} step(s) of {pred.step_s:g}s "
-            f"[{pred.model}], observed {pred.observed:.4g}",
+            f"[{pred.model}; {pred.bound}], observed {pred.observed:.4g}",
             why,
         )
         return ScaleDecision(decision.replicas, (*head, *decision.reasons))

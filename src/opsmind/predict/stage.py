@@ -72,7 +72,7 @@ from opsmind.predict.capacity_forecast import (
     ServiceLoadHistory,
     forecast_service,
 )
-from opsmind.predict.outlook import trusted_upper
+from opsmind.predict.outlook import MIN_ERRORS, trusted_upper
 from opsmind.predict.slo import SLO, WORKBOOK_RULES, BurnReport, evaluate_bad_fraction
 from opsmind.predict.warning_learner import REFIT_EVERY, LearnedWarningRule, WarningLearner
 from opsmind.store.protocols import EventStore, SampleStore
@@ -102,7 +102,7 @@ class LoadPrediction:
     """What the scaling controller needs of one service, as of ``at``: the load of the last step, the
     upper forecast bound of each of the next steps (``upper[0]`` is the next step: the ``scale_level``
     bound checked against the forecast's realised errors, :func:`~opsmind.predict.outlook.trusted_upper`),
-    the replicas seen and the usable capacity model, if any."""
+    the replicas seen and the usable capacity model, if any; ``bound`` says how ``upper`` was made."""
 
     service: str
     at: float
@@ -112,6 +112,7 @@ class LoadPrediction:
     model: str
     replicas: int | None
     capacity: CapacityModel | None
+    bound: str = ""
 
 
 @dataclass(slots=True)
@@ -274,11 +275,18 @@ class PredictStage(Stage):
             fc = view.forecast
             hi = trusted_upper(fc.mean, fc.hi.get(s.scale_level, fc.mean), state.errors, self._scale_z)
             upper = tuple(float(max(x, 0.0)) for x in np.nan_to_num(hi))
+            n = len(state.errors)
+            bound = (
+                f"{s.scale_level} % bound checked against {n} realised one-step errors"
+                if n >= MIN_ERRORS
+                else f"the model's {s.scale_level} % bound ({n} realised errors, {MIN_ERRORS} to check it)"
+            )
         else:  # no forecast yet: the recent peak is the best guess of what may come
             recent = list(state.history)[-15:]
             upper = (max(recent),) * horizon if recent else ()
+            bound = "no forecast yet: the recent peak"
         prediction = LoadPrediction(
-            service, now, step, state.last_load, upper, state.model, view.replicas, usable
+            service, now, step, state.last_load, upper, state.model, view.replicas, usable, bound
         )
         return prediction, anomalies
 
