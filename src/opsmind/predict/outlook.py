@@ -49,6 +49,8 @@ WIDTH_FLOOR = 0.05
 
 # Fewer realised errors than this say nothing about the forecast's misses; the model's interval is taken.
 MIN_ERRORS = 5
+# How many recent one-step errors are kept: half an hour of one-minute steps.
+ERROR_WINDOW = 30
 
 
 def trusted_upper(mean: np.ndarray, model_hi: np.ndarray, errors: Sequence[float], z: float) -> np.ndarray:
@@ -74,7 +76,7 @@ class LoadOutlook:
         make_forecaster: Callable[[], Forecaster],
         *,
         level: int = 95,
-        error_window: int = 30,
+        error_window: int = ERROR_WINDOW,
         min_history: int = 60,
         max_ahead: int = 30,
     ) -> None:

@@ -72,7 +72,7 @@ from opsmind.predict.capacity_forecast import (
     ServiceLoadHistory,
     forecast_service,
 )
-from opsmind.predict.outlook import MIN_ERRORS, trusted_upper
+from opsmind.predict.outlook import ERROR_WINDOW, MIN_ERRORS, trusted_upper
 from opsmind.predict.slo import SLO, WORKBOOK_RULES, BurnReport, evaluate_bad_fraction
 from opsmind.predict.warning_learner import REFIT_EVERY, LearnedWarningRule, WarningLearner
 from opsmind.store.protocols import EventStore, SampleStore
@@ -84,9 +84,6 @@ log = logging.getLogger(__name__)
 ANOMALIES_TOPIC = "anomalies"
 PREDICTIONS_TOPIC = "predictions"
 ERROR_BUDGET_BURN = "error_budget_burn"
-# Realised one-step errors kept per service for the scaler's bound: half an hour of one-minute steps, as
-# bench autoscale's predictive policy keeps (predict/outlook.py LoadOutlook).
-ERROR_WINDOW = 30
 MIN_OUTLOOK_HOURS = 48
 # The service's CPU utilisation, 0-1, averaged over its ready pods: what says its fleet is saturated.
 CPU_METRIC = "cpu_utilisation"
