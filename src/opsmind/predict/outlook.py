@@ -45,8 +45,6 @@ TRUST_FACTOR = 4.0
 # The narrowest width (a share of the forecast) the realised errors are taken to support: half an hour of
 # almost constant load does not make any burst impossible.
 WIDTH_FLOOR = 0.05
-
-
 # Fewer realised errors than this say nothing about the forecast's misses; the model's interval is taken.
 MIN_ERRORS = 5
 # How many recent one-step errors are kept: half an hour of one-minute steps.
@@ -68,6 +66,14 @@ def trusted_upper(mean: np.ndarray, model_hi: np.ndarray, errors: Sequence[float
     support = TRUST_FACTOR * np.maximum(width, WIDTH_FLOOR * np.abs(mean))
     out: np.ndarray = np.maximum(np.minimum(bound, mean + support), mean + float(np.median(e)) + width)
     return out
+
+
+def describe_bound(level: int, errors: int) -> str:
+    """How :func:`trusted_upper` made its bound at ``level`` % from ``errors`` realised errors, for a reason
+    chain."""
+    if errors >= MIN_ERRORS:
+        return f"{level} % bound checked against {errors} realised one-step errors"
+    return f"the model's {level} % bound ({errors} realised errors, {MIN_ERRORS} to check it)"
 
 
 class LoadOutlook:

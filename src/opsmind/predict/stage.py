@@ -72,7 +72,7 @@ from opsmind.predict.capacity_forecast import (
     ServiceLoadHistory,
     forecast_service,
 )
-from opsmind.predict.outlook import ERROR_WINDOW, MIN_ERRORS, trusted_upper
+from opsmind.predict.outlook import ERROR_WINDOW, describe_bound, trusted_upper
 from opsmind.predict.slo import SLO, WORKBOOK_RULES, BurnReport, evaluate_bad_fraction
 from opsmind.predict.warning_learner import REFIT_EVERY, LearnedWarningRule, WarningLearner
 from opsmind.store.protocols import EventStore, SampleStore
@@ -272,12 +272,7 @@ class PredictStage(Stage):
             fc = view.forecast
             hi = trusted_upper(fc.mean, fc.hi.get(s.scale_level, fc.mean), state.errors, self._scale_z)
             upper = tuple(float(max(x, 0.0)) for x in np.nan_to_num(hi))
-            n = len(state.errors)
-            bound = (
-                f"{s.scale_level} % bound checked against {n} realised one-step errors"
-                if n >= MIN_ERRORS
-                else f"the model's {s.scale_level} % bound ({n} realised errors, {MIN_ERRORS} to check it)"
-            )
+            bound = describe_bound(s.scale_level, len(state.errors))
         else:  # no forecast yet: the recent peak is the best guess of what may come
             recent = list(state.history)[-15:]
             upper = (max(recent),) * horizon if recent else ()
