@@ -13,7 +13,6 @@ from rich.console import Console
 
 from opsmind.bench.predict import (
     WARNING_KEYS,
-    episodes,
     evaluate_trace,
     run_predict_benchmark,
     score_warnings,
@@ -91,13 +90,6 @@ def test_run_writes_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_run_without_traces_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no traces"):
         run_predict_benchmark([], tmp_path / "p.md", False, Console(quiet=True), datasets=tmp_path)
-
-
-def test_episodes_merge_short_gaps() -> None:
-    mask = np.array([0, 1, 1, 0, 0, 1, 0, 1], dtype=bool)
-    assert episodes(mask) == [(1, 3), (5, 6), (7, 8)]
-    assert episodes(mask, merge_gap=2) == [(1, 3), (5, 8)]  # a gap of 1 < 2 merges, a gap of 2 does not
-    assert episodes(np.zeros(4, dtype=bool)) == []
 
 
 def mask(n: int, *spans: tuple[int, int]) -> np.ndarray:

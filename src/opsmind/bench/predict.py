@@ -118,6 +118,7 @@ from opsmind.predict.bottleneck import (
 from opsmind.predict.capacity import CapacityModel, fit_capacity
 from opsmind.predict.forecast import LoadForecaster, fill_gaps
 from opsmind.predict.queue_model import fit_service_time, response_quantile
+from opsmind.predict.track_record import DETECT, MERGE_GAP, TOLERANCE, WarningTrackRecord
 from opsmind.predict.warning_learner import (
     MAX_MINUTES,
     OWN_P,
@@ -242,26 +243,13 @@ def evaluate_trace(
 PEAK_PODS = 40  # the trace is scaled as in bench autoscale: its 99.5th percentile needs 40 pods at 100 %
 BREACH_QUANTILE = 90  # fixed replicas: the fewest whose SLO capacity covers this percentile of the load
 STEPS_PER_MINUTE = 4  # 15 s replay steps
-BREACH_MERGE_GAP = 5  # breach runs separated by fewer non-breach minutes are one episode
-LEAD_TOLERANCE = 5  # a warning episode is a hit if a breach starts <= HORIZON + this many minutes later
-DETECT_WINDOW = 30  # a breach episode is detected by a warning start 1..30 minutes before it
+BREACH_MERGE_GAP = MERGE_GAP  # breach runs separated by fewer non-breach minutes are one episode
+LEAD_TOLERANCE = (
+    TOLERANCE  # a warning episode is a hit if a breach starts <= HORIZON + this many minutes later
+)
+DETECT_WINDOW = DETECT  # a breach episode is detected by a warning start 1..30 minutes before it
 WARN_THRESHOLD = RAISE_P  # P(exceed) that raises a warning (the gate's; saturation warnings: ungated)
 WARN_REPLAY = ReplaySpec(min_replicas=1, max_replicas=10_000)
-
-
-def episodes(mask: np.ndarray, merge_gap: int = 0) -> list[tuple[int, int]]:
-    """Runs of True in ``mask`` as ``(start, end)`` (end exclusive); runs separated by fewer than
-    ``merge_gap`` False entries are merged."""
-    m = np.asarray(mask, dtype=bool)
-    edges = np.diff(np.concatenate(([0], m.astype(np.int8), [0])))
-    runs = list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
-    merged: list[tuple[int, int]] = []
-    for s, e in runs:
-        if merged and s - merged[-1][1] < merge_gap:
-            merged[-1] = (merged[-1][0], e)
-        else:
-            merged.append((s, e))
-    return merged
 
 
 def score_warnings(
@@ -273,7 +261,8 @@ def score_warnings(
     detect: int = DETECT_WINDOW,
     merge_gap: int = BREACH_MERGE_GAP,
 ) -> dict[str, Any]:
-    """Precision, recall and lead of per-minute warnings against per-minute breaches.
+    """Precision, recall and lead of per-minute warnings against per-minute breaches (the definitions of
+    :class:`~opsmind.predict.track_record.WarningTrackRecord`, which computes them).
 
     ``warning[t]``: a warning was raised after minute ``t`` was observed (about minutes ``t + 1`` ..);
     ``breach[t]``: minute ``t`` breached the SLO. Breach episodes are the runs of ``breach`` merged
@@ -284,33 +273,25 @@ def score_warnings(
     ``s >= start + window`` (a full look-ahead of warnings was possible; episodes under way before are
     not scored) is detected when a warning episode starts at ``w`` with ``1 <= s - w <= detect``; its
     lead is ``s - w`` for the earliest such ``w`` (the breach minute is forecast step ``s - w``)."""
-    w_mask = np.asarray(warning, dtype=bool).copy()
+    w_mask = np.asarray(warning, dtype=bool)
     b_mask = np.asarray(breach, dtype=bool)
-    n = b_mask.size
-    if w_mask.size != n:
+    if w_mask.size != b_mask.size:
         raise ValueError("warning and breach must have the same length")
-    breach_eps = episodes(b_mask, merge_gap)
-    for s, e in breach_eps:
-        w_mask[s:e] = False
-    w_mask[:start] = False
-    starts = np.array([s for s, _ in breach_eps], dtype=int)
-    warn_starts = [s for s, _ in episodes(w_mask) if s + window + tolerance < n]
-    hits = sum(1 for w in warn_starts if np.any((starts > w) & (starts <= w + window + tolerance)))
-    scored = [int(s) for s in starts if s >= start + window]
-    w_arr = np.array(warn_starts, dtype=int)
-    leads = []
-    for s in scored:
-        before = w_arr[(s - w_arr >= 1) & (s - w_arr <= detect)]
-        if before.size:
-            leads.append(int(s - before.min()))
+    # The engine's own online record (predict/track_record.py), run over the whole replay: the figure the
+    # engine shows for a live service and this one are the same definition, not two of them.
+    record = WarningTrackRecord(start, window, tolerance, detect, merge_gap)
+    for w, b in zip(w_mask.tolist(), b_mask.tolist(), strict=True):
+        record.minute(w, b)
+    record.close()
+    r = record.record
     return {
-        "warning_precision": round(hits / len(warn_starts), 4) if warn_starts else None,
-        "warning_recall": round(len(leads) / len(scored), 4) if scored else None,
-        "median_lead_minutes": float(np.median(leads)) if leads else None,
-        "warning_episodes": len(warn_starts),
-        "warning_hits": hits,
-        "breach_episodes": len(scored),
-        "breach_detected": len(leads),
+        "warning_precision": None if r.precision is None else round(r.precision, 4),
+        "warning_recall": None if r.recall is None else round(r.recall, 4),
+        "median_lead_minutes": r.median_lead_minutes,
+        "warning_episodes": r.warnings,
+        "warning_hits": r.came_true,
+        "breach_episodes": r.breaches,
+        "breach_detected": r.warned_of,
     }
 
 
