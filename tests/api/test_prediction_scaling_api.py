@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from opsmind.api.routers.prediction import _track_record
 from opsmind.config import ConfigError, load_settings
+from opsmind.predict.track_record import TrackRecord
 from opsmind.types import AuditEntry, Series, SeriesSamples
 from tests.conftest import RunningServer, start_server
 
@@ -48,6 +50,7 @@ def test_forecast_capacity_and_recommendations(scaled: RunningServer) -> None:
         slo = r.json()["slo"]
         assert slo["objective"] == 0.98 and slo["severity"] is None and slo["alerts"] == []
         assert slo["error_ratio"] == pytest.approx(0.01) and slo["budget_remaining"] == pytest.approx(0.5)
+        assert r.json()["warning_track_record"] is None  # no latency series: no breach to score against
         missing = c.get("/api/v1/forecasts/nope")
         assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
         cap = c.get("/api/v1/capacity").json()
@@ -97,3 +100,19 @@ def test_bad_prediction_and_scaling_settings_name_the_key() -> None:
     with pytest.raises(ConfigError, match="scale.interval"):
         load_settings(scale={"interval": 5})
     assert load_settings().scale.dry_run is True and load_settings().scale.services == {}
+
+
+def test_the_warning_record_as_the_api_shows_it() -> None:
+    shown = _track_record(
+        TrackRecord(warnings=4, came_true=3, breaches=2, warned_of=1, median_lead_minutes=7.0), 30.0
+    )
+    assert shown == {
+        "warnings": 4,
+        "came_true": 3,
+        "precision": 0.75,
+        "breaches": 2,
+        "warned_of": 1,
+        "recall": 0.5,
+        "median_lead_steps": 7.0,
+        "summary": "3 of 4 warnings came true, 1 of 2 breaches warned of, median lead 3.5 min",  # 30 s steps
+    }

@@ -25,7 +25,10 @@ For each service with a service-level request-rate series (:mod:`opsmind.predict
    ``learn_warnings``, the default), which learns from the service's own load, latency and past
    warnings and lets its gate decide until it has learned; every complete step's load and latency
    (on first sight, the stored history) reach it in order. Its model is saved (a ``WarningModel``
-   record) on every refit and restored when the service is first seen, so a restart keeps it;
+   record) on every refit and restored when the service is first seen, so a restart keeps it. From the
+   first live step on, each step's breach (p95 over the latency SLO) and the latency decision made right
+   after it feed the service's :class:`~opsmind.predict.track_record.WarningTrackRecord` (the definitions
+   ``opsmind bench predict`` scores): in the view, in each latency warning's evidence, and as counters;
 4. every ``outlook_interval_s`` the week-ahead capacity outlook is redone from hourly peaks
    (:mod:`opsmind.predict.capacity_forecast`).
 
@@ -74,6 +77,7 @@ from opsmind.predict.capacity_forecast import (
 )
 from opsmind.predict.outlook import ERROR_WINDOW, describe_bound, trusted_upper
 from opsmind.predict.slo import SLO, WORKBOOK_RULES, BurnReport, evaluate_bad_fraction
+from opsmind.predict.track_record import TrackRecord, WarningTrackRecord
 from opsmind.predict.warning_learner import REFIT_EVERY, LearnedWarningRule, WarningLearner
 from opsmind.store.protocols import EventStore, SampleStore
 from opsmind.telemetry import Telemetry
@@ -126,6 +130,7 @@ class ServiceView:
     outlook: CapacityOutlook | None = None
     warnings: tuple[BottleneckWarning, ...] = ()
     replicas: int | None = None
+    track_record: TrackRecord | None = None  # how its latency warnings fared; None without a latency series
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -150,6 +155,12 @@ class _State:
     # forecast's mean for the step it was made before, and the realised one-step errors (actual - mean).
     expected: tuple[int, float] | None = None
     errors: deque[float] = field(default_factory=lambda: deque(maxlen=ERROR_WINDOW))
+    # The latency warnings' record (predict/track_record.py), from the first live step on: each step's
+    # breach flag waits here for the decision made after it.
+    record: WarningTrackRecord = field(default_factory=WarningTrackRecord)
+    breached: list[bool] = field(default_factory=list)
+    warning_on: bool = False
+    settled: TrackRecord = field(default_factory=lambda: TrackRecord(0, 0, 0, 0, None))
 
 
 class PredictStage(Stage):
@@ -182,6 +193,18 @@ class PredictStage(Stage):
         self._lock = asyncio.Lock()
         self._warnings = telemetry.counter(
             "opsmind_predict_warnings_total", "Predicted breaches published", ("kind",)
+        )
+        # The latency warnings' record as it settles (predict/track_record.py): precision over any window
+        # is came_true / (came_true + false_alarm) of these counters' increases.
+        self._warning_outcomes = telemetry.counter(
+            "opsmind_predict_latency_warnings_settled_total",
+            "Latency-SLO warnings settled: a breach started within 20 steps (came_true) or not",
+            ("service", "outcome"),
+        )
+        self._breach_outcomes = telemetry.counter(
+            "opsmind_predict_latency_breaches_settled_total",
+            "Latency-SLO breach episodes settled: warned of 1-30 steps ahead, or missed",
+            ("service", "outcome"),
         )
 
     async def handle(self, message: Message) -> None:  # pragma: no cover - no topic
@@ -217,7 +240,8 @@ class PredictStage(Stage):
         for service, series in sorted(found.items()):
             state = self._states.get(service)
             if state is None:
-                state = self._states[service] = _State(series, deque(maxlen=s.max_history))
+                record = WarningTrackRecord(window=math.ceil(s.max_lead_s / s.interval_s))
+                state = self._states[service] = _State(series, deque(maxlen=s.max_history), record=record)
             state.series = series
             try:
                 prediction, warned = self._service(state, now)
@@ -261,7 +285,8 @@ class PredictStage(Stage):
             )
         self._save_learned(state, view.notes)
         view.warnings = tuple(bottlenecks)
-        anomalies = [self._bottleneck_anomaly(w, now) for w in bottlenecks]
+        view.track_record = self._keep_record(state, bottlenecks)
+        anomalies = [self._bottleneck_anomaly(w, now, view.track_record) for w in bottlenecks]
         view.burn = self._burn(series, now, view.notes)
         if view.burn is not None and view.burn.alerts:
             anomalies.append(self._burn_anomaly(service, view.burn, now))
@@ -281,6 +306,28 @@ class PredictStage(Stage):
             service, now, step, state.last_load, upper, state.model, view.replicas, usable, bound
         )
         return prediction, anomalies
+
+    def _keep_record(self, state: _State, bottlenecks: list[BottleneckWarning]) -> TrackRecord | None:
+        """Feed the steps observed since the last tick to the latency warnings' record: the last with this
+        tick's decision, any before it (a late tick) with the decision they were under."""
+        if state.series.latency is None:
+            return None
+        fired = any(w.kind == LATENCY_SLO_RISK for w in bottlenecks)
+        for i, breached in enumerate(state.breached):
+            state.record.minute(fired if i == len(state.breached) - 1 else state.warning_on, breached)
+        if state.breached:
+            state.warning_on = fired
+        state.breached.clear()
+        record, before = state.record.record, state.settled
+        service = state.series.service
+        self._warning_outcomes.labels(service, "came_true").inc(record.came_true - before.came_true)
+        false_alarms = (record.warnings - record.came_true) - (before.warnings - before.came_true)
+        self._warning_outcomes.labels(service, "false_alarm").inc(false_alarms)
+        self._breach_outcomes.labels(service, "warned_of").inc(record.warned_of - before.warned_of)
+        missed = (record.breaches - record.warned_of) - (before.breaches - before.warned_of)
+        self._breach_outcomes.labels(service, "missed").inc(missed)
+        state.settled = record
+        return record
 
     def _gates(self, state: _State) -> dict[str, WarningRule]:
         """The service's warning rules (the ones the predict benchmark scores): a kind warns once its
@@ -369,13 +416,16 @@ class PredictStage(Stage):
         state.next_step = last
         self._realised_error(state, first, last, means)
         self._gates(state)
+        latency = state.series.latency
+        if latency is not None:
+            t, v = readings.read_fresh(self.samples, latency, first * step, now)
+            p95s = readings.step_means(t, v, step, first, last)
+            if not first_sight:  # the record starts with the first live step: no warning was made before
+                slo = self.settings.latency_slo(state.series.service)
+                state.breached.extend(math.isfinite(p) and p > slo for p in p95s)
+        else:
+            p95s = [math.nan] * len(means)
         if state.learned is not None:  # every step, in order, missing ones as NaN: the learner's clock
-            latency = state.series.latency
-            if latency is not None:
-                t, v = readings.read_fresh(self.samples, latency, first * step, now)
-                p95s = readings.step_means(t, v, step, first, last)
-            else:
-                p95s = [math.nan] * len(means)
             steps = list(zip(means, p95s, strict=True))
             if first_sight:  # the stored history: from its first step with load, not max_history before
                 seen = [i for i, (load, _) in enumerate(steps) if math.isfinite(load)]
@@ -523,7 +573,10 @@ class PredictStage(Stage):
         notes.pop("outlook", None)
         return outlook
 
-    def _bottleneck_anomaly(self, w: BottleneckWarning, now: float) -> Anomaly:
+    def _bottleneck_anomaly(self, w: BottleneckWarning, now: float, record: TrackRecord | None) -> Anomaly:
+        evidence = w.evidence
+        if w.kind == LATENCY_SLO_RISK and record is not None:  # how far the on-call can trust it
+            evidence = f"{evidence}; this service's record: {record.summary(self.settings.interval_s)}"
         labels = {
             "warning": w.kind,
             "lead_s": f"{w.lead_s:g}",
@@ -531,7 +584,7 @@ class PredictStage(Stage):
             "probability": f"{w.probability:.3f}",
             "imminent": str(w.imminent).lower(),
         }
-        return _prediction(w.service, w.kind, now, w.probability, labels, w.evidence)
+        return _prediction(w.service, w.kind, now, w.probability, labels, evidence)
 
     def _burn_anomaly(self, service: str, report: BurnReport, now: float) -> Anomaly:
         alert = max(report.alerts, key=lambda a: a.long_burn / a.threshold)

@@ -57,11 +57,13 @@ class TrackRecord:
     def recall(self) -> float | None:
         return self.warned_of / self.breaches if self.breaches else None
 
-    def summary(self) -> str:
-        """One line for a warning's evidence or a view's notes."""
+    def summary(self, step_s: float = 60.0) -> str:
+        """One line for a warning's evidence or a view's notes (``step_s``: the seconds a fed minute
+        stands for, where the caller's steps are not minutes)."""
         if not self.warnings and not self.breaches:
             return "no warning or breach settled yet"
-        lead = "" if self.median_lead_minutes is None else f", median lead {self.median_lead_minutes:g} min"
+        lead_min = None if self.median_lead_minutes is None else self.median_lead_minutes * step_s / 60.0
+        lead = "" if lead_min is None else f", median lead {lead_min:g} min"
         return (
             f"{self.came_true} of {self.warnings} warnings came true, "
             f"{self.warned_of} of {self.breaches} breaches warned of{lead}"

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException
 from opsmind.api.deps import EngineDep
 from opsmind.predict.capacity import CapacityModel
 from opsmind.predict.stage import ServiceView
+from opsmind.predict.track_record import TrackRecord
 
 router = APIRouter(prefix="/api/v1", tags=["prediction"])
 
@@ -87,7 +88,24 @@ async def get_forecast(service: str, engine: EngineDep) -> dict[str, Any]:
             for w in v.warnings
         ],
         "slo": burn,
+        "warning_track_record": _track_record(v.track_record, v.step_s),
         "notes": v.notes,
+    }
+
+
+def _track_record(r: TrackRecord | None, step_s: float) -> dict[str, Any] | None:
+    """How the service's latency-SLO warnings have fared since the engine started following it."""
+    if r is None:
+        return None
+    return {
+        "warnings": r.warnings,
+        "came_true": r.came_true,
+        "precision": r.precision,
+        "breaches": r.breaches,
+        "warned_of": r.warned_of,
+        "recall": r.recall,
+        "median_lead_steps": r.median_lead_minutes,
+        "summary": r.summary(step_s),
     }
 
 
