@@ -268,7 +268,9 @@ export function mount(root, { live }, name) {
       lo: level ? f.forecast.lo[level] : f.forecast.mean,
       hi: level ? f.forecast.hi[level] : f.forecast.mean,
     });
-    traffic.chart.note(`forecast (${f.forecast.model}), band: ${level || "?"} % interval`);
+    // How far its latency warnings have proven right here, so a reader knows how much to trust the next.
+    const record = f.warning_track_record ? `; latency warnings so far: ${f.warning_track_record.summary}` : "";
+    traffic.chart.note(`forecast (${f.forecast.model}), band: ${level || "?"} % interval${record}`);
   };
 
   const loadSide = async () => {
