@@ -198,12 +198,12 @@ class PredictStage(Stage):
         # is came_true / (came_true + false_alarm) of these counters' increases.
         self._warning_outcomes = telemetry.counter(
             "opsmind_predict_latency_warnings_settled_total",
-            "Latency-SLO warnings settled: a breach started within 20 steps (came_true) or not",
+            "Latency-SLO warnings settled: a breach started within look-ahead + 5 steps (came_true), or not",
             ("service", "outcome"),
         )
         self._breach_outcomes = telemetry.counter(
             "opsmind_predict_latency_breaches_settled_total",
-            "Latency-SLO breach episodes settled: warned of 1-30 steps ahead, or missed",
+            "Latency-SLO breach episodes settled: a warning started 1-30 steps before (warned_of), or not",
             ("service", "outcome"),
         )
 
