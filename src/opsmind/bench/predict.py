@@ -617,7 +617,9 @@ def _markdown(results: dict[str, dict[str, Any]], paths: Sequence[Path], horizon
         "live prediction stage (`predict.stage`) runs this same rule through the same `warn` call, one "
         "learner per service fed every complete minute of load and latency, its model saved on each refit "
         "and restored after a restart (`predict.learn_warnings`, on by default); the gate alone is scored as "
-        "`gate_only`.",
+        "`gate_only`. The scoring is the engine's own `predict.track_record.WarningTrackRecord` run over the "
+        "replay: what the engine shows for a live service (`warning_track_record` in "
+        "`/api/v1/forecasts/{service}`) is this same measure.",
         "",
         "| trace | replicas | breach share | capacity (learned) | precision | recall | median lead "
         "| gate alone: precision | recall | median lead "
