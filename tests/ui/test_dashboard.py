@@ -333,3 +333,21 @@ def test_an_operators_overrides_through_the_page(operator_page: Page, demo: Demo
         audit = c.get("/api/v1/audit", params={"limit": 10_000}).json()
     expiries = [a for a in audit if a["verb"] == "expire_silence" and a["subject"] == mine["id"]]
     assert [a["detail"]["reason"] for a in expiries] == ["the deploy window is over"], expiries
+
+
+def test_the_service_page_says_how_its_latency_warnings_fared(operator_page: Page, demo: Demo) -> None:
+    """The traffic chart's forecast note carries the service's warning record, as the API reports it."""
+    deadline = time.monotonic() + 120
+    record = None
+    while record is None and time.monotonic() < deadline:  # the page reads the forecast once, at load
+        with demo.client() as c:
+            view = c.get("/api/v1/forecasts/personalization")
+        if view.status_code == 200 and view.json()["forecast"] is not None:
+            record = view.json()["warning_track_record"]
+        else:
+            time.sleep(2)
+    assert record is not None, f"no forecast with a warning record within 120 s:\n{demo.tail(30)}"
+    page = operator_page
+    page.goto(f"{demo.url}/#/service/personalization")
+    note = page.locator(".chart-note", has_text="latency warnings so far:")
+    expect(note).to_contain_text(record["summary"], timeout=LIVE_S)
