@@ -20,8 +20,9 @@ mean the same thing:
 Online, each fact is settled as soon as it can be and not before: whether a minute lies between two
 breach runs of one episode is known ``merge_gap`` minutes after it; whether a warning came true
 ``window + tolerance`` minutes after it started; whether a breach was warned of once every warning that
-could have counted is settled (20 minutes after it started). Memory is bounded: the last
-``window + tolerance + detect + merge_gap`` minutes of flags, and the last ``MAX_LEADS`` leads.
+could have counted is settled (20 minutes after it started). Memory is bounded: the flags of the last
+``2 * merge_gap + 1`` minutes, the warning and breach starts of about the last ``window + tolerance +
+detect`` minutes, and the last ``MAX_LEADS`` leads.
 """
 
 from __future__ import annotations
