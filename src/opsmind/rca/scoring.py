@@ -18,6 +18,7 @@ it on the *anomalous* period (gaps are ignored).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +69,10 @@ def nsigma(frame: MetricFrame, fault_time: float) -> ColumnScores:
 
 def robust_change(frame: MetricFrame, fault_time: float) -> ColumnScores:
     normal, anomalous, after = _split(frame, fault_time)
-    with np.errstate(all="ignore"):
+    # A column with no value before the fault is all NaN: its median is NaN and its scores are NaN below,
+    # which is handled; numpy's "All-NaN slice" warning about it is noise.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(normal, axis=0)
         q75, q25 = np.nanpercentile(normal, [75, 25], axis=0)
         iqr = (q75 - q25) / IQR_TO_SIGMA
