@@ -303,3 +303,26 @@ def test_movement_features_weigh_the_headroom_by_how_much_the_load_moves() -> No
     assert vol_wild > vol_calm > 0
     assert z_calm > z_wild > 0  # the same headroom is more moves away when the load is calm
     assert near_calm == 0.0 and near_wild == pytest.approx(0.5)
+
+
+def test_no_learned_warning_in_the_quiet_minutes_after_a_breach() -> None:
+    """A learner sure of a breach: after a breach minute it stays silent for ``quiet_minutes`` and then
+    starts a new warning; with no quiet period it warns from the first minute after the breach."""
+
+    class Sure:
+        def fit(self, x: Any, y: Any) -> Any:
+            return self
+
+        def predict_proba(self, x: Any) -> Any:
+            return np.array([[0.1, 0.9]])
+
+    runs = {}
+    for quiet in (3, 0):
+        learner = WarningLearner(slo_s=SLO, min_examples=10**6, quiet_minutes=quiet)
+        learner.model = Sure()
+        runs[quiet] = [minute(learner, 90.0, 0.9 if k == 5 else 0.1, 0.5) for k in range(12)]
+    # Minute 5 breaches; during a breach the gate decides (P(exceed) 0.5 has held for over a minute).
+    assert runs[3][:5] == [True] * 5 and runs[3][6:9] == [False] * 3 and all(runs[3][9:])
+    assert all(runs[0][6:])
+    with pytest.raises(ValueError, match="quiet_minutes"):
+        WarningLearner(slo_s=SLO, quiet_minutes=-1)

@@ -122,6 +122,7 @@ from opsmind.predict.track_record import DETECT, MERGE_GAP, TOLERANCE, WarningTr
 from opsmind.predict.warning_learner import (
     MAX_MINUTES,
     OWN_P,
+    QUIET_MINUTES,
     RECHECK_MINUTES,
     START_P,
     LearnedWarningRule,
@@ -605,7 +606,8 @@ def _markdown(results: dict[str, dict[str, Any]], paths: Sequence[Path], horizon
         "later. Until 720 labelled minutes (30 positive) and during breaches the gate decides; then a "
         f"warning starts when the gate fires and that probability is >= {START_P} (or >= {OWN_P} alone), "
         f"continues while the gate fires and ends after {RECHECK_MINUTES} minutes once it is under "
-        f"{START_P}, after {MAX_MINUTES} minutes without a breach in any case. Minutes with the warning "
+        f"{START_P}, after {MAX_MINUTES} minutes without a breach in any case; none starts in the first "
+        f"{QUIET_MINUTES} minutes after a breach minute. Minutes with the warning "
         "firing are warning minutes. Warnings "
         "inside a breach episode do not count. A warning episode (consecutive warning minutes) is a hit "
         f"if a breach episode starts 1-{horizon + LEAD_TOLERANCE} minutes after it starts; precision = "
