@@ -245,9 +245,8 @@ PEAK_PODS = 40  # the trace is scaled as in bench autoscale: its 99.5th percenti
 BREACH_QUANTILE = 90  # fixed replicas: the fewest whose SLO capacity covers this percentile of the load
 STEPS_PER_MINUTE = 4  # 15 s replay steps
 BREACH_MERGE_GAP = MERGE_GAP  # breach runs separated by fewer non-breach minutes are one episode
-LEAD_TOLERANCE = (
-    TOLERANCE  # a warning episode is a hit if a breach starts <= HORIZON + this many minutes later
-)
+# A warning episode is a hit if a breach starts <= HORIZON + this many minutes later.
+LEAD_TOLERANCE = TOLERANCE
 DETECT_WINDOW = DETECT  # a breach episode is detected by a warning start 1..30 minutes before it
 WARN_THRESHOLD = RAISE_P  # P(exceed) that raises a warning (the gate's; saturation warnings: ungated)
 WARN_REPLAY = ReplaySpec(min_replicas=1, max_replicas=10_000)
