@@ -272,16 +272,19 @@ def test_the_fast_probability_is_the_fitted_pipelines() -> None:
         assert learner._q(x) == pytest.approx(expected, abs=1e-12)
 
 
+class Sure:
+    """A model sure of a breach whatever it sees (P = 0.9)."""
+
+    def fit(self, x: Any, y: Any) -> Any:
+        return self
+
+    def predict_proba(self, x: Any) -> Any:
+        return np.array([[0.1, 0.9]])
+
+
 def test_a_warning_without_a_breach_ends_after_max_minutes() -> None:
     """A learner sure of a breach that never comes: the warning ends after ``max_minutes`` (and may
     start again the minute after, a new warning); without the limit it fires throughout."""
-
-    class Sure:
-        def fit(self, x: Any, y: Any) -> Any:
-            return self
-
-        def predict_proba(self, x: Any) -> Any:
-            return np.array([[0.1, 0.9]])
 
     runs = {}
     for limit in (20, None):
@@ -308,13 +311,6 @@ def test_movement_features_weigh_the_headroom_by_how_much_the_load_moves() -> No
 def test_no_learned_warning_in_the_quiet_minutes_after_a_breach() -> None:
     """A learner sure of a breach: after a breach minute it stays silent for ``quiet_minutes`` and then
     starts a new warning; with no quiet period it warns from the first minute after the breach."""
-
-    class Sure:
-        def fit(self, x: Any, y: Any) -> Any:
-            return self
-
-        def predict_proba(self, x: Any) -> Any:
-            return np.array([[0.1, 0.9]])
 
     runs = {}
     for quiet in (3, 0):
