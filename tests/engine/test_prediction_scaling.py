@@ -140,6 +140,29 @@ async def test_a_forecast_breach_becomes_a_prediction_incident_and_a_scale_up(tm
         await engine.stop()
 
 
+async def test_no_scaling_decision_before_the_first_load_prediction(tmp_path: Path) -> None:
+    # The fleet's size is not known before the predict stage's first tick: a decision then was recorded
+    # at min_replicas (1 here) with its cost, beside 4 ready pods.
+    engine, clock, recorder = _live_engine(tmp_path)
+    await engine.start()
+    try:
+        assert engine.scaling is not None
+        await engine.ingest(rising_load(clock.now()), "test")
+        for _ in range(3):  # scaling ticks, before the predict stage's first (every 60 s)
+            await clock.advance(15)
+        await asyncio.sleep(0.3)
+        assert engine.store.find(Decision) == [] and engine.scaling.decisions == {}
+        assert recorder.actions == []
+        await clock.advance(15)  # the predict tick (its work runs in a thread) ...
+        await wait_for(lambda: engine.scaling is not None and "api" in engine.scaling.latest)
+        await clock.advance(15)  # ... then a scaling tick with its prediction
+        await wait_for(lambda: bool(engine.store.find(Decision)))
+        first = min(engine.store.find(Decision), key=lambda d: d.at)
+        assert first.value["current"] == 4 and first.reasons[0] == "current 4 replicas (observed)"
+    finally:
+        await engine.stop()
+
+
 def _live_engine(tmp_path: Path) -> tuple[Engine, SimClock, Recorder]:
     """An engine scaling for real (not a dry run) through a recording actuator, on a simulated clock."""
     clock, recorder = SimClock(1_700_000_000.0), Recorder()

@@ -157,10 +157,26 @@ class ScaleStage(Stage):
         async with self._lock:
             now = self.clock.now()
             for service in self.settings.services:
+                if self._awaiting_prediction(service):
+                    continue
                 try:
                     await self._decide(service, now)
                 except Exception:
                     log.exception("scale: deciding for %s failed", service)
+
+    def _awaiting_prediction(self, service: str) -> bool:
+        """A predictive service with no load prediction yet and no operator hold: nothing to decide on.
+
+        Before the predict stage's first tick the fleet's size is not known either, and a decision then
+        was recorded at ``min_replicas`` with that count's cost (the demo's scaling page said "2 replicas
+        (was 2)" beside a chart of 4 ready pods for its first minute). The predictive policy keeps the
+        current count without a forecast anyway, so the first decision waits for the first prediction.
+        The HPA policy reads the CPU itself and still decides (it must work without the predict stage)."""
+        return (
+            self.config(service).policy == "predictive"
+            and service not in self.latest
+            and service not in self.overrides
+        )
 
     async def override(
         self,
