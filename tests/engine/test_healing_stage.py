@@ -21,7 +21,7 @@ from opsmind.config import ConfigError, Settings, load_settings
 from opsmind.engine import Engine
 from opsmind.heal.executor import ActionRequest
 from opsmind.heal.followup import PATIENCE_S
-from opsmind.heal.state import Remediation, RemediationState
+from opsmind.heal.state import InvalidTransition, Remediation, RemediationState
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
 from opsmind.notify.base import NotifyResult
 from opsmind.notify.stage import RetryPolicy
@@ -255,6 +255,70 @@ async def test_an_opened_event_for_an_incident_resolved_since_asks_nothing(tmp_p
         assert {i.id for _, i in collect.events} == {"inc-open"}
         decided = [a.subject for a in engine.store.find(AuditEntry, limit=1000) if a.verb == "heal_decide"]
         assert decided == ["inc-open"]
+    finally:
+        await engine.stop()
+
+
+async def test_a_proposal_is_withdrawn_when_its_incident_resolves(tmp_path: Path) -> None:
+    """A proposal awaiting a person is withdrawn (aborted, audited) once its incident resolves: nobody
+    approves a restart of a service that has recovered. A proposal of another incident stays."""
+    clock = SimClock(T0)
+    actuator, collect = RecordingActuator(), Collect()
+    engine = telling(tmp_path, clock, actuator, collect)
+    await engine.start()
+    try:
+        assert engine.healing is not None
+        await healthy_metrics(engine)
+        await healthy_metrics(engine, "payments")
+        rem = await open_incident(engine, incident())
+        other = await open_incident(engine, incident("payments", "inc-2"))
+        assert rem.state is other.state is RemediationState.PROPOSED
+        over = incident().model_copy(update={"status": IncidentStatus.RESOLVED, "resolved_at": T0 + 60})
+        await asyncio.to_thread(engine.store.put, over)
+        await engine.bus.publish(INCIDENTS_TOPIC, IncidentEvent("resolved", over))
+
+        def state(rid: str) -> RemediationState:
+            return next(r.state for r in remediations(engine) if r.id == rid)
+
+        await wait_for(lambda: state(rem.id) is RemediationState.ABORTED)
+        assert state(other.id) is RemediationState.PROPOSED
+        withdrawn = [a for a in engine.store.find(AuditEntry, limit=1000) if a.verb == "withdraw"]
+        assert [a.subject for a in withdrawn] == [rem.id] and "resolved" in withdrawn[0].detail["reason"]
+        with pytest.raises(InvalidTransition):
+            await engine.healing.approve(rem.id, "ana", "too late")
+        assert actuator.calls == []
+    finally:
+        await engine.stop()
+
+
+async def test_an_incident_resolved_while_the_healer_decides_leaves_no_proposal_and_pages_nobody(
+    tmp_path: Path,
+) -> None:
+    """Deciding takes seconds on a busy engine (a backfill): the incident may resolve meanwhile. Its
+    proposal is withdrawn at once and the approval request is never sent."""
+    clock = SimClock(T0)
+    actuator, collect = RecordingActuator(), Collect()
+    engine = telling(tmp_path, clock, actuator, collect)
+    await engine.start()
+    try:
+        assert engine.healing is not None
+        await healthy_metrics(engine)
+        healer = engine.healing.healer
+        decide = healer.handle
+        over = incident().model_copy(update={"status": IncidentStatus.RESOLVED, "resolved_at": T0 + 5})
+
+        def slow_decision(request: Any) -> Any:
+            decision = decide(request)
+            engine.store.put(over)  # the incident stage resolved it while the healer was deciding
+            return decision
+
+        healer.handle = slow_decision  # type: ignore[method-assign]
+        rem = await open_incident(engine, incident())
+        await wait_for(lambda: remediations(engine)[0].state is RemediationState.ABORTED)
+        await asyncio.sleep(0.3)  # time enough for an escalation to have been sent
+        assert collect.events == [] and actuator.calls == []
+        verbs = [a.verb for a in engine.store.find(AuditEntry, limit=1000) if a.subject == rem.id]
+        assert "awaiting_approval" in verbs and "withdraw" in verbs
     finally:
         await engine.stop()
 

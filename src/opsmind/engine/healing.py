@@ -231,6 +231,14 @@ class HealStage(Stage):
                 return
             async with self._lock:
                 await self._ask(current or inc)
+                # Deciding takes seconds on a busy engine, and a backfill resolves incidents in that
+                # time: one that ended meanwhile gets no proposal left on the approval list, and no
+                # person paged to approve it.
+                after = await asyncio.to_thread(self.events.get, Incident, inc.id)
+                if after is not None and not after.status.active:
+                    withdrawn = await asyncio.to_thread(self.healer.resolved, inc.id)
+                    ids = {rem.id for rem in withdrawn}
+                    self._escalations[:] = [o for o in self._escalations if o.remediation.id not in ids]
             await self._send_escalations()
 
     async def _ask(self, inc: Incident, held: frozenset[str] = frozenset()) -> HealDecision | None:

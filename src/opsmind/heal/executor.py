@@ -269,6 +269,18 @@ class Executor:
     def reject(self, remediation_id: str, *, who: str, why: str) -> Remediation:
         return reject_remediation(self.log, remediation_id, who=who, why=why, now=self.clock.now())
 
+    def withdraw(self, incident_id: str, why: str) -> list[Remediation]:
+        """Abort the remediations of ``incident_id`` still awaiting a person's approval (they sent
+        nothing): the incident they were proposed for has ended, and a person must not be left an
+        approval that would act on a service that has recovered. Audited with the reason."""
+        now, out = self.clock.now(), []
+        for rem in self.log.in_states([S.PROPOSED]):
+            if rem.incident_id != incident_id:
+                continue
+            new = rem.advance(S.ABORTED, at=now, by=self.actor, why=why)
+            out.append(self._commit(new, "withdraw", why, now).remediation)
+        return out
+
     def roll_back(self, remediation_id: str, *, who: str, why: str) -> Outcome:
         """A person rolls back an executing, verifying or succeeded remediation: the rollback of every
         step it sent (its declared rollback action, else the actuator's revert token), last step first,

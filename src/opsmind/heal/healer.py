@@ -417,14 +417,21 @@ class Healer:
                 self._escalate(outcome)
         return outcomes
 
-    def resolved(self, incident_id: str) -> None:
-        """The incident is over: its last verified remediation ended it (a success to learn from)."""
+    def resolved(self, incident_id: str) -> list[Remediation]:
+        """The incident is over: its last verified remediation ended it (a success to learn from), and
+        its proposals still awaiting a person are withdrawn (returned). A backfill opens and resolves
+        incidents in a burst, and a proposal decided while its incident resolved stayed on the approval
+        list for good."""
+        withdrawn = self.executor.withdraw(incident_id, f"incident {incident_id} resolved before approval")
+        for rem in withdrawn:
+            self._plans.pop(rem.id, None)
         rem = self._verified.pop(incident_id, None)
         if rem is not None:
             self._record(rem, True, "the incident ended after it")
         self.tried.pop(incident_id, None)
         for key in [k for k in self._refusals if k[0] == incident_id]:
             del self._refusals[key]
+        return withdrawn
 
     def fixed(self, incident_id: str, since: float = 0.0) -> tuple[frozenset[str], frozenset[str]]:
         """The services of ``incident_id`` on which a remediation verified and whose verification still
