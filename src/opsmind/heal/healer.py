@@ -423,8 +423,8 @@ class Healer:
         incidents in a burst, and a proposal decided while its incident resolved stayed on the approval
         list for good."""
         withdrawn = self.executor.withdraw(incident_id, f"incident {incident_id} resolved before approval")
-        for rem in withdrawn:
-            self._plans.pop(rem.id, None)
+        for gone in withdrawn:
+            self._plans.pop(gone.id, None)
         rem = self._verified.pop(incident_id, None)
         if rem is not None:
             self._record(rem, True, "the incident ended after it")
