@@ -503,6 +503,19 @@ async def test_a_pause_is_kept_across_a_restart(tmp_path: Path) -> None:
         await stop(again)
 
 
+async def test_a_pause_needs_a_name_a_service_could_have(rig: Rig) -> None:
+    # A pause is kept under the exact name: " checkout " answered 200 and left checkout unpaused, and
+    # control characters or a 10,000-character name were stored (and kept across restarts).
+    body = {"paused": True, "who": "ana", "why": "freeze"}
+    for name in ("%20checkout%20", "checkout%0A", "%00", "x" * 10_000):
+        r = await rig.client.put(f"/api/v1/automation/services/{name}", json=body)
+        assert r.status_code == 422, (name[:20], r.text)
+        assert "is not a service name" in r.json()["detail"]
+    assert (await rig.client.get("/api/v1/automation/services")).json() == []
+    ok = await rig.client.put("/api/v1/automation/services/my%20svc", json=body)  # inner spaces are fine
+    assert ok.status_code == 200 and ok.json()["service"] == "my svc"
+
+
 async def test_rollback_answers_404_409_and_422(rig: Rig) -> None:
     missing = await rig.client.post("/api/v1/remediations/nope/rollback", json={"who": "a", "why": "b"})
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"

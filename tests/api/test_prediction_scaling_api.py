@@ -84,6 +84,19 @@ def test_scaling_override_and_release(scaled: RunningServer) -> None:
     assert sorted(verbs) == ["scale_override", "scale_release"]
 
 
+def test_a_replica_count_must_be_a_json_integer(scaled: RunningServer) -> None:
+    url = "/api/v1/scaling/api/override"
+    with scaled.client() as c:
+        assert c.post(url, json={"replicas": 4, "by": "ana"}).status_code == 200
+        # Coerced before: true counted as 1 replica, false as 0, "3" as 3 (a 200 within the bounds).
+        for bad in ({"replicas": True}, {"replicas": "3"}, {"min_replicas": False}, {"max_replicas": "5"}):
+            r = c.post(url, json={**bad, "by": "ana"})
+            assert r.status_code == 422, (bad, r.text)
+            assert f"body.{next(iter(bad))}" in r.json()["detail"]
+        (row,) = c.get("/api/v1/scaling").json()
+    assert row["override"]["replicas"] == 4  # the pin already accepted stands
+
+
 def test_scaling_is_empty_without_scaled_services(server: RunningServer) -> None:
     with server.client() as c:
         assert c.get("/api/v1/scaling").json() == []

@@ -58,3 +58,15 @@ def test_bad_silences_are_refused_with_the_reason(
         assert r.status_code == status, r.text
         assert reason.lower() in r.text.lower()
         assert c.get("/api/v1/silences").json() == []  # nothing stored
+
+
+def test_a_matcher_value_that_is_not_unicode_is_refused(server: RunningServer) -> None:
+    # JSON may escape half a surrogate pair; such a value cannot be stored, and was a 500.
+    raw = b'{"matchers": [{"name": "service", "value": "\\ud800"}], "endsAt": %d, "createdBy": "ana"}' % (
+        time.time() + 3600
+    )
+    with server.client() as c:
+        r = c.post("/api/v1/silences", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert "matchers.0.value" in r.json()["detail"] and "not valid Unicode" in r.json()["detail"]
+        assert c.get("/api/v1/silences").json() == []

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from opsmind.config import WEEKDAYS, MaintenanceWindow
 from opsmind.types import Incident, Silence
-from opsmind.types.series import validate_label_name
+from opsmind.types.series import validate_label_name, validate_label_value
 
 ALERTNAME = "OpsMindIncident"
 
@@ -67,6 +67,10 @@ class Matcher:
             validate_label_name(name)
         except ValueError as exc:
             raise MatcherError(f"{where}.name: {exc}") from exc
+        try:
+            validate_label_value(name, value)
+        except ValueError as exc:
+            raise MatcherError(f"{where}.value: {exc}") from exc
         is_regex, is_equal = raw.get("isRegex", False), raw.get("isEqual", True)
         if not isinstance(is_regex, bool) or not isinstance(is_equal, bool):
             raise MatcherError(f"{where}: isRegex and isEqual must be true or false")

@@ -22,6 +22,7 @@ from opsmind.types.series import (
     InvalidSeriesError,
     Series,
     validate_label_name,
+    validate_label_value,
     validate_metric_name,
 )
 
@@ -45,5 +46,6 @@ __all__ = [
     "WarningModel",
     "new_id",
     "validate_label_name",
+    "validate_label_value",
     "validate_metric_name",
 ]

@@ -35,6 +35,18 @@ def validate_label_name(name: str) -> None:
         raise InvalidSeriesError(f"invalid label name {name!r}: names starting with '__' are reserved")
 
 
+def validate_label_value(name: str, value: str) -> None:
+    # JSON lets a client escape half a surrogate pair ("\ud800"); such a string is not Unicode text and
+    # cannot be encoded to store or send it on, so it is refused while validating, before anything is stored.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidSeriesError(
+                f"label {name!r} has a value that is not valid Unicode (a lone surrogate such as \\ud800)"
+            ) from None
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -69,6 +81,7 @@ class Series:
             validate_label_name(k)
             if not isinstance(v, str):
                 raise InvalidSeriesError(f"label {k!r} has a non-string value {v!r}")
+            validate_label_value(k, v)
         return cls(sys.intern(name), tuple((sys.intern(k), sys.intern(v)) for k, v in pairs if v != ""))
 
     @classmethod

@@ -93,6 +93,8 @@ async def alertmanager_webhook(request: Request, engine: EngineDep) -> AlertsAcc
             body = json.loads(raw)
         except ValueError as exc:
             raise IngestError(f"body is not JSON: {exc}", status=400) from exc
+        except RecursionError as exc:  # Python's parser recurses per level: a body of '[[[[...' ends here
+            raise IngestError("body is not JSON this receiver reads: nested too deeply", status=400) from exc
         anomalies, resolved = parse(body, engine.clock.now())
         await engine.ingest_anomalies(anomalies, "alertmanager")
     except IngestError as exc:

@@ -44,6 +44,7 @@ router = APIRouter(prefix="/api/v1", tags=["overrides"])
 
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+MAX_SERVICE_NAME = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +203,24 @@ def _stage(engine: EngineDep) -> HealStage:
     return engine.healing
 
 
+def _service_name(service: str) -> str:
+    """The path's service, refused (422) when it cannot be one: a pause is kept under the exact name, so a
+    padded ``" checkout "`` would answer 200 and leave ``checkout`` unpaused, and control characters or a
+    name longer than any label kept would be stored (and kept across restarts) for nothing."""
+    if (
+        not service
+        or service != service.strip()
+        or len(service) > MAX_SERVICE_NAME
+        or any(ord(c) < 32 or ord(c) == 127 for c in service)
+    ):
+        raise HTTPException(
+            422,
+            f"service: {service[:64]!r} is not a service name (1-{MAX_SERVICE_NAME} characters, "
+            "no control characters, no leading or trailing spaces)",
+        )
+    return service
+
+
 def _public(rem: Remediation) -> dict[str, Any]:
     return {**rem.model_dump(mode="json"), "finished": rem.finished}
 
@@ -227,6 +246,7 @@ async def list_paused(engine: EngineDep) -> list[dict[str, Any]]:
 async def put_paused(service: str, body: PauseUpdate, request: Request, engine: EngineDep) -> dict[str, Any]:
     """Pause (``paused: true``) or resume healing on one service; audited, and kept across restarts."""
     stage = _stage(engine)
+    service = _service_name(service)
     who = auth.acting(request, body.who, "who")
     try:
         return await stage.set_paused(service, body.paused, who, body.why)

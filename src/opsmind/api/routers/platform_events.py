@@ -66,7 +66,8 @@ async def push_events(body: EventsCreate, engine: EngineDep) -> EventsAccepted:
 async def list_events(
     engine: EngineDep,
     service: str | None = None,
-    since: float | None = None,
+    # NaN matches no time: it would answer an empty list as if nothing had happened. Nor is infinity a time.
+    since: float | None = Query(None, allow_inf_nan=False, description="Unix seconds"),
     limit: int = Query(100, ge=1, le=10_000),
 ) -> list[Event]:
     """Newest platform events first."""

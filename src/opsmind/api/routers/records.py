@@ -29,7 +29,8 @@ def _anomaly_json(a: Anomaly) -> dict[str, Any]:
 async def list_anomalies(
     engine: EngineDep,
     service: str | None = None,
-    since: float | None = None,
+    # NaN matches no time: it would answer an empty list as if nothing had happened. Nor is infinity a time.
+    since: float | None = Query(None, allow_inf_nan=False, description="Unix seconds"),
     limit: int = Query(100, ge=1, le=10_000),
 ) -> list[dict[str, Any]]:
     """Newest anomalies first, optionally of one service and since a time (Unix seconds)."""

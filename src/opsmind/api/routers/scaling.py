@@ -26,11 +26,19 @@ router = APIRouter(prefix="/api/v1/scaling", tags=["scaling"])
 class OverrideCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Strict: in lax mode true would pin 1 replica and "3" pass for 3; a count must be a JSON integer.
     replicas: int | None = Field(
-        None, description="pin to this many replicas; null (with no bounds) pauses automation", ge=0
+        None,
+        description="pin to this many replicas; null (with no bounds) pauses automation",
+        ge=0,
+        strict=True,
     )
-    min_replicas: int | None = Field(None, ge=0, description="automation keeps at least this many")
-    max_replicas: int | None = Field(None, ge=0, description="automation keeps at most this many")
+    min_replicas: int | None = Field(
+        None, ge=0, strict=True, description="automation keeps at least this many"
+    )
+    max_replicas: int | None = Field(
+        None, ge=0, strict=True, description="automation keeps at most this many"
+    )
     by: str | None = Field(None, min_length=1, max_length=256, description="required while auth is off")
     reason: str = Field("", max_length=4096)
 
