@@ -4,6 +4,7 @@ document with a clear reason and stores nothing; nothing is ever a 500."""
 from __future__ import annotations
 
 import struct
+import time
 
 import cramjam
 import pytest
@@ -201,6 +202,17 @@ def test_read_api_errors_are_problem_documents(server: RunningServer) -> None:
             assert r.json()["detail"]
 
 
+def test_since_must_be_a_finite_time(server: RunningServer) -> None:
+    # NaN matched no time: the answer was an empty list, as if nothing had been detected or reported.
+    with server.client() as c:
+        for path in ("/api/v1/anomalies", "/api/v1/events"):
+            for since in ("nan", "inf", "-inf", "1e999"):
+                r = c.get(path, params={"since": since})
+                assert r.status_code == 422, (path, since, r.text)
+                assert "since" in r.json()["detail"] and "finite" in r.json()["detail"]
+            assert c.get(path, params={"since": T0}).status_code == 200
+
+
 def test_openapi_and_metrics(server: RunningServer) -> None:
     with server.client() as c:
         spec = c.get("/openapi.json").json()
@@ -209,3 +221,51 @@ def test_openapi_and_metrics(server: RunningServer) -> None:
         text = c.get("/metrics").text
     assert 'opsmind_ingest_samples_total{source="remote_write"} 6.0' in text
     assert "opsmind_stage_up" in text
+
+
+def test_a_label_value_that_is_not_unicode_is_refused_and_nothing_is_stored(server: RunningServer) -> None:
+    # JSON may escape half a surrogate pair; such a label value cannot be stored, and was a 500.
+    push = (
+        b'{"series": [{"metric": "good_metric", "timestamps": [1], "values": [1]},'
+        b' {"metric": "m", "labels": {"service": "\\ud800"}, "timestamps": [1], "values": [1]}]}'
+    )
+    hook = b'{"alerts": [{"status": "firing", "labels": {"alertname": "Down", "service": "\\ud800"}}]}'
+    with server.client() as c:
+        r = c.post("/api/v1/ingest", content=push, headers={"content-type": "application/json"})
+        assert r.status_code == 400, r.text
+        assert "series[1]" in r.json()["detail"] and "not valid Unicode" in r.json()["detail"]
+        r = c.post("/api/v1/alerts/alertmanager", content=hook)
+        assert r.status_code == 422, r.text
+        assert "alerts.0.labels" in r.json()["detail"] and "not valid Unicode" in r.json()["detail"]
+        assert c.get("/api/v1/anomalies").json() == []
+    assert stored_series(server) == 0  # nor the good series before it
+
+
+def test_an_alertmanager_body_nested_too_deeply_is_a_400(server: RunningServer) -> None:
+    with server.client() as c:
+        r = c.post("/api/v1/alerts/alertmanager", content=b"[" * 100_000)  # was a RecursionError: 500
+    assert r.status_code == 400, r.text
+    assert "nested too deeply" in r.json()["detail"]
+
+
+def test_scoring_a_backfill_does_not_hold_the_api(server: RunningServer) -> None:
+    # Each point of a one-series backfill is a round of its own (about a millisecond): scored in one go,
+    # 10,000 points held the event loop, and every request, for seconds.
+    n = 10_000
+    start = time.time() - n
+    body = {
+        "series": [
+            {
+                "metric": "backfill",
+                "labels": {"service": "b"},
+                "timestamps": [start + i for i in range(n)],
+                "values": [float(i % 7) for i in range(n)],
+            }
+        ]
+    }
+    with server.client() as c:
+        assert c.post("/api/v1/ingest", json=body).status_code == 200
+        time.sleep(0.2)  # the detect stage is scoring it now
+        asked = time.monotonic()
+        assert c.get("/api/v1/health").status_code == 200
+    assert time.monotonic() - asked < 2.0

@@ -23,6 +23,7 @@ refits in a few hundred), so the event loop keeps serving ingestion meanwhile.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from opsmind.bus.protocols import Bus, Message
 from opsmind.bus.stage import Stage
@@ -40,6 +41,7 @@ from opsmind.types import Anomaly, Series, SeriesSamples, anomaly_id
 SAMPLES_TOPIC = "samples"
 ANOMALIES_TOPIC = "anomalies"
 MULTIVARIATE = "multivariate"
+YIELD_AFTER_S = 0.02  # longest the scoring of one batch holds the event loop between two yields
 
 
 class DetectStage(Stage):
@@ -70,8 +72,15 @@ class DetectStage(Stage):
         found: list[Anomaly] = []
         vectors: list[ServiceVector] = []
         jobs: list[ContextJob] = []
+        started = time.monotonic()
         for r in rounds(batch):
             found.extend(self.scorer.score_round(r, self.clock.now(), vectors, jobs))
+            if time.monotonic() - started > YIELD_AFTER_S:
+                # A backfill is thousands of rounds (about 1 ms each): scored in one go, it would hold the
+                # event loop, and with it the API, for seconds. Nothing else touches the scorer meanwhile:
+                # the stage handles one message at a time.
+                await asyncio.sleep(0)
+                started = time.monotonic()
         if jobs:
             # CAD is plain Python at about 1 ms a point: a backfill would stall the event loop (and the API).
             found.extend(await asyncio.to_thread(self.scorer.run_context, jobs))
