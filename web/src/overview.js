@@ -5,7 +5,7 @@ import { ApiError, api, enc, getOptional, session } from "./api.js";
 import { fill, fmtAgo, fmtNum, fmtPct, h, section, table } from "./dom.js";
 import { href } from "./router.js";
 import { legend, serviceMap } from "./servicemap.js";
-import { attempt, priorityBadge, reasonInput, reasonOf, showError, stateBadge } from "./widgets.js";
+import { RISKS, attempt, priorityBadge, reasonInput, reasonOf, showError, stateBadge } from "./widgets.js";
 
 const ACTIVE = new Set(["open", "acknowledged", "mitigating"]);
 const window_ = (secs) => (secs >= 86400 ? `${secs / 86400}d` : secs >= 3600 ? `${secs / 3600}h` : `${secs / 60}m`);
@@ -247,7 +247,6 @@ export function mount(root, { live }) {
 }
 
 // The API reports the approval threshold as a runbook risk level: 0 low, 1 medium, 2 high (-1: none).
-const RISKS = ["low", "medium", "high"];
 function approvalText(level) {
   if (typeof level === "string") return `Runbooks riskier than ${level} wait for a person's approval.`;
   if (level < 0) return "Every runbook waits for a person's approval.";

@@ -83,6 +83,12 @@ export function priorityBadge(priority) {
   return h("span", { class: `badge ${band.cls}`, title: `priority ${p.toFixed(0)}/100` }, `${band.label} · ${p.toFixed(0)}`);
 }
 
+// Runbook risk levels; the API gives a remediation's risk (and the approval threshold) as their index.
+export const RISKS = ["low", "medium", "high"];
+export function riskName(risk) {
+  return typeof risk === "number" ? (RISKS[risk] ?? String(risk)) : String(risk ?? "-");
+}
+
 export function stateBadge(state) {
   return h("span", { class: `badge state state-${state}` }, String(state).replace("_", " "));
 }
