@@ -19,6 +19,7 @@ from opsmind.act.base import ActionResult
 from opsmind.clock import SimClock
 from opsmind.config import ConfigError, Settings, load_settings
 from opsmind.engine import Engine
+from opsmind.heal.classify import FaultClassifier, IncidentObservation, Prediction
 from opsmind.heal.executor import ActionRequest
 from opsmind.heal.followup import PATIENCE_S
 from opsmind.heal.state import InvalidTransition, Remediation, RemediationState
@@ -319,6 +320,49 @@ async def test_an_incident_resolved_while_the_healer_decides_leaves_no_proposal_
         assert collect.events == [] and actuator.calls == []
         verbs = [a.verb for a in engine.store.find(AuditEntry, limit=1000) if a.subject == rem.id]
         assert "awaiting_approval" in verbs and "withdraw" in verbs
+    finally:
+        await engine.stop()
+
+
+class SureClassifier(FaultClassifier):
+    """A test double of a trained classifier: every incident is a latency injection, at 0.9."""
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def predict(self, observation: IncidentObservation) -> Prediction:
+        return Prediction("latency_injection", 0.9, (("latency_injection", 0.9),), "test double: sure")
+
+
+async def test_a_trained_classifier_supersedes_the_proposals_made_without_one(tmp_path: Path) -> None:
+    """Until a classifier is trained every incident is unknown and its only candidate, a risky restart,
+    waits for a person (and the healer does not ask again for approval_wait_s). A trained classifier
+    swapped in withdraws those proposals and the incidents are asked again at the next tick."""
+    clock = SimClock(T0)
+    actuator, collect = RecordingActuator(), Collect()
+    engine = telling(tmp_path, clock, actuator, collect)
+    await engine.start()
+    try:
+        assert engine.healing is not None
+        await healthy_metrics(engine)
+        rem = await open_incident(engine, incident())
+        assert rem.state is RemediationState.PROPOSED and rem.runbook == "unknown_restart"
+        await engine.healing.use_classifier(SureClassifier(), "test")
+        (old,) = remediations(engine)
+        assert old.state is RemediationState.ABORTED and "superseded" in old.history[-1].why
+        await clock.advance(1)
+        await engine.healing.tick()
+        decided = sorted(
+            (a for a in engine.store.find(AuditEntry, limit=1000) if a.verb == "heal_decide"),
+            key=lambda a: a.at,
+        )
+        assert [a.detail["kind"] for a in decided] == ["unknown", "latency_injection"]
+        assert "test double: sure" in decided[-1].detail["explanation"]
+        # A trained classifier replacing a trained one leaves proposals alone.
+        pending = [r for r in remediations(engine) if r.state is RemediationState.PROPOSED]
+        await engine.healing.use_classifier(SureClassifier(), "again")
+        assert [r for r in remediations(engine) if r.state is RemediationState.PROPOSED] == pending
     finally:
         await engine.stop()
 

@@ -461,7 +461,19 @@ class HealStage(Stage):
         """Swap in another fault classifier (e.g. one trained in the background); the next incident is
         classified by it. Audited with ``note`` (where it came from)."""
         async with self._lock:
+            before = self.healer.classifier
             self.healer.classifier = classifier
+            if classifier.ready and not before.ready:
+                # Proposals made without it treated every incident as unknown: their risky restarts wait
+                # for a person (for approval_wait_s before the healer asks again), while the trained
+                # classifier may find a runbook that is safe to run at once. Their incidents are looked
+                # at again on the next tick.
+                why = "superseded: proposed before the fault classifier was trained; asked again"
+                withdrawn = await asyncio.to_thread(self.healer.reconsider, why)
+                now = self.clock.now()
+                for rem in withdrawn:
+                    if rem.incident_id is not None:
+                        self._again[rem.incident_id] = now
         detail = {"ready": classifier.ready, "examples": classifier.examples, "note": note}
         log.info("heal: fault classifier swapped in (%d examples): %s", classifier.examples, note)
         await self._audit(self.clock.now(), None, "heal_classifier", "classifier", detail)

@@ -417,6 +417,24 @@ class Healer:
                 self._escalate(outcome)
         return outcomes
 
+    def reconsider(self, why: str) -> list[Remediation]:
+        """Withdraw every proposal still awaiting a person's approval and forget it was tried: it sent
+        nothing, and the next ask weighs it afresh beside what the healer knows now. For when what the
+        proposals were chosen by has changed (a trained classifier replacing an untrained one, whose
+        every kind was unknown and whose only candidates were risky restarts waiting for a person)."""
+        withdrawn: list[Remediation] = []
+        for incident_id in {r.incident_id for r in self.executor.log.in_states([S.PROPOSED])}:
+            if incident_id is None:
+                continue
+            for rem in self.executor.withdraw(incident_id, why):
+                withdrawn.append(rem)
+                self._plans.pop(rem.id, None)
+                runbook = self.runbooks.get(rem.runbook)
+                runs = self.tried.get(incident_id, {}).get(rem.runbook)
+                if runbook is not None and runs is not None:
+                    runs.pop(_signature(runbook, rem.context), None)
+        return withdrawn
+
     def resolved(self, incident_id: str) -> list[Remediation]:
         """The incident is over: its last verified remediation ended it (a success to learn from), and
         its proposals still awaiting a person are withdrawn (returned). A backfill opens and resolves
