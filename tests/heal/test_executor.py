@@ -65,6 +65,7 @@ RUNBOOKS: dict[str, Sequence[Step]] = {
         FakeStep("scale up", "scale", {"replicas": 4}, precheck=MetricCondition("replicas", "<", 10)),
     ],
     "risky": [FakeStep("delete pod", "delete_pod", rollback=Rollback("noop"))],
+    "scale": [FakeStep("scale up", "scale", {"replicas": 4}, precheck=MetricCondition("replicas", "<", 10))],
 }
 
 
@@ -162,7 +163,7 @@ def test_failed_rollback_escalates(tmp_path: Path) -> None:
         assert rem is not None and rem.state is S.ESCALATED
 
 
-def test_precheck_and_action_failures_escalate(tmp_path: Path) -> None:
+def test_precheck_and_action_failures_escalate_once_something_was_sent(tmp_path: Path) -> None:
     with SqliteStore(str(tmp_path / "h.db")) as store:
         r = rig(store)
         r.actuator.fail = {"rollout_restart"}
@@ -180,6 +181,17 @@ def test_precheck_and_action_failures_escalate(tmp_path: Path) -> None:
         out = r.executor.tick(advance(r, 5))
         assert [o.event for o in out] == ["verified", "precheck_failed"] and out[-1].escalate
         assert [req.action for req, _ in r.actuator.sent] == ["rollout_restart"]  # scale never sent
+    with SqliteStore(str(tmp_path / "h3.db")) as store:
+        # The first step's precheck: nothing was sent, the healer's guess was wrong and it tries its next
+        # option (a person hears once nothing is left), so this alone tells nobody.
+        r = rig(store)
+        r.metrics.values[("api", "replicas")] = 50.0  # its only step's precheck will not hold
+        rid = r.executor.submit(service="api", runbook="scale", risk=1).remediation.id
+        out = r.executor.tick()
+        assert out[-1].event == "precheck_failed" and not any(o.escalate for o in out), out
+        assert r.actuator.sent == []
+        rem = r.executor.log.get(rid)
+        assert rem is not None and rem.state is S.FAILED and rem.finished
 
 
 def test_refusals_escalate(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ holds or its timeout passes on the injected clock) -> the next step, or ``succee
 When a verification fails, the failing step's rollback runs (its declared rollback action, else the
 actuator's revert token) and the remediation ends ``rolled_back``, or ``escalated`` when the rollback
 fails. Steps already verified are kept: they did what they promised. Escalation is asked for (the
-``escalate`` flag of an :class:`Outcome`) whenever a guard refuses, approval is needed, a step fails, a
-remediation is aborted, or a rollback fails.
+``escalate`` flag of an :class:`Outcome`) whenever a guard refuses, approval is needed, a step fails (but
+not a first step's precheck: nothing was sent, the healer tries its next option), a remediation is aborted,
+or a rollback fails.
 
 People step in with :meth:`Executor.approve` and :meth:`Executor.reject` (a proposed remediation),
 :meth:`Executor.roll_back` (undo the steps an executing, verifying or succeeded remediation sent, with the
@@ -430,7 +431,10 @@ class Executor:
                 new = rem.advance(
                     S.FAILED, at=now, by=self.actor, why=why, escalations=(*rem.escalations, why)
                 )
-                return self._commit(new, "precheck_failed", why, now, escalate=True)
+                # Refused before anything was sent, the guess was wrong (the condition the runbook treats is
+                # not there) and the healer goes on to its next option; a person hears of it once nothing is
+                # left to try. Only a later step's refusal leaves a half-done remediation to look at.
+                return self._commit(new, "precheck_failed", why, now, escalate=bool(rem.sent_keys))
         request = ActionRequest(service, step.action, dict(step.params), key, rem.id, step.name)
         # Write ahead: the key is durable before the action leaves, so no restart can send it again.
         # The verification window is part of the write-ahead record, so a recovery can resume it.
