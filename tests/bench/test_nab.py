@@ -149,3 +149,43 @@ def test_a_composite_scored_with_its_parts_equals_it_scored_alone(tmp_path: Path
         np.testing.assert_array_equal(a, b)
     parts = together["opsmind_ensemble"][1] + together["opsmind_cad"][1]
     assert together["opsmind"][1] == pytest.approx(parts)
+
+
+def test_values_text_offsets_and_weights_are_checked(tmp_path: Path) -> None:
+    root = make_corpus(tmp_path / "nab")
+    flat = root / "data" / "catA" / "flat.csv"
+    good = flat.read_text()
+    lines = good.splitlines()
+    lines[5] = lines[5].split(",")[0] + ",inf"  # one non-finite value would wreck the file's scores
+    flat.write_text("\n".join(lines) + "\n")
+    with pytest.raises(NabLayoutError, match="flat.csv: the value at .* is 'inf'"):
+        load_corpus(root)
+    flat.write_bytes(b"timestamp,value\n\xff\xfe\n")
+    with pytest.raises(NabLayoutError, match="flat.csv: not a text CSV"):
+        load_corpus(root)
+    flat.write_text(good)
+    profiles = root / "config" / "profiles.json"
+    profiles.write_text('{"standard": {"CostMatrix": {"tpWeight": 1, "fpWeight": NaN, "fnWeight": 1}}}')
+    with pytest.raises(NabLayoutError, match="not a finite number"):
+        load_corpus(root)
+    profiles.unlink()
+    # A window given with an offset is the same instant as its UTC spelling.
+    labels = root / "labels" / "combined_windows.json"
+    windows = json.loads(labels.read_text())
+    utc = load_corpus(root).files[1].windows  # catA/spiky.csv
+    start, end = windows["catA/spiky.csv"][0]
+    shifted = (datetime.fromisoformat(start) + timedelta(hours=2)).isoformat() + "+02:00"
+    windows["catA/spiky.csv"][0] = [shifted, end]
+    labels.write_text(json.dumps(windows))
+    assert load_corpus(root).files[1].windows == utc
+
+
+def test_cli_prints_bracketed_names_and_refuses_an_unwritable_out(tmp_path: Path) -> None:
+    root = make_corpus(tmp_path / "nab")
+    labels = root / "labels" / "combined_windows.json"
+    labels.write_text(json.dumps({**json.loads(labels.read_text()), "catA/flat.csv": [["2020-01-01"]]}))
+    res = CliRunner().invoke(app, ["bench", "nab", "--data", str(root), "--out", str(tmp_path / "n.md")])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "[catA/flat.csv]: a window must be [start, end]" in text
+    res = CliRunner().invoke(app, ["bench", "nab", "--data", str(root), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "cannot write (Is a directory" in " ".join(res.output.split())

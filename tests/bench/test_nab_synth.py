@@ -85,3 +85,24 @@ def test_cli_writes_the_corpus_and_refuses_a_folder_in_use(tmp_path: Path) -> No
         app, ["bench", "nab-corpus", "--traces", str(tmp_path), "--out", str(tmp_path / "d")]
     )
     assert missing.exit_code == 2 and "no trace files" in missing.output
+
+
+def test_cli_refuses_a_file_as_out_a_negative_seed_and_a_stray_timestamp(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from opsmind.cli.main import app
+
+    traces = _traces(tmp_path / "traces")
+    runner = CliRunner()
+    a_file = tmp_path / "corpus.txt"
+    a_file.write_text("x")
+    res = runner.invoke(app, ["bench", "nab-corpus", "--traces", str(traces), "--out", str(a_file)])
+    assert res.exit_code == 2 and "not a folder" in res.output
+    res = runner.invoke(
+        app, ["bench", "nab-corpus", "--traces", str(traces), "--out", str(tmp_path / "c"), "--seed", "-1"]
+    )
+    assert res.exit_code == 2 and "--seed" in res.output
+    crane = traces / SOURCES[0].glob.replace("*", "0")
+    crane.write_bytes(gzip.compress(b"ts,value\n0,1\n1000000000000000,2\n"))  # would need GBs of buckets
+    res = runner.invoke(app, ["bench", "nab-corpus", "--traces", str(traces), "--out", str(tmp_path / "d")])
+    assert res.exit_code == 2 and "a stray or mis-scaled timestamp" in " ".join(res.output.split())

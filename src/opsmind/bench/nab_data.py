@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,8 @@ class NabCorpus:
 def _naive_utc(text: str) -> float:
     """Seconds since the epoch of an ISO timestamp, read as UTC (NAB's timestamps carry no zone)."""
     dt = datetime.fromisoformat(text.strip())
+    if dt.tzinfo is not None:  # an explicit offset is honoured, not dropped (that would shift the time)
+        dt = dt.astimezone(UTC)
     return (dt.replace(tzinfo=None) - EPOCH).total_seconds()
 
 
@@ -93,6 +95,8 @@ def read_series(path: Path) -> tuple[F64, F64]:
             rows = list(csv.reader(fh))
     except OSError as exc:
         raise NabLayoutError(f"{path}: cannot read ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise NabLayoutError(f"{path}: not a text CSV ({exc.reason})") from exc
     if not rows or [c.strip() for c in rows[0][:2]] != ["timestamp", "value"]:
         raise NabLayoutError(f"{path}: expected the header 'timestamp,value'")
     body = [r for r in rows[1:] if r]
@@ -103,6 +107,12 @@ def read_series(path: Path) -> tuple[F64, F64]:
         values = np.array([float(r[1]) for r in body], dtype=np.float64)
     except (IndexError, ValueError) as exc:
         raise NabLayoutError(f"{path}: every row needs a timestamp and a numeric value ({exc})") from exc
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:  # "nan" and "inf" parse, but one of them silently wrecks a detector's whole file
+        row = body[int(bad[0])]
+        raise NabLayoutError(
+            f"{path}: the value at {row[0]} is {row[1]!r}; every value must be a finite number"
+        )
     return ts, values
 
 
@@ -147,6 +157,8 @@ def load_profiles(root: Path) -> tuple[tuple[Profile, ...], str]:
             )
             for name, spec in raw.items()
         )
+        if not all(np.isfinite([p.tp_weight, p.fp_weight, p.fn_weight]).all() for p in profiles):
+            raise ValueError("a weight is not a finite number")  # NaN would make every score null
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise NabLayoutError(
             f"{path}: expected {{profile: {{CostMatrix: {{tpWeight, fpWeight, fnWeight}}}}}} ({exc!r})"

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from opsmind.sim.load import read_trace
+from opsmind.bench.traces import MAX_SPAN_DAYS
+from opsmind.sim.load import TraceError, read_trace
 
 F64 = npt.NDArray[np.float64]
 FILE_ROWS = 4000
@@ -126,6 +127,11 @@ def build_corpus(traces: Path, out: Path, seed: int) -> dict[str, int]:
         (out / "data" / source.category).mkdir(parents=True, exist_ok=True)
         for path in paths:
             t, v = read_trace(path)
+            if t[-1] > MAX_SPAN_DAYS * 86_400:  # t starts at 0; a stray timestamp would ask for GBs of steps
+                raise TraceError(
+                    f"{path}: the timestamps span {t[-1] / 86_400:,.0f} days, more than {MAX_SPAN_DAYS}; "
+                    "a stray or mis-scaled timestamp?"
+                )
             series = resample(np.asarray(t, dtype=np.float64), np.asarray(v, dtype=np.float64), source.step_s)
             parts = max(1, round(len(series) / FILE_ROWS))
             for k, chunk in enumerate(np.array_split(series, parts)):
