@@ -83,3 +83,21 @@ def test_predictive_policy_bounds_its_capacity_by_a_saturated_fleet() -> None:
     calm = [PodView(f"p{i}", 0.0, True, 0.0, 0.5) for i in range(40)]
     policy.decide(75.0, 200.0, calm, 40)
     assert policy.capacity == pytest.approx(0.9 * 35.0 + 0.1 * 200.0 / (40 * 0.5))
+
+
+def test_a_replay_cut_to_nothing_and_infinite_options_fail_clearly(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from opsmind.cli.main import app
+
+    trace = tmp_path / "wave.csv"
+    _write_trace(trace, days=3, seed=7)
+    with pytest.raises(ValueError, match="0 minutes is too short"):
+        run_autoscale_benchmark(
+            [trace], tmp_path, tmp_path / "a.md", False, Console(quiet=True), BenchSettings(days=0.0001)
+        )
+    for option in ("--days", "--startup-s"):
+        res = CliRunner().invoke(
+            app, ["bench", "autoscale", "--trace", str(trace), option, "inf", "--out", str(tmp_path / "a.md")]
+        )
+        assert res.exit_code == 2 and f"invalid {option} inf" in res.output

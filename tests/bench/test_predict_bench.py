@@ -152,3 +152,11 @@ def test_warning_scores_end_to_end_on_a_daily_ramp() -> None:
     gate = setup["gate_only"]
     assert set(gate) >= set(WARNING_KEYS)
     assert gate["warning_episodes"] == r["warning_episodes"] and gate["warning_recall"] == r["warning_recall"]
+
+
+def test_run_on_a_trace_too_short_for_the_horizon_fails_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "short.csv"
+    path.write_text("timestamp,value\n" + "".join(f"{60 * i},{i}\n" for i in range(100)))
+    with pytest.raises(ValueError, match="short.csv: 100 minutes is too short for a 60-minute horizon"):
+        run_predict_benchmark([path], tmp_path / "p.md", False, Console(quiet=True), horizon=60)
+    assert not (tmp_path / "p.md").exists()

@@ -78,6 +78,8 @@ def test_millisecond_stamps(tmp_path: Path) -> None:
         ("timestamp,value\n60\n", "line 2: 1 fields"),
         ("timestamp,value\n", "no data rows"),
         ("", "empty file"),
+        ("timestamp,value\n60,\n120,nan\n", "no valid value"),
+        ("timestamp,value\n0,1\n1700000000,2\n", "span 19,676 days"),  # a stray row: 28 million minutes
     ],
 )
 def test_clear_errors(tmp_path: Path, text: str, message: str) -> None:

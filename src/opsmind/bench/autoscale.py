@@ -256,12 +256,12 @@ def _run_one(args: tuple[str, np.ndarray, float, int, float | None, BenchSetting
 
 
 def run_trace(trace: Trace, settings: BenchSettings, workers: int = 2) -> dict[str, Any]:
-    rps = scale_trace(trace, settings)
     score_from = int(settings.warmup_days * 1440)
-    if score_from >= len(rps) - 60:
+    if score_from >= len(trace.y) - 60:  # before scale_trace, which fails on an empty trace (--days)
         raise ValueError(
-            f"{trace.name}: {len(rps)} minutes is too short for {settings.warmup_days} warm-up days"
+            f"{trace.name}: {len(trace.y)} minutes is too short for {settings.warmup_days} warm-up days"
         )
+    rps = scale_trace(trace, settings)
     t0 = float(trace.t[0])
     jobs = [(trace.name, rps, t0, score_from, None, settings)] + [
         (trace.name, rps, t0, score_from, t, settings) for t in HPA_TARGETS

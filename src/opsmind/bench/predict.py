@@ -529,6 +529,12 @@ def run_predict_benchmark(
     results: dict[str, dict[str, Any]] = {}
     for path in paths:
         trace = load_trace(path)
+        train = train_length(trace.y.size)
+        if trace.y.size - horizon < train:  # no forecast origin: every score would be null
+            raise ValueError(
+                f"{path}: {trace.y.size} minutes is too short for a {horizon}-minute horizon after "
+                f"{train} training minutes"
+            )
         console.print(f"{trace.name}: {trace.y.size} minutes ({trace.missing} missing) ...")
         results[trace.name] = evaluate_trace(trace, horizon=horizon)
     result: dict[str, Any] = {"traces": results}

@@ -17,7 +17,8 @@ Timestamps are Unix seconds (numbers; values above 1e11 are taken as millisecond
 Crane's 15 s CPU samples; the per-minute count files have one row per minute). Minutes with no valid
 row are NaN and counted in ``Trace.missing``; rows with an empty value or marked invalid are counted
 in ``Trace.invalid``. A missing column, an unparseable timestamp or a non-numeric value raises a
-``ValueError`` naming the file, the problem and the offending line.
+``ValueError`` naming the file, the problem and the offending line; so do a file without one valid value
+and timestamps spanning more than ``MAX_SPAN_DAYS``.
 
 :func:`default_traces` picks the benchmark's traces: NASA (daily and weekly cycles, two outages),
 WorldCup-98 (flash crowds over a daily cycle and a ramp) and three Crane series: ``input0`` (the CPU
@@ -42,6 +43,9 @@ STEP_S = 60
 TIME_COLUMNS = ("timestamp", "ts", "time", "period", "unix_s", "date", "datetime")
 VALUE_COLUMNS = ("value", "count", "requests", "load", "y")
 CRANE_DEFAULT = ("input0", "input9", "input15")
+# Longest span put on the grid: the benchmarks' traces are weeks to months long, and a stray or mis-scaled
+# timestamp (0, a wrong year) would otherwise ask for a grid of millions of minutes (a hang or MemoryError).
+MAX_SPAN_DAYS = 3660
 
 
 @dataclass(frozen=True)
@@ -168,10 +172,18 @@ def load_trace(path: Path | str) -> Trace:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such trace file")
     layout, t, y, invalid = _read_rows(path)
+    ok = ~invalid
+    if not ok.any():  # nothing to forecast or replay; the benchmarks would fail deep inside, or score zeros
+        raise ValueError(f"{path}: no valid value (every row is empty, not finite or marked invalid)")
+    span_days = (float(t.max()) - float(t.min())) / 86_400
+    if span_days > MAX_SPAN_DAYS:
+        raise ValueError(
+            f"{path}: the timestamps span {span_days:,.0f} days (Unix seconds {t.min():.0f} to "
+            f"{t.max():.0f}), more than {MAX_SPAN_DAYS}; a stray or mis-scaled timestamp?"
+        )
     minute = np.floor(t / STEP_S).astype(np.int64)
     first = int(minute.min())
     size = int(minute.max()) - first + 1
-    ok = ~invalid
     slot = minute[ok] - first
     sums = np.bincount(slot, weights=y[ok], minlength=size)
     counts = np.bincount(slot, minlength=size)
