@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 
 class ConfigError(ValueError):
@@ -530,6 +530,8 @@ def read_users_file(path: str | Path) -> dict[str, AuthUser]:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the users file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: the users file is not UTF-8 text ({exc.reason})") from exc
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -619,6 +621,8 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
             text = p.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text ({exc.reason})") from exc
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -636,3 +640,5 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     except ValidationError as exc:
         where = f"{path}: " if path is not None else ""
         raise ConfigError(f"{where}invalid configuration\n{format_validation_error(exc)}") from exc
+    except SettingsError as exc:  # an OPSMIND_* variable of a whole section that is not JSON
+        raise ConfigError(f"invalid OPSMIND_* environment variable: {exc}") from exc

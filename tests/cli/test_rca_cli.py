@@ -92,3 +92,20 @@ def test_graph_option_learned_file_and_none(tmp_path: Path) -> None:
         app, ["rca", "rank", "--metrics", str(p), "--fault-time", str(fault), "--graph", str(declared)]
     )
     assert bad.exit_code == 2 and "expected" in bad.output
+
+
+def test_an_infinite_cell_is_a_gap_and_a_repeated_column_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "data.csv"
+    fault = write(p)
+    lines = p.read_text().splitlines()
+    cells = lines[100].split(",")
+    cells[1] = "inf"  # one cell of cartservice_cpu, well before the fault
+    lines[100] = ",".join(cells)
+    p.write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(app, ["rca", "rank", "--metrics", str(p), "--fault-time", str(fault), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["service"] == "cartservice"
+    dup = tmp_path / "dup.csv"
+    dup.write_text("time,a_cpu,a_cpu\n" + "".join(f"{i},{i},{-i}\n" for i in range(20)))
+    res = CliRunner().invoke(app, ["rca", "rank", "--metrics", str(dup), "--fault-time", "10"])
+    assert res.exit_code == 2 and "'a_cpu' appears more than once" in " ".join(res.output.split())

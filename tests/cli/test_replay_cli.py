@@ -54,3 +54,16 @@ def test_replay_reports_bad_rows_and_bad_arguments(server: RunningServer, tmp_pa
     assert res.exit_code == 2 and "expected k=v" in res.output
     with server.client() as c:
         assert c.get("/api/v1/series").json() == []
+
+
+def test_bad_speed_url_and_names_are_refused_before_reading(tmp_path: Path) -> None:
+    f = tmp_path / "ok.csv"
+    f.write_text("timestamp,value\n1700000000,1\n")
+    for speed in ("-1", "inf"):
+        res = CliRunner().invoke(app, ["replay", str(f), "--speed", speed])
+        assert res.exit_code == 2 and "invalid --speed" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["replay", str(f), "--url", "http://[::1"])
+    assert res.exit_code == 2 and "invalid --url" in " ".join(res.output.split())
+    # The reason quotes a pattern in brackets, which must be printed as it is, not taken for markup.
+    res = CliRunner().invoke(app, ["replay", str(f), "-l", "bad name=x", "--url", "http://127.0.0.1:1"])
+    assert res.exit_code == 2 and "must match [a-zA-Z_]" in " ".join(res.output.split())

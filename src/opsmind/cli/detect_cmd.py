@@ -3,9 +3,10 @@
 The file is scored strictly online (row i sees rows 0..i only) as the engine's detect stage would score
 the series live, so users can try OpsMind on their own data: ``anomaly_probability`` is the default
 ensemble's, ``context_novelty`` CAD OSE's reported novelty (:mod:`opsmind.detect.cad`), and ``anomaly``
-is 1 when either reaches its alarm level (the ensemble's threshold, CAD's ``CONTEXT_ALARM``). Rows whose
-value is not a finite number get empty scores; a row whose timestamp cannot be read is an error naming the
-line, and nothing is written.
+is 1 when either reaches its alarm level (the ensemble's threshold, CAD's ``CONTEXT_ALARM``). Columns
+named ``timestamp`` and ``value`` in the header are used wherever they are; otherwise the first two
+columns. Rows whose value is not a finite number get empty scores; a row whose timestamp cannot be read,
+or a first row that is data rather than a header, is an error naming the line, and nothing is written.
 """
 
 from __future__ import annotations
@@ -37,27 +38,50 @@ def read_series(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     header = next(rows, None)
     if not header or len(header) < 2:
         raise DetectFileError(f"{path}: needs a header row 'timestamp,value'")
+    i_ts, i_value = _columns(path, header)
+    width = max(i_ts, i_value) + 1
     raw_ts: list[str] = []
     ts: list[float] = []
     values: list[float] = []
     for line, row in enumerate(rows, start=2):
         if not row:
             continue
-        if len(row) < 2:
+        if len(row) < width:
             raise DetectFileError(f"{path}:{line}: expected timestamp,value")
         try:
-            ts.append(parse_timestamp(row[0]))
+            ts.append(parse_timestamp(row[i_ts]))
         except ValueError as exc:
             raise DetectFileError(f"{path}:{line}: timestamp: {exc}") from exc
         try:
-            v = float(row[1])
+            v = float(row[i_value])
         except ValueError:
             v = math.nan
-        raw_ts.append(row[0])
+        raw_ts.append(row[i_ts])
         values.append(v if math.isfinite(v) else math.nan)
     if not ts:
         raise DetectFileError(f"{path}: no rows")
     return raw_ts, np.asarray(ts), np.asarray(values)
+
+
+def _columns(path: Path, header: list[str]) -> tuple[int, int]:
+    """Indices of the timestamp and value columns: by name when the header names them (so a
+    ``value,timestamp`` file is not scored the wrong way round); one not named is whichever of the
+    first two columns the other does not take."""
+    names = [h.strip().lower() for h in header]
+    i_ts = names.index("timestamp") if "timestamp" in names else None
+    i_value = names.index("value") if "value" in names else None
+    if i_ts is None and i_value is None:
+        try:  # a first row that reads as data: the file has no header, and that row would be lost
+            parse_timestamp(header[0])
+            float(header[1])
+        except ValueError:
+            return 0, 1
+        raise DetectFileError(f"{path}:1: needs a header row 'timestamp,value'; this row is data")
+    if i_ts is None:
+        i_ts = 1 if i_value == 0 else 0
+    if i_value is None:
+        i_value = 1 if i_ts == 0 else 0
+    return i_ts, i_value
 
 
 def score_file(path: Path) -> tuple[str, int, int]:

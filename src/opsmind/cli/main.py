@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from opsmind.cli.auth_cmd import tokens_app, users_app
 from opsmind.cli.rca_cmd import rca_app
@@ -49,7 +51,7 @@ def _load(config: Path | None) -> Settings:
     try:
         return load_settings(config)
     except ConfigError as exc:
-        console.print(f"[red]configuration error[/red]: {exc}")
+        console.print(f"[red]configuration error[/red]: {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
@@ -66,6 +68,21 @@ def _check_port_free(host: str, port: int) -> None:
                 "(choose another port: --port, api.port or OPSMIND_API__PORT)"
             )
             raise typer.Exit(2) from exc
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` the report cannot be written to before a run of minutes, not after it."""
+    existed = out.exists()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a"):  # append mode: an existing report is not touched
+            pass
+        if not existed:
+            out.unlink()
+    except OSError as exc:
+        why = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+        console.print(f"[red]--out {escape(str(out))}: cannot write ({escape(why)})[/red]")
+        raise typer.Exit(2) from exc
 
 
 def _serve(
@@ -219,7 +236,7 @@ def _demo_auth(settings: Settings, auth_file: Path | None) -> None:
         try:
             users = read_users_file(auth_file)
         except ConfigError as exc:
-            console.print(f"[red]--auth-file[/red]: {exc}")
+            console.print(f"[red]--auth-file[/red]: {escape(str(exc))}")
             raise typer.Exit(2) from exc
         settings.api.auth = AuthSettings(enabled=True, users_file=str(auth_file))
         console.print(f"access control on: {len(users)} users from {auth_file}")
@@ -300,17 +317,27 @@ def replay(
     batch_size: int = typer.Option(1000, min=1),
 ) -> None:
     """Replay a file into a running OpsMind through its JSON push API."""
+    import httpx
+
     from opsmind.cli.replay_cmd import run_replay
 
     labels: dict[str, str] = {}
     for item in label:
         k, sep, v = item.partition("=")
         if not sep or not k:
-            console.print(f"[red]invalid --label {item!r}[/red]: expected k=v")
+            console.print(f"[red]invalid --label {escape(repr(item))}[/red]: expected k=v")
             raise typer.Exit(2)
         labels[k] = v
+    if not math.isfinite(speed) or speed < 0:
+        console.print(f"[red]invalid --speed {speed}[/red]: a finite number >= 0 (0: as fast as possible)")
+        raise typer.Exit(2)
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        console.print(f"[red]invalid --url {escape(repr(url))}[/red]: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
     if not file.is_file():
-        console.print(f"[red]{file}: no such file[/red]")
+        console.print(f"[red]{escape(str(file))}: no such file[/red]")
         raise typer.Exit(2)
     code = asyncio.run(run_replay(file, metric, labels, url, speed or None, align_now, batch_size, console))
     raise typer.Exit(code)
@@ -327,12 +354,16 @@ def detect(
     try:
         text, rows, alarms = score_file(file)
     except DetectFileError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from exc
     if out is None:
         print(text, end="")
     else:
-        out.write_text(text)
+        try:
+            out.write_text(text)
+        except OSError as exc:
+            console.print(f"[red]--out {escape(str(out))}: cannot write ({exc.strerror or exc})[/red]")
+            raise typer.Exit(2) from exc
     console.print(f"{rows} rows scored, {alarms} at or above the alarm threshold")
 
 
@@ -369,7 +400,7 @@ def sim_run(
                 sc, out, factor, scenario.parent, progress=lambda t, total: bar.update(task, completed=t)
             )
     except (ScenarioError, TraceError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from exc
     console.print(
         f"{sc.name}: {summary['steps']} steps, {summary['samples']} samples, {summary['events']} "
@@ -384,6 +415,7 @@ def bench_sim(
     out: Path = typer.Option(Path("docs/benchmarks/sim.md"), help="where the table is written"),
 ) -> None:
     """Simulated seconds per wall second for the default fleet at 5 s resolution, one core."""
+    _check_out(out)
     from opsmind.bench.sim import run_sim_benchmark
 
     run_sim_benchmark(hours=hours, out=out, json_out=json_out, console=console)
@@ -397,6 +429,7 @@ def bench_ingest(
     out: Path = typer.Option(Path("docs/benchmarks/ingest.md"), help="where the table is written"),
 ) -> None:
     """Remote-write throughput (durably stored samples/s on one core) and memory per active series."""
+    _check_out(out)
     from opsmind.bench.ingest import run_ingest_benchmark
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
@@ -412,6 +445,7 @@ def bench_detect(
     out: Path = typer.Option(Path("docs/benchmarks/detect.md"), help="where the table is written"),
 ) -> None:
     """Detection ensemble points/s on one core and bytes per series, river HalfSpaceTrees beside it."""
+    _check_out(out)
     from opsmind.bench.detect import run_detect_benchmark
 
     run_detect_benchmark(
@@ -428,12 +462,13 @@ def bench_nab(
     out: Path = typer.Option(Path("docs/benchmarks/nab.md"), help="where the tables are written"),
 ) -> None:
     """Numenta Anomaly Benchmark score of OpsMind's detector beside the windowed Gaussian and river HST."""
+    _check_out(out)
     from opsmind.bench.nab import NabLayoutError, run_nab_benchmark
 
     try:
         run_nab_benchmark(data=data, out=out, json_out=json_out, console=console)
     except NabLayoutError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from exc
 
 
@@ -443,19 +478,19 @@ def bench_nab_corpus(
     traces: Path = typer.Option(
         Path("../shared/datasets/traces"), "--traces", help="the production traces to build it from"
     ),
-    seed: int = typer.Option(1, help="seed of the injected anomalies (tuning used 1, checking 2)"),
+    seed: int = typer.Option(1, min=0, help="seed of the injected anomalies (tuning used 1, checking 2)"),
 ) -> None:
     """Write a tuning corpus in NAB's layout: production traces with injected, labelled anomalies."""
     from opsmind.bench.nab_synth import build_corpus
     from opsmind.sim.load import TraceError
 
-    if out.exists() and any(out.iterdir()):
-        console.print(f"[red]{out}: not empty; give a new or empty folder[/red]")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        console.print(f"[red]{escape(str(out))}: not empty or not a folder; give a new or empty folder[/red]")
         raise typer.Exit(2)
     try:
         counts = build_corpus(traces, out, seed)
-    except (FileNotFoundError, TraceError) as exc:
-        console.print(f"[red]{exc}[/red]")
+    except (OSError, TraceError) as exc:  # OSError: also a folder that cannot be created or written
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from exc
     console.print(
         f"{counts['files']} files, {counts['rows']} rows, {counts['anomalies']} labelled anomalies -> {out}"
@@ -469,6 +504,7 @@ def bench_rca(
     out: Path = typer.Option(Path("docs/benchmarks/rca.md"), help="where the table is written"),
 ) -> None:
     """Root-cause ranking AC@1, AC@3, Avg@5 on simulated fault cases, OpsMind beside NSigma."""
+    _check_out(out)
     from opsmind.bench.rca import run_rca_benchmark
 
     run_rca_benchmark(seeds=seeds, out=out, json_out=json_out, console=console)
@@ -495,6 +531,7 @@ def bench_chaos(
     ),
 ) -> None:
     """Fault scenarios healed by OpsMind on its own, beside restarting the most anomalous service."""
+    _check_out(out)
     from opsmind.bench.chaos import run_chaos_benchmark
     from opsmind.sim.runner import ScenarioError
 
@@ -509,7 +546,7 @@ def bench_chaos(
             loop=loop,
         )
     except ScenarioError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
@@ -528,6 +565,7 @@ def bench_noise(
     out: Path = typer.Option(Path("docs/benchmarks/noise.md"), help="where the table is written"),
 ) -> None:
     """Raw per-metric alerts vs incidents on simulated faults: compression, purity, missed, false."""
+    _check_out(out)
     from opsmind.bench.noise import run_noise_benchmark
 
     run_noise_benchmark(seeds=seeds, out=out, json_out=json_out, console=console, first_seed=first_seed)
@@ -544,6 +582,7 @@ def bench_predict(
     out: Path = typer.Option(Path("docs/benchmarks/predict.md"), help="where the table is written"),
 ) -> None:
     """Rolling-origin load forecast MASE on real traces, the forecaster beside seasonal naive."""
+    _check_out(out)
     from opsmind.bench.predict import run_predict_benchmark
 
     try:
@@ -551,7 +590,7 @@ def bench_predict(
             trace, out=out, json_out=json_out, console=console, horizon=horizon, datasets=datasets
         )
     except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from exc
 
 
@@ -569,6 +608,11 @@ def bench_autoscale(
     out: Path = typer.Option(Path("docs/benchmarks/autoscale.md"), help="where the tables are written"),
 ) -> None:
     """The predictive policy against the HPA frontier (targets 40-90 %) on real traffic traces."""
+    for name, value in (("--startup-s", startup_s), ("--days", days)):
+        if not math.isfinite(value):  # the range check lets inf through; the replay needs whole minutes
+            console.print(f"[red]invalid {name} {value}[/red]: must be a finite number")
+            raise typer.Exit(2)
+    _check_out(out)
     from dataclasses import replace
 
     from opsmind.bench.autoscale import BenchSettings, run_autoscale_benchmark
@@ -580,7 +624,7 @@ def bench_autoscale(
             trace, datasets, out=out, json_out=json_out, console=console, settings=settings
         )
     except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from exc
 
 
@@ -594,10 +638,11 @@ def bench_ui(
     out: Path = typer.Option(Path("docs/benchmarks/ui.md"), help="where the table is written"),
 ) -> None:
     """Dashboard first render (charts of 10,000 points) and live push latency in a real browser."""
+    _check_out(out)
     from opsmind.bench.ui import UiBenchError, run_ui_benchmark
 
     try:
         run_ui_benchmark(points, events, loads, out=out, json_out=json_out, console=console, browser=browser)
     except UiBenchError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc

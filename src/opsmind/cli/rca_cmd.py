@@ -8,6 +8,7 @@ from pathlib import Path
 import networkx as nx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from opsmind.rca.frame import MetricFrame, RcaInputError, read_csv
@@ -65,7 +66,7 @@ def rca_rank(
         frame = read_csv(metrics)
         causes = rank(frame, fault_time, choose_graph(graph, frame, fault_time))[:top]
     except (RcaInputError, ValueError) as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from exc
     if frame.skipped:
         err.print(

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from opsmind.clock import RealClock
@@ -84,10 +85,10 @@ async def run_replay(
                     progress=progress,
                 )
             except IngestError as exc:
-                console.print(f"[red]{exc.reason}[/red]")
+                console.print(f"[red]{escape(exc.reason)}[/red]")
                 return 2
             except PushError as exc:
-                console.print(f"[red]{exc}[/red]")
+                console.print(f"[red]{escape(str(exc))}[/red]")
                 return 1
     console.print(f"replayed {sent} points from {file} to {url}")
     return 0

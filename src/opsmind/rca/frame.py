@@ -5,7 +5,7 @@ column in Unix seconds and one numeric column per metric named ``<service>_<metr
 the part before the *first* underscore: Kubernetes service names cannot contain one (they may contain
 dashes, ``ts-order-service``), while metric names often do (``container_cpu_usage``). Columns that do
 not follow the pattern (no underscore, an empty service or metric) are listed in ``skipped`` rather
-than guessed at; a cell that is empty or not a number is a gap (NaN).
+than guessed at; a cell that is empty or not a finite number is a gap (NaN).
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def _number(text: str) -> float:
         x = float(text)
     except ValueError:
         return math.nan
-    return x
+    # "inf" parses, but one infinite cell would make its column's mean and spread infinite and the
+    # column score 0: it is a gap like any other cell that is not a finite number.
+    return x if math.isfinite(x) else math.nan
 
 
 def read_csv(path: Path) -> MetricFrame:
@@ -96,6 +98,9 @@ def read_csv(path: Path) -> MetricFrame:
     if "time" not in header:
         raise RcaInputError(f"{path}: needs a 'time' column (Unix seconds); the header is {header[:6]}...")
     ti = header.index("time")
+    repeated = sorted({h for h in header if h and header.count(h) > 1})
+    if repeated:  # otherwise the last such column would silently replace the others
+        raise RcaInputError(f"{path}: column {repeated[0]!r} appears more than once in the header")
     body = [r for r in rows[1:] if any(c.strip() for c in r)]
     if len(body) < 2:
         raise RcaInputError(f"{path}: needs at least two rows of data")
