@@ -67,3 +67,16 @@ def test_bad_speed_url_and_names_are_refused_before_reading(tmp_path: Path) -> N
     # The reason quotes a pattern in brackets, which must be printed as it is, not taken for markup.
     res = CliRunner().invoke(app, ["replay", str(f), "-l", "bad name=x", "--url", "http://127.0.0.1:1"])
     assert res.exit_code == 2 and "must match [a-zA-Z_]" in " ".join(res.output.split())
+
+
+def test_an_empty_file_is_not_a_successful_replay(tmp_path: Path) -> None:
+    for name, text in (("empty.csv", ""), ("header.csv", "timestamp,value\n")):
+        f = tmp_path / name
+        f.write_text(text)
+        res = CliRunner().invoke(app, ["replay", str(f), "--metric", "m", "--url", "http://127.0.0.1:1"])
+        assert res.exit_code == 2 and "no points to replay" in " ".join(res.output.split()), res.output
+
+
+def test_demo_inject_refuses_a_url_that_is_not_one() -> None:
+    res = CliRunner().invoke(app, ["demo", "inject", "bad_deployment", "--url", "http://[::1"])
+    assert res.exit_code == 2 and "invalid --url" in " ".join(res.output.split()), res.output

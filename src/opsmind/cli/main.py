@@ -271,7 +271,7 @@ def demo_inject(
     for item in param:
         k, sep, v = item.partition("=")
         if not sep or not k:
-            console.print(f"[red]invalid --param {item!r}[/red]: expected k=v")
+            console.print(f"[red]invalid --param {escape(repr(item))}[/red]: expected k=v")
             raise typer.Exit(2)
         try:
             params[k] = float(v)
@@ -281,8 +281,11 @@ def demo_inject(
     try:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         r = httpx.post(f"{url}/api/v1/demo/faults", json=body, headers=headers, timeout=10)
+    except httpx.InvalidURL as exc:  # not an HTTPError: a --url that is not one
+        console.print(f"[red]invalid --url {escape(repr(url))}[/red]: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
     except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach the demo at {url}[/red]: {exc}")
+        console.print(f"[red]cannot reach the demo at {escape(url)}[/red]: {escape(str(exc))}")
         raise typer.Exit(1) from exc
     if r.status_code != 200:
         detail = (

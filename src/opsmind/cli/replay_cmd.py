@@ -90,5 +90,8 @@ async def run_replay(
             except PushError as exc:
                 console.print(f"[red]{escape(str(exc))}[/red]")
                 return 1
+    if sent == 0:  # an empty file (or a header alone) is most likely the wrong file: say so, do not succeed
+        console.print(f"[red]{escape(str(file))}: no points to replay[/red]")
+        return 2
     console.print(f"replayed {sent} points from {file} to {url}")
     return 0
