@@ -52,6 +52,20 @@ def test_one_prediction_opens_an_incident_of_its_own_kind_with_its_lead_time() -
     assert inc.timeline[0]["evidence"].startswith("load forecast")
 
 
+def test_a_burn_rate_alert_is_titled_by_its_burn_not_as_a_breach_ahead() -> None:
+    # Its lead is when the budget runs out at this rate: "Predicted error budget burn in 0 min" said
+    # nothing of what was happening (a budget already spent, still burning).
+    c = Correlator(settings())
+    spent = predicted("api", 1000, 0, "error_budget_burn")
+    spent.labels["burn_rate"] = "14.40"
+    (change,) = c.add(spent, 1000)
+    assert change.incident.title == "Error budget of api burning at 14.4x: already spent"
+    days = predicted("db", 1000, 21 * 86_400, "error_budget_burn")
+    days.labels["burn_rate"] = "1.50"
+    (change,) = c.add(days, 1000)
+    assert change.incident.title == "Error budget of db burning at 1.5x: spent in 21 days at this rate"
+
+
 def test_later_warnings_refresh_the_lead_and_keep_the_first() -> None:
     c = Correlator(settings())
     (opened,) = c.add(predicted("api", 1000, 600), 1000)

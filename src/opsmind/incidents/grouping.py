@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from opsmind.predict.stage import ERROR_BUDGET_BURN
 from opsmind.types import Anomaly, Incident, IncidentStatus
 
 UNLABELLED_SERVICE = "unlabelled"
@@ -98,10 +99,27 @@ def pending_enough(
 
 
 def prediction_title(anomaly: Anomaly) -> str:
-    warning = anomaly.labels.get("warning", "breach").replace("_", " ")
-    lead = anomaly.labels.get("lead_s")
+    labels, svc = anomaly.labels, service_of(anomaly)
+    lead = labels.get("lead_s")
+    if labels.get("warning") == ERROR_BUDGET_BURN:
+        # A burn-rate alert is about now: the budget burns too fast. Its lead is when the budget runs
+        # out at this rate, days away or already past, not a breach "in 0 min".
+        burn = labels.get("burn_rate")
+        rate = f" at {float(burn):.3g}x" if burn else ""
+        left = float(lead) if lead else 0.0
+        when = "already spent" if left <= 0 else f"spent in {_duration(left)} at this rate"
+        return f"Error budget of {svc} burning{rate}: {when}"
+    warning = labels.get("warning", "breach").replace("_", " ")
     ahead = f" in {float(lead) / 60:.0f} min" if lead else ""
-    return f"Predicted {warning} on {service_of(anomaly)}{ahead}"
+    return f"Predicted {warning} on {svc}{ahead}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86_400:.0f} days"
 
 
 def prediction_labels(incident: Incident | None, anomaly: Anomaly) -> dict[str, str]:
