@@ -9,7 +9,8 @@ bookkeeping (what is sent, when, how often), not what an actuator does with it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,23 @@ async def healthy_metrics(engine: Engine, service: str = "checkout") -> None:
     )
 
 
+@asynccontextmanager
+async def healing_engine(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Engine, SimClock, RecordingActuator, Collect]]:
+    """A started engine healing through a recording actuator, telling a collector what it escalates,
+    with healthy metrics for checkout; stopped on exit."""
+    clock = SimClock(T0)
+    actuator, collect = RecordingActuator(), Collect()
+    engine = telling(tmp_path, clock, actuator, collect)
+    await engine.start()
+    try:
+        await healthy_metrics(engine)
+        yield engine, clock, actuator, collect
+    finally:
+        await engine.stop()
+
+
 async def wait_for(cond: Callable[[], bool], timeout: float = 10) -> None:
     for _ in range(int(timeout / 0.02)):
         if cond():
@@ -151,13 +169,8 @@ async def verify_until_done(engine: Engine, clock: SimClock) -> Remediation:
 
 
 async def test_a_risky_remediation_waits_for_approval_then_runs(tmp_path: Path) -> None:
-    clock = SimClock(T0)
-    actuator, collect = RecordingActuator(), Collect()
-    engine = telling(tmp_path, clock, actuator, collect)
-    await engine.start()
-    try:
+    async with healing_engine(tmp_path) as (engine, clock, actuator, collect):
         assert engine.healing is not None
-        await healthy_metrics(engine)
         # Untrained classifier: the kind is unknown; users are affected (priority 80), so the unknown
         # runbook (a restart, risk high) is proposed and waits for a person.
         rem = await open_incident(engine, incident())
@@ -181,8 +194,6 @@ async def test_a_risky_remediation_waits_for_approval_then_runs(tmp_path: Path) 
             assert verb in verbs
         decided = next(a for a in engine.store.find(AuditEntry, limit=1000) if a.verb == "heal_decide")
         assert decided.detail["kind"] == "unknown" and decided.detail["impact"] is True
-    finally:
-        await engine.stop()
 
 
 async def test_an_unclear_harmless_incident_is_observed_not_acted_on(tmp_path: Path) -> None:
@@ -263,13 +274,8 @@ async def test_an_opened_event_for_an_incident_resolved_since_asks_nothing(tmp_p
 async def test_a_proposal_is_withdrawn_when_its_incident_resolves(tmp_path: Path) -> None:
     """A proposal awaiting a person is withdrawn (aborted, audited) once its incident resolves: nobody
     approves a restart of a service that has recovered. A proposal of another incident stays."""
-    clock = SimClock(T0)
-    actuator, collect = RecordingActuator(), Collect()
-    engine = telling(tmp_path, clock, actuator, collect)
-    await engine.start()
-    try:
+    async with healing_engine(tmp_path) as (engine, clock, actuator, collect):
         assert engine.healing is not None
-        await healthy_metrics(engine)
         await healthy_metrics(engine, "payments")
         rem = await open_incident(engine, incident())
         other = await open_incident(engine, incident("payments", "inc-2"))
@@ -288,8 +294,6 @@ async def test_a_proposal_is_withdrawn_when_its_incident_resolves(tmp_path: Path
         with pytest.raises(InvalidTransition):
             await engine.healing.approve(rem.id, "ana", "too late")
         assert actuator.calls == []
-    finally:
-        await engine.stop()
 
 
 async def test_an_incident_resolved_while_the_healer_decides_leaves_no_proposal_and_pages_nobody(
@@ -297,13 +301,8 @@ async def test_an_incident_resolved_while_the_healer_decides_leaves_no_proposal_
 ) -> None:
     """Deciding takes seconds on a busy engine (a backfill): the incident may resolve meanwhile. Its
     proposal is withdrawn at once and the approval request is never sent."""
-    clock = SimClock(T0)
-    actuator, collect = RecordingActuator(), Collect()
-    engine = telling(tmp_path, clock, actuator, collect)
-    await engine.start()
-    try:
+    async with healing_engine(tmp_path) as (engine, clock, actuator, collect):
         assert engine.healing is not None
-        await healthy_metrics(engine)
         healer = engine.healing.healer
         decide = healer.handle
         over = incident().model_copy(update={"status": IncidentStatus.RESOLVED, "resolved_at": T0 + 5})
@@ -320,8 +319,6 @@ async def test_an_incident_resolved_while_the_healer_decides_leaves_no_proposal_
         assert collect.events == [] and actuator.calls == []
         verbs = [a.verb for a in engine.store.find(AuditEntry, limit=1000) if a.subject == rem.id]
         assert "awaiting_approval" in verbs and "withdraw" in verbs
-    finally:
-        await engine.stop()
 
 
 class SureClassifier(FaultClassifier):
@@ -339,13 +336,8 @@ async def test_a_trained_classifier_supersedes_the_proposals_made_without_one(tm
     """Until a classifier is trained every incident is unknown and its only candidate, a risky restart,
     waits for a person (and the healer does not ask again for approval_wait_s). A trained classifier
     swapped in withdraws those proposals and the incidents are asked again at the next tick."""
-    clock = SimClock(T0)
-    actuator, collect = RecordingActuator(), Collect()
-    engine = telling(tmp_path, clock, actuator, collect)
-    await engine.start()
-    try:
+    async with healing_engine(tmp_path) as (engine, clock, actuator, collect):
         assert engine.healing is not None
-        await healthy_metrics(engine)
         rem = await open_incident(engine, incident())
         assert rem.state is RemediationState.PROPOSED and rem.runbook == "unknown_restart"
         await engine.healing.use_classifier(SureClassifier(), "test")
@@ -363,8 +355,6 @@ async def test_a_trained_classifier_supersedes_the_proposals_made_without_one(tm
         pending = [r for r in remediations(engine) if r.state is RemediationState.PROPOSED]
         await engine.healing.use_classifier(SureClassifier(), "again")
         assert [r for r in remediations(engine) if r.state is RemediationState.PROPOSED] == pending
-    finally:
-        await engine.stop()
 
 
 async def test_a_restart_mid_step_resumes_without_sending_it_twice(tmp_path: Path) -> None:
