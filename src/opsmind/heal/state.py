@@ -5,7 +5,8 @@ A remediation runs one runbook against one service::
     proposed -> approved -> executing -> verifying -> executing (next step) ... -> succeeded
                                   \\            \\-> failed -> rolled_back | escalated
                                    \\-> failed
-    proposed -> rejected (a person said no) | escalated (a guard refused) | aborted (its incident ended)
+    proposed -> rejected (a person said no) | escalated (a guard refused) | aborted (withdrawn: its
+                incident ended, or a trained classifier superseded it)
     approved -> escalated (a guard refused at start) | aborted
     executing | verifying -> aborted (recovery found it too old to resume)
     executing | verifying | succeeded -> rolled_back | escalated (a person rolled it back by hand; escalated
