@@ -51,7 +51,9 @@ export function mount(root, { live }) {
   function drawDecision(c) {
     const d = c.row.decision;
     if (!d) {
-      fill(c.decisionBox, h("p", { class: "muted" }, "No decision yet."));
+      // The predictive policy decides from the predict stage's load prediction: none before its first.
+      const why = c.row.policy === "predictive" ? ": it waits for the service's first load prediction (its first full minute of load)" : ".";
+      fill(c.decisionBox, h("p", { class: "muted" }, `No decision yet${why}`));
       return;
     }
     fill(
