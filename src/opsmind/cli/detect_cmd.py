@@ -5,14 +5,16 @@ the series live, so users can try OpsMind on their own data: ``anomaly_probabili
 ensemble's, ``context_novelty`` CAD OSE's reported novelty (:mod:`opsmind.detect.cad`), and ``anomaly``
 is 1 when either reaches its alarm level (the ensemble's threshold, CAD's ``CONTEXT_ALARM``). Columns
 named ``timestamp`` and ``value`` in the header are used wherever they are; otherwise the first two
-columns. Rows whose value is not a finite number get empty scores; a row whose timestamp cannot be read,
-or a first row that is data rather than a header, is an error naming the line, and nothing is written.
+columns, and a first row that reads as data (a timestamp and a number) is data: the file has no header.
+Rows whose value is not a finite number get empty scores; a row whose timestamp cannot be read is an error
+naming the line, and nothing is written.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 from pathlib import Path
 
@@ -38,12 +40,12 @@ def read_series(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     header = next(rows, None)
     if not header or len(header) < 2:
         raise DetectFileError(f"{path}: needs a header row 'timestamp,value'")
-    i_ts, i_value = _columns(path, header)
+    i_ts, i_value, headed = _columns(header)
     width = max(i_ts, i_value) + 1
     raw_ts: list[str] = []
     ts: list[float] = []
     values: list[float] = []
-    for line, row in enumerate(rows, start=2):
+    for line, row in enumerate(rows if headed else itertools.chain([header], rows), start=2 if headed else 1):
         if not row:
             continue
         if len(row) < width:
@@ -63,25 +65,26 @@ def read_series(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     return raw_ts, np.asarray(ts), np.asarray(values)
 
 
-def _columns(path: Path, header: list[str]) -> tuple[int, int]:
-    """Indices of the timestamp and value columns: by name when the header names them (so a
-    ``value,timestamp`` file is not scored the wrong way round); one not named is whichever of the
-    first two columns the other does not take."""
-    names = [h.strip().lower() for h in header]
+def _columns(first: list[str]) -> tuple[int, int, bool]:
+    """Indices of the timestamp and value columns, and whether ``first`` (the first row) is a header: by
+    name when it names them (so a ``value,timestamp`` file is not scored the wrong way round; one not
+    named is whichever of the first two columns the other does not take); otherwise the first two, and a
+    first row that reads as data is data (taken for a header, it was silently lost)."""
+    names = [h.strip().lower() for h in first]
     i_ts = names.index("timestamp") if "timestamp" in names else None
     i_value = names.index("value") if "value" in names else None
     if i_ts is None and i_value is None:
-        try:  # a first row that reads as data: the file has no header, and that row would be lost
-            parse_timestamp(header[0])
-            float(header[1])
+        try:
+            parse_timestamp(first[0])
+            float(first[1])
         except ValueError:
-            return 0, 1
-        raise DetectFileError(f"{path}:1: needs a header row 'timestamp,value'; this row is data")
+            return 0, 1, True
+        return 0, 1, False
     if i_ts is None:
         i_ts = 1 if i_value == 0 else 0
     if i_value is None:
         i_value = 1 if i_ts == 0 else 0
-    return i_ts, i_value
+    return i_ts, i_value, True
 
 
 def score_file(path: Path) -> tuple[str, int, int]:
