@@ -205,8 +205,9 @@ def test_synthetic_load_has_a_daily_shape() -> None:
     assert max(by_hour) == pytest.approx(600) and by_hour.index(max(by_hour)) == 15  # mid-afternoon
     assert min(by_hour) == pytest.approx(300) and by_hour.index(min(by_hour)) == 3  # before dawn
     # Weekends dip, and noise and bursts are seeded.
-    saturday = load.rps(2 * DAY + 15 * 3600, start, 5)
-    assert saturday == pytest.approx(600 * (1 - spec.weekly_amplitude))
+    at_peak = [load.rps(d * DAY + 15 * 3600, start, 5) for d in range(1, 5)]  # Friday to Monday
+    dip = 600 * (1 - spec.weekly_amplitude)
+    assert at_peak == pytest.approx([600, dip, dip, 600])  # Saturday and Sunday (it was Friday and Saturday)
     noisy = LoadSpec(peak_rps=600, bursts_per_day=50)
     a = [Load(noisy, np.random.default_rng(3)).rps(t, start, 5) for t in range(0, 3600, 5)]
     b = [Load(noisy, np.random.default_rng(3)).rps(t, start, 5) for t in range(0, 3600, 5)]

@@ -123,7 +123,7 @@ class Load:
         # Daily cycle peaking mid-afternoon (15:00 UTC), trough before dawn.
         daily = 0.5 * (1 + math.cos(2 * math.pi * (ts % DAY - 15 * 3600) / DAY))
         level = (1 - s.daily_amplitude) + s.daily_amplitude * daily
-        weekday = int(ts // DAY + 4) % 7  # 1970-01-01 was a Thursday; 5 and 6 are Saturday and Sunday
+        weekday = int(ts // DAY + 3) % 7  # Monday 0: 1970-01-01 was a Thursday (3); 5, 6: Saturday, Sunday
         if weekday >= 5:
             level *= 1 - s.weekly_amplitude
         if s.bursts_per_day > 0 and self.rng.random() < s.bursts_per_day * dt / DAY:
