@@ -610,7 +610,7 @@ def bench_autoscale(
     datasets: Path = typer.Option(Path("../shared/datasets/traces"), help="where the default traces are"),
     out: Path = typer.Option(Path("docs/benchmarks/autoscale.md"), help="where the tables are written"),
 ) -> None:
-    """The predictive policy against the HPA frontier (targets 40-90 %) on real traffic traces."""
+    """The predictive policy against the HPA frontier (targets 10-90 %) on real traffic traces."""
     for name, value in (("--startup-s", startup_s), ("--days", days)):
         if not math.isfinite(value):  # the range check lets inf through; the replay needs whole minutes
             console.print(f"[red]invalid {name} {value}[/red]: must be a finite number")
