@@ -235,6 +235,39 @@ def test_a_runbook_needing_a_missing_field_is_skipped_for_the_next(
         assert again.runbook != "bad_deployment_rollback"
 
 
+class KubernetesLike:
+    """A test double of an actuator that names what it can do (as the Kubernetes one does)."""
+
+    actions = frozenset({"restart", "rollout_restart", "delete_pod", "rollback", "rollout_undo", "scale"})
+
+    def __init__(self, w: World) -> None:
+        self.w = w
+
+    def __call__(self, request: ActionRequest, dry_run: bool) -> ActionResult:
+        return self.w.actuate(request, dry_run)
+
+
+def test_runbooks_needing_an_action_the_actuator_lacks_are_not_chosen(
+    tmp_path: Path, classifier: FaultClassifier
+) -> None:
+    # On Kubernetes a runbook that redeploys a version (bad_deployment_rollback's undo) or fails over
+    # would only fail, and be learned as a failure: the rollout undo is chosen instead.
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, w = SimClock(T0), world()
+        guards = Guards(GuardSettings(mode=AutomationMode.ON, approval_above_risk=2))
+        h = Healer(store, clock, classifier, KubernetesLike(w), w.read, guards=guards)
+        assert h.unsupported["bad_deployment_rollback"] == {"deploy"}
+        assert h.unsupported["cache_failure_failover"] == {"failover"}
+        assert "kubernetes_rollout_undo" not in h.unsupported and "unknown_restart" not in h.unsupported
+        d = h.handle(incident())
+        assert d.runbook == "kubernetes_rollout_undo" and d.skipped == ()
+        assert [c.runbook for c in d.choices] == ["kubernetes_rollout_undo"]
+        with pytest.raises(ValueError, match="needs deploy, which the heal actuator cannot carry out"):
+            h.run_by_hand(incident(incident_id="inc-2"), "bad_deployment_rollback", who="ana", why="try")
+    with SqliteStore(str(tmp_path / "h2.db")) as store:  # an actuator naming nothing may do anything
+        assert healer(store, SimClock(T0), world(), classifier).unsupported == {}
+
+
 def test_nothing_can_be_bound_explains_every_skip(tmp_path: Path, classifier: FaultClassifier) -> None:
     with SqliteStore(str(tmp_path / "h.db")) as store:
         clock, w = SimClock(T0), world()

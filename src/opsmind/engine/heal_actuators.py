@@ -38,7 +38,10 @@ def log_actuate(request: ActionRequest, dry_run: bool) -> ActuatorReply:
 
 class KubernetesActuate:
     """Runbook actions on ``apps/v1`` Deployments named after the service; the client is built on first
-    use, so a missing kubeconfig fails the first action (retryable) rather than the engine's start."""
+    use, so a missing kubeconfig fails the first action (retryable) rather than the engine's start.
+    ``actions`` names what it can do: the healer does not choose runbooks that need anything else."""
+
+    actions = frozenset({"restart", "rollout_restart", "delete_pod", "rollback", "rollout_undo", "scale"})
 
     def __init__(self, namespace: str, factory: Callable[[], KubernetesRemediator]) -> None:
         self.namespace = namespace

@@ -176,6 +176,13 @@ class HealStage(Stage):
             escalate=self._escalations.append,
             actor=ACTOR,
         )
+        if self.healer.unsupported:
+            log.info(
+                "heal: the %s actuator cannot carry out %d runbooks, never chosen: %s",
+                settings.actuator,
+                len(self.healer.unsupported),
+                ", ".join(sorted(self.healer.unsupported)),
+            )
         self._lock = asyncio.Lock()
         self._asked = RecentKeys()  # (incident, reopened): a redelivered opening is not asked twice
         # incident -> when to ask about it again: unclear and harmless, or a remediation of it ended

@@ -175,7 +175,18 @@ class Healer:
         self.knowledge = self.knowledge or KnowledgeBase(self.store)
         self.recommender = self.recommender or Recommender(self.knowledge)
         self.runbooks: Mapping[str, Runbook] = self.library if self.library is not None else load_library()
-        self._by_kind = by_fault_kind(self.runbooks)
+        # An actuator that names the actions it can carry out (``actions``; none named: any) rules out the
+        # runbooks needing another, rollbacks included: on Kubernetes a failover or a node drain would only
+        # fail, be learned as a failure of that runbook, and delay the one that could have worked.
+        can: frozenset[str] | None = getattr(self.actuate, "actions", None)
+        self.unsupported: dict[str, frozenset[str]] = {
+            name: rb.actions - can
+            for name, rb in self.runbooks.items()
+            if can is not None and not rb.actions <= can
+        }
+        self._by_kind = by_fault_kind(
+            {name: rb for name, rb in self.runbooks.items() if name not in self.unsupported}
+        )
         self._max_cost = max((r.cost for r in self.runbooks.values()), default=1.0) or 1.0
         self.executor = Executor(
             self.store,
@@ -342,12 +353,18 @@ class Healer:
         pass, every other guard holds (a refusal is the outcome, escalated state and all).
 
         KeyError: no such runbook; :class:`RunbookNotBound`: a field it needs is missing;
-        ValueError: no who or why."""
+        ValueError: no who or why, or an action the actuator cannot carry out."""
         if not who.strip() or not why.strip():
             raise ValueError("running a runbook by hand needs who and why")
         runbook = self.runbooks.get(runbook_name)
         if runbook is None:
             raise KeyError(f"no runbook {runbook_name!r}")
+        lacking = self.unsupported.get(runbook_name)
+        if lacking:
+            raise ValueError(
+                f"runbook {runbook_name!r} needs {', '.join(sorted(lacking))}, which the heal actuator "
+                "cannot carry out"
+            )
         prediction = self.classify(request.observation)
         treats = [k for k, _ in _kinds_to_try(prediction) if k in runbook.fault_kinds]
         kind = treats[0] if treats else runbook.fault_kinds[0]
