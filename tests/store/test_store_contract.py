@@ -208,6 +208,12 @@ def test_rollups_and_retention_through_maintain(store_factory: Backend) -> None:
     assert (report.rolled_up_minutes, report.deleted_raw, report.deleted_minutes) == (0, 2 * 360 - 3, 120)
     assert store.query(a, T0, end, "1m").timestamps[0] == T0 + 2 * HOUR
     assert len(store.query(a, T0, end, "1h").timestamps) == 4
+    # A point appended already past every retention is listed as it is until maintenance deletes it
+    # (its first_ts was shown as the retention's edge, after its own last_ts).
+    late = ser(service="late")
+    store.append([points(late, [T0 - 3 * DAY], [1.0])])
+    (info,) = store.series({"service": "late"})
+    assert info.first_ts == info.last_ts == T0 - 3 * DAY
     # Past the hour retention nothing is left and the series slot is freed.
     report = store.maintain(end + 3 * DAY)
     assert report.deleted_hours == 4

@@ -202,7 +202,11 @@ class SqliteSamples:
             if last == _NO_LAST:
                 out.append(SeriesInfo(series, None, None))
             else:
-                out.append(SeriesInfo(series, max(first, oldest) / 1000.0, last / 1000.0))
+                # The first point ever appended, raised to what retention keeps; a series appended only
+                # points already past retention (deleted at the next maintenance) shows them as they are,
+                # not a first_ts after its last_ts.
+                shown = max(first, oldest) if last >= oldest else first
+                out.append(SeriesInfo(series, shown / 1000.0, last / 1000.0))
         return out
 
     def _oldest_retained_ms(self) -> int:
