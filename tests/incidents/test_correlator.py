@@ -136,6 +136,24 @@ def test_a_service_quiet_in_an_incident_kept_alive_by_another_does_not_pull_new_
     assert len(c.active) == 2
 
 
+def test_a_hub_kept_anomalous_by_one_fault_does_not_pull_later_faults_on_its_callees_into_it() -> None:
+    # The demo's gateway calls every service: a fault on p keeps it anomalous, and a fault on q ten
+    # minutes later joined p's incident through it (four faults in 20 minutes made one incident).
+    g = nx.DiGraph([("gateway", "p"), ("gateway", "q")])
+    c = Correlator(settings(), g)
+    c.add(anomaly("p", 100), 100)
+    (opened,) = c.add(anomaly("p", 115), 115)
+    for ts in range(120, 800, 30):  # the gateway's symptoms go on; so does p's trouble
+        (kept,) = c.add(anomaly("gateway", ts), ts)
+        c.add(anomaly("p", ts + 1), ts + 1)
+        assert kept.incident.id == opened.incident.id
+    (early,) = c.add(anomaly("q", 200), 200)  # near the start of the trouble: one incident
+    assert early.incident.id == opened.incident.id
+    assert c.add(anomaly("q", 790, "errors_total"), 790) == []  # q's own last anomaly was 590 s ago
+    (new,) = c.add(anomaly("q", 800, "errors_total"), 800)
+    assert new.event == "opened" and new.incident.id != opened.incident.id
+
+
 def test_auto_resolve_then_reopen_on_relapse_then_flapping() -> None:
     c = Correlator(settings(min_anomalies=1, flap_threshold=2, reopen_window_s=1800))
     (opened,) = c.add(anomaly("db", 0), 0)

@@ -60,17 +60,26 @@ def test_an_incident_needs_repeated_anomalies_within_the_window() -> None:
     assert grouping.pending_enough(near, 2, 300)[0]
 
 
-def test_another_service_of_the_incident_joins_only_while_it_or_a_neighbour_was_recently_in_it() -> None:
+def test_another_service_of_the_incident_joins_only_while_it_or_a_service_it_calls_was_recently_in_it() -> (
+    None
+):
     inc = grouping.open_incident(anomaly("a", 100), now=100)  # filed under a
     inc = grouping.add_anomaly(inc, anomaly("b", 110), now=110)
     inc = grouping.add_anomaly(inc, anomaly("a", 600), now=600)
-    seen = {"a": 600.0, "b": 110.0}
+    seen, began = {"a": 600.0, "b": 110.0}, {"a": 100.0, "b": 110.0}
     ok, reason = grouping.joins(inc, anomaly("a", 1100), 300, last_seen=seen)
     assert ok and "filed under" in reason  # its own service: while active
-    ok, reason = grouping.joins(inc, anomaly("b", 650), 300, last_seen=seen)
+    ok, reason = grouping.joins(inc, anomaly("b", 650), 300, last_seen=seen, first_seen=began)
     assert not ok and "540s after its last anomaly on b" in reason
-    ok, reason = grouping.joins(inc, anomaly("b", 650), 300, frozenset({"a"}), last_seen=seen)
-    assert ok and "calls or is called by a" in reason  # a, which b calls, was in it 50 s ago
+    a = frozenset({"a"})
+    ok, reason = grouping.joins(inc, anomaly("b", 650), 300, a, seen, callees=a, first_seen=began)
+    assert ok and "which calls a" in reason  # a, which b calls, was in it 50 s ago: its trouble travels up
+    # b is called by a: a's trouble, ongoing since 100, does not make b's fresh trouble at 650 part of it.
+    ok, reason = grouping.joins(inc, anomaly("b", 650), 300, a, seen, first_seen=began)
+    assert not ok and "beyond" in reason
+    late = {"a": 300.0, "b": 110.0}  # had a's trouble started at 300, b's at 420 would be near its start
+    ok, reason = grouping.joins(inc, anomaly("b", 420), 300, a, seen, first_seen=late)
+    assert ok and "start of its trouble on a" in reason  # the cause may show after a symptom on a caller
     ok, _ = grouping.joins(inc, anomaly("b", 400), 300, last_seen=seen)
     assert ok
 

@@ -80,9 +80,11 @@ class Correlator:
         self._seen = RecentKeys()
         self._neighbours: dict[str, frozenset[str]] = {}
         self.cadence = Cadence()
-        # incident id -> service -> time of that service's last anomaly in it, for the active incidents
-        # (one restored after a restart has none and falls back to the incident's last anomaly)
+        # incident id -> service -> time of that service's last (first) anomaly in it, for the active
+        # incidents (one restored after a restart has none and falls back to its last anomaly (opening))
         self._last_seen: dict[str, dict[str, float]] = {}
+        self._first_seen: dict[str, dict[str, float]] = {}
+        self._callees: dict[str, frozenset[str]] = {}
 
     def restore(self, incidents: Iterable[Incident]) -> None:
         """Take back the incidents that were active when the engine stopped."""
@@ -103,6 +105,15 @@ class Correlator:
             self._neighbours[service] = got
         return got
 
+    def callees(self, service: str) -> frozenset[str]:
+        """Services that ``service`` calls (empty without a graph)."""
+        got = self._callees.get(service)
+        if got is None:
+            g = self.graph
+            got = frozenset(g.successors(service)) if g is not None and service in g else frozenset()
+            self._callees[service] = got
+        return got
+
     def add(self, anomaly: Anomaly, now: float) -> list[Change]:
         if anomaly.id in self._seen:
             return []
@@ -117,7 +128,17 @@ class Correlator:
             (inc, reason)
             for inc in self.active.values()
             if inc.type == "anomaly"
-            for ok, reason in [grouping.joins(inc, anomaly, window, near, self._last_seen.get(inc.id))]
+            for ok, reason in [
+                grouping.joins(
+                    inc,
+                    anomaly,
+                    window,
+                    near,
+                    self._last_seen.get(inc.id),
+                    self.callees(svc),
+                    self._first_seen.get(inc.id),
+                )
+            ]
             if ok
         ]
         if candidates:
@@ -264,11 +285,14 @@ class Correlator:
             self.active[incident.id] = incident
             self.resolved.pop(incident.id, None)
             seen = self._last_seen.setdefault(incident.id, {})
+            began = self._first_seen.setdefault(incident.id, {})
             for a in added:
                 svc = grouping.service_of(a)
                 seen[svc] = max(seen.get(svc, a.ts), a.ts)
+                began[svc] = min(began.get(svc, a.ts), a.ts)
         else:
             self.active.pop(incident.id, None)
             self.resolved[incident.id] = incident
             self._last_seen.pop(incident.id, None)
+            self._first_seen.pop(incident.id, None)
         return Change(event, incident, reason, added)

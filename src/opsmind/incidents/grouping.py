@@ -26,16 +26,27 @@ def joins(
     group_window_s: float,
     neighbours: frozenset[str] = frozenset(),
     last_seen: Mapping[str, float] | None = None,
+    callees: frozenset[str] = frozenset(),
+    first_seen: Mapping[str, float] | None = None,
 ) -> tuple[bool, str]:
     """Whether ``anomaly`` belongs to the active ``incident``, and why.
 
     An incident is a cluster in services and in time. On the service it is filed under the anomaly joins
-    while the incident is active: that service's trouble continues. On another of its services, or on a
-    service that calls or is called by one of them (``neighbours``: the anomaly's service's neighbours in
-    the dependency graph), it joins when that service's last anomaly in the incident (``last_seen``, by
-    service; the incident's last anomaly for a service not in it) is within the group window: a failing
-    database and the slow services that call it become one incident, but a service that went quiet in an
-    incident kept alive by others does not pull its fresh trouble (a new fault, say) into it."""
+    while the incident is active: that service's trouble continues. On another service it joins:
+
+    * while that service's own last anomaly in the incident (``last_seen``, by service; the incident's
+      last anomaly for one not recorded) is within the group window: its trouble continues;
+    * while a service it calls (``callees``, a subset of ``neighbours``) had an anomaly in the incident
+      within the window: trouble travels up the call graph, so the slow callers of a failing database
+      join it for as long as it fails;
+    * within the window of the start of the trouble (``first_seen``; the incident's opening for one not
+      recorded) of any service it calls or that calls it (``neighbours``): the symptom may show first on
+      a caller and the cause join after it.
+
+    What no longer joins is fresh trouble on a service only its *callers* keep in the incident: a gateway
+    that calls everything and stays anomalous through one fault would otherwise pull every later fault,
+    on any service it calls, into one incident; and a service that went quiet in an incident kept alive
+    by others does not pull its fresh trouble into it."""
     if incident is None or not incident.status.active:
         return False, "no active incident"
     svc = service_of(anomaly)
@@ -48,17 +59,34 @@ def joins(
         got = None if last_seen is None else last_seen.get(s)
         return incident.last_anomaly_at if got is None else got
 
+    def began(s: str) -> float:
+        got = None if first_seen is None else first_seen.get(s)
+        return incident.opened_at if got is None else got
+
     linked = sorted({svc, *neighbours}.intersection(services))
     if not linked:
         return False, f"{svc} is neither one of its services nor calls or is called by one"
+    ongoing = [s for s in linked if s == svc or s in callees]
+    if ongoing:
+        near = max(ongoing, key=seen)
+        gap = anomaly.ts - seen(near)
+        if gap <= group_window_s:
+            how = f"on {svc}, one of its services" if near == svc else f"on {svc}, which calls {near}"
+            return True, f"{how}, within {group_window_s:.0f}s of its last anomaly on {near}"
+    others = [s for s in linked if s != svc]
+    if others:
+        start = max(others, key=began)
+        since = anomaly.ts - began(start)
+        if since <= group_window_s:
+            return True, (
+                f"on {svc}, which calls or is called by {start}, within {group_window_s:.0f}s of the start "
+                f"of its trouble on {start}"
+            )
     near = max(linked, key=seen)
-    gap = anomaly.ts - seen(near)
-    how = f"on {svc}, one of its services" if near == svc else f"on {svc}, which calls or is called by {near}"
-    if gap > group_window_s:
-        return False, (
-            f"{gap:.0f}s after its last anomaly on {near}, beyond the {group_window_s:.0f}s window"
-        )
-    return True, f"{how}, within {group_window_s:.0f}s of its last anomaly on {near}"
+    return False, (
+        f"{anomaly.ts - seen(near):.0f}s after its last anomaly on {near} and past the start of the trouble "
+        f"it could share, beyond the {group_window_s:.0f}s window"
+    )
 
 
 def within_window(pending: list[Anomaly], group_window_s: float) -> list[Anomaly]:
