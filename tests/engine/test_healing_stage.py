@@ -251,12 +251,7 @@ async def test_an_opened_event_for_an_incident_resolved_since_asks_nothing(tmp_p
     """A backfill opens and resolves incidents in a burst: by the time the heal stage reads "opened",
     the incident may be resolved. Nothing is proposed and nobody is asked to approve anything; an
     incident still open is handled as usual (the same engine, the same untrained classifier)."""
-    clock = SimClock(T0)
-    actuator, collect = RecordingActuator(), Collect()
-    engine = telling(tmp_path, clock, actuator, collect)
-    await engine.start()
-    try:
-        await healthy_metrics(engine)
+    async with healing_engine(tmp_path) as (engine, _, _, collect):
         gone = incident(iid="inc-gone")
         resolved = gone.model_copy(update={"status": IncidentStatus.RESOLVED, "resolved_at": T0 + 60})
         await asyncio.to_thread(engine.store.put, resolved)
@@ -267,8 +262,6 @@ async def test_an_opened_event_for_an_incident_resolved_since_asks_nothing(tmp_p
         assert {i.id for _, i in collect.events} == {"inc-open"}
         decided = [a.subject for a in engine.store.find(AuditEntry, limit=1000) if a.verb == "heal_decide"]
         assert decided == ["inc-open"]
-    finally:
-        await engine.stop()
 
 
 async def test_a_proposal_is_withdrawn_when_its_incident_resolves(tmp_path: Path) -> None:
