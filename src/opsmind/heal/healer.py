@@ -443,13 +443,16 @@ class Healer:
         for incident_id in {r.incident_id for r in self.executor.log.in_states([S.PROPOSED])}:
             if incident_id is None:
                 continue
-            for rem in self.executor.withdraw(incident_id, why):
+            for rem in self._withdraw(incident_id, why):
                 withdrawn.append(rem)
-                self._plans.pop(rem.id, None)
-                runbook = self.runbooks.get(rem.runbook)
-                runs = self.tried.get(incident_id, {}).get(rem.runbook)
-                if runbook is not None and runs is not None:
-                    runs.pop(_signature(runbook, rem.context), None)
+                self._forget_try(rem)
+        return withdrawn
+
+    def _withdraw(self, incident_id: str, why: str) -> list[Remediation]:
+        """The executor's withdrawal of the incident's proposals, with their cached plans dropped."""
+        withdrawn = self.executor.withdraw(incident_id, why)
+        for rem in withdrawn:
+            self._plans.pop(rem.id, None)
         return withdrawn
 
     def resolved(self, incident_id: str) -> list[Remediation]:
@@ -457,9 +460,7 @@ class Healer:
         its proposals still awaiting a person are withdrawn (returned). A backfill opens and resolves
         incidents in a burst, and a proposal decided while its incident resolved stayed on the approval
         list for good."""
-        withdrawn = self.executor.withdraw(incident_id, f"incident {incident_id} resolved before approval")
-        for gone in withdrawn:
-            self._plans.pop(gone.id, None)
+        withdrawn = self._withdraw(incident_id, f"incident {incident_id} resolved before approval")
         rem = self._verified.pop(incident_id, None)
         if rem is not None:
             self._record(rem, True, "the incident ended after it")
@@ -528,9 +529,14 @@ class Healer:
         assert rem.incident_id is not None
         key = (rem.incident_id, rem.runbook)
         self._refusals[key] = self._refusals.get(key, 0) + 1
+        if self._refusals[key] < MAX_PRECHECK_REFUSALS:
+            self._forget_try(rem)
+
+    def _forget_try(self, rem: Remediation) -> None:
+        """``rem`` sent nothing: its runbook, bound as it was, may be chosen again for its incident."""
         runbook = self.runbooks.get(rem.runbook)
-        runs = self.tried.get(rem.incident_id, {}).get(rem.runbook)
-        if runbook is not None and runs is not None and self._refusals[key] < MAX_PRECHECK_REFUSALS:
+        runs = self.tried.get(rem.incident_id or "", {}).get(rem.runbook)
+        if runbook is not None and runs is not None:
             runs.pop(_signature(runbook, rem.context), None)
 
     def _record(self, rem: Remediation, success: bool, note: str) -> None:
