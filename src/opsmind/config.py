@@ -430,6 +430,25 @@ class HealInventoryEntry(_Section):
     )
 
 
+class HealCommandSettings(_Section):
+    """A local command a runbook's ``shell`` step may run (docs/RUNBOOKS.md, "Webhook and shell steps"):
+    the step's argv must be exactly this executable and these arguments, each ``{field}`` filled with a
+    value matching its pattern. Checked in full when the engine starts (``opsmind.act.shell_action``)."""
+
+    name: str = Field(min_length=1, description="how the audit and the undo refer to it")
+    executable: str = Field(min_length=2, pattern=r"^/", description="absolute path, run without a shell")
+    args: list[str] = Field(
+        default_factory=list, description="argument templates, e.g. '--service={service}'"
+    )
+    patterns: dict[str, str] = Field(
+        default_factory=dict,
+        description="field -> regex its value must match in full (default: a short word)",
+    )
+    timeout_s: float = Field(10, gt=0, description="killed (with its process group) after this")
+    retry_on_failure: bool = Field(False, description="a non-zero exit or a timeout may be tried again")
+    undo: str | None = Field(None, description="the allowed command that reverts it, with the same fields")
+
+
 class HealSettings(_Section):
     """Self-healing: classify incidents, run guarded runbooks (docs/RUNBOOKS.md). Off unless enabled, and
     then dry-run until ``mode`` (or ``PUT /api/v1/automation``) says ``on``."""
@@ -486,6 +505,27 @@ class HealSettings(_Section):
     entry_service: str | None = Field(
         None, description="the service whose traffic is the fleet's load (default: the topology's one root)"
     )
+    webhook_urls: list[str] = Field(
+        default_factory=list,
+        description="URL prefixes a runbook webhook step may call; none: runbooks with one are never chosen",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="sign runbook webhook requests with HMAC-SHA256 (X-OpsMind-Signature) under this"
+    )
+    commands: list[HealCommandSettings] = Field(
+        default_factory=list,
+        description="local commands a runbook's shell step may run; none: runbooks with one are never chosen",
+    )
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _http_prefixes(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not re.fullmatch(r"https?://[^/?#\s]+(/\S*)?", url):
+                raise ValueError(
+                    f"{url!r} is not an http(s) URL prefix such as https://hooks.example.com/heal/"
+                )
+        return urls
 
 
 class LiveSettings(_Section):

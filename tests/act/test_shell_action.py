@@ -139,3 +139,43 @@ def test_bad_revert_token_is_refused(shell: ShellAction) -> None:
 def test_configuration_is_validated(make: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("argv", "fields"),
+    [
+        (["/bin/echo", "restart", "--unit=web-1", "3"], {"service": "web-1", "replicas": "3"}),
+        (["/bin/echo", "restart", "--unit=web-1", "300"], None),  # replicas must be 1-2 digits
+        (["/bin/echo", "restart", "--unit=web; rm -rf /", "3"], None),
+        (["/bin/echo", "restart", "--unit=-x", "3"], None),  # a value may not start with '-'
+        (["/bin/echo", "restart", "--unt=web", "3"], None),  # the literal part differs
+        (["/bin/echo", "restart", "--unit=web"], None),  # one argument short
+        (["/usr/bin/echo", "restart", "--unit=web", "3"], None),  # another executable
+        (["/bin/echo", "restart", "--unit=web", "3", "4"], None),
+    ],
+)
+def test_an_argv_matches_an_allowed_command_only_exactly(
+    argv: list[str], fields: dict[str, str] | None
+) -> None:
+    assert ECHO.match(argv) == fields
+
+
+def test_a_field_used_twice_must_have_one_value_and_pattern_groups_do_not_confuse_it() -> None:
+    twice = AllowedCommand("t", "/bin/echo", ("{a}", "x{a}y"), patterns={"a": r"(ab|cd)+"})
+    assert twice.match(["/bin/echo", "abcd", "xabcdy"]) == {"a": "abcd"}
+    assert twice.match(["/bin/echo", "abcd", "xaby"]) is None
+
+
+def test_run_argv_runs_the_allowed_command_it_matches(shell: ShellAction) -> None:
+    result = shell.run_argv(["/bin/echo", "stop", "--unit=web", "2"], False)
+    assert result.ok and "stdout: stop --unit=web 2" in result.detail and result.revert_token is not None
+    refused = shell.run_argv(["/bin/rm", "-rf", "/"], False)
+    assert not refused.ok and not refused.retryable
+    assert refused.detail == "refused: '/bin/rm -rf /' matches no allowed command; nothing run"
+
+
+def test_a_step_may_shorten_the_timeout_never_lengthen_it(shell: ShellAction) -> None:
+    started = time.monotonic()
+    result = shell.run_argv(["/bin/sleep", "5"], False, timeout_s=0.1)
+    assert "timed out after 0.1 s" in result.detail and time.monotonic() - started < 2
+    assert "timed out after 0.3 s" in shell.run_argv(["/bin/sleep", "5"], False, timeout_s=60).detail

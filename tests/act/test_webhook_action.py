@@ -27,12 +27,14 @@ class Receiver:
     def __init__(self, replies: list[Reply] | None = None, delay_s: float = 0.0) -> None:
         self.replies = list(replies or [])
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.methods: list[str] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 receiver.requests.append((dict(self.headers.items()), body))
+                receiver.methods.append(self.command)
                 time.sleep(delay_s)
                 status, headers, payload = receiver.replies.pop(0) if receiver.replies else (200, {}, b"")
                 self.send_response(status)
@@ -41,6 +43,8 @@ class Receiver:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            do_PUT = do_PATCH = do_DELETE = do_GET = do_POST  # noqa: N815 - every verb answers the same
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -178,3 +182,15 @@ def test_configuration_is_checked() -> None:
         WebhookAction("file:///etc/passwd")
     with pytest.raises(ValueError, match="timeout"):
         WebhookAction("http://127.0.0.1/x", timeout_s=0)
+
+
+def test_another_method_sends_the_same_json(receiver_factory: Any) -> None:
+    receiver = receiver_factory()
+    hook = WebhookAction(receiver.url, timeout_s=2, method="PUT")
+    result = hook.run("purge", None, {"path": "/a"}, False, remediation={"id": "rem-1", "step": "purge"})
+    hook.close()
+    assert result.ok and receiver.methods == ["PUT"]
+    assert receiver.bodies()[0]["remediation"] == {"id": "rem-1", "step": "purge"}
+    assert receiver.bodies()[0]["params"] == {"path": "/a"}
+    with pytest.raises(ValueError, match="method must be one of"):
+        WebhookAction(receiver.url, method="TRACE")

@@ -23,8 +23,9 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from opsmind.act.base import ActionResult, bad_token
@@ -74,6 +75,31 @@ class AllowedCommand:
         for arg in self.args:
             seen.update(dict.fromkeys(PLACEHOLDER.findall(arg)))
         return tuple(seen)
+
+    def match(self, argv: Sequence[str]) -> dict[str, str] | None:
+        """The field values that render this command as exactly ``argv``, or None when no values do (another
+        executable, another number of arguments, a literal part differing, a value not matching its
+        pattern, one field given two values). A runbook's shell step is rendered before it reaches the
+        actuator; this is how it is held to the allow-list."""
+        if len(argv) != len(self.args) + 1 or argv[0] != self.executable:
+            return None
+        values: dict[str, str] = {}
+        for template, arg in zip(self.args, argv[1:], strict=True):
+            names = PLACEHOLDER.findall(template)
+            literals = PLACEHOLDER.split(template)[::2]
+            # Named groups, so that groups inside a configured pattern do not shift the numbering.
+            groups = [
+                f"(?P<_f{i}>{self.patterns.get(n, DEFAULT_VALUE_PATTERN)})" for i, n in enumerate(names)
+            ]
+            regex = "".join(chain.from_iterable(zip(map(re.escape, literals), [*groups, ""], strict=True)))
+            found = re.fullmatch(regex, arg)
+            if found is None:
+                return None
+            for i, name in enumerate(names):
+                value = found.group(f"_f{i}")
+                if values.setdefault(name, value) != value:
+                    return None
+        return values if self.render(values) == list(argv) else None  # the argv it would run, exactly
 
     def render(self, values: Mapping[str, object]) -> list[str]:
         """The argv with ``values`` filled in; ``ValueError`` names the field that is missing or bad."""
@@ -128,10 +154,27 @@ class ShellAction:
     def _refuse(self, why: str, dry_run: bool) -> ActionResult:
         return ActionResult(False, False, f"refused: {why}; nothing run", None, dry_run)
 
-    def run(
-        self, name: str, fields: Mapping[str, object] | None = None, dry_run: bool = True
+    def run_argv(
+        self, argv: Sequence[str], dry_run: bool = True, timeout_s: float | None = None
     ) -> ActionResult:
-        """Run the allowed command ``name`` with its placeholders filled from ``fields``."""
+        """Run ``argv`` if an allowed command renders as exactly it (the first that does, in the order
+        configured), else refuse and say so; ``timeout_s`` may shorten the command's own timeout."""
+        for command in self.commands.values():
+            values = command.match(argv)
+            if values is not None:
+                return self.run(command.name, values, dry_run, timeout_s)
+        shown = " ".join(argv)[:200]
+        return self._refuse(f"{shown!r} matches no allowed command", dry_run)
+
+    def run(
+        self,
+        name: str,
+        fields: Mapping[str, object] | None = None,
+        dry_run: bool = True,
+        timeout_s: float | None = None,
+    ) -> ActionResult:
+        """Run the allowed command ``name`` with its placeholders filled from ``fields``; ``timeout_s``
+        may shorten its configured timeout, never lengthen it."""
         command = self.commands.get(name)
         if command is None:
             allowed = ", ".join(sorted(self.commands)) or "none"
@@ -150,10 +193,11 @@ class ShellAction:
             token = json.dumps({"kind": "shell", "command": command.undo, "fields": used}, sort_keys=True)
         if dry_run:
             return ActionResult(True, False, f"dry run: would run {shown!r}; nothing run", None, True)
-        return self._execute(command, argv, shown, token)
+        timeout = command.timeout_s if timeout_s is None else min(timeout_s, command.timeout_s)
+        return self._execute(command, argv, shown, token, timeout)
 
     def _execute(
-        self, command: AllowedCommand, argv: list[str], shown: str, token: str | None
+        self, command: AllowedCommand, argv: list[str], shown: str, token: str | None, timeout: float
     ) -> ActionResult:
         try:
             proc = subprocess.Popen(  # noqa: S603 - argv is an allowed executable with validated values
@@ -169,7 +213,7 @@ class ShellAction:
             return ActionResult(False, False, f"{shown!r} could not start: {exc}", None, False)
         timed_out = False
         try:
-            out, err = proc.communicate(timeout=command.timeout_s)
+            out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             try:
@@ -184,7 +228,7 @@ class ShellAction:
         ]
         output = f"; {'; '.join(said)}" if said else ""
         if timed_out:
-            detail = f"{shown!r} timed out after {command.timeout_s:g} s and was killed{output}"
+            detail = f"{shown!r} timed out after {timeout:g} s and was killed{output}"
             return ActionResult(False, command.retry_on_failure, detail, None, False)
         if proc.returncode != 0:
             detail = f"{shown!r} failed with exit status {proc.returncode}{output}"

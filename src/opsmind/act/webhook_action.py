@@ -1,7 +1,9 @@
-"""A remediation carried out by someone else's HTTP endpoint: POST the action, the incident and the
-parameters as JSON; a 2xx means done.
+"""A remediation carried out by someone else's HTTP endpoint: send the action, the incident and the
+parameters as JSON (POST unless another method is chosen; the JSON is the body whatever the method); a
+2xx means done.
 
-The body is ``{"action", "incident", "params", "idempotency_key", "sent_at"}``; the idempotency key is
+The body is ``{"action", "incident", "params", "idempotency_key", "sent_at"}`` (plus ``remediation``, the
+service, remediation id and step, when a runbook step sends it); the idempotency key is
 also sent as the ``Idempotency-Key`` header so a receiver can drop a retried duplicate. With a ``secret``
 the request is signed exactly as the notification webhook signs (``X-OpsMind-Timestamp`` and
 ``X-OpsMind-Signature: sha256=<HMAC-SHA256 of "<timestamp>.<body>">``), so one receiver-side check serves
@@ -30,6 +32,7 @@ from opsmind.types.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign  # 
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def _incident_json(incident: BaseModel | Mapping[str, Any] | None) -> Any:
@@ -52,9 +55,12 @@ class WebhookAction:
         headers: Mapping[str, str] | None = None,
         client: httpx.Client | None = None,
         clock: Callable[[], float] = time.time,
+        method: str = "POST",
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"a webhook action needs an http(s) URL, got {url!r}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         self.url = url
@@ -62,6 +68,7 @@ class WebhookAction:
         self.timeout_s = timeout_s
         self.headers = dict(headers or {})
         self.clock = clock
+        self.method = method
         self._client = client or httpx.Client(timeout=timeout_s, follow_redirects=False)
 
     def close(self) -> None:
@@ -75,8 +82,10 @@ class WebhookAction:
         dry_run: bool = True,
         *,
         idempotency_key: str | None = None,
+        remediation: Mapping[str, Any] | None = None,
     ) -> ActionResult:
-        """POST ``action`` for ``incident`` with ``params``; with ``dry_run`` only check the body."""
+        """Send ``action`` for ``incident`` with ``params`` (and, from a runbook step, the ``remediation``
+        it belongs to); with ``dry_run`` only check the body."""
         if not action:
             return ActionResult(False, False, "refused: a webhook action needs an action name", None, dry_run)
         key = idempotency_key or uuid.uuid4().hex
@@ -87,6 +96,8 @@ class WebhookAction:
             "idempotency_key": key,
             "sent_at": self.clock(),
         }
+        if remediation is not None:
+            document["remediation"] = dict(remediation)
         try:
             body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
@@ -97,7 +108,7 @@ class WebhookAction:
             return ActionResult(
                 True,
                 False,
-                f"dry run: would POST {action} to {self.url} ({len(body)} bytes); nothing sent",
+                f"dry run: would {self.method} {action} to {self.url} ({len(body)} bytes); nothing sent",
                 None,
                 True,
             )
@@ -109,7 +120,9 @@ class WebhookAction:
             headers.update(sign(self.secret, body, self.clock()))
         what = f"{action} via {self.url}"
         try:
-            resp = self._client.post(self.url, content=body, headers=headers, timeout=self.timeout_s)
+            resp = self._client.request(
+                self.method, self.url, content=body, headers=headers, timeout=self.timeout_s
+            )
         except httpx.HTTPError as exc:
             return ActionResult(False, True, f"{what} failed: {type(exc).__name__}: {exc}", None, False)
         said = resp.text[:200].strip()
