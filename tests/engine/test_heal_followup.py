@@ -1,7 +1,8 @@
 """The heal stage after its first answer: it files an incident under the ranked root cause (within the
 incident's reach), asks again when a remediation ended and the incident goes on, and tells a person once
-when nothing is left to try. Engine on a fake clock, real SQLite store; the actuator is the recording
-double of test_healing_stage (what an actuator does is not the point here)."""
+when nothing is left to try, and once of a guard refusing every follow-up. Engine on a fake clock, real
+SQLite store; the actuator is the recording double of test_healing_stage (what an actuator does is not
+the point here)."""
 
 from __future__ import annotations
 
@@ -254,5 +255,44 @@ async def test_while_a_person_decides_on_a_proposal_nothing_else_is_proposed_for
         await engine.healing.reject(proposal.id, who="alice", why="not now")
         await run(60)
         assert len(remediations(engine)) == 2  # the next option, once they decided
+    finally:
+        await engine.stop()
+
+
+async def test_a_guard_refusing_every_option_of_an_incident_pages_a_person_once(tmp_path: Path) -> None:
+    """The global rate limit refuses the restart of every service the incident reaches: a person is paged
+    for it once, and each follow-up holds its runbook while the limit lasts (nothing more is refused)."""
+    clock = SimClock(T0 + 120)
+    collect = Collect()
+    settings = _settings(
+        tmp_path,
+        {"gateway": ["api"], "api": ["db"]},
+        settle_s=40,
+        rate_global={"max_count": 0, "window_s": 3600},
+    )
+    engine = Engine(
+        settings,
+        clock=clock,
+        notifiers=[(collect, RetryPolicy(0, 0.01))],
+        remediators={"log": RecordingActuator()},
+    )
+    await engine.start()
+    try:
+        assert engine.healing is not None
+        engine.store.append(_chain_metrics(T0 + 900))
+        inc = _incident("inc-1", ("gateway", "api"), T0 + 20)
+        await _open(engine, inc)
+        for _ in range(int(300 / STEP)):
+            await clock.advance(STEP)
+            await asyncio.to_thread(engine.store.put, inc.model_copy(update={"last_anomaly_at": clock.now()}))
+            await engine.healing.tick()
+        refused = remediations(engine)
+        assert len(refused) == 1 and refused[0].state is RemediationState.ESCALATED
+        # Each follow-up holds its runbook while the limit lasts instead of proposing one more to refuse.
+        held = [d for d in engine.healing.healer.decisions if d.held is not None]
+        assert len(held) >= 2 and all(d.held.startswith("rate_limit_global") for d in held)
+        await wait_for(lambda: bool(collect.events))  # each tick sent its pages before it returned
+        pages = [i.timeline[-1] for _, i in collect.events if i.timeline[-1].get("remediation_id")]
+        assert len(pages) == 1 and "rate_limit_global" in pages[0]["reason"]
     finally:
         await engine.stop()

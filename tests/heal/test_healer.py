@@ -6,7 +6,7 @@ learning from incident outcomes, verification on the clock, escalation and a res
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,13 @@ from opsmind.act.base import ActionResult
 from opsmind.clock import SimClock
 from opsmind.heal.classify import UNKNOWN, FaultClassifier, IncidentObservation, ObservedEvent
 from opsmind.heal.executor import ActionRequest, Outcome
-from opsmind.heal.guards import AutomationMode, Guards, GuardSettings, RateLimit
+from opsmind.heal.guards import AutomationMode, Guards, GuardSettings, Pause, RateLimit
 from opsmind.heal.healer import MAX_PRECHECK_REFUSALS, MAX_RUNS_PER_RUNBOOK, HealDecision, Healer, HealRequest
 from opsmind.heal.knowledge import KnowledgeBase
 from opsmind.heal.runbook import EVENT_COUNT_METRIC, Runbook, load_library
 from opsmind.heal.state import RemediationState, step_key
 from opsmind.store import SqliteStore
+from opsmind.types import AuditEntry
 
 S = RemediationState
 T0 = 1_000.0
@@ -549,7 +550,105 @@ def test_escalate_hears_of_a_guard_refusal(tmp_path: Path, classifier: FaultClas
         d = h.handle(incident())
         assert d.outcome is not None and d.outcome.event == "refused"
         assert told == [d.outcome] and "automation_switch" in d.outcome.reason
+        assert d.outcome.guard == "automation_switch"
         assert h.tick() == [] and w.sent == []
+
+
+# A still-open incident is asked about again (the heal stage, every settle_s). A guard refusal that says
+# "not now" (a rate limit, a cooldown, a pause) is told once per incident and guard; while that guard
+# would refuse again the runbook is held, not proposed (no refused remediation piles up in the log) and not
+# given up (it runs once the guard clears).
+def refuses(store: SqliteStore, clock: SimClock, told: list[Outcome], clf: FaultClassifier) -> Healer:
+    """A healer whose per-service rate limit refuses every remediation, telling ``told``."""
+    return healer(store, clock, world(), clf, escalate=told.append, rate_service=RateLimit(0, 3600.0))
+
+
+def ask(h: Healer, clock: SimClock, incident_id: str = "inc-1") -> HealDecision:
+    """Ask about the incident again a minute later."""
+    advance(clock, 60)
+    return h.handle(incident(incident_id=incident_id))
+
+
+def refused(d: HealDecision) -> Outcome:
+    assert d.outcome is not None and d.outcome.event == "refused" and d.outcome.escalate, d.explanation
+    return d.outcome
+
+
+def held(d: HealDecision) -> str:
+    assert d.outcome is None and d.held is not None and d.runbook is not None, d.explanation
+    return d.held
+
+
+def told_of(told: list[Outcome]) -> list[tuple[str | None, str | None]]:
+    return [(o.remediation.incident_id, o.guard) for o in told]
+
+
+def test_a_refusal_that_says_not_now_is_told_once_and_its_runbook_waits(
+    tmp_path: Path, classifier: FaultClassifier
+) -> None:
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, told = SimClock(T0), []
+        h = refuses(store, clock, told, classifier)
+        first = refused(ask(h, clock))
+        assert first.guard == "rate_limit_service" and told == [first]
+        for _ in range(3):
+            d = ask(h, clock)
+            assert held(d).startswith("rate_limit_service: rate limit for api")
+            assert d.runbook == first.remediation.runbook  # the same best runbook, not the next one
+            assert "held by rate_limit_service" in d.explanation
+        assert told == [first]
+        audited = [e.subject for e in store.find(AuditEntry, limit=1000) if e.verb == "refused"]
+        assert audited == [first.remediation.id]  # one refusal on record, not one per ask
+        h.guards.settings = replace(h.guards.settings, rate_service=RateLimit(3, 3600.0))
+        d = ask(h, clock)  # the limit cleared: the runbook it held runs
+        assert d.outcome is not None and d.outcome.event == "approved"
+        assert d.runbook == first.remediation.runbook
+
+
+def test_a_blast_radius_refusal_gives_the_runbook_up(tmp_path: Path, classifier: FaultClassifier) -> None:
+    # "Not this": the runbook's own reach on this service is too wide; the next one is tried instead.
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, told = SimClock(T0), []
+        h = healer(store, clock, world(), classifier, escalate=told.append)
+        h.guards.settings = replace(h.guards.settings, blast_radius_pct=0.0, blast_radius_min_replicas=0)
+        one, two = refused(ask(h, clock)), refused(ask(h, clock))
+        assert one.guard == two.guard == "blast_radius"
+        assert one.remediation.runbook != two.remediation.runbook and len(told) == 1
+
+
+def test_another_guards_refusal_is_told_but_not_one_heard_of_earlier(
+    tmp_path: Path, classifier: FaultClassifier
+) -> None:
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, told = SimClock(T0), []
+        h = refuses(store, clock, told, classifier)
+        refused(ask(h, clock)), held(ask(h, clock))
+        assert told_of(told) == [("inc-1", "rate_limit_service")]
+        pause = {"api": Pause("ana", "deploy freeze", clock.now())}
+        h.guards.settings = replace(h.guards.settings, paused=pause)
+        assert refused(ask(h, clock)).guard == "service_paused"  # what stands in the way changed: news
+        assert held(ask(h, clock)).startswith("service_paused: api paused by ana")
+        assert told_of(told) == [("inc-1", "rate_limit_service"), ("inc-1", "service_paused")]
+        h.guards.settings = replace(h.guards.settings, paused={})
+        assert held(ask(h, clock)).startswith("rate_limit_service")  # back to one they heard of
+        assert len(told) == 2
+
+
+def test_a_refusal_is_told_again_once_the_incident_resolved_and_for_another_incident(
+    tmp_path: Path, classifier: FaultClassifier
+) -> None:
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, told = SimClock(T0), []
+        h = refuses(store, clock, told, classifier)
+        refused(ask(h, clock)), held(ask(h, clock))
+        assert len(told) == 1
+        h.resolved("inc-1")
+        refused(ask(h, clock)), held(ask(h, clock))  # it relapsed (reopened under its id): told again
+        refused(ask(h, clock, "inc-2")), held(ask(h, clock, "inc-2"))  # a new incident: told of it
+        guard = "rate_limit_service"
+        assert told_of(told) == [("inc-1", guard), ("inc-1", guard), ("inc-2", guard)]
+        h.resolved("inc-1"), h.resolved("inc-2")
+        assert h._told_refused == {}  # nothing is kept of an incident once it resolved
 
 
 # -- restarts ---------------------------------------------------------------------------------------------

@@ -401,8 +401,9 @@ def _heal(
     elif decision.runbook is None:
         trace.escalations += 1  # nothing left to try: a person is told
         incident.done_trying = True
-    elif decision.outcome is not None and decision.outcome.remediation.state is not RemediationState.APPROVED:
-        # Refused or awaiting a person: the escalation went out; try the next runbook after settling.
+    elif decision.outcome is None or decision.outcome.remediation.state is not RemediationState.APPROVED:
+        # Held by a guard, refused or awaiting a person (the escalation went out): ask again after
+        # settling (the next runbook, or the held one once its guard clears).
         incident.next_try = live.now + SETTLE_S
 
 

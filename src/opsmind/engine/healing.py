@@ -34,8 +34,9 @@ restart.
 Every decision is audited (the healer's choice with its explanation here; proposals, guard verdicts,
 steps, approvals and recoveries by the executor). An outcome that asks for a person is sent to the
 engine's notifiers as event ``remediation_escalated`` with the incident, its timeline carrying the
-remediation and the reason; notifier retries and muting are the notify stage's business and are not
-applied to these (one attempt each, audited).
+remediation and the reason (a guard's refusal once per incident and guard: the healer spares a person
+the same refusal of each follow-up); notifier retries and muting are the notify stage's business and are
+not applied to these (one attempt each, audited).
 
 The healer is synchronous and not thread-safe: every call to it runs in a worker thread under one lock.
 """
@@ -275,7 +276,8 @@ class HealStage(Stage):
                     (inc.id, inc.service, {"reason": f"nothing left to try: {decision.explanation}"})
                 )
         else:
-            # Refused: the next option after settle_s. Awaiting a person: once they decided (see tick).
+            # Refused: the next option after settle_s; held by a guard that refused it before: the same
+            # runbook once the guard clears (asked after settle_s). Awaiting a person: once they decided.
             # Under way: once it ends, or beside it once it is stuck verifying (held_services; a second
             # fault may be what keeps its check from holding).
             self._again[inc.id] = now + self.settings.settle_s
@@ -283,7 +285,13 @@ class HealStage(Stage):
 
     async def _audit_decision(self, now: float, request: HealRequest, decision: HealDecision) -> None:
         rem = decision.outcome.remediation if decision.outcome is not None else None
-        result = "waiting" if decision.waiting else (rem.state.value if rem is not None else "none")
+        result = (
+            "waiting"
+            if decision.waiting
+            else "held"
+            if decision.held
+            else (rem.state.value if rem else "none")
+        )
         self._decisions.labels(result).inc()
         detail = {
             "explanation": decision.explanation,
@@ -292,6 +300,7 @@ class HealStage(Stage):
             "runbook": decision.runbook,
             "remediation_id": rem.id if rem is not None else None,
             "waiting": decision.waiting,
+            "held": decision.held,
             "impact": request.impact,
             "skipped": list(decision.skipped),
             "filed_under": request.service,

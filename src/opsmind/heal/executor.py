@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from opsmind.clock import Clock
@@ -175,6 +175,8 @@ class Outcome:
     event: str
     reason: str
     escalate: bool = False
+    guard: str | None = None
+    """The guard that refused it (event ``refused``): the healer tells a person of each guard once."""
 
 
 class RollbackRefused(InvalidTransition):
@@ -263,6 +265,35 @@ class Executor:
         if verdict.awaiting_approval:
             return self._commit(rem, "awaiting_approval", verdict.reason, now, escalate=True)
         return self._refuse(rem, verdict, now)
+
+    def refusal(
+        self,
+        *,
+        service: str,
+        runbook: str,
+        risk: int,
+        incident_id: str | None = None,
+        touched_replicas: int = 1,
+        context: Mapping[str, str] | None = None,
+    ) -> GuardVerdict | None:
+        """The guards' refusal of such a remediation if it were proposed now, or None when they would let
+        it through or ask a person; nothing is proposed, recorded or sent."""
+        context = dict(context or {})
+        now = self.clock.now()
+        rem = new_remediation(
+            service=service,
+            runbook=runbook,
+            risk=risk,
+            step_count=max(1, len(self.runbooks(runbook, context) or ())),
+            at=now,
+            by=self.actor,
+            why="asking the guards",
+            incident_id=incident_id,
+            touched_replicas=touched_replicas,
+            context=context,
+        )
+        verdict = self._guard(rem, now)
+        return None if verdict.allowed or verdict.awaiting_approval else verdict
 
     def approve(self, remediation_id: str, *, who: str, why: str) -> Remediation:
         return approve_remediation(self.log, remediation_id, who=who, why=why, now=self.clock.now())
@@ -545,7 +576,8 @@ class Executor:
     def _refuse(self, rem: Remediation, verdict: GuardVerdict, now: float) -> Outcome:
         why = f"refused by {verdict.guard}: {verdict.reason}"
         new = rem.advance(S.ESCALATED, at=now, by=self.actor, why=why, escalations=(*rem.escalations, why))
-        return self._commit(new, "refused", why, now, escalate=True, guard=verdict.guard)
+        outcome = self._commit(new, "refused", why, now, escalate=True, guard=verdict.guard)
+        return replace(outcome, guard=verdict.guard)
 
     def _stop(self, rem: Remediation, why: str, now: float) -> Outcome:
         """End a remediation that cannot go on: aborted before anything is undone, escalated after."""

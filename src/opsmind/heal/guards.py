@@ -4,7 +4,8 @@ Each guard is a small pure predicate returning ``(allowed, reason)``, in the spi
 sees the remediation, the service's replica count, the remediations that could conflict with it, and the
 time, and holds no state. :class:`Guards` runs them in a fixed order and returns the first refusal,
 whose reason becomes visible status and the audit log's "why". Every refusal asks for escalation: a
-person is told that OpsMind wanted to act and did not (the notifier is wired by the engine).
+person is told that OpsMind wanted to act and did not (the notifier is wired by the engine), once per
+incident and guard (the healer spares them the same refusal of its next try).
 
 The order puts the hard limits first, so that nobody is asked to approve something a limit would
 refuse anyway: the automation switch, a person's pause of the service, one remediation per service, the
@@ -208,6 +209,23 @@ class GuardInput:
     replicas: int | None = None
     recent: Sequence[Remediation] = ()
     active: Sequence[Remediation] = ()
+
+
+# Guards whose refusal says "not now" rather than "not this": they clear with time or a person's word
+# (a cooldown or rate window passing, the other remediation ending, the switch or the pause lifted). The
+# refused runbook sent nothing and is no worse for it, so the healer may choose it again once they clear.
+# The blast radius is not among them: it refuses the runbook's own reach on this service.
+TEMPORARY_GUARDS = frozenset(
+    {
+        "automation_switch",
+        "service_paused",
+        "one_at_a_time",
+        "cooldown_service",
+        "cooldown_runbook",
+        "rate_limit_service",
+        "rate_limit_global",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,13 @@ that verified may run again for the same incident when it would act on other tar
 other values, e.g. another busiest service; at most ``MAX_RUNS_PER_RUNBOOK`` runs), one that failed may
 not. One whose first precheck said no sent nothing: it teaches nothing and may be offered again later
 (the condition may not hold *yet*), up to ``MAX_PRECHECK_REFUSALS`` times.
-Every outcome that asks for a person goes to ``escalate``.
+Every outcome that asks for a person goes to ``escalate``, but a guard's refusal only once per incident
+and guard (see :meth:`Healer._news`): the incident is asked about again while it lasts, and the same
+rate limit or cooldown refusing again tells a person nothing new. A refusal that says "not now" (a
+cooldown, a rate limit, a pause, the automation switch, another remediation running:
+``TEMPORARY_GUARDS``) does not give the runbook up; while the guard that refused would refuse again, the
+runbook is held (:attr:`HealDecision.held`: nothing proposed) and runs once it clears. A blast-radius
+refusal gives it up (its reach on this service is the problem) and the next option is tried.
 
 The steps of a remediation are planned from its persisted context (the incident's fields, the fault kind
 and its own id), so after a restart :meth:`Healer.recover` plans them again and the executor carries on.
@@ -54,7 +60,7 @@ from dataclasses import dataclass, field
 from opsmind.clock import Clock
 from opsmind.heal.classify import UNKNOWN, FaultClassifier, IncidentObservation, Prediction
 from opsmind.heal.executor import Actuate, Executor, Outcome
-from opsmind.heal.guards import Guards
+from opsmind.heal.guards import TEMPORARY_GUARDS, Guards
 from opsmind.heal.knowledge import Candidate, Choice, KnowledgeBase, Recommender
 from opsmind.heal.plan import PlanError, PlannedStep, plan
 from opsmind.heal.runbook import REMEDIATIONS_RUNNING_METRIC, Reader, Runbook, by_fault_kind, load_library
@@ -100,6 +106,9 @@ class HealDecision:
     skipped: tuple[str, ...] = ()
     waiting: bool = False
     """Nothing was chosen *yet*: the kind is unclear and nobody is affected, so ask again later."""
+    held: str | None = None
+    """``runbook`` was not proposed: a guard that already refused it for this incident (a person was
+    told) would refuse it again now, so it waits for the guard to clear ("guard: reason")."""
 
     @property
     def explanation(self) -> str:
@@ -111,6 +120,8 @@ class HealDecision:
                 f" ({'; '.join(self.skipped)})" if self.skipped else ""
             )
         chosen = next((c.explanation for c in self.choices if c.runbook == self.runbook), self.runbook)
+        if self.held is not None:
+            return f"{head}; treating it as {self.kind}: {chosen}; held by {self.held} (asked again later)"
         return f"{head}; treating it as {self.kind}: {chosen}"
 
 
@@ -203,6 +214,7 @@ class Healer:
         self.tried: dict[str, dict[str, dict[Signature, bool]]] = {}
         self._verified: dict[str, Remediation] = {}  # incident -> its last verified remediation
         self._refusals: dict[tuple[str, str], int] = {}  # (incident, runbook) -> prechecks that said no
+        self._told_refused: dict[str, set[str]] = {}  # incident -> guards whose refusal a person heard of
         self.decisions: list[HealDecision] = []
 
     # -- incidents in ------------------------------------------------------------------------------------
@@ -252,11 +264,28 @@ class Healer:
                     skipped.append(str(exc))
                     tried.setdefault(runbook.name, {})[_signature(runbook, request.fields)] = False
                     continue
+                held = self._held(request, runbook, context)
+                if held is not None:
+                    decision = HealDecision(
+                        request.incident_id,
+                        request.service,
+                        now,
+                        prediction,
+                        kind,
+                        choices,
+                        runbook.name,
+                        None,
+                        tuple(skipped),
+                        held=held,
+                    )
+                    return self._decided(decision)
                 # False until it verifies (see _finished)
                 tried.setdefault(runbook.name, {})[_signature(runbook, request.fields)] = False
                 outcome = self._submit(
                     request, runbook, context, f"{prediction.reason}; {choice.explanation}"
                 )
+                if outcome.event == "refused" and outcome.guard in TEMPORARY_GUARDS:
+                    self._forget_try(outcome.remediation)  # "not now", not "not this": it may run later
                 decision = HealDecision(
                     request.incident_id,
                     request.service,
@@ -285,23 +314,47 @@ class Healer:
         dry_run: bool = False,
     ) -> Outcome:
         rid = uuid.uuid4().hex
-        replicas = self.replicas(request.service) if self.replicas is not None else None
-        share = max((s.blast_radius or 0.0 for s in runbook.steps), default=0.0)
-        # Rounded down, as Kubernetes rounds a rollout's maxUnavailable: a step that may touch half of 3
-        # replicas touches 1 at a time, not 2 (and always at least one).
-        touched = max(1, math.floor(share * replicas)) if replicas else 1
         return self.executor.submit(
             service=request.service,
             runbook=runbook.name,
             risk=RISK_LEVEL[runbook.risk],
             incident_id=request.incident_id,
-            touched_replicas=touched,
+            touched_replicas=self._touched(request.service, runbook),
             why=why,
             context={**fields, "remediation_id": rid},
             remediation_id=rid,
             requested_by=requested_by,
             dry_run=dry_run,
         )
+
+    def _touched(self, service: str, runbook: Runbook) -> int:
+        """Replicas the runbook's widest step touches at once on ``service`` (for the blast radius)."""
+        replicas = self.replicas(service) if self.replicas is not None else None
+        share = max((s.blast_radius or 0.0 for s in runbook.steps), default=0.0)
+        # Rounded down, as Kubernetes rounds a rollout's maxUnavailable: a step that may touch half of 3
+        # replicas touches 1 at a time, not 2 (and always at least one).
+        return max(1, math.floor(share * replicas)) if replicas else 1
+
+    def _held(self, request: HealRequest, runbook: Runbook, fields: Mapping[str, str]) -> str | None:
+        """ "guard: reason" when a guard that already refused a remediation of this incident (a person
+        was told) would refuse ``runbook`` now, and it is one that clears with time or a person's word
+        (:data:`TEMPORARY_GUARDS`). Then nothing is proposed: each ask while a cooldown or a rate limit
+        lasts would otherwise leave one more refused remediation in the log, and the runbook waits
+        instead of being given up for a limit that says "not now"."""
+        told = self._told_refused.get(request.incident_id)
+        if not told:
+            return None
+        verdict = self.executor.refusal(
+            service=request.service,
+            runbook=runbook.name,
+            risk=RISK_LEVEL[runbook.risk],
+            incident_id=request.incident_id,
+            touched_replicas=self._touched(request.service, runbook),
+            context=fields,
+        )
+        if verdict is None or verdict.guard not in TEMPORARY_GUARDS or verdict.guard not in told:
+            return None
+        return f"{verdict.guard}: {verdict.reason}"
 
     # -- people ------------------------------------------------------------------------------------------
 
@@ -467,6 +520,7 @@ class Healer:
         self.tried.pop(incident_id, None)
         for key in [k for k in self._refusals if k[0] == incident_id]:
             del self._refusals[key]
+        self._told_refused.pop(incident_id, None)  # a relapse is news: its refusals are told again
         return withdrawn
 
     def fixed(self, incident_id: str, since: float = 0.0) -> tuple[frozenset[str], frozenset[str]]:
@@ -558,8 +612,26 @@ class Healer:
         )
 
     def _escalate(self, outcome: Outcome) -> None:
-        if self.escalate is not None:
+        if self._news(outcome) and self.escalate is not None:  # _news also notes who refused
             self.escalate(outcome)
+
+    def _news(self, outcome: Outcome) -> bool:
+        """Whether a person should hear of ``outcome``. A guard's refusal is told once per incident and
+        guard: the incident is asked about again every few minutes while it lasts, each ask tries its next
+        runbook or service, and the same rate limit, cooldown or blast radius refuses it again - a page
+        each time would page a person over and over for one thing they already know. Another guard's
+        refusal is news (what stands in the way changed); one they heard of earlier in the incident is
+        not, so two guards taking turns do not page on every turn. Forgotten when the incident resolves
+        (:meth:`resolved`), so a relapse is told again. Every refusal stays in the audit log (the
+        executor's ``refused`` entry of its remediation); only the page is spared."""
+        rem = outcome.remediation
+        if outcome.event != "refused" or outcome.guard is None or rem.incident_id is None:
+            return True
+        told = self._told_refused.setdefault(rem.incident_id, set())
+        if outcome.guard in told:
+            return False
+        told.add(outcome.guard)
+        return True
 
     # -- runbooks bound to a remediation -----------------------------------------------------------------
 
