@@ -83,6 +83,25 @@ def test_missing_signals_are_reported_and_counters_become_rates(server: RunningS
     assert "missing signals" in h["explanation"]
 
 
+def test_an_ml_service_is_judged_by_its_model_too(server: RunningServer) -> None:
+    """ML-model health: accuracy falling in the last two minutes, the golden signals steady."""
+    t_end = time.time() - 1
+    accuracy = [0.91] * 52 + [0.72] * 8
+    drift = [0.02] * 52 + [0.95] * 8
+    labels = {"service": "recommender"}
+    body = [
+        *golden("recommender", t_end),
+        series("model_accuracy", labels, accuracy, t_end),
+        series("model_drift_score", labels, drift, t_end),
+    ]
+    push(server, body)
+    with server.client() as c:
+        h = c.get("/api/v1/services/recommender/health").json()
+    assert h["status"] != "ok" and h["missing"] == [], h
+    assert [c["signal"] for c in h["contributions"][:2]] == ["model_quality", "model_drift"]
+    assert "model_quality 0.72 vs baseline 0.91" in h["explanation"]
+
+
 def test_a_service_without_golden_signals_has_no_score(server: RunningServer) -> None:
     push(server, [series("queue_depth", {"service": "worker"}, [1.0, 2.0], time.time() - 1)])
     with server.client() as c:

@@ -11,10 +11,14 @@ from opsmind.detect.health import (
     ERRORS,
     GOLDEN_SIGNALS,
     LATENCY,
+    MODEL_DRIFT,
+    MODEL_QUALITY,
     OTHER,
     SATURATION,
     TRAFFIC,
+    Contribution,
     HealthPolicy,
+    HealthScore,
     SignalReading,
     health_score,
     signal_of,
@@ -125,3 +129,45 @@ def test_summarise_window_splits_recent_from_baseline() -> None:
     assert summarise_window(ts[:2], values[:2], now=900.0, recent_s=100.0) == (1.0, None)
     cur, base = summarise_window(np.empty(0), np.empty(0), now=1.0, recent_s=1.0)
     assert math.isnan(cur) and base is None
+
+
+def _of(h: HealthScore, signal: str) -> Contribution:
+    return next(c for c in h.contributions if c.signal == signal)
+
+
+def test_a_model_serving_worse_answers_makes_an_otherwise_healthy_service_unhealthy() -> None:
+    fine = health_score("recommender", [*healthy(), SignalReading(MODEL_QUALITY, 0.905, 0.91)])
+    assert fine.status == "ok" and fine.missing == ()  # a 0.5 % dip is within tolerance
+    worse = health_score("recommender", [*healthy(), SignalReading(MODEL_QUALITY, 0.70, 0.91, series="acc")])
+    assert worse.status != "ok" and worse.contributions[0].signal == MODEL_QUALITY
+    assert worse.contributions[0].penalty == 1.0 and "23.1% below baseline" in worse.explanation
+    better = health_score("recommender", [*healthy(), SignalReading(MODEL_QUALITY, 0.95, 0.91)])
+    assert better.status == "ok" and _of(better, MODEL_QUALITY).note == "at or above baseline"
+    scores = [
+        health_score("r", [*healthy(), SignalReading(MODEL_QUALITY, q, 0.9)]).score for q in (0.9, 0.85, 0.8)
+    ]
+    assert scores[0] is not None and scores[1] is not None and scores[2] is not None
+    assert scores[0] > scores[1] > scores[2]
+
+
+def test_model_drift_is_a_score_of_0_to_1_or_relative_beyond() -> None:
+    calm = health_score("r", [*healthy(), SignalReading(MODEL_DRIFT, 0.1, 0.05)])
+    assert calm.status == "ok" and _of(calm, MODEL_DRIFT).penalty == 0
+    drifting = health_score("r", [*healthy(), SignalReading(MODEL_DRIFT, 0.9, 0.05)])
+    top = drifting.contributions[0]
+    assert top.signal == MODEL_DRIFT and 0.8 < top.penalty < 0.9 and "drift 0.90 of 1" in top.note
+    psi = health_score("r", [*healthy(), SignalReading(MODEL_DRIFT, 6.0, 2.0)])  # not a 0-1 score
+    assert _of(psi, MODEL_DRIFT).note == "3.00x baseline"
+
+
+def test_model_signals_are_optional_and_never_reported_missing() -> None:
+    assert health_score("api", healthy()).missing == ()
+    only_model = health_score("batch-scorer", [SignalReading(MODEL_QUALITY, 0.9, 0.9)])
+    assert only_model.score is not None and only_model.missing == GOLDEN_SIGNALS
+    no_baseline = health_score("r", [SignalReading(MODEL_QUALITY, 0.5, None)])
+    assert _of(no_baseline, MODEL_QUALITY).note == "no baseline yet"
+
+
+def test_model_metric_names_map_to_the_model_signals() -> None:
+    assert signal_of("model_accuracy") == MODEL_QUALITY and signal_of("model_auc") == MODEL_QUALITY
+    assert signal_of("model_drift_score") == MODEL_DRIFT and signal_of("feature_drift_score") == MODEL_DRIFT

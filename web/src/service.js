@@ -1,5 +1,6 @@
-// #/service/<name>: the golden signals as charts (anomaly markers, the load forecast's band), the health
-// score with its explanation, recent decisions and actions, and pausing healing for the service.
+// #/service/<name>: the golden signals (and an ML service's model quality and drift) as charts (anomaly
+// markers, the load forecast's band), the health score with its explanation, recent decisions and
+// actions, and pausing healing for the service.
 
 import { api, enc, getOptional } from "./api.js";
 import { Chart } from "./chart.js";
@@ -8,14 +9,24 @@ import { href } from "./router.js";
 import { STATUS_STYLE } from "./servicemap.js";
 import { attempt, opButton, reasonInput, reasonOf, stateBadge } from "./widgets.js";
 
-export const SIGNALS = ["traffic", "latency", "errors", "saturation"];
-const SIGNAL_TITLES = { traffic: "Traffic", latency: "Latency", errors: "Errors", saturation: "Saturation" };
+// The golden signals, then an ML service's model signals (charted only where the service has them).
+export const SIGNALS = ["traffic", "latency", "errors", "saturation", "model_quality", "model_drift"];
+const SIGNAL_TITLES = {
+  traffic: "Traffic",
+  latency: "Latency",
+  errors: "Errors",
+  saturation: "Saturation",
+  model_quality: "Model quality",
+  model_drift: "Model drift",
+};
 // When the service has no health reading to say which series speak, these metric names do.
 const FALLBACK = {
   traffic: ["request_rate", "requests_per_second", "http_requests_total", "requests_total"],
   latency: ["latency_seconds", "request_duration_seconds", "http_request_duration_seconds"],
   errors: ["error_ratio", "error_rate"],
   saturation: ["cpu_utilisation", "cpu_utilization", "memory_utilisation", "pool_in_use_ratio"],
+  model_quality: ["model_accuracy", "model_auc", "model_f1"],
+  model_drift: ["model_drift_score", "model_drift"],
 };
 const WINDOWS = { "1 h": 3600, "6 h": 6 * 3600, "24 h": 86400 };
 

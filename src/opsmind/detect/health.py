@@ -1,4 +1,5 @@
-"""A service health score, 0-100, from the four golden signals and the detectors' anomaly probabilities.
+"""A service health score, 0-100, from the four golden signals, an ML service's model signals and the
+detectors' anomaly probabilities.
 
 The calculator is a pure function: :func:`health_score` takes one :class:`SignalReading` per golden
 signal (its current value, its baseline and the highest anomaly probability on its series) and returns a
@@ -17,12 +18,26 @@ signal (its current value, its baseline and the highest anomaly probability on i
 - *traffic* relative to its baseline, in both directions: a collapse often means an outage upstream and a
   surge means load; none within a factor of ``traffic_tolerance``, full at a factor of ``traffic_full``.
 
+An ML service is also judged by what it serves (ML-model health), when it exposes it:
+
+- *model_quality* (a quality metric where higher is better: accuracy, AUC, F1, NDCG ...) relative to its
+  baseline: no penalty for a drop within ``model_drop_tolerance`` of the baseline, full penalty at a
+  drop of ``model_drop_full``. A model serving worse answers harms users without an error or a slow
+  request, so the golden signals alone would call such a service healthy.
+- *model_drift* (a drift score where 0 is none and 1 is as bad as it gets): none up to ``drift_warn``,
+  full at ``drift_full``; a value above 1 is not such a score (a PSI or a divergence, say) and is
+  compared relatively to its baseline, like latency.
+
+These two are optional: a service without model metrics is scored on the golden signals alone and is
+not listed as missing them.
+
 An anomaly on a signal's series raises its penalty to at least ``anomaly_weight`` times the anomaly's
 probability; anomalies on the service's other series count as one more contribution, ``anomalies``.
 
 **Weights.** Errors 0.35 and latency 0.30 are what users feel (a failed request is worse than a slow
 one); saturation 0.20 is a leading indicator, not yet felt; traffic 0.15 is the most ambiguous, since a
-change of load is often nobody's fault. Other anomalies weigh 0.10.
+change of load is often nobody's fault. Other anomalies weigh 0.10. Model quality weighs 0.30 (users
+feel worse answers as they feel slow ones), model drift 0.15 (a leading indicator of it).
 
 **Score.** ``100 * (1 - weighted mean penalty) * (1 - worst_factor * worst penalty)``. The weighted mean
 alone would let a service failing every request score 65 because its other signals look fine; the
@@ -48,6 +63,10 @@ SATURATION = "saturation"
 TRAFFIC = "traffic"
 OTHER = "anomalies"
 GOLDEN_SIGNALS = (ERRORS, LATENCY, SATURATION, TRAFFIC)
+MODEL_QUALITY = "model_quality"
+MODEL_DRIFT = "model_drift"
+MODEL_SIGNALS = (MODEL_QUALITY, MODEL_DRIFT)  # an ML service's own; optional (see the module docstring)
+SIGNALS = (*GOLDEN_SIGNALS, *MODEL_SIGNALS)
 
 #: Metric names mapped to golden signals: the simulator's names and common Prometheus ones.
 DEFAULT_SIGNAL_MAP: dict[str, str] = {
@@ -90,6 +109,30 @@ DEFAULT_SIGNAL_MAP: dict[str, str] = {
         ),
         SATURATION,
     ),
+    **dict.fromkeys(
+        (
+            "model_accuracy",
+            "model_auc",
+            "model_roc_auc",
+            "model_f1",
+            "model_f1_score",
+            "model_precision",
+            "model_recall",
+            "model_ndcg",
+            "model_hit_rate",
+        ),
+        MODEL_QUALITY,
+    ),
+    **dict.fromkeys(
+        (
+            "model_drift_score",
+            "model_drift",
+            "prediction_drift_score",
+            "data_drift_score",
+            "feature_drift_score",
+        ),
+        MODEL_DRIFT,
+    ),
 }
 
 #: Which latency quantile speaks for the service when a summary exposes several, best first.
@@ -106,7 +149,15 @@ class HealthPolicy:
     """Weights, objectives and thresholds of the score (see the module docstring)."""
 
     weights: Mapping[str, float] = field(
-        default_factory=lambda: {ERRORS: 0.35, LATENCY: 0.30, SATURATION: 0.20, TRAFFIC: 0.15, OTHER: 0.10}
+        default_factory=lambda: {
+            ERRORS: 0.35,
+            LATENCY: 0.30,
+            SATURATION: 0.20,
+            TRAFFIC: 0.15,
+            OTHER: 0.10,
+            MODEL_QUALITY: 0.30,
+            MODEL_DRIFT: 0.15,
+        }
     )
     error_objective: float = 0.01
     error_baseline_cap: float = 0.05
@@ -118,6 +169,10 @@ class HealthPolicy:
     saturation_full: float = 0.95
     traffic_tolerance: float = 1.5
     traffic_full: float = 4.0
+    model_drop_tolerance: float = 0.02  # relative drop of a model quality metric below its baseline
+    model_drop_full: float = 0.15
+    drift_warn: float = 0.25
+    drift_full: float = 1.0
     anomaly_weight: float = 0.6
     worst_factor: float = 0.5
     ok_at: float = 80.0
@@ -126,7 +181,7 @@ class HealthPolicy:
 
 @dataclass(frozen=True, slots=True)
 class SignalReading:
-    """What the caller knows about one golden signal of a service."""
+    """What the caller knows about one signal of a service (:data:`SIGNALS`)."""
 
     signal: str
     value: float
@@ -200,7 +255,17 @@ def _penalty(r: SignalReading, p: HealthPolicy) -> tuple[float, str]:
         d = abs(math.log(v / b))
         lo, hi = math.log(p.traffic_tolerance), math.log(p.traffic_full)
         return _clip((d - lo) / (hi - lo)), f"{v / b:.2f}x baseline"
-    raise ValueError(f"unknown golden signal {r.signal!r}")
+    if r.signal == MODEL_QUALITY:
+        if b is None or not b > 0.0:
+            return 0.0, "no baseline yet"
+        drop = (b - v) / b
+        pen = _clip((drop - p.model_drop_tolerance) / (p.model_drop_full - p.model_drop_tolerance))
+        return pen, (f"{drop:.1%} below baseline" if drop > 0 else "at or above baseline")
+    if r.signal == MODEL_DRIFT:
+        if v > 1.0:
+            return _relative(v, b, p.latency_tolerance, p.latency_full)
+        return _clip((v - p.drift_warn) / (p.drift_full - p.drift_warn)), f"drift {v:.2f} of 1"
+    raise ValueError(f"unknown signal {r.signal!r}")
 
 
 def health_score(
@@ -216,8 +281,8 @@ def health_score(
     p = policy or HealthPolicy()
     best: dict[str, Contribution] = {}
     for r in readings:
-        if r.signal not in GOLDEN_SIGNALS:
-            raise ValueError(f"unknown golden signal {r.signal!r}")
+        if r.signal not in SIGNALS:
+            raise ValueError(f"unknown signal {r.signal!r}")
         if not math.isfinite(r.value):
             continue
         base = r.baseline if r.baseline is not None and math.isfinite(r.baseline) else None
