@@ -27,7 +27,7 @@ ROLES = {"vera": Role.VIEWER, "otto": Role.OPERATOR, "ada": Role.ADMIN}
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 # Open without a token (the contract): liveness, scraping, logging in, the static page.
 OPEN = {("GET", "/api/v1/health"), ("GET", "/metrics"), ("POST", "/api/v1/auth/login"), ("GET", "/")}
-ADMIN_ONLY = re.compile(r"^/api/v1/auth/(users|tokens)(/|$)")
+ADMIN_ONLY = re.compile(r"^/api/v1/(auth/(users|tokens)(/|$)|services/)")
 # Mutations any signed-in user may make on their own behalf (the routes refuse anything not theirs).
 SELF_SERVICE = {("POST", "/api/v1/auth/logout")}
 # Framework pages that are not APIRoutes (so not behind the dependency); they hold no data.

@@ -39,6 +39,7 @@ __all__ = [
 
 AUTH_PREFIX = "/api/v1/auth"
 ADMIN_PREFIXES = (f"{AUTH_PREFIX}/users", f"{AUTH_PREFIX}/tokens")
+SERVICES_PREFIX = "/api/v1/services"
 # (method, path) pairs anyone may call without a token; HEAD goes with GET.
 OPEN_ROUTES = frozenset({("GET", "/api/v1/health"), ("GET", "/metrics"), ("POST", f"{AUTH_PREFIX}/login")})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -102,7 +103,8 @@ def is_open(method: str, path: str) -> bool:
 def required_role(method: str, path: str) -> Role | None:
     """The role the policy needs for ``method`` on ``path``; None: open without a token.
 
-    Reads need ``viewer``, everything else ``operator``; user and token management needs ``admin``,
+    Reads need ``viewer``, everything else ``operator``; user and token management and the service
+    registry's changes (``PUT``/``DELETE /api/v1/services/{name}``) need ``admin``,
     except what a user does to their own session and tokens (log out, list and revoke their own tokens),
     which the routes restrict to the caller's tokens."""
     method = method.upper()
@@ -116,6 +118,8 @@ def required_role(method: str, path: str) -> Role | None:
         if method == "DELETE" and _OWN_TOKEN.match(path):
             return Role.VIEWER  # the route refuses another's token unless the caller is admin
         return Role.ADMIN
+    if path.startswith(SERVICES_PREFIX + "/") and method not in READ_METHODS:
+        return Role.ADMIN  # registering a service makes OpsMind fetch its URL: configuration
     return Role.VIEWER if method in READ_METHODS else Role.OPERATOR
 
 

@@ -25,6 +25,7 @@ from opsmind.detect.stage import ANOMALIES_TOPIC, SAMPLES_TOPIC, DetectStage
 from opsmind.engine.heal_actuators import build_actuate
 from opsmind.engine.healing import HealStage
 from opsmind.engine.live import LiveHub, ObservedStore
+from opsmind.engine.registry import ServiceRegistry
 from opsmind.engine.scaling import ScaleStage
 from opsmind.heal.executor import Actuate
 from opsmind.incidents.feedback import NoiseClassifier
@@ -173,6 +174,7 @@ class Engine:
                 settings.incidents.group_window_s,
                 topology_graph(settings.incidents.topology),
                 settings.predict if settings.incidents.hold_while_breaching else None,
+                lambda: {n: r.service_type for n, r in self.registry.registered().items() if r.service_type},
             )
             self.stages.append(self.healing)
         self.live: LiveHub | None = None  # the dashboard's live events (GET /api/v1/ws)
@@ -181,6 +183,10 @@ class Engine:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
+        self.scraper = Scraper(settings.scrape, self._scrape_sink, self.clock)
+        self.registry = ServiceRegistry(
+            self.store, self.scraper, self.clock, frozenset(str(t.url) for t in settings.scrape)
+        )
         t = self.telemetry
         self._samples = t.counter("opsmind_ingest_samples_total", "Samples stored", ("source",))
         self._rejected = t.counter(
@@ -212,9 +218,9 @@ class Engine:
             await self.live.start()  # joins its consumer groups before any producer starts
         for stage in self.stages:
             await stage.start()
-        if self.settings.scrape:
-            scraper = Scraper(self.settings.scrape, self._scrape_sink, self.clock)
-            self._tasks.append(asyncio.create_task(scraper.run(self._stop), name="scraper"))
+        # Always running, even with no configured target: registered services are scraped by it too.
+        await self.registry.load()
+        self._tasks.append(asyncio.create_task(self.scraper.run(self._stop), name="scraper"))
         self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="maintenance"))
         self.started = True
         log.info("engine started with %d stages", len(self.stages))

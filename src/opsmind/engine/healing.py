@@ -46,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,7 @@ class HealStage(Stage):
         group_window_s: float = 300.0,
         graph: nx.DiGraph | None = None,
         objectives: PredictSettings | None = None,
+        registered_kinds: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         super().__init__(bus, clock, telemetry)
         self.objectives = objectives  # declared SLOs: a breach keeps an incident unhealthy
@@ -162,6 +163,9 @@ class HealStage(Stage):
         self.group_window_s = group_window_s
         self.graph = graph  # the declared call graph (incidents.topology); None: ranked without one
         self.inventory = inventory(settings)
+        # The service registry's types (blocking store read): a service heal.inventory does not declare
+        # takes the type it was registered with; the configuration wins where both say.
+        self.registered_kinds = registered_kinds
         self.tick_interval = settings.tick_interval_s
         self.view = StoreView(samples, events, clock)
         self._escalations: list[Outcome] = []
@@ -307,6 +311,13 @@ class HealStage(Stage):
         }
         await self._audit(now, request.service, "heal_decide", request.incident_id, detail)
 
+    def fleet_inventory(self) -> Inventory:
+        """``heal.inventory`` with the service registry's types for the services it does not declare
+        (blocking: a store read)."""
+        if self.registered_kinds is None:
+            return self.inventory
+        return dataclasses.replace(self.inventory, kinds={**self.registered_kinds(), **self.inventory.kinds})
+
     def _requests(
         self, inc: Incident, now: float, held: frozenset[str] = frozenset()
     ) -> Iterator[HealRequest]:
@@ -320,7 +331,8 @@ class HealStage(Stage):
         seen = [SeenEvent(e.at, e.reason, e.message, e.service, e.node) for e in recent]
         times, cols = columns_from_store(self.view.samples, inc.opened_at - BASELINE_S, now)
         scope = self._scope(inc)
-        entry_rate = f"{entry_service(self.inventory, self.graph, cols, '')}_request_rate"
+        inventory = self.fleet_inventory()
+        entry_rate = f"{entry_service(inventory, self.graph, cols, '')}_request_rate"
         cols = {c: v for c, v in cols.items() if c.split("_", 1)[0] in scope or c == entry_rate}
         found: list[tuple[IncidentObservation, str]] = []
         if cols:
@@ -335,7 +347,7 @@ class HealStage(Stage):
                         cols,
                         seen,
                         self.graph,
-                        self.inventory,
+                        inventory,
                         held,
                     )
                 )

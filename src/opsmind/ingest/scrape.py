@@ -135,12 +135,42 @@ class Scraper:
         self._owns_client = client is None
         self._max_bytes = max_response_bytes
         self.status: dict[str, TargetStatus] = {}
+        self._loops: dict[str, asyncio.Task[None]] = {}  # by target URL, while running
+        self._stop: asyncio.Event | None = None
         for target in self.targets:
-            # Fail at start-up, not at every scrape, when a target's own labels are invalid.
-            try:
-                Series.of("up", self.target_labels(target))
-            except InvalidSeriesError as exc:
-                raise ValueError(f"scrape target {target.url}: {exc}") from None
+            self.check(target)
+
+    def check(self, target: ScrapeTarget) -> None:
+        """Fail when it is added (at start-up for the configured ones), not at every scrape, when a
+        target's own labels are invalid: ValueError names the target and the label."""
+        try:
+            Series.of("up", self.target_labels(target))
+        except InvalidSeriesError as exc:
+            raise ValueError(f"scrape target {target.url}: {exc}") from None
+
+    def add(self, target: ScrapeTarget) -> None:
+        """Scrape ``target`` too, from now on (a target with the same URL is replaced); ValueError as
+        :meth:`check`. For targets registered while running (the service registry)."""
+        self.check(target)
+        url = str(target.url)
+        self.remove(url)
+        self.targets.append(target)
+        if self._stop is not None:
+            self._start(target, self._stop)
+
+    def remove(self, url: str) -> bool:
+        """Stop scraping the target at ``url`` (an in-flight scrape is cancelled); whether there was one."""
+        before = len(self.targets)
+        self.targets = [t for t in self.targets if str(t.url) != url]
+        task = self._loops.pop(url, None)
+        if task is not None:
+            task.cancel()
+        self.status.pop(url, None)
+        return len(self.targets) < before
+
+    def _start(self, target: ScrapeTarget, stop: asyncio.Event) -> None:
+        url = str(target.url)
+        self._loops[url] = asyncio.create_task(self._loop(target, stop), name=f"scrape {url}")
 
     @staticmethod
     def target_labels(target: ScrapeTarget) -> dict[str, str]:
@@ -210,13 +240,19 @@ class Scraper:
         return b"".join(chunks).decode(encoding), content_type
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Scrape every target at its interval until ``stop`` is set; an in-flight scrape completes."""
+        """Scrape every target at its interval until ``stop`` is set (targets :meth:`add`-ed meanwhile
+        too); an in-flight scrape completes."""
+        self._stop = stop
         try:
-            if self.targets:
-                await asyncio.gather(*(self._loop(target, stop) for target in self.targets))
-            else:
-                await stop.wait()
+            for target in self.targets:
+                self._start(target, stop)
+            await stop.wait()
+            await asyncio.gather(*self._loops.values(), return_exceptions=True)
         finally:
+            self._stop = None
+            for task in self._loops.values():
+                task.cancel()
+            self._loops.clear()
             await self.aclose()
 
     async def aclose(self) -> None:

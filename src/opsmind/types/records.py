@@ -237,3 +237,20 @@ class WarningModel(Record):
 
     warning: str
     params: dict[str, Any] = Field(description="WarningLearner.export_model(): feature names and weights")
+
+
+class ServiceRegistration(Record):
+    """A service made known to OpsMind by a person or a tool, not only by the labels of its series: what
+    it is, who owns it, and where its metrics are, which OpsMind then scrapes (labelled
+    ``service=<name>``). ``id`` and ``service`` are the service's name; deregistering keeps the record
+    with ``status`` ``removed`` (the store keeps history, never deletes)."""
+
+    kind: ClassVar[str] = "service_registration"
+
+    status: Literal["registered", "removed"] = "registered"
+    service_type: Literal["api", "ml", "worker", "database", "cache"] | None = None
+    owner: str = ""
+    metrics_url: str | None = None
+    scrape_interval_s: float = 15.0
+    labels: dict[str, str] = Field(default_factory=dict, description="added to every scraped series")
+    by: str = Field(description="who registered or last changed it")

@@ -4,7 +4,7 @@ draws.
 The page is built from ``web/`` by ``make web`` into ``opsmind/api/static/`` (git-ignored); without it
 ``/`` answers 503 naming ``make web``. The page holds no data: everything it shows comes from the API with
 the user's token. ``GET /api/v1/topology`` is the service map: the configured dependency graph
-(``incidents.topology``, caller -> callees) plus every service seen in the stored series.
+(``incidents.topology``, caller -> callees) plus every service seen in the stored series or registered.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _topology(engine: Engine) -> dict[str, Any]:
         if info.series.service is not None
     }
     edges = sorted({(caller, callee) for caller, callees in configured.items() for callee in callees})
-    services = sorted(seen | {s for edge in edges for s in edge})
+    services = sorted(seen | set(engine.registry.registered()) | {s for edge in edges for s in edge})
     return {
         "services": services,
         "edges": [{"from": a, "to": b} for a, b in edges],
@@ -82,6 +82,7 @@ def _topology(engine: Engine) -> dict[str, Any]:
 
 @router.get("/api/v1/topology", tags=["services"])
 async def topology(engine: EngineDep) -> dict[str, Any]:
-    """The service map: every service seen in the stored series or named in ``incidents.topology``, and
+    """The service map: every service seen in the stored series, registered, or named in
+    ``incidents.topology``, and
     the configured calls between them (``from`` calls ``to``); no edges when none are configured."""
     return await asyncio.to_thread(_topology, engine)

@@ -1,0 +1,123 @@
+"""The service registry: services made known by a person or a tool, beside those discovered from the
+``service`` label of stored series.
+
+A registration says what a service is (``service_type``: the kind the fault classifier reads, as
+``heal.inventory`` declares it), who owns it, and where its metrics are. A service with a
+``metrics_url`` is scraped from the moment it is registered (no restart), like a configured
+``scrape`` target, its series labelled ``service=<name>`` and ``job=<name>`` plus its own labels;
+changing the URL moves the scrape, deregistering stops it (the data stays). Registrations are records in
+the event store (``ServiceRegistration``, id = the service's name), so they survive a restart:
+:meth:`ServiceRegistry.load` resumes their scrapes when the engine starts. Every change is audited with
+who and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import ValidationError
+
+from opsmind.clock import Clock
+from opsmind.config import ScrapeTarget
+from opsmind.ingest.scrape import Scraper, TargetStatus
+from opsmind.store.protocols import EventStore
+from opsmind.types import AuditEntry, ServiceRegistration
+
+MAX_REGISTRATIONS = 10_000
+SCRAPE_TIMEOUT_S = 10.0
+
+
+def scrape_target(reg: ServiceRegistration) -> ScrapeTarget | None:
+    """The scrape target of a registration (None without a metrics URL); ValueError says what is wrong
+    with the URL."""
+    if reg.metrics_url is None:
+        return None
+    try:
+        return ScrapeTarget(
+            url=reg.metrics_url,  # validated into an HttpUrl here
+            interval_s=reg.scrape_interval_s,
+            timeout_s=min(SCRAPE_TIMEOUT_S, reg.scrape_interval_s),
+            labels={**reg.labels, "service": reg.id, "job": reg.labels.get("job", reg.id)},
+        )
+    except ValidationError as exc:
+        raise ValueError(f"metrics_url {reg.metrics_url!r}: {exc.errors()[0]['msg']}") from None
+
+
+class ServiceRegistry:
+    """Registrations in ``store``, their metrics scraped by ``scraper`` (the engine's)."""
+
+    def __init__(
+        self, store: EventStore, scraper: Scraper, clock: Clock, configured: frozenset[str] = frozenset()
+    ) -> None:
+        self.store = store
+        self.scraper = scraper
+        self.clock = clock
+        self.configured = configured  # the URLs of the configured scrape targets: not the registry's
+
+    def registered(self) -> dict[str, ServiceRegistration]:
+        """The services registered now, by name (blocking: a store read)."""
+        found = self.store.find(ServiceRegistration, status="registered", limit=MAX_REGISTRATIONS)
+        return {r.id: r for r in found}
+
+    def get(self, name: str) -> ServiceRegistration | None:
+        """The registration of ``name`` if it is registered now (blocking)."""
+        reg = self.store.get(ServiceRegistration, name)
+        return reg if reg is not None and reg.status == "registered" else None
+
+    def scrape_status(self, reg: ServiceRegistration) -> TargetStatus | None:
+        """The latest scrape of a registration's metrics URL (None: none yet, or no URL)."""
+        target = scrape_target(reg)
+        return None if target is None else self.scraper.status.get(str(target.url))
+
+    async def load(self) -> int:
+        """Resume the scrapes of every registered service (at start); how many there are."""
+        regs = await asyncio.to_thread(self.registered)
+        for reg in regs.values():
+            target = scrape_target(reg)
+            if target is not None:
+                self.scraper.add(target)
+        return len(regs)
+
+    async def register(self, reg: ServiceRegistration, why: str) -> tuple[ServiceRegistration, bool]:
+        """Store ``reg`` (a new registration, or a change of one) and scrape its metrics URL from now on;
+        whether it is new. ValueError: its URL or labels cannot be scraped (nothing is stored)."""
+        target = scrape_target(reg)
+        if target is not None:
+            self.scraper.check(target)
+            if str(target.url) in self.configured:
+                raise ValueError(
+                    f"metrics_url {target.url} is already scraped as a configured target (scrape)"
+                )
+        before = await asyncio.to_thread(self.get, reg.id)
+        verb = "service_register" if before is None else "service_update"
+        audit = AuditEntry(
+            at=reg.at,
+            service=reg.id,
+            actor=reg.by,
+            verb=verb,
+            subject=reg.id,
+            detail={"why": why, **reg.model_dump(mode="json", exclude={"id", "at", "service", "by"})},
+        )
+        await asyncio.to_thread(self.store.put_many, [reg, audit])
+        old = scrape_target(before) if before is not None else None
+        if old is not None and (target is None or str(old.url) != str(target.url)):
+            self.scraper.remove(str(old.url))
+        if target is not None:
+            self.scraper.add(target)
+        return reg, before is None
+
+    async def deregister(self, name: str, by: str, why: str) -> ServiceRegistration | None:
+        """Stop scraping ``name`` and mark it removed (its data stays); None when it is not registered."""
+        reg = await asyncio.to_thread(self.get, name)
+        if reg is None:
+            return None
+        now = self.clock.now()
+        removed = reg.model_copy(update={"status": "removed", "at": now, "by": by})
+        audit = AuditEntry(
+            at=now, service=name, actor=by, verb="service_deregister", subject=name, detail={"why": why}
+        )
+        await asyncio.to_thread(self.store.put_many, [removed, audit])
+        target = scrape_target(reg)
+        if target is not None:
+            self.scraper.remove(str(target.url))
+        return removed
