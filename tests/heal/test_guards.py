@@ -108,6 +108,11 @@ def test_rate_limits_per_service_and_global() -> None:
     elsewhere = [done(service="db", started=NOW - 10), done(service="web", started=NOW - 10)]
     assert rate_limit(me, elsewhere, NOW, limit, per_service=True)[0]
     assert not rate_limit(me, elsewhere, NOW, limit, per_service=False)[0]
+    # Prechecks that said no sent nothing: they do not use up the limit (the demo paged for three such).
+    looked = [rem(state=S.FAILED, started_at=NOW - t, ended_at=NOW - t) for t in (10, 20, 30)]
+    assert rate_limit(me, looked, NOW, limit, per_service=True)[0]
+    under_way = [rem(state=S.EXECUTING, started_at=NOW - 5), done(started=NOW - 100)]
+    assert not rate_limit(me, under_way, NOW, limit, per_service=True)[0]  # not finished: it counts
 
 
 def test_approval_predicate() -> None:

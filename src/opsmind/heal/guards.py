@@ -165,13 +165,16 @@ def cooldown(
 def rate_limit(
     rem: Remediation, recent: Sequence[Remediation], now: float, limit: RateLimit, *, per_service: bool
 ) -> GuardResult:
-    """At most ``limit.max_count`` remediations started in the last ``limit.window_s`` seconds."""
+    """At most ``limit.max_count`` remediations started in the last ``limit.window_s`` seconds. One that
+    ended without sending a step (its precheck said no) changed nothing and does not count, as it does
+    not for the cooldowns: the limit is on what automation did to a service, not on what it looked at."""
     scope = rem.service if per_service else "all services"
     started = [
         r
         for r in recent
         if r.id != rem.id
         and r.started_at is not None
+        and not (r.finished and not r.sent_keys)
         and now - limit.window_s < r.started_at <= now
         and (not per_service or r.service == rem.service)
     ]
