@@ -84,6 +84,25 @@ class ScrapeTarget(_Section):
     labels: dict[str, str] = Field(default_factory=dict, description="added to every scraped series")
 
 
+class KubernetesDiscoverySettings(_Section):
+    """Services discovered from the Deployments of Kubernetes namespaces (ingest/kubernetes_discovery.py):
+    registered, scraped through their Service when their pods carry Prometheus' scrape annotations, and
+    deregistered when their Deployment goes. The cluster is reached as for scaling (scale.kubeconfig,
+    scale.kube_context; in-cluster by default)."""
+
+    enabled: bool = False
+    namespaces: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    label_selector: str = Field("", description="only Deployments matching it, e.g. 'opsmind.io/watch=true'")
+    interval_s: float = Field(60, ge=5, description="how often the namespaces are listed")
+    scrape_interval_s: float = Field(
+        15, ge=1, le=3600, description="how often a discovered service is scraped"
+    )
+
+
+class DiscoverySettings(_Section):
+    kubernetes: KubernetesDiscoverySettings = Field(default_factory=KubernetesDiscoverySettings)
+
+
 class DetectSettings(_Section):
     enabled: bool = True
     threshold: float = Field(
@@ -619,6 +638,7 @@ class Settings(BaseSettings):
     bus: BusSettings = Field(default_factory=BusSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     scrape: list[ScrapeTarget] = Field(default_factory=list)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     detect: DetectSettings = Field(default_factory=DetectSettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)

@@ -59,6 +59,22 @@ def classify_error(exc: BaseException) -> tuple[bool, str] | None:
     return None
 
 
+def api_client_from_environment(
+    kubeconfig: str | None = None, context: str | None = None
+) -> client.ApiClient:
+    """A client configured from the pod's service account when running in a cluster (and no
+    ``kubeconfig`` is given), else from ``kubeconfig`` / ``$KUBECONFIG`` / ``~/.kube/config``. The
+    client's global default configuration is left alone."""
+    configuration = client.Configuration()
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context, client_configuration=configuration
+        )
+    return client.ApiClient(configuration)
+
+
 class KubernetesScaler:
     """An ``Actuator`` for ``apps/v1`` Deployments over a given ``kubernetes.client.ApiClient``."""
 
@@ -84,17 +100,10 @@ class KubernetesScaler:
         context: str | None = None,
         request_timeout_s: float = 10.0,
     ) -> KubernetesScaler:
-        """Configure from the pod's service account when running in a cluster (and no ``kubeconfig`` is
-        given), else from ``kubeconfig`` / ``$KUBECONFIG`` / ``~/.kube/config``. The client's global
-        default configuration is left alone."""
-        configuration = client.Configuration()
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, context=context, client_configuration=configuration
-            )
-        return cls(client.ApiClient(configuration), bounds, request_timeout_s=request_timeout_s)
+        """Configured as :func:`api_client_from_environment` says."""
+        return cls(
+            api_client_from_environment(kubeconfig, context), bounds, request_timeout_s=request_timeout_s
+        )
 
     # -- reading and writing the scale subresource --
     def _read(self, namespace: str, name: str) -> tuple[int, str | None]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opsmind.act.base import Actuator, ReplicaBounds
-from opsmind.act.kubernetes import KubernetesScaler
+from opsmind.act.kubernetes import KubernetesScaler, api_client_from_environment
 from opsmind.act.log import LogScaler
 from opsmind.bus.memory import MemoryBus
 from opsmind.bus.stage import Stage
@@ -25,13 +25,14 @@ from opsmind.detect.stage import ANOMALIES_TOPIC, SAMPLES_TOPIC, DetectStage
 from opsmind.engine.heal_actuators import build_actuate
 from opsmind.engine.healing import HealStage
 from opsmind.engine.live import LiveHub, ObservedStore
-from opsmind.engine.registry import ServiceRegistry
+from opsmind.engine.registry import DISCOVERED_BY_KUBERNETES, ServiceRegistry
 from opsmind.engine.scaling import ScaleStage
 from opsmind.heal.executor import Actuate
 from opsmind.incidents.feedback import NoiseClassifier
 from opsmind.incidents.root_cause import topology_graph
 from opsmind.incidents.stage import IncidentStage
 from opsmind.ingest.errors import IngestError
+from opsmind.ingest.kubernetes_discovery import KubernetesDiscovery
 from opsmind.ingest.scrape import Scraper
 from opsmind.notify.alertmanager import AlertmanagerNotifier
 from opsmind.notify.base import Notifier
@@ -44,7 +45,15 @@ from opsmind.predict.stage import PredictStage, ServiceView
 from opsmind.store.credentials import CredentialStore
 from opsmind.store.protocols import TooManySeriesError
 from opsmind.telemetry import Telemetry
-from opsmind.types import Anomaly, Event, Feedback, Incident, IncidentStatus, SeriesSamples
+from opsmind.types import (
+    Anomaly,
+    Event,
+    Feedback,
+    Incident,
+    IncidentStatus,
+    SeriesSamples,
+    ServiceRegistration,
+)
 
 log = logging.getLogger(__name__)
 EVENTS_TOPIC = "events"  # platform events, for the stages that correlate them (classification, RCA)
@@ -83,12 +92,14 @@ class Engine:
         forecaster_factory: Callable[[], Forecaster] | None = None,
         actuators: Mapping[str, Actuator] | None = None,
         remediators: Mapping[str, Actuate] | None = None,
+        kubernetes_discovery: KubernetesDiscovery | None = None,
     ) -> None:
         """``forecaster_factory`` makes one load forecaster per service (default: LoadForecaster);
         ``actuators`` supplies actuators by kind (``"simulator"`` must come from whoever owns the
         simulator, the CLI's demo); missing kinds are built from settings. ``remediators`` does the
-        same for the heal stage's runbook actions (``heal.actuator``). Raises ConfigError when the heal
-        stage's runbooks or classifier cannot be loaded."""
+        same for the heal stage's runbook actions (``heal.actuator``). ``kubernetes_discovery`` lists the
+        cluster for ``discovery.kubernetes`` (default: built from ``scale.kubeconfig`` on first use).
+        Raises ConfigError when the heal stage's runbooks or classifier cannot be loaded."""
         self.settings = settings
         self.clock = clock or RealClock()
         self.telemetry = telemetry or Telemetry()
@@ -184,6 +195,8 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
         self.scraper = Scraper(settings.scrape, self._scrape_sink, self.clock)
+        self.kubernetes_discovery = kubernetes_discovery  # built on first use from scale.kubeconfig
+        self._discovery_skipped: list[str] = []
         self.registry = ServiceRegistry(
             self.store, self.scraper, self.clock, frozenset(str(t.url) for t in settings.scrape)
         )
@@ -222,6 +235,8 @@ class Engine:
         await self.registry.load()
         self._tasks.append(asyncio.create_task(self.scraper.run(self._stop), name="scraper"))
         self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="maintenance"))
+        if self.settings.discovery.kubernetes.enabled:
+            self._tasks.append(asyncio.create_task(self._discovery_loop(), name="discovery"))
         self.started = True
         log.info("engine started with %d stages", len(self.stages))
         if not self.auth_enabled:
@@ -376,6 +391,56 @@ class Engine:
                 log.debug("maintenance: %s", report)
             except Exception:
                 log.exception("storage maintenance failed; will retry")
+            await self.clock.sleep(interval)
+
+    async def discover_once(self) -> tuple[list[str], list[str]]:
+        """List the watched Kubernetes namespaces once and bring the registry in line (see
+        :mod:`opsmind.ingest.kubernetes_discovery`): the names registered or changed, and removed.
+        Errors (no cluster configuration, the API refusing) propagate."""
+        cfg = self.settings.discovery.kubernetes
+        if self.kubernetes_discovery is None:
+            s = self.settings.scale
+            api = await asyncio.to_thread(api_client_from_environment, s.kubeconfig, s.kube_context)
+            self.kubernetes_discovery = KubernetesDiscovery(api, cfg.namespaces, cfg.label_selector)
+        found = await asyncio.to_thread(self.kubernetes_discovery.discover)
+        now = self.clock.now()
+        regs = [
+            ServiceRegistration(
+                id=d.name,
+                at=now,
+                service=d.name,
+                service_type=d.service_type,  # checked against SERVICE_TYPES when discovered
+                owner=d.owner,
+                metrics_url=d.metrics_url,
+                scrape_interval_s=cfg.scrape_interval_s,
+                labels={"namespace": d.namespace},
+                by=DISCOVERED_BY_KUBERNETES,
+            )
+            for d in found.services
+        ]
+        skipped = sorted(found.skipped)
+        if skipped != self._discovery_skipped:  # said when it changes, not every listing
+            self._discovery_skipped = skipped
+            for why in skipped:
+                log.warning("kubernetes discovery skipped %s", why)
+        changed, removed = await self.registry.sync(DISCOVERED_BY_KUBERNETES, regs)
+        if changed or removed:
+            log.info("kubernetes discovery: registered %s, removed %s", changed or "none", removed or "none")
+        return changed, removed
+
+    async def _discovery_loop(self) -> None:
+        interval = self.settings.discovery.kubernetes.interval_s
+        failing = False
+        while not self._stop.is_set():
+            try:
+                await self.discover_once()
+                if failing:
+                    log.info("kubernetes discovery works again")
+                failing = False
+            except Exception as exc:  # no cluster yet, RBAC, the API down: keep the rest running
+                if not failing:
+                    log.warning("kubernetes discovery failed (retried every %g s): %s", interval, exc)
+                failing = True
             await self.clock.sleep(interval)
 
     def health(self) -> dict[str, Any]:

@@ -14,6 +14,8 @@ who and why.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
@@ -23,7 +25,10 @@ from opsmind.ingest.scrape import Scraper, TargetStatus
 from opsmind.store.protocols import EventStore
 from opsmind.types import AuditEntry, ServiceRegistration
 
+log = logging.getLogger(__name__)
+
 MAX_REGISTRATIONS = 10_000
+DISCOVERED_BY_KUBERNETES = "discovery:kubernetes"  # the ``by`` of what Kubernetes discovery registers
 SCRAPE_TIMEOUT_S = 10.0
 
 
@@ -121,3 +126,32 @@ class ServiceRegistry:
         if target is not None:
             self.scraper.remove(str(target.url))
         return removed
+
+    async def sync(self, source: str, found: Sequence[ServiceRegistration]) -> tuple[list[str], list[str]]:
+        """Make what ``source`` (a discovery, e.g. ``discovery:kubernetes``) registered match ``found``:
+        new and changed services registered, vanished ones deregistered. A service someone else
+        registered (a person, another discovery) is theirs and left as it is. Returns the names
+        registered or changed and those removed; one that cannot be registered is logged and skipped."""
+        current = await asyncio.to_thread(self.registered)
+        changed: list[str] = []
+        for reg in found:
+            have = current.get(reg.id)
+            if have is not None and (have.by != source or _same(have, reg)):
+                continue
+            try:
+                await self.register(reg, f"found by {source}")
+            except ValueError as exc:
+                log.warning("%s: service %s not registered: %s", source, reg.id, exc)
+                continue
+            changed.append(reg.id)
+        names = {r.id for r in found}
+        removed = [n for n, have in current.items() if have.by == source and n not in names]
+        for name in removed:
+            await self.deregister(name, source, f"no longer found by {source}")
+        return changed, removed
+
+
+def _same(a: ServiceRegistration, b: ServiceRegistration) -> bool:
+    """The same registration, whoever made it and when."""
+    keep = {"service_type", "owner", "metrics_url", "scrape_interval_s", "labels", "status"}
+    return a.model_dump(include=keep) == b.model_dump(include=keep)
