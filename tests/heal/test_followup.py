@@ -8,6 +8,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from opsmind.heal.fields import SeenEvent
 from opsmind.heal.followup import STUCK_S, beside, held_services, looks, still_broken
 from opsmind.heal.observation import Inventory
 from opsmind.heal.state import RemediationState
@@ -79,7 +80,7 @@ def test_once_a_cure_verified_and_nothing_else_differs_nothing_is_looked_at() ->
     inventory = Inventory(kinds={}, memory_limit_bytes={}, entry="gateway")
 
     def healer(cured: frozenset[str]) -> Any:
-        return SimpleNamespace(fixed=lambda incident_id, since: (cured, frozenset()))
+        return SimpleNamespace(fixed=lambda incident_id, since, changed_after=None: (cured, frozenset()))
 
     def services(cured: frozenset[str]) -> list[str]:
         found = looks(healer(cured), "inc-1", opened, now, times, cols, [], None, inventory)
@@ -87,3 +88,36 @@ def test_once_a_cure_verified_and_nothing_else_differs_nothing_is_looked_at() ->
 
     assert services(frozenset())[0] == "auth"  # the opening's ranking
     assert services(frozenset({"auth"})) == []
+
+
+def test_a_cured_service_changed_after_its_cure_is_looked_at_again() -> None:
+    """A latency fix verified on auth, then a bad deploy there fails requests: its check still holds,
+    but the deploy after the cure makes the cure stale, so auth is looked at again."""
+    times = 1000.0 + 5.0 * np.arange(400)
+    opened = float(times[250])
+    rng = np.random.default_rng(2)
+    after = times >= opened
+    cols = {
+        "auth_error_ratio": 0.01 + rng.normal(0.0, 1e-4, len(times)) + np.where(after, 0.3, 0.0),
+        "gateway_request_rate": 100.0 + rng.normal(0.0, 1.0, len(times)),
+    }
+    now = float(times[-1])
+    inventory = Inventory(kinds={}, memory_limit_bytes={}, entry="gateway")
+    cured_at = opened + 200
+
+    def fixed(incident_id: str, since: float, changed_after: Any = None) -> Any:
+        stale = changed_after is not None and changed_after("auth", cured_at)
+        return (frozenset() if stale else frozenset({"auth"})), frozenset()
+
+    healer = SimpleNamespace(fixed=fixed)
+
+    def services(events: list[SeenEvent]) -> list[str]:
+        return [s for _, s in looks(healer, "inc-1", opened, now, times, cols, events, None, inventory)]
+
+    assert services([]) == []  # cured, nothing else differs
+    before = SeenEvent(cured_at - 50, "Deployment", "deployment auth updated to v2", "auth")
+    assert services([before]) == []  # a change before the cure: the cure stands
+    deploy = SeenEvent(cured_at + 100, "Deployment", "deployment auth updated to v3", "auth")
+    assert services([deploy])[0] == "auth"
+    restart = SeenEvent(cured_at + 100, "Killing", "stopping container", "auth")
+    assert services([restart]) == []  # not a change of what runs

@@ -390,6 +390,10 @@ def test_fixed_names_the_services_cured_and_those_only_mitigated(
         advance(clock, 61)
         assert [o.event for o in h.tick()] == ["succeeded"]
         assert h.fixed("inc-1") == (frozenset({"api"}), frozenset({"db"}))
+        # A deploy on db after its relief ended: the relief is stale (the change may have broken more).
+        deployed_at = {"db": clock.now() + 1}
+        changed = lambda service, t: service in deployed_at and deployed_at[service] > t  # noqa: E731
+        assert h.fixed("inc-1", changed_after=changed) == (frozenset({"api"}), frozenset())
         w.broken("api")  # the rollback's verification no longer holds: not fixed any more
         assert h.fixed("inc-1") == (frozenset(), frozenset({"db"}))
 

@@ -12,6 +12,10 @@ such an incident going are its recovery's, and asking about the cured service ag
 remedy that had just worked, for its cooldown to refuse it and a person to be told (30 of the chaos
 benchmark's 102 escalations).
 
+A cure is stale once its service was changed after it (a ``Deployment``, ``ConfigChanged`` or
+``ModelDeployed`` event later than the cure's end): its check may still hold while the change broke
+something else - a bad deploy failing requests after a latency fix - so that service is looked at again.
+
 A remediation that has been verifying for ``stuck_s`` without its check holding (:func:`held_services`)
 may be held up by another fault: its service is left out like a cured one, and so is every service that
 calls it (:func:`beside`), while the incident's other broken services are looked at.
@@ -22,11 +26,11 @@ simulated fleet), so the benchmark measures the engine's own policy.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import networkx as nx
 
-from opsmind.heal.classify import IncidentObservation
+from opsmind.heal.classify import CHANGE_REASONS, IncidentObservation
 from opsmind.heal.fields import SeenEvent
 from opsmind.heal.healer import Healer
 from opsmind.heal.observation import BASELINE_S, Inventory, entry_service, observe_columns
@@ -111,6 +115,15 @@ def still_broken(
     return [c.service for c in causes if c.metrics and c.metrics[0].score >= ONSET_Z]
 
 
+def _changed_after(events: Sequence[SeenEvent]) -> Callable[[str, float], bool]:
+    """Whether a service was changed (a deploy, a config or model change) after a time, by ``events``."""
+
+    def changed(service: str, t: float) -> bool:
+        return any(e.service == service and e.reason in CHANGE_REASONS and e.at > t for e in events)
+
+    return changed
+
+
 def looks(
     healer: Healer,
     incident_id: str,
@@ -126,7 +139,7 @@ def looks(
 ) -> Iterator[tuple[IncidentObservation, str]]:
     """The observations to ask the healer about, best first, each with the service it is filed under (see
     the module). Nothing is yielded when only ``held`` services' symptoms are left."""
-    cured, mitigated = healer.fixed(incident_id, opened)
+    cured, mitigated = healer.fixed(incident_id, opened, changed_after=_changed_after(events))
     cured, mitigated = cured | held, mitigated - held
     broken = still_broken(times, cols, opened, now, graph, skip=cured) if cured or mitigated else []
     if held:

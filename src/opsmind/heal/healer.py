@@ -523,12 +523,21 @@ class Healer:
         self._told_refused.pop(incident_id, None)  # a relapse is news: its refusals are told again
         return withdrawn
 
-    def fixed(self, incident_id: str, since: float = 0.0) -> tuple[frozenset[str], frozenset[str]]:
+    def fixed(
+        self,
+        incident_id: str,
+        since: float = 0.0,
+        changed_after: Callable[[str, float], bool] | None = None,
+    ) -> tuple[frozenset[str], frozenset[str]]:
         """The services of ``incident_id`` on which a remediation verified and whose verification still
         holds now, as ``(cured, mitigated)``: cured by a runbook that removes the cause, or only relieved
         by a mitigation (:attr:`~opsmind.heal.runbook.Runbook.mitigation`), which leaves the cause - a
         service in both counts as cured. What is left of the incident is elsewhere than the cured ones.
-        ``since``: the incident's opening (remediations that ended before it are not looked at)."""
+        ``since``: the incident's opening (remediations that ended before it are not looked at).
+        ``changed_after(service, t)``: whether the service was changed (deployed, reconfigured, a model
+        swapped) after ``t``; a cure that ended before such a change is stale - the check it verified may
+        still hold while the change broke something else (a bad deploy that fails requests after a
+        latency fix), so the service is looked at again."""
         cured: set[str] = set()
         mitigated: set[str] = set()
         for rem in self.executor.log.changed_since(since):
@@ -538,6 +547,9 @@ class Healer:
                 continue
             runbook = self.runbooks.get(rem.runbook)
             if runbook is None or not self._still_holds(rem)[0]:
+                continue
+            ended = rem.ended_at if rem.ended_at is not None else rem.at
+            if changed_after is not None and changed_after(rem.service, ended):
                 continue
             (mitigated if runbook.mitigation else cured).add(rem.service)
         return frozenset(cured), frozenset(mitigated - cured)
