@@ -234,28 +234,22 @@ class Executor:
         approval, or refused and escalated. ``context`` (the incident's fields) is persisted with it and
         handed to ``runbooks`` with the runbook's name. ``requested_by``: a person ran it by hand (the
         approval guard lets it pass, the others hold); ``dry_run``: only a dry run, whatever the mode."""
-        context = dict(context or {})
-        steps = self.runbooks(runbook, context)
-        if not steps:
-            raise ValueError(f"unknown or empty runbook {runbook!r}")
-        now = self.clock.now()
         why = why or f"runbook {runbook} proposed for {service}"
         by = self.actor if requested_by is None else f"user:{requested_by}"
-        rem = new_remediation(
-            service=service,
-            runbook=runbook,
-            risk=risk,
-            step_count=len(steps),
-            at=now,
-            by=by,
-            why=why,
-            incident_id=incident_id,
-            touched_replicas=touched_replicas,
-            context=context,
+        rem = self._draft(
+            service,
+            runbook,
+            risk,
+            incident_id,
+            touched_replicas,
+            context,
+            why,
+            by,
             remediation_id=remediation_id,
             requested_by=requested_by,
             dry_run=dry_run,
         )
+        now = rem.at
         verb = "propose" if requested_by is None else "run_by_hand"
         self.log.commit(rem, [audit(rem, by, verb, now, reason=why)])
         verdict = self._guard(rem, now)
@@ -278,22 +272,42 @@ class Executor:
     ) -> GuardVerdict | None:
         """The guards' refusal of such a remediation if it were proposed now, or None when they would let
         it through or ask a person; nothing is proposed, recorded or sent."""
+        rem = self._draft(
+            service, runbook, risk, incident_id, touched_replicas, context, "asking", self.actor
+        )
+        verdict = self._guard(rem, rem.at)
+        return None if verdict.allowed or verdict.awaiting_approval else verdict
+
+    def _draft(
+        self,
+        service: str,
+        runbook: str,
+        risk: int,
+        incident_id: str | None,
+        touched_replicas: int,
+        context: Mapping[str, str] | None,
+        why: str,
+        by: str,
+        **more: Any,
+    ) -> Remediation:
+        """A new remediation, proposed now (not recorded); ValueError for an unknown or empty runbook."""
         context = dict(context or {})
-        now = self.clock.now()
-        rem = new_remediation(
+        steps = self.runbooks(runbook, context)
+        if not steps:
+            raise ValueError(f"unknown or empty runbook {runbook!r}")
+        return new_remediation(
             service=service,
             runbook=runbook,
             risk=risk,
-            step_count=max(1, len(self.runbooks(runbook, context) or ())),
-            at=now,
-            by=self.actor,
-            why="asking the guards",
+            step_count=len(steps),
+            at=self.clock.now(),
+            by=by,
+            why=why,
             incident_id=incident_id,
             touched_replicas=touched_replicas,
             context=context,
+            **more,
         )
-        verdict = self._guard(rem, now)
-        return None if verdict.allowed or verdict.awaiting_approval else verdict
 
     def approve(self, remediation_id: str, *, who: str, why: str) -> Remediation:
         return approve_remediation(self.log, remediation_id, who=who, why=why, now=self.clock.now())

@@ -265,27 +265,15 @@ class Healer:
                     tried.setdefault(runbook.name, {})[_signature(runbook, request.fields)] = False
                     continue
                 held = self._held(request, runbook, context)
-                if held is not None:
-                    decision = HealDecision(
-                        request.incident_id,
-                        request.service,
-                        now,
-                        prediction,
-                        kind,
-                        choices,
-                        runbook.name,
-                        None,
-                        tuple(skipped),
-                        held=held,
+                outcome: Outcome | None = None
+                if held is None:
+                    # False until it verifies (see _finished)
+                    tried.setdefault(runbook.name, {})[_signature(runbook, request.fields)] = False
+                    outcome = self._submit(
+                        request, runbook, context, f"{prediction.reason}; {choice.explanation}"
                     )
-                    return self._decided(decision)
-                # False until it verifies (see _finished)
-                tried.setdefault(runbook.name, {})[_signature(runbook, request.fields)] = False
-                outcome = self._submit(
-                    request, runbook, context, f"{prediction.reason}; {choice.explanation}"
-                )
-                if outcome.event == "refused" and outcome.guard in TEMPORARY_GUARDS:
-                    self._forget_try(outcome.remediation)  # "not now", not "not this": it may run later
+                    if outcome.event == "refused" and outcome.guard in TEMPORARY_GUARDS:
+                        self._forget_try(outcome.remediation)  # "not now", not "not this": it may run later
                 decision = HealDecision(
                     request.incident_id,
                     request.service,
@@ -296,6 +284,7 @@ class Healer:
                     runbook.name,
                     outcome,
                     tuple(skipped),
+                    held=held,
                 )
                 return self._decided(decision)
         kind, choices = first or (prediction.kind, ())
