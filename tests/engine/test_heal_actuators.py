@@ -78,6 +78,10 @@ def test_other_actions_and_their_reverts_go_to_the_platform() -> None:
         ("http://hooks.example.com/heal", False),
         ("https://other.example.com/", True),
         ("https://other.example.com", False),
+        ("https://hooks.example.com/heal/../admin", False),
+        ("https://hooks.example.com/heal/%2e%2e/admin", False),
+        ("https://hooks.example.com/heal/./x", False),
+        ("https://hooks.example.com/heal/x..y?a=..", True),
     ],
 )
 def test_urls_are_allowed_only_under_a_prefix_at_a_path_boundary(url: str, ok: bool) -> None:

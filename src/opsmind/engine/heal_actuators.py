@@ -27,6 +27,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
@@ -109,7 +110,12 @@ GENERIC = frozenset({"webhook", "shell"})
 
 def url_allowed(url: str, prefixes: Sequence[str]) -> bool:
     """Whether ``url`` is one of ``prefixes`` or lies under one at a path boundary (so the prefix
-    ``https://hooks.example.com`` does not admit ``https://hooks.example.com.evil.org/``)."""
+    ``https://hooks.example.com`` does not admit ``https://hooks.example.com.evil.org/``). A path with a
+    ``.`` or ``..`` segment (also percent-encoded) is never allowed: the receiver would resolve it out
+    from under the prefix."""
+    path = url.split("?", 1)[0].split("#", 1)[0]
+    if any(seg in (".", "..") for seg in unquote(path).split("/")):
+        return False
     for prefix in prefixes:
         if url == prefix:
             return True
