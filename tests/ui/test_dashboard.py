@@ -351,3 +351,19 @@ def test_the_service_page_says_how_its_latency_warnings_fared(operator_page: Pag
     page.goto(f"{demo.url}/#/service/personalization")
     note = page.locator(".chart-note", has_text="latency warnings so far:")
     expect(note).to_contain_text(record["summary"], timeout=LIVE_S)
+
+
+def test_a_registered_service_shows_its_registration(operator_page: Page, demo: Demo) -> None:
+    """An admin registers a service over the API; its page says what the registry knows before any data."""
+    with demo.client("admin") as c:
+        body = {"type": "database", "owner": "payments", "why": "ui test"}
+        r = c.put("/api/v1/services/ledger-db", json=body)
+    assert r.status_code in (200, 201), r.text
+    page = operator_page
+    page.goto(f"{demo.url}/#/service/ledger-db")
+    expect(page.get_by_test_id("registration")).to_contain_text("database; owner payments", timeout=LIVE_S)
+    expect(page.get_by_text("Metrics: no metrics URL.")).to_be_visible()
+    page.goto(f"{demo.url}/#/service/personalization")
+    expect(page.get_by_text("Not registered: known from the service label of its series.")).to_be_visible(
+        timeout=LIVE_S
+    )

@@ -60,6 +60,7 @@ export function mount(root, { live }, name) {
   const actsBox = h("div", {}, "loading…");
   const auditBox = h("div", {}, "loading…");
   const pauseBox = h("div", {});
+  const regBox = h("div", {});
   const windowSel = h(
     "select",
     { "aria-label": "time window" },
@@ -84,6 +85,7 @@ export function mount(root, { live }, name) {
         "div",
         { class: "side" },
         section("Health", healthBox),
+        section("Registration", regBox),
         section("Healing for this service", pauseBox),
         section("Remediations", actsBox),
         section("Recent decisions and actions", auditBox),
@@ -119,6 +121,32 @@ export function mount(root, { live }, name) {
             hs.contributions,
           )
         : null,
+    );
+  };
+
+  /** What the service registry knows (PUT /api/v1/services/{name}): type, owner, metrics and their scrape. */
+  const drawRegistration = (svc) => {
+    const reg = svc?.registration;
+    if (!reg) {
+      fill(regBox, h("p", { class: "muted" }, "Not registered: known from the service label of its series."));
+      return;
+    }
+    const scrape = svc.scrape;
+    const scraped = !reg.metrics_url
+      ? "no metrics URL"
+      : !scrape
+        ? `${reg.metrics_url}: not scraped yet`
+        : scrape.up
+          ? `${reg.metrics_url}: up, ${scrape.series} series, ${fmtAgo(scrape.at)}`
+          : `${reg.metrics_url}: down (${scrape.error}), ${fmtAgo(scrape.at)}`;
+    fill(
+      regBox,
+      h(
+        "p",
+        { testid: "registration" },
+        `${reg.type || "type not given"}; owner ${reg.owner || "not given"}; registered by ${reg.by} ${fmtAgo(reg.at)}.`,
+      ),
+      h("p", {}, `Metrics: ${scraped}.`),
     );
   };
 
@@ -285,12 +313,14 @@ export function mount(root, { live }, name) {
   };
 
   const loadSide = async () => {
-    const [health, rems, audit] = await Promise.all([
+    const [health, rems, audit, svc] = await Promise.all([
       getOptional(`/api/v1/services/${enc(name)}/health`, null, null, [404]),
       getOptional("/api/v1/remediations", { service: name, limit: 50 }, []),
       api.get("/api/v1/audit", { service: name, limit: 100 }),
+      getOptional(`/api/v1/services/${enc(name)}`, null, null, [404]),
     ]);
     state.health = health;
+    drawRegistration(svc);
     state.remediations = new Map((rems || []).map((r) => [r.id, r]));
     state.audit = audit;
     drawHealth();
