@@ -97,13 +97,17 @@ def test_a_cured_service_changed_after_its_cure_is_looked_at_again() -> None:
     opened = float(times[250])
     rng = np.random.default_rng(2)
     after = times >= opened
+    cured_at = opened + 200
+    deployed = times >= cured_at + 100
     cols = {
-        "auth_error_ratio": 0.01 + rng.normal(0.0, 1e-4, len(times)) + np.where(after, 0.3, 0.0),
+        "auth_latency_seconds-0.99": 0.1
+        + rng.normal(0.0, 1e-3, len(times))
+        + np.where(after & ~deployed, 0.4, 0.0),
+        "auth_error_ratio": 0.01 + rng.normal(0.0, 1e-4, len(times)) + np.where(deployed, 0.3, 0.0),
         "gateway_request_rate": 100.0 + rng.normal(0.0, 1.0, len(times)),
     }
     now = float(times[-1])
     inventory = Inventory(kinds={}, memory_limit_bytes={}, entry="gateway")
-    cured_at = opened + 200
 
     def fixed(incident_id: str, since: float, changed_after: Any = None) -> Any:
         stale = changed_after is not None and changed_after("auth", cured_at)
@@ -111,13 +115,19 @@ def test_a_cured_service_changed_after_its_cure_is_looked_at_again() -> None:
 
     healer = SimpleNamespace(fixed=fixed)
 
+    def looked(events: list[SeenEvent]) -> list[tuple[Any, str]]:
+        return list(looks(healer, "inc-1", opened, now, times, cols, events, None, inventory))
+
     def services(events: list[SeenEvent]) -> list[str]:
-        return [s for _, s in looks(healer, "inc-1", opened, now, times, cols, events, None, inventory)]
+        return [s for _, s in looked(events)]
 
     assert services([]) == []  # cured, nothing else differs
     before = SeenEvent(cured_at - 50, "Deployment", "deployment auth updated to v2", "auth")
     assert services([before]) == []  # a change before the cure: the cure stands
     deploy = SeenEvent(cured_at + 100, "Deployment", "deployment auth updated to v3", "auth")
     assert services([deploy])[0] == "auth"
+    # Observed from the deploy: the errors it brought, not the latency the cure had fixed before it.
+    observation = looked([deploy])[0][0]
+    assert observation.signals[0] == "errors" and "latency" not in observation.signals, observation
     restart = SeenEvent(cured_at + 100, "Killing", "stopping container", "auth")
     assert services([restart]) == []  # not a change of what runs

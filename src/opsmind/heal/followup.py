@@ -14,7 +14,9 @@ benchmark's 102 escalations).
 
 A cure is stale once its service was changed after it (a ``Deployment``, ``ConfigChanged`` or
 ``ModelDeployed`` event later than the cure's end): its check may still hold while the change broke
-something else - a bad deploy failing requests after a latency fix - so that service is looked at again.
+something else - a bad deploy failing requests after a latency fix - so that service is looked at again,
+observed from that change (what differs from the quarter hour before it), not from the incident's
+opening, whose first fault and cure would otherwise read as the new fault's signals.
 
 A remediation that has been verifying for ``stuck_s`` without its check holding (:func:`held_services`)
 may be held up by another fault: its service is left out like a cured one, and so is every service that
@@ -124,6 +126,17 @@ def _changed_after(events: Sequence[SeenEvent]) -> Callable[[str, float], bool]:
     return changed
 
 
+def _stale_since(
+    healer: Healer, incident_id: str, opened: float, events: Sequence[SeenEvent], fixed: frozenset[str]
+) -> float:
+    """The latest change of a service whose cure went stale (cured but for that change), or ``opened``
+    when no cure did."""
+    cured, mitigated = healer.fixed(incident_id, opened)
+    stale = (cured | mitigated) - fixed
+    changes = [e.at for e in events if e.service in stale and e.reason in CHANGE_REASONS]
+    return max(opened, *changes) if changes else opened
+
+
 def looks(
     healer: Healer,
     incident_id: str,
@@ -140,6 +153,9 @@ def looks(
     """The observations to ask the healer about, best first, each with the service it is filed under (see
     the module). Nothing is yielded when only ``held`` services' symptoms are left."""
     cured, mitigated = healer.fixed(incident_id, opened, changed_after=_changed_after(events))
+    # Observed from the change that made a cure stale: before it the service's first fault and its cure
+    # would read as this fault's signals (a latency fix, then a bad deploy failing requests).
+    opened = _stale_since(healer, incident_id, opened, events, cured | mitigated)
     cured, mitigated = cured | held, mitigated - held
     broken = still_broken(times, cols, opened, now, graph, skip=cured) if cured or mitigated else []
     if held:
