@@ -367,3 +367,19 @@ def test_a_registered_service_shows_its_registration(operator_page: Page, demo: 
     expect(page.get_by_text("Not registered: known from the service label of its series.")).to_be_visible(
         timeout=LIVE_S
     )
+
+
+def test_a_remediation_that_sent_nothing_is_not_shown_as_failed(operator_page: Page) -> None:
+    """A precheck that said no ends the remediation as failed with nothing sent: the pages say so."""
+    shown = operator_page.evaluate(
+        """async () => {
+        const w = await import('/ui/widgets.js');
+        const text = (r) => w.remediationBadge(r).textContent;
+        return [
+            text({state: 'failed', finished: true, sent_keys: []}),
+            text({state: 'failed', finished: true, sent_keys: ['rem-1/0']}),
+            text({state: 'verifying', finished: false, sent_keys: ['rem-1/0']}),
+        ];
+    }"""
+    )
+    assert shown == ["nothing sent", "failed", "verifying"]

@@ -4,7 +4,7 @@
 import { ApiError, api, enc, getOptional, session } from "./api.js";
 import { brief, fill, fmtAgo, fmtNum, fmtPct, fmtTime, h, section, table } from "./dom.js";
 import { href } from "./router.js";
-import { attempt, opButton, priorityBadge, reasonInput, reasonOf, riskName, showError, stateBadge } from "./widgets.js";
+import { attempt, opButton, priorityBadge, reasonInput, reasonOf, remediationBadge, riskName, showError, stateBadge } from "./widgets.js";
 
 const ROLLBACK_FROM = new Set(["executing", "verifying", "succeeded"]);
 const SILENCE_FOR = { "1 h": 3600, "4 h": 4 * 3600, "24 h": 86400 };
@@ -181,7 +181,7 @@ export function mount(root, { live }, id) {
           // The healer acts on the ranked root cause, which may not be the service the incident is filed under.
           { title: "On", cell: (r) => (r.service ? h("a", { href: href("service", r.service) }, r.service) : "-") },
           { title: "Risk", cell: (r) => riskName(r.risk) },
-          { title: "State", cell: (r) => stateBadge(r.state) },
+          { title: "State", cell: (r) => remediationBadge(r) },
           { title: "Step", cell: (r) => `${Math.min(r.step_index + 1, r.step_count)}/${r.step_count}` },
           { title: "Why / last move", cell: (r) => lastMove(r) },
           {

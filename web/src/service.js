@@ -7,7 +7,7 @@ import { Chart } from "./chart.js";
 import { brief, fill, fmtAgo, fmtNum, fmtTime, h, section, table } from "./dom.js";
 import { href } from "./router.js";
 import { STATUS_STYLE } from "./servicemap.js";
-import { attempt, opButton, reasonInput, reasonOf, stateBadge } from "./widgets.js";
+import { attempt, opButton, reasonInput, reasonOf, remediationBadge } from "./widgets.js";
 
 // The golden signals, then an ML service's model signals (charted only where the service has them).
 export const SIGNALS = ["traffic", "latency", "errors", "saturation", "model_quality", "model_drift"];
@@ -202,7 +202,7 @@ export function mount(root, { live }, name) {
       table(
         [
           { title: "Runbook", cell: (r) => r.runbook },
-          { title: "State", cell: (r) => stateBadge(r.state) },
+          { title: "State", cell: (r) => remediationBadge(r) },
           { title: "Incident", cell: (r) => (r.incident_id ? h("a", { href: href("incident", r.incident_id) }, "open") : "-") },
           { title: "Changed", cell: (r) => fmtAgo(r.at) },
         ],

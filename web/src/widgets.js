@@ -93,6 +93,19 @@ export function stateBadge(state) {
   return h("span", { class: `badge state state-${state}` }, String(state).replace("_", " "));
 }
 
+/** A remediation's state; one that failed before sending anything (its precheck said no) changed nothing
+ * and is shown so, not as a failure of an action. */
+export function remediationBadge(r) {
+  if (r.state === "failed" && r.finished && !(r.sent_keys || []).length) {
+    return h(
+      "span",
+      { class: "badge state state-aborted", title: "its precheck said no: nothing was sent" },
+      "nothing sent",
+    );
+  }
+  return stateBadge(r.state);
+}
+
 /** A text input for the "why" the API records with an operator's action. */
 export function reasonInput(placeholder = "reason (recorded in the audit log)") {
   return h("input", {
