@@ -21,15 +21,14 @@ the reason (:attr:`Discovery.skipped`), never guessed at. Listing is read-only (
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
 
-SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-SERVICE_TYPES = frozenset({"api", "ml", "worker", "database", "cache"})
+from opsmind.types import SERVICE_NAME, SERVICE_TYPES
+
 TYPE_LABEL = "opsmind.io/type"
 OWNER_LABEL = "opsmind.io/owner"
 IGNORE = "opsmind.io/ignore"

@@ -1,6 +1,8 @@
 """The core data model: series identity and the typed, immutable records the engine passes around."""
 
 from opsmind.types.records import (
+    SERVICE_NAME,
+    SERVICE_TYPES,
     Action,
     ActionStatus,
     Anomaly,
@@ -14,6 +16,7 @@ from opsmind.types.records import (
     Sample,
     SeriesSamples,
     ServiceRegistration,
+    ServiceType,
     Silence,
     WarningModel,
     anomaly_id,
@@ -44,7 +47,10 @@ __all__ = [
     "Series",
     "Silence",
     "SeriesSamples",
+    "SERVICE_NAME",
+    "SERVICE_TYPES",
     "ServiceRegistration",
+    "ServiceType",
     "WarningModel",
     "new_id",
     "validate_label_name",

@@ -8,10 +8,11 @@ JSON form for the bus, the store and the API.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -239,6 +240,12 @@ class WarningModel(Record):
     params: dict[str, Any] = Field(description="WarningLearner.export_model(): feature names and weights")
 
 
+# What a registered service may be called and be (the registry's API and Kubernetes discovery check both).
+SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+ServiceType = Literal["api", "ml", "worker", "database", "cache"]
+SERVICE_TYPES: frozenset[str] = frozenset(get_args(ServiceType))
+
+
 class ServiceRegistration(Record):
     """A service made known to OpsMind by a person or a tool, not only by the labels of its series: what
     it is, who owns it, and where its metrics are, which OpsMind then scrapes (labelled
@@ -248,7 +255,7 @@ class ServiceRegistration(Record):
     kind: ClassVar[str] = "service_registration"
 
     status: Literal["registered", "removed"] = "registered"
-    service_type: Literal["api", "ml", "worker", "database", "cache"] | None = None
+    service_type: ServiceType | None = None
     owner: str = ""
     metrics_url: str | None = None
     scrape_interval_s: float = 15.0

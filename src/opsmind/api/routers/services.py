@@ -10,8 +10,6 @@ registration is refused with 422 and the reason; nothing is stored.
 from __future__ import annotations
 
 import asyncio
-import re
-from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
@@ -19,11 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from opsmind.api.auth import acting
 from opsmind.api.deps import EngineDep
 from opsmind.engine import Engine
-from opsmind.types import Incident, IncidentStatus, InvalidSeriesError, Series, ServiceRegistration
+from opsmind.types import (
+    SERVICE_NAME,
+    Incident,
+    IncidentStatus,
+    InvalidSeriesError,
+    Series,
+    ServiceRegistration,
+    ServiceType,
+)
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 SERIES_SCAN_LIMIT = 1_000_000
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 RESERVED_LABELS = frozenset({"service", "instance"})
 
 
@@ -57,7 +62,7 @@ class ServicePublic(BaseModel):
 class ServiceRegister(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["api", "ml", "worker", "database", "cache"] | None = None
+    type: ServiceType | None = None
     owner: str = Field("", max_length=200)
     metrics_url: HttpUrl | None = Field(
         None, description="scraped every scrape_interval_s, as service=<name>"
@@ -133,7 +138,7 @@ async def get_service(name: str, engine: EngineDep) -> ServicePublic:
 
 def _check_registration(name: str, body: ServiceRegister) -> None:
     """422 with the reason for what cannot be a registration."""
-    if NAME.fullmatch(name) is None:
+    if SERVICE_NAME.fullmatch(name) is None:
         raise HTTPException(
             422,
             f"service name {name[:80]!r}: 1-63 letters, digits, '.', '_' or '-', "
