@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from opsmind.label_regex import compile_label_regex
+
 
 class ConfigError(ValueError):
     """The configuration is invalid; ``str(err)`` lists ``key.path: reason`` lines."""
@@ -75,6 +77,12 @@ class IngestSettings(_Section):
     max_samples_per_request: int = Field(500_000, ge=1)
     max_series_per_request: int = Field(100_000, ge=1)
     max_series: int = Field(1_000_000, ge=1, description="active series limit across the engine")
+    future_grace_s: float = Field(
+        600,
+        ge=0,
+        description="how far ahead of the engine's clock a sample, event or alert time may be (seconds); "
+        "later ones are refused (samples, events) or taken as received (Alertmanager alerts)",
+    )
 
 
 class ScrapeTarget(_Section):
@@ -208,9 +216,9 @@ class MatcherSettings(_Section):
     def _regex_compiles(self) -> MatcherSettings:
         if self.isRegex:
             try:
-                re.compile(self.value)
-            except re.error as exc:
-                raise ValueError(f"value is not a valid regular expression: {exc}") from exc
+                compile_label_regex(self.value)
+            except ValueError as exc:
+                raise ValueError(f"value is {exc}") from exc
         return self
 
 

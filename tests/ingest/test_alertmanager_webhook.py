@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -110,3 +111,14 @@ def test_webhooks_over_http_open_an_incident_and_refuse_bad_bodies(server: Runni
         time.sleep(0.05)
     assert len(incidents) == 1
     assert len([a for a in server.engine.store.find(Anomaly) if a.service == "checkout"]) == 2
+
+
+def test_a_start_far_ahead_of_the_clock_is_taken_as_now() -> None:
+    # A sender whose clock is off by years stored an anomaly in 9999, the newest of every listing; refusing
+    # it would lose the batch's other alerts, so it is firing now.
+    body = {"alerts": [{"labels": {"alertname": "X", "service": "s"}, "startsAt": "9999-12-31T23:59:59Z"}]}
+    (anomaly,), _ = parse(body, now=1_800_000_000.0)
+    assert anomaly.ts == 1_800_000_000.0
+    body["alerts"][0]["startsAt"] = "2027-01-15T08:05:00Z"  # within the grace: kept as sent
+    (anomaly,), _ = parse(body, now=datetime(2027, 1, 15, 8, 0, tzinfo=UTC).timestamp())
+    assert anomaly.ts == datetime(2027, 1, 15, 8, 5, tzinfo=UTC).timestamp()

@@ -31,7 +31,7 @@ from opsmind.heal.executor import Actuate
 from opsmind.incidents.feedback import NoiseClassifier
 from opsmind.incidents.root_cause import topology_graph
 from opsmind.incidents.stage import IncidentStage
-from opsmind.ingest.errors import IngestError
+from opsmind.ingest.errors import IngestError, ahead_of_clock
 from opsmind.ingest.kubernetes_discovery import KubernetesDiscovery
 from opsmind.ingest.scrape import Scraper
 from opsmind.notify.alertmanager import AlertmanagerNotifier
@@ -263,6 +263,7 @@ class Engine:
         """Store ``batch`` durably, then hand it to the pipeline. Raises IngestError for client mistakes."""
         if not batch:
             return 0
+        self._refuse_future(batch)
         try:
             stored = await asyncio.to_thread(self.store.append, batch)
         except TooManySeriesError as exc:
@@ -272,6 +273,14 @@ class Engine:
         if self.stages or self.live is not None:
             await self.bus.publish(SAMPLES_TOPIC, batch)
         return stored
+
+    def _refuse_future(self, batch: list[SeriesSamples]) -> None:
+        """IngestError (400) naming the first series with a sample too far ahead of the clock."""
+        now, grace = self.clock.now(), self.settings.ingest.future_grace_s
+        for s in batch:
+            newest = max(s.timestamps, default=None)
+            if newest is not None and (error := ahead_of_clock(f"series {s.series.key}", newest, now, grace)):
+                raise error
 
     async def ingest_events(self, events: list[Event], source: str) -> int:
         """Store platform events (deploys, restarts, OOM kills...) durably, then publish them."""

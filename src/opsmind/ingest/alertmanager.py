@@ -77,9 +77,11 @@ def service_of(labels: dict[str, str]) -> str:
     return labels.get("service") or labels.get("job") or labels.get("namespace") or "external"
 
 
-def parse(body: Any, now: float) -> tuple[list[Anomaly], int]:
+def parse(body: Any, now: float, future_grace_s: float = 600.0) -> tuple[list[Anomaly], int]:
     """The anomalies of a webhook body's firing alerts and the number of resolved alerts; raises
-    :class:`IngestError` (422) naming the first problem and accepting nothing."""
+    :class:`IngestError` (422) naming the first problem and accepting nothing. A ``startsAt`` more than
+    ``future_grace_s`` after ``now`` (a sender's clock that is off) is taken as ``now``: the alert is
+    firing now, whatever its sender's clock says, and refusing it would lose the batch's other alerts."""
     if body is not None and isinstance(body, dict) and body.get("version") not in (None, "4", 4):
         raise IngestError(
             f"version: {body.get('version')!r} is not a webhook version this receiver reads (4)", 422
@@ -98,6 +100,8 @@ def parse(body: Any, now: float) -> tuple[list[Anomaly], int]:
             continue
         where = f"alerts.{i}"
         ts = _time(alert.startsAt, now, f"{where}.startsAt")
+        if ts > now + future_grace_s:
+            ts = now
         try:
             series = Series.of("ALERTS", alert.labels)
         except InvalidSeriesError as exc:

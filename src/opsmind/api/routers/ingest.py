@@ -95,7 +95,7 @@ async def alertmanager_webhook(request: Request, engine: EngineDep) -> AlertsAcc
             raise IngestError(f"body is not JSON: {exc}", status=400) from exc
         except RecursionError as exc:  # Python's parser recurses per level: a body of '[[[[...' ends here
             raise IngestError("body is not JSON this receiver reads: nested too deeply", status=400) from exc
-        anomalies, resolved = parse(body, engine.clock.now())
+        anomalies, resolved = parse(body, engine.clock.now(), engine.settings.ingest.future_grace_s)
         await engine.ingest_anomalies(anomalies, "alertmanager")
     except IngestError as exc:
         engine.reject("alertmanager", exc.status)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import math
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from opsmind.api.deps import EngineDep
+from opsmind.ingest.errors import ahead_of_clock
 from opsmind.types import Event
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
@@ -47,6 +48,11 @@ class EventsAccepted(BaseModel):
 async def push_events(body: EventsCreate, engine: EngineDep) -> EventsAccepted:
     """Store a batch of platform events (all or none); invalid items are refused with their index."""
     now = engine.clock.now()
+    for i, e in enumerate(body.events):
+        if e.ts is not None and (
+            error := ahead_of_clock(f"events[{i}].ts", e.ts, now, engine.settings.ingest.future_grace_s)
+        ):
+            raise HTTPException(status_code=422, detail=error.reason)
     events = [
         Event(
             at=e.ts if e.ts is not None else now,

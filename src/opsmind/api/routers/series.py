@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from opsmind.api.deps import EngineDep
+from opsmind.ingest.push import MAX_TIMESTAMP
 from opsmind.types import InvalidSeriesError, Series
 
 router = APIRouter(prefix="/api/v1/series", tags=["series"])
@@ -84,6 +85,9 @@ async def query_range(
     start_ts = end_ts - 3600 if start is None else start
     if not (math.isfinite(start_ts) and math.isfinite(end_ts)) or start_ts > end_ts:
         raise HTTPException(400, "start must be a finite time not after end")
+    # No sample is stored outside [0, MAX_TIMESTAMP) (ingest refuses them), so a wider window asks for
+    # the same points; clamped, its milliseconds also fit the store's 64-bit integers.
+    start_ts, end_ts = (min(max(t, 0.0), MAX_TIMESTAMP) for t in (start_ts, end_ts))
     r = await asyncio.to_thread(engine.store.query, s, start_ts, end_ts, resolution)
     return RangePublic(
         series=s.key,
