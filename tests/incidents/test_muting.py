@@ -32,12 +32,22 @@ def test_matchers_equal_regex_negated_and_missing_labels() -> None:
     assert Matcher.parse(m("team", "")).matches(labels)  # a missing label is ""
 
 
+def test_a_regex_matcher_takes_linear_time() -> None:
+    # With Python's backtracking re, this silence took seconds per label (doubling with each character) on
+    # the event loop that notifies; RE2 answers at once, as Alertmanager's Go regexp does.
+    matcher = Matcher.parse(m("service", "(a+)+", regex=True))
+    assert not matcher.matches({"service": "a" * 10_000 + "!"})
+    assert matcher.matches({"service": "a" * 10_000})
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
         ({"name": "service"}, "needs a string 'name' and a string 'value'"),
         (m("bad-name", "x"), "invalid label name"),
         (m("service", "(", regex=True), "not a valid regular expression"),
+        (m("service", r"(a)\1", regex=True), "RE2 syntax"),  # a backreference: Alertmanager has none
+        (m("service", "x" * 5000), "5000 characters, at most 4096"),
         ({"name": "a", "value": "b", "isRegex": "yes"}, "must be true or false"),
     ],
 )

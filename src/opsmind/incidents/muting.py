@@ -21,17 +21,18 @@ negated with ``isEqual: false``. A missing label has the value ``""``.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from opsmind.config import WEEKDAYS, MaintenanceWindow
+from opsmind.label_regex import compile_label_regex
 from opsmind.types import Incident, Silence
 from opsmind.types.series import validate_label_name, validate_label_value
 
 ALERTNAME = "OpsMindIncident"
+MAX_MATCHER_VALUE = 4096  # characters: a label value or pattern longer than that is a mistake, not a silence
 
 
 def severity_of(probability: float) -> str:
@@ -67,6 +68,8 @@ class Matcher:
             validate_label_name(name)
         except ValueError as exc:
             raise MatcherError(f"{where}.name: {exc}") from exc
+        if len(value) > MAX_MATCHER_VALUE:
+            raise MatcherError(f"{where}.value: {len(value)} characters, at most {MAX_MATCHER_VALUE}")
         try:
             validate_label_value(name, value)
         except ValueError as exc:
@@ -74,20 +77,16 @@ class Matcher:
         is_regex, is_equal = raw.get("isRegex", False), raw.get("isEqual", True)
         if not isinstance(is_regex, bool) or not isinstance(is_equal, bool):
             raise MatcherError(f"{where}: isRegex and isEqual must be true or false")
-        m = cls(name, value, is_regex, is_equal)
         if is_regex:
             try:
-                m.pattern()
-            except re.error as exc:
-                raise MatcherError(f"{where}.value: not a valid regular expression: {exc}") from exc
-        return m
-
-    def pattern(self) -> re.Pattern[str]:
-        return re.compile(f"(?:{self.value})\\Z")
+                compile_label_regex(value)
+            except ValueError as exc:
+                raise MatcherError(f"{where}.value: {exc}") from exc
+        return cls(name, value, is_regex, is_equal)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         v = labels.get(self.name, "")
-        hit = bool(self.pattern().match(v)) if self.is_regex else v == self.value
+        hit = compile_label_regex(self.value).fullmatch(v) is not None if self.is_regex else v == self.value
         return hit == self.is_equal
 
     def as_json(self) -> dict[str, Any]:
