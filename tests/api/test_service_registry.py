@@ -5,6 +5,7 @@ with the reason and store nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -211,3 +212,39 @@ def test_a_registered_type_is_the_kind_the_healer_observes(make_settings: Any) -
     finally:
         srv.should_exit = True
         thread.join(timeout=15)
+
+
+def test_two_services_cannot_share_a_metrics_url(server: RunningServer, exporter: Exporter) -> None:
+    # The scraper keeps one loop per URL: the second registration took the first one's scrape over, and
+    # re-registering either without the URL stopped the other's.
+    assert register(server, "first", metrics_url=exporter.url).status_code == 201
+    r = register(server, "second", metrics_url=exporter.url)
+    assert r.status_code == 422 and "already scraped for service 'first'" in r.text, r.text
+    assert register(server, "first", metrics_url=exporter.url, owner="team-a").status_code == 200
+    with server.client() as c:
+        assert c.get("/api/v1/services/second").status_code == 404
+
+
+def test_concurrent_registrations_and_removals_leave_the_scrapes_matching_the_registry(
+    server: RunningServer, exporter: Exporter
+) -> None:
+    # PUT and DELETE of one service raced: some PUTs answered 500, and a moved URL went on being scraped
+    # after its service was removed.
+    async def race() -> list[int]:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=server.url, timeout=20) as c:
+            calls = []
+            for i in range(12):
+                url = f"{exporter.url}?v={i % 3}"
+                calls.append(c.put("/api/v1/services/racer", json={"by": "ana", "metrics_url": url}))
+                calls.append(c.request("DELETE", "/api/v1/services/racer", params={"by": "bob"}))
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    statuses = asyncio.run(race())
+    assert set(statuses) <= {200, 201, 404, 409}, statuses
+    registry = server.engine.registry
+    registered = registry.registered()
+    scraped = {str(t.url) for t in registry.scraper.targets}
+    expected = {r.metrics_url for r in registered.values() if r.metrics_url is not None}
+    assert scraped == expected, (scraped, expected)

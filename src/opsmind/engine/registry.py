@@ -58,6 +58,9 @@ class ServiceRegistry:
         self.scraper = scraper
         self.clock = clock
         self.configured = configured  # the URLs of the configured scrape targets: not the registry's
+        # One change at a time: a registration read, stored and its scrape moved by one request must not
+        # interleave with another's (a PUT racing a DELETE left a scrape that no registration owned).
+        self._lock = asyncio.Lock()
 
     def registered(self) -> dict[str, ServiceRegistration]:
         """The services registered now, by name (blocking: a store read)."""
@@ -85,15 +88,26 @@ class ServiceRegistry:
 
     async def register(self, reg: ServiceRegistration, why: str) -> tuple[ServiceRegistration, bool]:
         """Store ``reg`` (a new registration, or a change of one) and scrape its metrics URL from now on;
-        whether it is new. ValueError: its URL or labels cannot be scraped (nothing is stored)."""
+        whether it is new. ValueError: its URL or labels cannot be scraped, or another service's
+        registration has the same URL (nothing is stored)."""
+        async with self._lock:
+            return await self._register(reg, why)
+
+    async def _register(self, reg: ServiceRegistration, why: str) -> tuple[ServiceRegistration, bool]:
         target = scrape_target(reg)
+        current = await asyncio.to_thread(self.registered)
         if target is not None:
             self.scraper.check(target)
-            if str(target.url) in self.configured:
-                raise ValueError(
-                    f"metrics_url {target.url} is already scraped as a configured target (scrape)"
-                )
-        before = await asyncio.to_thread(self.get, reg.id)
+            url = str(target.url)
+            if url in self.configured:
+                raise ValueError(f"metrics_url {url} is already scraped as a configured target (scrape)")
+            # The scraper keeps one loop per URL: a second service on it would take the first one's scrape
+            # over, and deregistering either would stop both.
+            for other in current.values():
+                theirs = scrape_target(other) if other.id != reg.id else None
+                if theirs is not None and str(theirs.url) == url:
+                    raise ValueError(f"metrics_url {url} is already scraped for service {other.id!r}")
+        before = current.get(reg.id)
         verb = "service_register" if before is None else "service_update"
         audit = AuditEntry(
             at=reg.at,
@@ -113,6 +127,10 @@ class ServiceRegistry:
 
     async def deregister(self, name: str, by: str, why: str) -> ServiceRegistration | None:
         """Stop scraping ``name`` and mark it removed (its data stays); None when it is not registered."""
+        async with self._lock:
+            return await self._deregister(name, by, why)
+
+    async def _deregister(self, name: str, by: str, why: str) -> ServiceRegistration | None:
         reg = await asyncio.to_thread(self.get, name)
         if reg is None:
             return None
@@ -132,6 +150,10 @@ class ServiceRegistry:
         new and changed services registered, vanished ones deregistered. A service someone else
         registered (a person, another discovery) is theirs and left as it is. Returns the names
         registered or changed and those removed; one that cannot be registered is logged and skipped."""
+        async with self._lock:
+            return await self._sync(source, found)
+
+    async def _sync(self, source: str, found: Sequence[ServiceRegistration]) -> tuple[list[str], list[str]]:
         current = await asyncio.to_thread(self.registered)
         changed: list[str] = []
         for reg in found:
@@ -139,7 +161,7 @@ class ServiceRegistry:
             if have is not None and (have.by != source or _same(have, reg)):
                 continue
             try:
-                await self.register(reg, f"found by {source}")
+                await self._register(reg, f"found by {source}")
             except ValueError as exc:
                 log.warning("%s: service %s not registered: %s", source, reg.id, exc)
                 continue
@@ -147,7 +169,7 @@ class ServiceRegistry:
         names = {r.id for r in found}
         removed = [n for n, have in current.items() if have.by == source and n not in names]
         for name in removed:
-            await self.deregister(name, source, f"no longer found by {source}")
+            await self._deregister(name, source, f"no longer found by {source}")
         return changed, removed
 
 
