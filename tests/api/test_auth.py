@@ -234,6 +234,7 @@ def test_admin_manages_users(secured: Secured) -> None:
     for bad, reason in [
         ({"name": "x", "password": "p", "role": "boss"}, "role"),
         ({"name": " x", "password": "p", "role": "viewer"}, "user name"),
+        ({"name": "a/b", "password": "p", "role": "viewer"}, "must not contain '/'"),  # DELETE can't reach it
         ({"name": "x", "password": "", "role": "viewer"}, "password"),
         ({"name": "x", "role": "viewer"}, "password"),
         ({"name": "x", "password": "p", "role": "viewer", "extra": 1}, "extra"),

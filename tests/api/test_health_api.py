@@ -59,6 +59,15 @@ def test_a_steady_service_is_healthy_and_the_gauge_is_set(server: RunningServer)
     gauge = server.engine.telemetry.value("opsmind_service_health_score", {"service": "checkout"})
     assert gauge == h["score"]
     assert 'opsmind_service_health_score{service="checkout"}' in metrics
+    # A reader asking about another window gets that window's score, but the exported gauge stays the
+    # default reading's (a viewer's ?window=0.001 set it to NaN).
+    with server.client() as c:
+        assert c.get("/api/v1/services/checkout/health", params={"window": 0.001}).status_code == 200
+        nan = c.get("/api/v1/services/checkout/health", params={"window": "NaN"})
+    assert nan.status_code == 422 and "must be a finite number, not NaN" in nan.text, nan.text
+    assert (
+        server.engine.telemetry.value("opsmind_service_health_score", {"service": "checkout"}) == h["score"]
+    )
 
 
 def test_high_errors_make_a_service_critical(server: RunningServer) -> None:

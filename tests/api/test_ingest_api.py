@@ -195,6 +195,7 @@ def test_read_api_errors_are_problem_documents(server: RunningServer) -> None:
             ("/api/v1/series/query", {"series": "m", "start": 10, "end": 5}, 400),
             ("/api/v1/incidents", {"limit": 0}, 422),
             ("/api/v1/series", {"match": "novalue"}, 400),
+            ("/api/v1/incidents", {"limit": "NaN"}, 422),
         ]:
             r = c.get(path, params=params)
             assert r.status_code == status, (path, r.text)
@@ -269,3 +270,65 @@ def test_scoring_a_backfill_does_not_hold_the_api(server: RunningServer) -> None
         asked = time.monotonic()
         assert c.get("/api/v1/health").status_code == 200
     assert time.monotonic() - asked < 2.0
+
+
+def test_a_sample_from_the_far_future_is_refused_and_charts_keep_their_resolution(
+    server: RunningServer,
+) -> None:
+    # One sample at ts 9.2e15 (milliseconds x 1000) made the store's "now" the year 290,000, and every
+    # chart's resolution=auto query answered hourly rollups from then on.
+    now = time.time()
+    with server.client() as c:
+        ok = c.post(
+            "/api/v1/ingest",
+            json={"samples": [{"metric": "m", "labels": {"service": "x"}, "timestamp": now, "value": 1}]},
+        )
+        assert ok.status_code == 200, ok.text
+        for ts in (now + 3600, 9e10):
+            r = c.post(
+                "/api/v1/ingest",
+                json={"samples": [{"metric": "m", "labels": {"service": "x"}, "timestamp": ts, "value": 2}]},
+            )
+            assert r.status_code == 400 and "ahead of the engine's clock" in r.text, r.text
+        late = SeriesSamples(Series.of("m", {"service": "x"}), (9.2e12,), (3.0,))
+        r = c.post("/api/v1/write", content=encode_remote_write([late]), headers=RW_HEADERS)
+        assert r.status_code == 400 and "ingest.future_grace_s" in r.text, r.text
+        q = c.get("/api/v1/series/query", params={"series": 'm{service="x"}', "start": now - 60})
+    assert q.json()["resolution"] == "raw" and q.json()["values"] == [1.0]
+
+
+def test_a_query_window_beyond_any_stored_time_is_answered(server: RunningServer) -> None:
+    # start=-1e17 or end=1e17 overflowed the store's 64-bit milliseconds: a 500.
+    with server.client() as c:
+        c.post("/api/v1/write", content=good_body(1), headers=RW_HEADERS)
+        for start, end in ((-1e17, T0 + 100), (T0 - 1, 1e17), (-1e308, 1e308)):
+            r = c.get(
+                "/api/v1/series/query",
+                params={"series": 'rw_metric{service="s0"}', "start": start, "end": end, "resolution": "raw"},
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["values"] == [1.0, 2.0]
+
+
+def test_a_service_known_only_from_an_alert_is_listed(server: RunningServer) -> None:
+    # An Alertmanager alert about a service OpsMind has no series of opened an incident that no service
+    # listing showed: the services' open incidents did not add up to the incident list.
+    with server.client() as c:
+        for at in ("2026-01-01T00:00:00Z", "2026-01-01T00:00:20Z"):  # two notifications confirm it
+            alert = {"labels": {"alertname": "DiskFull", "service": "billing-db"}, "startsAt": at}
+            assert c.post("/api/v1/alerts/alertmanager", json={"alerts": [alert]}).status_code == 200
+        deadline = time.time() + 10
+        while time.time() < deadline and not c.get("/api/v1/incidents", params={"status": "open"}).json():
+            time.sleep(0.1)
+        listed = {s["name"]: s for s in c.get("/api/v1/services").json()}
+        one = c.get("/api/v1/services/billing-db")
+    assert listed["billing-db"]["open_incidents"] == 1 and listed["billing-db"]["status"] == "incident"
+    assert one.status_code == 200
+
+
+def test_head_answers_like_get_without_a_body(server: RunningServer) -> None:
+    with server.client() as c:
+        head = c.head("/api/v1/health")
+        get = c.get("/api/v1/health")
+    assert head.status_code == get.status_code == 200
+    assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]

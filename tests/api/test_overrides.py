@@ -300,6 +300,9 @@ async def check_automation_mode(rig: Rig) -> None:
 async def check_pause_service(rig: Rig) -> None:
     url = "/api/v1/automation/services/svc-paused"
     why = "database migration in progress"
+    for loose in ("yes", 1, "true"):  # a mistake to refuse, not a pause to guess
+        r = await rig.client.put(url, json={"paused": loose, "who": "eve", "why": why})
+        assert r.status_code == 422 and "paused" in r.text, r.text
     r = await rig.client.put(url, json={"paused": True, "who": "eve", "why": why})
     assert r.status_code == 200 and r.json()["paused"] is True
     (listed,) = (await rig.client.get("/api/v1/automation/services")).json()

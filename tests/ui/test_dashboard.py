@@ -155,6 +155,9 @@ def test_an_injected_fault_shows_up_live_as_an_incident(operator_page: Page, dem
     page.evaluate("window.__sameDocument = true")
     with demo.client() as c:
         before = {i["id"] for i in c.get("/api/v1/incidents", params={"limit": 1000}).json()}
+        # A bad fault is refused with its reason, not pydantic's dump.
+        bad = c.post("/api/v1/demo/faults", json={"kind": "bad_deployment"})
+        assert bad.status_code == 422 and bad.json()["detail"] == "bad_deployment needs a service", bad.text
         r = c.post(
             "/api/v1/demo/faults",
             json={"kind": "latency_injection", "service": "auth", "params": {"delay_ms": 400}},

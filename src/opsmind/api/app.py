@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from opsmind import __version__
 from opsmind.api import auth, problems
+from opsmind.api.head import HeadAsGet
 from opsmind.api.routers import auth as auth_routes
 from opsmind.api.routers import (
     feedback,
@@ -71,6 +72,7 @@ def create_app(
     app.state.engine = engine
     problems.install(app)
     auth.install(app)
+    app.add_middleware(HeadAsGet)
     for r in extra_routers:  # e.g. the demo's fault-injection route, which lives with the demo
         app.include_router(r)
     for r in (

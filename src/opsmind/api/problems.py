@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -43,7 +45,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+            {"location": ".".join(str(p) for p in e.get("loc", ())), "message": _message(e)}
             for e in exc.errors()
         ]
         detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors) or "invalid request"
@@ -54,3 +56,20 @@ def install(app: FastAPI) -> None:
         # Our bug, not the client's: log it fully, answer without leaking internals.
         log.exception("unhandled error on %s", request.url.path)
         return problem(500, "internal error; see the server log", request.url.path)
+
+
+_NON_FINITE = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    """Pydantic's message, except for a NaN or infinite number: pydantic reports those as out of a bound
+    ("less than or equal to 3600"), which sends the client looking for the wrong mistake."""
+    given = error.get("input")
+    bound = str(error.get("type", "")).startswith(("less_than", "greater_than"))
+    if (
+        bound
+        and (isinstance(given, float) and not math.isfinite(given))
+        or (isinstance(given, str) and given.strip().lower() in _NON_FINITE)
+    ):
+        return f"must be a finite number, not {given}"
+    return str(error.get("msg", ""))

@@ -299,7 +299,10 @@ def inject_router(demo: DemoFleet) -> APIRouter:
                     f"unknown service {spec.service!r}; known: {', '.join(sorted(fleet.services))}"
                 )
             fault = demo.inject(spec)
-        except (ValidationError, ValueError) as exc:
+        except ValidationError as exc:  # the spec's own checks: their reasons, not pydantic's dump
+            reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            raise HTTPException(422, reasons) from None
+        except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
         except KeyError as exc:  # a kind that targets a service, given none
             raise HTTPException(422, f"{body.kind} needs a service (one of the fleet's)") from exc

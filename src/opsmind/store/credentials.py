@@ -116,12 +116,16 @@ def _scrypt(password: str, salt: bytes, n: int = SCRYPT_N, r: int = SCRYPT_R, p:
 _DUMMY_SALT = secrets.token_bytes(16)
 
 
-def check_name(name: str) -> str:
-    """A user name: 1-128 printable characters, no surrounding blanks."""
+def check_name(name: str, new: bool = False) -> str:
+    """A user name: 1-128 printable characters, no surrounding blanks; a ``new`` one (being created or
+    changed) without ``/`` either, which no URL path segment (``/auth/users/{name}``) can carry, so
+    such a user could never be changed or deleted."""
     if not name or len(name) > NAME_MAX or name != name.strip() or not name.isprintable():
         raise CredentialError(
             f"user name must be 1-{NAME_MAX} printable characters without surrounding blanks"
         )
+    if new and "/" in name:
+        raise CredentialError("user name must not contain '/' (it could not be named in a URL path)")
     return name
 
 
@@ -161,7 +165,7 @@ class CredentialStore:
 
     def set_user(self, name: str, password: str, role: Role | str, now: float) -> User:
         """Create the user or replace its password and role."""
-        check_name(name)
+        check_name(name, new=True)
         role = Role(role)
         if not password:
             raise CredentialError("password must not be empty")

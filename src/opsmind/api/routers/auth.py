@@ -130,7 +130,7 @@ async def put_user(
     who = current_principal(request)
     creds = engine.credentials
     try:
-        check_name(body.name)
+        check_name(body.name, new=True)
     except CredentialError as exc:
         raise _unprocessable(exc) from exc
     users = await asyncio.to_thread(creds.users)

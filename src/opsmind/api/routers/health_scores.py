@@ -4,8 +4,8 @@ The score itself is :func:`opsmind.detect.health.health_score`; its inputs are r
 :func:`opsmind.engine.health_reading.compute_health` (shared with the live hub's ``health`` topic): for
 every series of the service whose metric maps to a golden signal, the last ``window`` seconds of raw
 points (counters, named ``*_total``, become per-second rates), the median of the last ``recent`` seconds
-as the current value and the median of the rest as the baseline. Each computed score is also exported as
-the gauge ``opsmind_service_health_score{service}``.
+as the current value and the median of the rest as the baseline. A score computed with the default
+``window`` and ``recent`` is also exported as the gauge ``opsmind_service_health_score{service}``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from opsmind.engine import Engine, health_reading
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 GAUGE = "opsmind_service_health_score"
+DEFAULT_WINDOW_S = 900.0
+DEFAULT_RECENT_S = 120.0
 
 
 class ContributionPublic(BaseModel):
@@ -67,15 +69,20 @@ def compute_health(engine: Engine, service: str, window_s: float, recent_s: floa
 async def service_health(
     name: str,
     engine: EngineDep,
-    window: float = Query(900.0, gt=0, le=86_400, description="seconds of history to read"),
-    recent: float = Query(120.0, gt=0, le=86_400, description="seconds that count as the current value"),
+    window: float = Query(DEFAULT_WINDOW_S, gt=0, le=86_400, description="seconds of history to read"),
+    recent: float = Query(
+        DEFAULT_RECENT_S, gt=0, le=86_400, description="seconds that count as the current value"
+    ),
 ) -> HealthPublic:
     """The health score of one service (0-100, higher is healthier), with what each signal cost."""
     h = await asyncio.to_thread(compute_health, engine, name, window, min(recent, window))
     if h is None:
         raise HTTPException(404, f"no series carries service={name!r}")
-    gauge = engine.telemetry.gauge(GAUGE, "Service health score, 0-100 (NaN when unknown)", ("service",))
-    gauge.labels(name).set(math.nan if h.score is None else h.score)
+    if (window, recent) == (DEFAULT_WINDOW_S, DEFAULT_RECENT_S):
+        # Only the default reading is the exported score: a reader asking about another window must not
+        # rewrite what dashboards and alert rules scrape.
+        gauge = engine.telemetry.gauge(GAUGE, "Service health score, 0-100 (NaN when unknown)", ("service",))
+        gauge.labels(name).set(math.nan if h.score is None else h.score)
     return HealthPublic(
         service=h.service,
         score=h.score,

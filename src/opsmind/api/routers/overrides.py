@@ -31,7 +31,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
 
 from opsmind.api import auth, problems
 from opsmind.api.deps import EngineDep
@@ -177,7 +177,7 @@ OVERRIDES: tuple[AutomatedOperation, ...] = (
 class PauseUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    paused: bool
+    paused: StrictBool  # "yes" or 1 is a mistake to refuse, not a pause to guess
     why: NonBlank
     who: Name | None = None
 
@@ -193,7 +193,7 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     why: NonBlank
-    dry_run: bool = False
+    dry_run: StrictBool = False
     who: Name | None = None
 
 

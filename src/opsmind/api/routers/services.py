@@ -1,5 +1,6 @@
-"""Services: every value of the ``service`` label seen in stored series, with open incidents, and the
-services registered in the service registry (``opsmind.engine.registry``), with or without data yet.
+"""Services: every value of the ``service`` label seen in stored series, with open incidents, the services
+registered in the service registry (``opsmind.engine.registry``), with or without data yet, and those
+only an open incident names (an Alertmanager alert about a service OpsMind has no series of).
 
 ``PUT /api/v1/services/{name}`` registers a service (or changes its registration): its type, owner and
 metrics URL, which OpsMind scrapes from then on; ``DELETE`` deregisters it (the scrape stops, the data
@@ -101,7 +102,9 @@ def _collect(engine: Engine) -> dict[str, ServicePublic]:
             open_by_service[inc.service] = open_by_service.get(inc.service, 0) + 1
     registered = engine.registry.registered()
     out: dict[str, ServicePublic] = {}
-    for svc in sorted({*by_service, *registered}):
+    # A service known only from its open incidents (an Alertmanager alert about a service OpsMind has no
+    # series of) is listed too: the incident counts here must add up to the incident list's.
+    for svc in sorted({*by_service, *registered, *open_by_service}):
         count, names = by_service.get(svc, (0, set()))
         reg = registered.get(svc)
         scraped = engine.registry.scrape_status(reg) if reg is not None else None
@@ -122,7 +125,8 @@ def _collect(engine: Engine) -> dict[str, ServicePublic]:
 
 @router.get("", response_model=list[ServicePublic])
 async def list_services(engine: EngineDep) -> list[ServicePublic]:
-    """Every service: those whose series carry ``service=<name>`` and those registered."""
+    """Every service: those whose series carry ``service=<name>``, those registered and those with open
+    incidents (an external alert may name a service OpsMind has no series of)."""
     return list((await asyncio.to_thread(_collect, engine)).values())
 
 
@@ -156,7 +160,11 @@ def _check_registration(name: str, body: ServiceRegister) -> None:
 @router.put(
     "/{name}",
     response_model=ServicePublic,
-    responses={201: {"description": "registered"}, 422: {"description": "not a valid registration"}},
+    responses={
+        201: {"description": "registered"},
+        409: {"description": "deregistered by a concurrent request"},
+        422: {"description": "not a valid registration"},
+    },
 )
 async def register_service(
     name: str, body: ServiceRegister, request: Request, response: Response, engine: EngineDep
@@ -179,9 +187,12 @@ async def register_service(
         _, new = await engine.registry.register(reg, body.why)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+    found = (await asyncio.to_thread(_collect, engine)).get(name)
+    if found is None:  # a DELETE that came right after it removed it again, and nothing is stored for it
+        raise HTTPException(409, f"service {name!r} was registered, then deregistered by another request")
     if new:
         response.status_code = 201
-    return (await asyncio.to_thread(_collect, engine))[name]
+    return found
 
 
 @router.delete(
