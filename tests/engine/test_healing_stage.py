@@ -412,3 +412,17 @@ def test_a_bad_runbook_stops_the_start_with_its_file_named(tmp_path: Path) -> No
 def test_the_simulator_actuator_must_be_given(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="remediators"):
         Engine(settings(tmp_path, actuator="simulator"))
+
+
+async def test_a_person_can_still_run_a_runbook_once_the_healers_cure_holds(tmp_path: Path) -> None:
+    # Once a verified cure explained everything left of the incident, the healer had nothing to ask and
+    # the manual override answered "no incident" (the dashboard then said healing was disabled).
+    async with healing_engine(tmp_path) as (engine, clock, actuator, collect):
+        assert engine.healing is not None
+        rem = await open_incident(engine, incident())
+        await engine.healing.approve(rem.id, "ana", "restart is safe now")
+        await wait_for(lambda: len(actuator.calls) == 1)
+        assert (await verify_until_done(engine, clock)).state is RemediationState.SUCCEEDED
+        assert not list(engine.healing._requests(incident(), clock.now()))  # the healer asks nothing
+        _, options, service = await engine.healing.advise("inc-1")
+        assert service == "checkout" and options

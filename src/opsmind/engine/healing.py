@@ -319,13 +319,15 @@ class HealStage(Stage):
         return dataclasses.replace(self.inventory, kinds={**self.registered_kinds(), **self.inventory.kinds})
 
     def _requests(
-        self, inc: Incident, now: float, held: frozenset[str] = frozenset()
+        self, inc: Incident, now: float, held: frozenset[str] = frozenset(), by_hand: bool = False
     ) -> Iterator[HealRequest]:
         """The requests to put to the healer, best first: observations made by the engine's shared
         builder from the service-level metrics around the incident (as the classifier was trained and
         benchmarked), filed under the ranking's services; when the metrics cannot be ranked (too little
         history, an incident from external alerts only), one from the incident's own anomalies, filed
-        under its service."""
+        under its service. When only what verified remediations explain is left, nothing is asked of the
+        healer, except ``by_hand`` (a person asking for advice or running a runbook): then the incident's
+        own anomalies still make one request, so the manual override is always there."""
         impact = users_affected(inc, self.settings.impact_priority) or now - inc.opened_at >= PATIENCE_S
         recent = self.view.platform_events(now - FIELD_EVENTS_S)
         seen = [SeenEvent(e.at, e.reason, e.message, e.service, e.node) for e in recent]
@@ -355,7 +357,7 @@ class HealStage(Stage):
                 log.info("heal: incident %s: metrics cannot be ranked (%s); using its anomalies", inc.id, exc)
                 found = []
             else:
-                if not found:
+                if not found and not by_hand:
                     return  # only what verified or held remediations explain is left: nothing to ask now
         if not found:
             since = inc.opened_at - self.group_window_s
@@ -575,8 +577,8 @@ class HealStage(Stage):
         if inc is None:
             raise LookupError(f"no incident {incident_id}")
         now = self.clock.now()
-        requests = await asyncio.to_thread(lambda: list(self._requests(inc, now)))
-        return requests[0]
+        requests = await asyncio.to_thread(lambda: list(self._requests(inc, now, by_hand=True)))
+        return requests[0]  # by hand there is always one (from the incident's anomalies at least)
 
     async def advise(self, incident_id: str) -> tuple[Prediction, list[RunbookOption], str]:
         """The incident's classification, its candidate runbooks, ranked (see Healer.advise), and the
