@@ -97,6 +97,18 @@ def test_cooldown_per_service_and_per_runbook() -> None:
     assert cooldown(me, refused, NOW, 600.0, same_runbook=True)[0]
 
 
+def test_a_dry_run_holds_up_dry_runs_only() -> None:
+    # A person's dry run changed nothing; it escalated the real remediation that followed ("cooling down").
+    dry = [done(ended=NOW - 50).model_copy(update={"dry_run": True})]
+    assert cooldown(rem(), dry, NOW, 600.0, same_runbook=True)[0]
+    assert not cooldown(rem(dry_run=True), dry, NOW, 600.0, same_runbook=True)[0]  # as live ones would
+    limit = RateLimit(1, 3600.0)
+    assert rate_limit(rem(), dry, NOW, limit, per_service=True)[0]
+    assert not rate_limit(rem(dry_run=True), dry, NOW, limit, per_service=True)[0]
+    live = [done(ended=NOW - 50)]
+    assert not cooldown(rem(dry_run=True), live, NOW, 600.0, same_runbook=True)[0]
+
+
 def test_rate_limits_per_service_and_global() -> None:
     me = rem()
     limit = RateLimit(2, 3600.0)

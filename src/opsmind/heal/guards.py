@@ -145,12 +145,13 @@ def cooldown(
     rem: Remediation, recent: Sequence[Remediation], now: float, seconds: float, *, same_runbook: bool
 ) -> GuardResult:
     """No new remediation on a service (or with the same runbook on it) within ``seconds`` of the end of
-    the last one that started and sent a step; dry runs count, so a dry run shows what the live system
-    would do."""
+    the last one that started and sent a step. A dry run is cooled down by dry runs too, so a dry run
+    shows what the live system would do; a live remediation only by live ones, which changed something:
+    a person's dry run (nothing changed) must not hold up the real remediation after it."""
     scope = f"{rem.service}/{rem.runbook}" if same_runbook else rem.service
     last: float | None = None
     for other in recent:
-        if other.id == rem.id or other.service != rem.service:
+        if other.id == rem.id or other.service != rem.service or _dry_run_beside_live(other, rem):
             continue
         if same_runbook and other.runbook != rem.runbook:
             continue
@@ -162,17 +163,24 @@ def cooldown(
     return True, f"{scope} is not cooling down"
 
 
+def _dry_run_beside_live(other: Remediation, rem: Remediation) -> bool:
+    """Whether ``other`` is a dry run and ``rem`` is not: it changed nothing ``rem``'s limits guard."""
+    return other.dry_run and not rem.dry_run
+
+
 def rate_limit(
     rem: Remediation, recent: Sequence[Remediation], now: float, limit: RateLimit, *, per_service: bool
 ) -> GuardResult:
     """At most ``limit.max_count`` remediations started in the last ``limit.window_s`` seconds. One that
     ended without sending a step (its precheck said no) changed nothing and does not count, as it does
-    not for the cooldowns: the limit is on what automation did to a service, not on what it looked at."""
+    not for the cooldowns: the limit is on what automation did to a service, not on what it looked at; for
+    the same reason a dry run counts toward a dry run's limit only."""
     scope = rem.service if per_service else "all services"
     started = [
         r
         for r in recent
         if r.id != rem.id
+        and not _dry_run_beside_live(r, rem)
         and r.started_at is not None
         and not (r.finished and not r.sent_keys)
         and now - limit.window_s < r.started_at <= now
