@@ -21,6 +21,7 @@ from tests.ui.conftest import HTTP_TIMEOUT_S, OPERATOR, USERS, VIEWER, Demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.ui]
 
+PHONE = {"width": 390, "height": 844}
 SMALL = {"width": 1280, "height": 800}
 LARGE = {"width": 2560, "height": 1440}
 LIVE_S = 15_000  # ms a live update may take to reach the page
@@ -238,7 +239,7 @@ def test_an_operator_approves_and_the_audit_page_shows_it(browser: Any, demo: De
         incident.context.close()
 
 
-@pytest.mark.parametrize("viewport", [SMALL, LARGE], ids=["1280x800", "2560x1440"])
+@pytest.mark.parametrize("viewport", [PHONE, SMALL, LARGE], ids=["390x844", "1280x800", "2560x1440"])
 def test_pages_fit_the_screen(browser: Any, demo: Demo, viewport: dict[str, int]) -> None:
     page = sign_in(browser, demo, OPERATOR, viewport)
     try:
@@ -256,9 +257,42 @@ def test_pages_fit_the_screen(browser: Any, demo: Demo, viewport: dict[str, int]
             if box is not None:
                 break
             time.sleep(0.1)
-        assert box is not None and box["y"] < viewport["height"] / 2 and box["width"] > 400, box
+        assert box is not None and box["y"] < viewport["height"] / 2, box
+        assert box["width"] > min(400, viewport["width"] - 60), box
     finally:
         page.context.close()
+
+
+def test_what_an_operator_types_survives_live_updates(operator_page: Page, demo: Demo) -> None:
+    """A live update redraws a card or the incident's actions; what the operator was entering stays (a
+    redraw used to put back the decided replicas, or "1 h" for a chosen "24 h", just before the click)."""
+    page = operator_page
+    page.goto(f"{demo.url}/#/scaling")
+    card = page.get_by_test_id("scaling-gateway")
+    typed = card.get_by_label("replicas to pin")
+    typed.fill("7")
+    with demo.client() as c:  # someone else's pin: a decision event redraws the card
+        r = c.post("/api/v1/scaling/gateway/override", json={"replicas": 5, "reason": "load test"})
+        assert r.status_code == 200, r.text
+        expect(card).to_contain_text("Pinned to 5", timeout=LIVE_S)
+        expect(typed).to_have_value("7")
+        assert c.request("DELETE", "/api/v1/scaling/gateway/override").status_code == 200
+    typed.fill("")
+    card.get_by_test_id("pin-gateway").click()  # an empty field is not a pin to 0
+    expect(page.get_by_test_id("error-banner")).to_contain_text("enter a whole number of replicas")
+
+    deadline = time.monotonic() + 120
+    with demo.client() as c:
+        while not (opened := c.get("/api/v1/incidents", params={"status": "open"}).json()):
+            assert time.monotonic() < deadline, f"no open incident within 120 s:\n{demo.tail(30)}"
+            time.sleep(2)
+        incident = opened[0]
+        page.goto(f"{demo.url}/#/incident/{incident['id']}")
+        page.get_by_test_id("silence-for").select_option(label="24 h")
+        move = {"status": "acknowledged", "reason": "looking"}
+        assert c.post(f"/api/v1/incidents/{incident['id']}/status", json=move).status_code == 200
+        expect(page.get_by_test_id("incident-head")).to_contain_text("acknowledged", timeout=LIVE_S)
+    expect(page.get_by_test_id("silence-for")).to_have_value(str(86400))
 
 
 def test_charts_draw_10000_points_per_series_fast(operator_page: Page) -> None:

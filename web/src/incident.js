@@ -10,7 +10,7 @@ const ROLLBACK_FROM = new Set(["executing", "verifying", "succeeded"]);
 const SILENCE_FOR = { "1 h": 3600, "4 h": 4 * 3600, "24 h": 86400 };
 
 export function mount(root, { live }, id) {
-  const state = { incident: null, remediations: new Map(), advice: null, audit: [], feedback: [] };
+  const state = { incident: null, remediations: new Map(), advice: null, adviceError: null, audit: [], feedback: [] };
   const headBox = h("div", {}, "loading…");
   const actionsBox = h("div", {});
   const remBox = h("div", {}, "loading…");
@@ -45,6 +45,14 @@ export function mount(root, { live }, id) {
   );
 
   const because = (fallback) => reasonOf(why, fallback);
+  // Made once: live updates redraw the actions, and a choice or a note made here must survive them (a
+  // redraw used to reset "24 h" to "1 h" between choosing it and clicking Silence).
+  const silenceFor = h(
+    "select",
+    { "aria-label": "silence for", testid: "silence-for", disabled: !session.can("operator") },
+    Object.entries(SILENCE_FOR).map(([label, s]) => h("option", { value: s }, label)),
+  );
+  const silenceNote = h("p", { class: "muted", testid: "silence-note" });
 
   function drawHead() {
     const i = state.incident;
@@ -108,11 +116,6 @@ export function mount(root, { live }, id) {
         },
         { testid: `feedback-${v}` },
       );
-    const silenceFor = h(
-      "select",
-      { "aria-label": "silence for", disabled: !session.can("operator") },
-      Object.entries(SILENCE_FOR).map(([label, s]) => h("option", { value: s }, label)),
-    );
     const silence = opButton(
       "Silence",
       async () => {
@@ -126,7 +129,6 @@ export function mount(root, { live }, id) {
       },
       { testid: "silence", title: "mute notifications for this incident's service" },
     );
-    const silenceNote = h("p", { class: "muted" });
     const last = state.feedback[0];
     fill(
       actionsBox,
@@ -182,7 +184,7 @@ export function mount(root, { live }, id) {
           { title: "On", cell: (r) => (r.service ? h("a", { href: href("service", r.service) }, r.service) : "-") },
           { title: "Risk", cell: (r) => riskName(r.risk) },
           { title: "State", cell: (r) => remediationBadge(r) },
-          { title: "Step", cell: (r) => `${Math.min(r.step_index + 1, r.step_count)}/${r.step_count}` },
+          { title: "Step", cell: (r) => stepOf(r) },
           { title: "Why / last move", cell: (r) => lastMove(r) },
           {
             title: "Override",
@@ -204,7 +206,8 @@ export function mount(root, { live }, id) {
   function drawAdvice() {
     const a = state.advice;
     if (!a) {
-      fill(adviceBox, h("p", { class: "muted" }, "No classification: self-healing is disabled on this server."));
+      const why = state.adviceError || "self-healing is disabled on this server";
+      fill(adviceBox, h("p", { class: "muted", testid: "no-classification" }, `No classification: ${why}.`));
       return;
     }
     const c = a.classification || {};
@@ -357,23 +360,32 @@ export function mount(root, { live }, id) {
   }
 
   async function loadAdvice() {
+    // 503: healing is off on this server; any other refusal is shown with its reason, never as "off".
     try {
       state.advice = await api.get(`/api/v1/incidents/${enc(id)}/runbooks`);
+      state.adviceError = null;
     } catch (err) {
-      if (!(err instanceof ApiError && [404, 503].includes(err.status))) throw err;
+      if (!(err instanceof ApiError)) throw err;
       state.advice = null;
+      state.adviceError = err.status === 503 ? null : err.message;
     }
+  }
+
+  async function loadAudit() {
+    // The trail of the incident and of its remediations, which may act on other services than its own.
+    const services = new Set([state.incident.service, ...(state.incident.services || [])]);
+    for (const r of state.remediations.values()) services.add(r.service);
+    const lists = await Promise.all(
+      [...services].filter(Boolean).map((svc) => api.get("/api/v1/audit", { service: svc, limit: 1000 })),
+    );
+    const byId = new Map(lists.flat().map((a) => [a.id, a]));
+    return [...byId.values()].sort((a, b) => b.at - a.at);
   }
 
   async function load() {
     state.incident = await api.get(`/api/v1/incidents/${enc(id)}`);
-    const svc = state.incident.service;
-    const [, , audit] = await Promise.all([
-      loadRemediations(),
-      loadAdvice().catch((err) => showError(err, "classification")),
-      svc ? api.get("/api/v1/audit", { service: svc, limit: 1000 }) : Promise.resolve([]),
-    ]);
-    state.audit = audit;
+    await Promise.all([loadRemediations(), loadAdvice().catch((err) => showError(err, "classification"))]);
+    state.audit = await loadAudit();
     drawAll();
     await loadFeedback();
   }
@@ -383,7 +395,11 @@ export function mount(root, { live }, id) {
     if (!state.incident) return;
     live.subscribe({
       topics: ["incidents", "remediations", "audit"],
-      services: [...new Set([state.incident.service, ...(state.incident.services || [])].filter(Boolean))],
+      services: [
+        ...new Set(
+          [state.incident.service, ...(state.incident.services || []), ...[...state.remediations.values()].map((r) => r.service)].filter(Boolean),
+        ),
+      ],
       since,
       onReset: () => attempt(load, "reloading the incident"),
       handler: (ev) => {
@@ -409,6 +425,13 @@ export function mount(root, { live }, id) {
     });
   });
   return () => {};
+}
+
+function stepOf(r) {
+  // The step being run while executing; otherwise how many steps were run (none for one never started).
+  if (r.state === "executing") return `${Math.min(r.step_index + 1, r.step_count)}/${r.step_count}`;
+  const done = r.started_at == null ? 0 : r.state === "succeeded" || r.state === "verifying" ? r.step_count : r.step_index;
+  return `${done}/${r.step_count}`;
 }
 
 function lastMove(r) {

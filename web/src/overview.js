@@ -7,6 +7,7 @@ import { href } from "./router.js";
 import { legend, serviceMap } from "./servicemap.js";
 import { RISKS, attempt, priorityBadge, reasonInput, reasonOf, showError, stateBadge } from "./widgets.js";
 
+const SLO_REFRESH_MS = 30_000;
 const ACTIVE = new Set(["open", "acknowledged", "mitigating"]);
 const window_ = (secs) => (secs >= 86400 ? `${secs / 86400}d` : secs >= 3600 ? `${secs / 3600}h` : `${secs / 60}m`);
 
@@ -213,6 +214,10 @@ export function mount(root, { live }) {
     await loadSlo();
   };
 
+  // The error budgets move with every request, and no live topic carries them: read again every half
+  // minute (they showed a budget as ok for minutes after its burn-rate incident had opened).
+  const sloTimer = setInterval(() => attempt(loadSlo, "error budgets"), SLO_REFRESH_MS);
+
   const since = live.mark();
   attempt(load, "loading the overview").then(() => {
     live.subscribe({
@@ -243,7 +248,7 @@ export function mount(root, { live }) {
     }
   }
 
-  return () => {};
+  return () => clearInterval(sloTimer);
 }
 
 // The API reports the approval threshold as a runbook risk level: 0 low, 1 medium, 2 high (-1: none).

@@ -70,39 +70,53 @@ export function mount(root, { live }) {
     );
   }
 
+  function overrideInputs(c) {
+    // Made once per card: a decision arrives every scaling interval and redraws the card, and what an
+    // operator is typing must survive it (a redraw used to put back the decided replicas and an empty
+    // reason between typing and clicking Pin). An input keeps its own value once edited, until an action
+    // on the card succeeds.
+    if (c.inputs) return c.inputs;
+    const { row } = c;
+    const number = (label) => {
+      const el = h("input", { type: "number", min: row.min_replicas, max: row.max_replicas, "aria-label": label, disabled: !session.can("operator") });
+      el.addEventListener("input", () => (el.dataset.edited = "1"));
+      return el;
+    };
+    c.inputs = { replicas: number("replicas to pin"), lo: number("minimum replicas"), hi: number("maximum replicas"), why: reasonInput() };
+    return c.inputs;
+  }
+
+  function wholeNumber(input, what) {
+    const v = input.value.trim();
+    if (!/^\d+$/.test(v)) throw new Error(`${what}: enter a whole number of replicas${v ? `, not "${v}"` : ""}`);
+    return Number(v);
+  }
+
   function drawOverride(c) {
     const { row } = c;
     const o = row.override;
-    const replicas = h("input", {
-      type: "number",
-      min: row.min_replicas,
-      max: row.max_replicas,
-      value: o?.replicas ?? row.decision?.replicas ?? row.min_replicas,
-      "aria-label": "replicas to pin",
-      disabled: !session.can("operator"),
-    });
-    const bound = (label, value) =>
-      h("input", {
-        type: "number",
-        min: row.min_replicas,
-        max: row.max_replicas,
-        value,
-        "aria-label": label,
-        disabled: !session.can("operator"),
-      });
-    const lo = bound("minimum replicas", o?.min_replicas ?? row.min_replicas);
-    const hi = bound("maximum replicas", o?.max_replicas ?? row.max_replicas);
-    const why = reasonInput();
+    const { replicas, lo, hi, why } = overrideInputs(c);
+    const defaults = [
+      [replicas, o?.replicas ?? row.decision?.replicas ?? row.min_replicas],
+      [lo, o?.min_replicas ?? row.min_replicas],
+      [hi, o?.max_replicas ?? row.max_replicas],
+    ];
+    for (const [input, value] of defaults) if (!input.dataset.edited) input.value = value;
+    const done = (out, override) => {
+      row.decision = out;
+      row.override = override;
+      for (const [input] of defaults) delete input.dataset.edited;
+      why.value = "";
+      drawDecision(c);
+      drawOverride(c);
+    };
     const apply = async (body) => {
       const out = await api.post(`/api/v1/scaling/${enc(row.service)}/override`, {
         ...body,
         by: session.name(),
         reason: reasonOf(why, "override from the dashboard"),
       });
-      row.decision = out;
-      row.override = out.override;
-      drawDecision(c);
-      drawOverride(c);
+      done(out, out.override);
     };
     fill(
       c.overrideBox,
@@ -126,7 +140,7 @@ export function mount(root, { live }) {
       h(
         "div",
         { class: "buttons" },
-        h("span", { class: "group" }, replicas, opButton("Pin", () => apply({ replicas: Number(replicas.value) }), { testid: `pin-${row.service}` })),
+        h("span", { class: "group" }, replicas, opButton("Pin", () => apply({ replicas: wholeNumber(replicas, "Pin") }), { testid: `pin-${row.service}` })),
         h(
           "span",
           { class: "group" },
@@ -134,7 +148,7 @@ export function mount(root, { live }) {
           hi,
           opButton(
             "Set min/max",
-            () => apply({ min_replicas: Number(lo.value), max_replicas: Number(hi.value) }),
+            () => apply({ min_replicas: wholeNumber(lo, "minimum"), max_replicas: wholeNumber(hi, "maximum") }),
             { testid: `bounds-${row.service}` },
           ),
         ),
@@ -147,10 +161,7 @@ export function mount(root, { live }) {
                   by: session.name(),
                   reason: reasonOf(why, "released from the dashboard"),
                 });
-                row.decision = out;
-                row.override = null;
-                drawDecision(c);
-                drawOverride(c);
+                done(out, null);
               },
               { testid: `release-${row.service}` },
             )
@@ -170,7 +181,7 @@ export function mount(root, { live }) {
           {
             title: "Replicas",
             class: "num",
-            cell: (a) => (a.detail?.replicas !== undefined ? `${a.detail.current ?? "?"} → ${a.detail.replicas}` : "-"),
+            cell: (a) => replicasMove(a.detail || {}),
           },
           { title: "Cost", class: "num", cell: (a) => (a.detail?.cost_per_hour ? `${fmtNum(a.detail.cost_per_hour, 3)} USD/h` : "-") },
           {
@@ -293,4 +304,15 @@ export function mount(root, { live }) {
   return () => {
     for (const c of cards.values()) Object.values(c.charts).forEach((ch) => ch.destroy());
   };
+}
+
+function replicasMove(d) {
+  // A decision moves the replicas (current -> replicas); an override (kind pin / bounds / pause) holds
+  // them; a release shows what it released.
+  const held = d.released || d;
+  if (held.kind === "pause") return d.released ? "pause released" : "paused";
+  if (held.kind === "bounds") return `${d.released ? "released " : ""}within ${held.min_replicas ?? "…"}-${held.max_replicas ?? "…"}`;
+  if (held.kind === "pin") return `${d.released ? "released " : ""}pinned to ${held.replicas}`;
+  if (d.replicas == null) return "-";
+  return d.current == null ? `→ ${d.replicas}` : `${d.current} → ${d.replicas}`;
 }

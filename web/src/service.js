@@ -378,8 +378,17 @@ export function mount(root, { live }, name) {
         addAnomaly(d);
         break;
       case "health":
+        // The event carries the score and status only: the signals' table is read again, so it never
+        // contradicts the explanation above it.
         state.health = { ...(state.health || {}), ...d };
         drawHealth();
+        attempt(async () => {
+          const fresh = await getOptional(`/api/v1/services/${enc(name)}/health`, null, null, [404]);
+          if (fresh) {
+            state.health = fresh;
+            drawHealth();
+          }
+        }, "live health");
         break;
       case "remediations":
         state.remediations.set(d.id, d);

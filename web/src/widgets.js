@@ -62,7 +62,10 @@ export function opButton(label, action, { testid, role = "operator", title, kind
     if (ask && !window.confirm(ask)) return;
     btn.disabled = true;
     try {
-      await attempt(action, label);
+      await action();
+      clearError(); // an earlier failure's banner no longer describes the page
+    } catch (err) {
+      showError(err, label);
     } finally {
       if (btn.isConnected) btn.disabled = !session.can(role);
     }
@@ -80,7 +83,9 @@ export const PRIORITY_BANDS = [
 export function priorityBadge(priority) {
   const p = Number(priority) || 0;
   const band = PRIORITY_BANDS.find((b) => p >= b.min);
-  return h("span", { class: `badge ${band.cls}`, title: `priority ${p.toFixed(0)}/100` }, `${band.label} · ${p.toFixed(0)}`);
+  // Rounded down, as the bands are: 79.8 is P2 and must not read "80", where P1 starts.
+  const shown = Math.floor(p);
+  return h("span", { class: `badge ${band.cls}`, title: `priority ${p.toFixed(1)}/100` }, `${band.label} · ${shown}`);
 }
 
 // Runbook risk levels; the API gives a remediation's risk (and the approval threshold) as their index.
