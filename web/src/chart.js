@@ -87,7 +87,9 @@ export class Chart {
         x: { time: true, range: (u, min, max) => this.xRange(min, max) },
         y: { range: (u, min, max) => this.yRange(min, max) },
       },
-      axes: [{}, { size: 60, values: (u, vals) => vals.map((v) => fmtNum(v)) }],
+      // Time ticks in the 24-hour clock the rest of the page uses (uPlot's default is "3pm"), spaced so
+      // that labels with a date do not run into each other.
+      axes: [{ space: 90, values: (u, vals) => timeTicks(vals) }, { size: 60, values: (u, vals) => vals.map((v) => fmtNum(v)) }],
       hooks: { draw: [(u) => this.drawOverlay(u), (u) => this.drawn(u)] },
     };
   }
@@ -284,4 +286,15 @@ export class Chart {
     this.u = null;
     this.el.remove();
   }
+}
+
+/** Tick labels for Unix-second ``vals``: HH:MM (HH:MM:SS under ten minutes), with the date across days. */
+export function timeTicks(vals) {
+  const span = vals.length > 1 ? vals[vals.length - 1] - vals[0] : 0;
+  const pad = (n) => String(n).padStart(2, "0");
+  return vals.map((v) => {
+    const d = new Date(v * 1000);
+    const clock = `${pad(d.getHours())}:${pad(d.getMinutes())}${span < 600 ? `:${pad(d.getSeconds())}` : ""}`;
+    return span >= 86400 ? `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${clock}` : clock;
+  });
 }

@@ -193,7 +193,7 @@ export function mount(root, { live }, id) {
                 "span",
                 { class: "buttons" },
                 r.state === "proposed" ? [decide(r, true), decide(r, false)] : null,
-                ROLLBACK_FROM.has(r.state) && !r.dry_run ? rollback(r) : null,
+                ROLLBACK_FROM.has(r.state) && !r.dry_run && (r.sent_keys || []).length ? rollback(r) : null,
               ),
           },
         ],

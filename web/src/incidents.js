@@ -5,6 +5,8 @@ import { fill, fmtAgo, fmtTime, h, section, tableRow } from "./dom.js";
 import { href } from "./router.js";
 import { attempt, opButton, priorityBadge, reasonInput, reasonOf, stateBadge } from "./widgets.js";
 
+const SILENCE_VERBS = new Set(["silence", "expire_silence"]);
+const SILENCE_REFRESH_MS = 30_000;
 const STATES = ["active", "open", "acknowledged", "mitigating", "resolved", "all"];
 
 const COLUMNS = [
@@ -89,6 +91,8 @@ export function mount(root, { live }) {
     );
   }
   attempt(loadSilences, "loading silences");
+  // A silence also ends by itself at its end time, which no event announces.
+  const silenceTimer = setInterval(() => attempt(loadSilences, "silences"), SILENCE_REFRESH_MS);
 
   function visible(i) {
     const st = stateSel.value;
@@ -120,11 +124,16 @@ export function mount(root, { live }) {
   const since = live.mark();
   attempt(load, "loading incidents").then(() =>
     live.subscribe({
-      topics: ["incidents"],
+      topics: ["incidents", "audit"],
       since,
       onReset: () => attempt(load, "reloading incidents"),
       handler: async (ev) => {
         const d = ev.data || {};
+        if (ev.topic === "audit") {
+          // A silence made or expired elsewhere (the API, another page) is listed at once.
+          if (SILENCE_VERBS.has(d.verb)) attempt(loadSilences, "live silences");
+          return;
+        }
         let inc = d.incident || d;
         if (!inc.title && inc.id) inc = await getOptional(`/api/v1/incidents/${enc(inc.id)}`);
         if (!inc?.id) return;
@@ -134,5 +143,5 @@ export function mount(root, { live }) {
       },
     }),
   );
-  return () => {};
+  return () => clearInterval(silenceTimer);
 }
