@@ -263,38 +263,6 @@ def test_pages_fit_the_screen(browser: Any, demo: Demo, viewport: dict[str, int]
         page.context.close()
 
 
-def test_what_an_operator_types_survives_live_updates(operator_page: Page, demo: Demo) -> None:
-    """A live update redraws a card or the incident's actions; what the operator was entering stays (a
-    redraw used to put back the decided replicas, or "1 h" for a chosen "24 h", just before the click)."""
-    page = operator_page
-    page.goto(f"{demo.url}/#/scaling")
-    card = page.get_by_test_id("scaling-gateway")
-    typed = card.get_by_label("replicas to pin")
-    typed.fill("7")
-    with demo.client() as c:  # someone else's pin: a decision event redraws the card
-        r = c.post("/api/v1/scaling/gateway/override", json={"replicas": 5, "reason": "load test"})
-        assert r.status_code == 200, r.text
-        expect(card).to_contain_text("Pinned to 5", timeout=LIVE_S)
-        expect(typed).to_have_value("7")
-        assert c.request("DELETE", "/api/v1/scaling/gateway/override").status_code == 200
-    typed.fill("")
-    card.get_by_test_id("pin-gateway").click()  # an empty field is not a pin to 0
-    expect(page.get_by_test_id("error-banner")).to_contain_text("enter a whole number of replicas")
-
-    deadline = time.monotonic() + 120
-    with demo.client() as c:
-        while not (opened := c.get("/api/v1/incidents", params={"status": "open"}).json()):
-            assert time.monotonic() < deadline, f"no open incident within 120 s:\n{demo.tail(30)}"
-            time.sleep(2)
-        incident = opened[0]
-        page.goto(f"{demo.url}/#/incident/{incident['id']}")
-        page.get_by_test_id("silence-for").select_option(label="24 h")
-        move = {"status": "acknowledged", "reason": "looking"}
-        assert c.post(f"/api/v1/incidents/{incident['id']}/status", json=move).status_code == 200
-        expect(page.get_by_test_id("incident-head")).to_contain_text("acknowledged", timeout=LIVE_S)
-    expect(page.get_by_test_id("silence-for")).to_have_value(str(86400))
-
-
 def test_charts_draw_10000_points_per_series_fast(operator_page: Page) -> None:
     """Four charts of two 10,000-point series each draw without a DOM node per point, in tens of
     milliseconds (the bound leaves room for a loaded CI machine), and a live point is appended in a few."""
@@ -303,6 +271,17 @@ def test_charts_draw_10000_points_per_series_fast(operator_page: Page) -> None:
     assert result["drawn"] < 2000, result
     assert result["append"] < 100, result
     assert result["nodes"] < 400, result
+
+
+def an_open_incident(demo: Demo, statuses: tuple[str, ...] = ("open",)) -> dict[str, Any]:
+    """An incident in one of ``statuses`` to act on: the demo's own faults open them (fault-after 1 s,
+    nothing approves their remediations), whatever the tests before this one did."""
+    deadline = time.monotonic() + 120
+    with demo.client() as c:
+        while not (found := [i for i in c.get("/api/v1/incidents").json() if i["status"] in statuses]):
+            assert time.monotonic() < deadline, f"no {statuses} incident within 120 s:\n{demo.tail(30)}"
+            time.sleep(2)
+    return dict(found[0])
 
 
 def test_an_operators_overrides_through_the_page(operator_page: Page, demo: Demo) -> None:
@@ -339,14 +318,7 @@ def test_an_operators_overrides_through_the_page(operator_page: Page, demo: Demo
     expect(page.get_by_test_id("release-gateway")).to_have_count(0)
     expect(banner).to_be_hidden()
 
-    # An open incident to act on: the demo's own faults open them (fault-after 1 s, nothing approves their
-    # remediations), whatever the tests before this one did.
-    deadline = time.monotonic() + 120
-    with demo.client() as c:
-        while not (opened := c.get("/api/v1/incidents", params={"status": "open"}).json()):
-            assert time.monotonic() < deadline, f"no open incident within 120 s:\n{demo.tail(30)}"
-            time.sleep(2)
-    incident = opened[0]
+    incident = an_open_incident(demo)
     page.goto(f"{demo.url}/#/incident/{incident['id']}")
     page.get_by_test_id("status-acknowledged").click()
     expect(page.get_by_test_id("incident-head")).to_contain_text("acknowledged")
@@ -370,6 +342,34 @@ def test_an_operators_overrides_through_the_page(operator_page: Page, demo: Demo
         audit = c.get("/api/v1/audit", params={"limit": 10_000}).json()
     expiries = [a for a in audit if a["verb"] == "expire_silence" and a["subject"] == mine["id"]]
     assert [a["detail"]["reason"] for a in expiries] == ["the deploy window is over"], expiries
+
+
+def test_what_an_operator_types_survives_live_updates(operator_page: Page, demo: Demo) -> None:
+    """A live update redraws a card or the incident's actions; what the operator was entering stays (a
+    redraw used to put back the decided replicas, or "1 h" for a chosen "24 h", just before the click)."""
+    page = operator_page
+    page.goto(f"{demo.url}/#/scaling")
+    card = page.get_by_test_id("scaling-gateway")
+    typed = card.get_by_label("replicas to pin")
+    typed.fill("7")
+    with demo.client() as c:  # someone else's pin: a decision event redraws the card
+        r = c.post("/api/v1/scaling/gateway/override", json={"replicas": 5, "reason": "load test"})
+        assert r.status_code == 200, r.text
+        expect(card).to_contain_text("Pinned to 5", timeout=LIVE_S)
+        expect(typed).to_have_value("7")
+        assert c.request("DELETE", "/api/v1/scaling/gateway/override").status_code == 200
+    typed.fill("")
+    card.get_by_test_id("pin-gateway").click()  # an empty field is not a pin to 0
+    expect(page.get_by_test_id("error-banner")).to_contain_text("enter a whole number of replicas")
+
+    incident = an_open_incident(demo, ("open", "acknowledged"))  # the test before may have acknowledged it
+    with demo.client() as c:
+        page.goto(f"{demo.url}/#/incident/{incident['id']}")
+        page.get_by_test_id("silence-for").select_option(label="24 h")
+        move = {"status": "mitigating", "reason": "rolling back"}  # someone else's move redraws the actions
+        assert c.post(f"/api/v1/incidents/{incident['id']}/status", json=move).status_code == 200
+        expect(page.get_by_test_id("incident-head")).to_contain_text("mitigating", timeout=LIVE_S)
+    expect(page.get_by_test_id("silence-for")).to_have_value(str(86400))
 
 
 def test_the_service_page_says_how_its_latency_warnings_fared(operator_page: Page, demo: Demo) -> None:
