@@ -1,5 +1,5 @@
 """``python -m opsmind`` is the ``opsmind`` command."""
 
-from opsmind.cli.main import app
+from opsmind.cli.main import main
 
-app()
+main()

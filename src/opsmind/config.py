@@ -7,6 +7,7 @@ Environment variables override the file, nested keys joined by ``__``: ``OPSMIND
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +33,9 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan: an infinite interval or retention passes every bound (ge, le) and then breaks whatever
+    # turns it into an integer (storage maintenance failed every cycle with raw_retention_s: .inf).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class StorageSettings(_Section):
@@ -680,6 +683,20 @@ def format_validation_error(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _env_sources(exc: ValidationError) -> list[str]:
+    """The ``OPSMIND_*`` variables set for the fields ``exc`` refuses (``api.port`` <- ``OPSMIND_API__PORT``,
+    or the whole section's), so an error is not blamed on a file that does not hold the value."""
+    found: set[str] = set()
+    for error in exc.errors():
+        loc = [str(p).upper() for p in error.get("loc", ()) if not isinstance(p, int)]
+        for n in range(len(loc), 0, -1):
+            name = "OPSMIND_" + "__".join(loc[:n])
+            if name in os.environ:
+                found.add(name)
+                break
+    return sorted(found)
+
+
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     """Read ``path`` (YAML) if given, apply environment overrides, validate, and return settings."""
     data: dict[str, Any] = {}
@@ -707,6 +724,8 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         where = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{where}invalid configuration\n{format_validation_error(exc)}") from exc
+        env = _env_sources(exc)
+        source = f" (values from the environment: {', '.join(env)})" if env else ""
+        raise ConfigError(f"{where}invalid configuration{source}\n{format_validation_error(exc)}") from exc
     except SettingsError as exc:  # an OPSMIND_* variable of a whole section that is not JSON
         raise ConfigError(f"invalid OPSMIND_* environment variable: {exc}") from exc

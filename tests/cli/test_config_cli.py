@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
-from opsmind.cli.main import app
+from opsmind.cli.main import app, main
 
 
 def test_a_file_that_is_not_text_is_named(tmp_path: Path) -> None:
@@ -21,3 +22,53 @@ def test_a_section_variable_that_is_not_json_is_named(tmp_path: Path) -> None:
     f.write_text("api:\n  port: 8080\n")
     res = CliRunner().invoke(app, ["config", "check", str(f)], env={"OPSMIND_API": "{"})
     assert res.exit_code == 2 and "OPSMIND_* environment variable" in " ".join(res.output.split())
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_check_finds_what_the_start_would_refuse(tmp_path: Path) -> None:
+    # config check said "valid" and opsmind run then died with a traceback: a runbook folder that is not
+    # there, a storage.path that is not a database, a folder that cannot be written.
+    not_db = tmp_path / "not.db"
+    not_db.write_text("hello")
+    cases = {
+        "heal:\n  enabled: true\n  runbook_dirs: [/nonexistent]\n": "heal.runbook_dirs: invalid runbooks",
+        f"storage:\n  path: {not_db}\n": "database (storage.path): file is not a database",
+        "storage:\n  path: /proc/nope/x.db\n": "storage.path: cannot create /proc/nope/x.db",
+    }
+    for text, reason in cases.items():
+        f = tmp_path / "c.yaml"
+        f.write_text(text)
+        res = CliRunner().invoke(app, ["config", "check", str(f)])
+        assert res.exit_code == 2 and reason in flat(res.output), res.output
+    f.write_text(f"storage:\n  path: {tmp_path / 'new.db'}\n")
+    res = CliRunner().invoke(app, ["config", "check", str(f)])
+    assert res.exit_code == 0 and "valid" in res.output, res.output
+    assert not (tmp_path / "new.db").exists()  # a check creates nothing
+
+
+def test_run_reports_a_bad_setting_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(f"storage:\n  path: {tmp_path}\n")  # a folder, not a database file
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "-c", str(f)])
+    err = flat(capsys.readouterr().err)
+    assert stop.value.code == 2 and "error: database (storage.path): unable to open database file" in err, err
+    assert "Traceback" not in err
+
+
+def test_infinite_numbers_are_refused(tmp_path: Path) -> None:
+    # .inf passed every bound and then failed storage maintenance on every cycle.
+    f = tmp_path / "c.yaml"
+    f.write_text("storage:\n  raw_retention_s: .inf\n")
+    res = CliRunner().invoke(app, ["config", "check", str(f)])
+    assert res.exit_code == 2 and "raw_retention_s: Input should be a finite number" in flat(res.output)
+
+
+def test_a_bad_value_from_the_environment_is_not_blamed_on_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "opsmind.yaml"
+    f.write_text("{}\n")
+    res = CliRunner().invoke(app, ["config", "check", str(f)], env={"OPSMIND_API__PORT": "abc"})
+    assert res.exit_code == 2 and "values from the environment: OPSMIND_API__PORT" in flat(res.output)

@@ -76,4 +76,16 @@ def test_detect_out_that_cannot_be_written_is_named(tmp_path: Path) -> None:
     f = tmp_path / "mine.csv"
     write_series(f, n=50)
     res = CliRunner().invoke(app, ["detect", str(f), "-o", str(tmp_path)])
-    assert res.exit_code == 2 and "cannot write (Is a directory)" in " ".join(res.output.split())
+    # Refused before scoring, which takes minutes for a large file, not after it.
+    assert res.exit_code == 2 and "cannot write (Is a directory" in " ".join(res.output.split())
+    assert "rows scored" not in res.output
+
+
+def test_detect_survives_values_at_the_ends_of_the_float_range(tmp_path: Path) -> None:
+    # +-1e308 made the context detector's value range infinite: (x - lo) / inf was NaN, and int(NaN) a crash.
+    f = tmp_path / "huge.csv"
+    f.write_text(
+        "timestamp,value\n" + "".join(f"{1_700_000_000 + 60 * i},{(-1) ** i * 1e308}\n" for i in range(300))
+    )
+    res = CliRunner().invoke(app, ["detect", str(f), "-o", str(tmp_path / "out.csv")])
+    assert res.exit_code == 0 and "300 rows scored" in res.output, res.output

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
 from opsmind.cli.main import app
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, start_server
 
 
 def test_replay_csv_into_a_running_server(server: RunningServer, tmp_path: Path) -> None:
@@ -62,8 +63,9 @@ def test_bad_speed_url_and_names_are_refused_before_reading(tmp_path: Path) -> N
     for speed in ("-1", "inf"):
         res = CliRunner().invoke(app, ["replay", str(f), "--speed", speed])
         assert res.exit_code == 2 and "invalid --speed" in " ".join(res.output.split())
-    res = CliRunner().invoke(app, ["replay", str(f), "--url", "http://[::1"])
-    assert res.exit_code == 2 and "invalid --url" in " ".join(res.output.split())
+    for url in ("http://[::1", "localhost:8080"):  # the second was taken for a URL of scheme "localhost"
+        res = CliRunner().invoke(app, ["replay", str(f), "--url", url])
+        assert res.exit_code == 2 and "invalid --url" in " ".join(res.output.split()), res.output
     # The reason quotes a pattern in brackets, which must be printed as it is, not taken for markup.
     res = CliRunner().invoke(app, ["replay", str(f), "-l", "bad name=x", "--url", "http://127.0.0.1:1"])
     assert res.exit_code == 2 and "must match [a-zA-Z_]" in " ".join(res.output.split())
@@ -80,3 +82,27 @@ def test_an_empty_file_is_not_a_successful_replay(tmp_path: Path) -> None:
 def test_demo_inject_refuses_a_url_that_is_not_one() -> None:
     res = CliRunner().invoke(app, ["demo", "inject", "bad_deployment", "--url", "http://[::1"])
     assert res.exit_code == 2 and "invalid --url" in " ".join(res.output.split()), res.output
+    res = CliRunner().invoke(app, ["demo", "inject", "bad_deployment", "-p", "error_rate=nan"])
+    assert res.exit_code == 2 and "a finite number" in " ".join(res.output.split()), res.output
+
+
+def test_replay_sends_its_token_and_says_when_retention_will_delete_the_points(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    # With access control on (as in the demo) replay could not authenticate: 401, and no --token option.
+    running, srv, thread = start_server(make_settings(api={"auth": {"enabled": True}}))
+    try:
+        engine = running.engine
+        secret, _ = engine.credentials.create_token("loader", "operator", engine.clock.now())
+        f = tmp_path / "old.csv"
+        f.write_text("timestamp,value\n" + "".join(f"{1_600_000_000 + 60 * i},{i}\n" for i in range(5)))
+        args = ["replay", str(f), "--metric", "m", "--url", running.url]
+        refused = CliRunner().invoke(app, args)
+        assert refused.exit_code == 1 and "HTTP 401" in refused.output, refused.output
+        res = CliRunner().invoke(app, args, env={"OPSMIND_TOKEN": secret})
+        text = " ".join(res.output.split())
+        assert res.exit_code == 0 and "replayed 5 points" in text, res.output
+        assert "keeps raw points 2 days" in text and "--align-now" in text  # 2020's points: deleted soon
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=15)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
+import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +19,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from opsmind.cli.auth_cmd import tokens_app, users_app
+from opsmind.cli.options import finite
 from opsmind.cli.rca_cmd import rca_app
 from opsmind.cli.ui_cmd import ui_app
 from opsmind.config import ConfigError, Settings, load_settings
@@ -55,8 +59,38 @@ def _load(config: Path | None) -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _check_port_free(host: str, port: int) -> None:
-    """Refuse to start, naming the option to change, when the API's address is taken or not ours."""
+def _describe(exc: BaseException) -> str:
+    """One line for an error the command's input or environment caused (a file, a database, a setting)."""
+    if isinstance(exc, ConfigError):
+        return f"configuration error: {exc}"
+    if isinstance(exc, sqlite3.Error):
+        return f"database (storage.path): {exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)
+
+
+# What a user's input or machine causes, reported in one line instead of a traceback (OPSMIND_TRACEBACK=1
+# shows the traceback). Anything else is a bug of ours and keeps its traceback.
+USER_ERRORS = (ConfigError, OSError, sqlite3.Error, UnicodeDecodeError)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``opsmind`` command (the console script and ``python -m opsmind``)."""
+    try:
+        app(args=argv, prog_name="opsmind")
+    except USER_ERRORS as exc:
+        if os.environ.get("OPSMIND_TRACEBACK"):
+            raise
+        console.print(f"[red]error[/red]: {escape(_describe(exc))}")
+        raise SystemExit(2) from None
+
+
+def _check_port_free(host: str, port: int, option: str = "api.port or OPSMIND_API__PORT") -> None:
+    """Refuse to start, naming the ``option`` to change, when the API's address is taken or not ours."""
     import socket
 
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -65,9 +99,45 @@ def _check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             console.print(
                 f"[red]cannot listen on {host}:{port}[/red]: {exc.strerror or exc} "
-                "(choose another port: --port, api.port or OPSMIND_API__PORT)"
+                f"(choose another address: {option})"
             )
             raise typer.Exit(2) from exc
+
+
+def preflight(settings: Settings) -> None:
+    """What ``opsmind run`` would refuse at start, found without starting: the engine is built once on an
+    in-memory database (it loads the runbooks, the classifier, the users file, the prices and the command
+    allow-list, raising ConfigError), and the database at ``storage.path`` is opened read-only when it
+    exists (sqlite3.Error when it is not one) or its folder checked for writing."""
+    from opsmind.engine import Engine
+
+    path = settings.storage.path
+    if path != ":memory:":
+        db = Path(path)
+        if db.exists():
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                conn.execute("PRAGMA schema_version").fetchone()
+        elif not os.access(db.parent if str(db.parent) else Path("."), os.W_OK):
+            raise ConfigError(f"storage.path: cannot create {path} (its folder is missing or not writable)")
+    memory = settings.storage.model_copy(update={"path": ":memory:"})
+    engine = Engine(settings.model_copy(update={"storage": memory}))
+    engine.store.close()
+    engine.credentials.close()
+
+
+def _check_url(url: str) -> None:
+    """Refuse a ``--url`` that is not an http(s) address with a host (``localhost:8080`` was taken for a
+    URL of scheme "localhost" and failed later as unreachable)."""
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        console.print(f"[red]invalid --url {escape(repr(url))}[/red]: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        console.print(f"[red]invalid --url {escape(repr(url))}[/red]: expected http://host:port")
+        raise typer.Exit(2)
 
 
 def _check_out(out: Path) -> None:
@@ -100,7 +170,9 @@ def _serve(
     from opsmind.clock import RealClock
     from opsmind.engine import Engine
 
-    _check_port_free(settings.api.host, settings.api.port)
+    _check_port_free(
+        settings.api.host, settings.api.port, "--port" if demo is not None else "api.host, api.port"
+    )
     sources = []
     routers = []
     if demo is not None:
@@ -156,10 +228,12 @@ app.add_typer(demo_app, name="demo")
 @demo_app.callback(invoke_without_command=True)
 def demo(
     ctx: typer.Context,
-    port: int = typer.Option(8080, help="API port on 127.0.0.1"),
+    port: int = typer.Option(8080, min=1, max=65535, help="API port on 127.0.0.1"),
     data_dir: Path | None = typer.Option(None, help="where the demo database goes (default: a temp dir)"),
-    fault_after: float = typer.Option(30.0, min=0, help="seconds until the first injected fault"),
-    fault_every: float = typer.Option(300.0, min=10, help="seconds between injected faults"),
+    fault_after: float = typer.Option(
+        30.0, min=0, callback=finite, help="seconds until the first injected fault"
+    ),
+    fault_every: float = typer.Option(300.0, min=10, callback=finite, help="seconds between injected faults"),
     auth_file: Path | None = typer.Option(
         None,
         "--auth-file",
@@ -181,24 +255,17 @@ def demo(
     if ctx.invoked_subcommand is not None:
         return
     _setup_logging(verbose)
+    _check_port_free("127.0.0.1", port, "--port")  # before anything is created or printed
     directory = data_dir or Path(tempfile.mkdtemp(prefix="opsmind-demo-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    settings = _load(None).model_copy(deep=True)
-    settings.storage.path = str(directory / "opsmind.db")
-    settings.api.port = port
-    settings.incidents.resolve_after_s = 120
-    settings.incidents.check_interval_s = 5
-    # Healing on, acting: low-risk runbooks run by themselves, medium and high ones wait for a person.
-    settings.heal = settings.heal.model_copy(
-        update={"enabled": True, "mode": "on", "actuator": "simulator", "approval_above_risk": "low"}
-    )
-    _demo_auth(settings, auth_file)
-    from opsmind.cli.demo_fleet import SCALED, SimWorld
-    from opsmind.clock import RealClock
-    from opsmind.decide.prices import load_prices
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        settings, world = _demo_settings(directory, port, auth_file)
+    except BaseException:  # a bad --auth-file, --data-dir...: nothing of this run is left behind
+        if data_dir is None:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    from opsmind.cli.demo_fleet import SCALED
 
-    world = SimWorld(RealClock())
-    settings = world.configure(settings, load_prices(settings.scale.prices))
     # The simulated operator waits until shortly before the next fault, so OpsMind's own remediation
     # (detection, a runbook, its verification) comes first and is what one sees.
     operator_after = max(min(150.0, fault_every / 2), fault_every - 30.0)
@@ -219,6 +286,26 @@ def demo(
         world=world,
         train=(train_seeds, directory / f"fault_classifier-{train_seeds}seeds.pkl"),
     )
+
+
+def _demo_settings(directory: Path, port: int, auth_file: Path | None) -> tuple[Settings, SimWorld]:
+    """The demo's settings (its database in ``directory``, access control on) and its simulated world."""
+    from opsmind.cli.demo_fleet import SimWorld
+    from opsmind.clock import RealClock
+    from opsmind.decide.prices import load_prices
+
+    settings = _load(None).model_copy(deep=True)
+    settings.storage.path = str(directory / "opsmind.db")
+    settings.api.port = port
+    settings.incidents.resolve_after_s = 120
+    settings.incidents.check_interval_s = 5
+    # Healing on, acting: low-risk runbooks run by themselves, medium and high ones wait for a person.
+    settings.heal = settings.heal.model_copy(
+        update={"enabled": True, "mode": "on", "actuator": "simulator", "approval_above_risk": "low"}
+    )
+    _demo_auth(settings, auth_file)
+    world = SimWorld(RealClock())
+    return world.configure(settings, load_prices(settings.scale.prices)), world
 
 
 DEMO_ROLES = ("admin", "operator", "viewer")
@@ -274,16 +361,19 @@ def demo_inject(
             console.print(f"[red]invalid --param {escape(repr(item))}[/red]: expected k=v")
             raise typer.Exit(2)
         try:
-            params[k] = float(v)
+            number = float(v)
         except ValueError:
             params[k] = v
+            continue
+        if not math.isfinite(number):
+            console.print(f"[red]invalid --param {escape(repr(item))}[/red]: a finite number")
+            raise typer.Exit(2)
+        params[k] = number
+    _check_url(url)
     body = {"kind": kind, "service": service, "node": node, "zone": zone, "params": params}
     try:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         r = httpx.post(f"{url}/api/v1/demo/faults", json=body, headers=headers, timeout=10)
-    except httpx.InvalidURL as exc:  # not an HTTPError: a --url that is not one
-        console.print(f"[red]invalid --url {escape(repr(url))}[/red]: {escape(str(exc))}")
-        raise typer.Exit(2) from exc
     except httpx.HTTPError as exc:
         console.print(f"[red]cannot reach the demo at {escape(url)}[/red]: {escape(str(exc))}")
         raise typer.Exit(1) from exc
@@ -300,8 +390,15 @@ def demo_inject(
 
 @config_app.command("check")
 def config_check(file: Path = typer.Argument(..., help="YAML configuration file")) -> None:
-    """Validate a configuration file (with OPSMIND_* environment overrides applied)."""
+    """Validate a configuration file (with OPSMIND_* environment overrides applied), and what the engine
+    loads from it at start: runbooks, classifier, users file, price table, command allow-list, the
+    database at storage.path."""
     settings = _load(file)
+    try:
+        preflight(settings)
+    except USER_ERRORS as exc:
+        console.print(f"[red]{escape(str(file))}: {escape(_describe(exc))}[/red]")
+        raise typer.Exit(2) from exc
     console.print(
         f"[green]{file}: valid[/green] (storage {settings.storage.path}, "
         f"API {settings.api.host}:{settings.api.port}, {len(settings.scrape)} scrape targets, "
@@ -318,10 +415,11 @@ def replay(
     speed: float = typer.Option(0.0, help="time acceleration; 0 replays as fast as possible"),
     align_now: bool = typer.Option(False, help="shift timestamps so the first point is now"),
     batch_size: int = typer.Option(1000, min=1),
+    token: str | None = typer.Option(
+        None, envvar="OPSMIND_TOKEN", help="an API token with the operator role, when access control is on"
+    ),
 ) -> None:
     """Replay a file into a running OpsMind through its JSON push API."""
-    import httpx
-
     from opsmind.cli.replay_cmd import run_replay
 
     labels: dict[str, str] = {}
@@ -334,25 +432,26 @@ def replay(
     if not math.isfinite(speed) or speed < 0:
         console.print(f"[red]invalid --speed {speed}[/red]: a finite number >= 0 (0: as fast as possible)")
         raise typer.Exit(2)
-    try:
-        httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        console.print(f"[red]invalid --url {escape(repr(url))}[/red]: {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+    _check_url(url)
     if not file.is_file():
-        console.print(f"[red]{escape(str(file))}: no such file[/red]")
+        console.print(f"[red]{escape(str(file))}: {'a directory' if file.is_dir() else 'no such file'}[/red]")
         raise typer.Exit(2)
-    code = asyncio.run(run_replay(file, metric, labels, url, speed or None, align_now, batch_size, console))
+    code = asyncio.run(
+        run_replay(file, metric, labels, url, speed or None, align_now, batch_size, console, token)
+    )
     raise typer.Exit(code)
 
 
 @app.command()
 def detect(
-    file: Path = typer.Argument(..., help="CSV with a header and timestamp,value rows"),
+    file: Path = typer.Argument(..., help="CSV of timestamp,value rows (a header row is optional)"),
     out: Path | None = typer.Option(None, "--out", "-o", help="write here instead of standard output"),
 ) -> None:
     """Write the anomaly probability of every row of a timestamp,value CSV (scored online)."""
     from opsmind.cli.detect_cmd import DetectFileError, score_file
+
+    if out is not None:
+        _check_out(out)  # before scoring, which takes minutes for a large file
 
     try:
         text, rows, alarms = score_file(file)
@@ -414,7 +513,7 @@ def sim_run(
 @bench_app.command("sim")
 def bench_sim(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
-    hours: float = typer.Option(24.0, min=0.1, help="simulated hours per run"),
+    hours: float = typer.Option(24.0, min=0.1, callback=finite, help="simulated hours per run"),
     out: Path = typer.Option(Path("docs/benchmarks/sim.md"), help="where the table is written"),
 ) -> None:
     """Simulated seconds per wall second for the default fleet at 5 s resolution, one core."""
@@ -427,8 +526,8 @@ def bench_sim(
 @bench_app.command("ingest")
 def bench_ingest(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
-    series: int = typer.Option(100_000, help="active series for the memory measurement"),
-    seconds: float = typer.Option(20.0, help="duration of the throughput run"),
+    series: int = typer.Option(100_000, min=1, help="active series for the memory measurement"),
+    seconds: float = typer.Option(20.0, min=1, callback=finite, help="duration of the throughput run"),
     out: Path = typer.Option(Path("docs/benchmarks/ingest.md"), help="where the table is written"),
 ) -> None:
     """Remote-write throughput (durably stored samples/s on one core) and memory per active series."""

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from opsmind.cli.options import finite
 from opsmind.rca.frame import MetricFrame, RcaInputError, read_csv
 from opsmind.rca.learn_graph import learn_graph
 from opsmind.rca.ranker import rank
@@ -50,7 +51,9 @@ def rca_rank(
     metrics: Path = typer.Option(
         ..., "--metrics", help="CSV with a 'time' column (Unix seconds) and columns named <service>_<metric>"
     ),
-    fault_time: float = typer.Option(..., "--fault-time", help="when the fault was detected, Unix seconds"),
+    fault_time: float = typer.Option(
+        ..., "--fault-time", callback=finite, help="when the fault was detected, Unix seconds"
+    ),
     top: int = typer.Option(5, "--top", min=1, help="how many services to print"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON list of {service, score, evidence}"),
     graph: str = typer.Option(

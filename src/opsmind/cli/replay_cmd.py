@@ -3,6 +3,8 @@ speed, with a progress bar. Bad rows are reported with file and line before anyt
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from opsmind.clock import RealClock
+from opsmind.config import StorageSettings
 from opsmind.ingest.errors import IngestError
 from opsmind.ingest.replay import replay
 from opsmind.types import SeriesSamples
@@ -44,11 +47,17 @@ async def run_replay(
     align_now: bool,
     batch_size: int,
     console: Console,
+    token: str | None = None,
 ) -> int:
-    """Replay ``file`` into the API at ``url``; return the process exit code."""
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    """Replay ``file`` into the API at ``url`` (with ``token`` as its bearer token when access control
+    is on); return the process exit code."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    newest = -math.inf
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as client:
 
         async def sink(batch: list[SeriesSamples]) -> None:
+            nonlocal newest
+            newest = max(newest, *(max(s.timestamps, default=-math.inf) for s in batch))
             try:
                 r = await client.post("/api/v1/ingest", json=compact_body(batch))
             except httpx.HTTPError as exc:
@@ -94,4 +103,17 @@ async def run_replay(
         console.print(f"[red]{escape(str(file))}: no points to replay[/red]")
         return 2
     console.print(f"replayed {sent} points from {file} to {url}")
+    age = time.time() - newest
+    keep = StorageSettings()  # the defaults: the CLI cannot read the engine's own settings
+    if not align_now and age > keep.raw_retention_s:
+        # Stored, then thinned or deleted by the engine's retention at its next maintenance: say so now.
+        days = [
+            round(x / 86400) for x in (keep.raw_retention_s, keep.minute_retention_s, keep.hour_retention_s)
+        ]
+        console.print(
+            f"[yellow]note: the newest point is {age / 86400:.0f} days old. With the default retention "
+            f"(storage.*_retention_s) an engine keeps raw points {days[0]} days, 1-minute rollups {days[1]} "
+            f"and hourly ones {days[2]}, and deletes what is older at its next maintenance; --align-now "
+            "shifts the file to end now.[/yellow]"
+        )
     return 0

@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 
 from opsmind.cli.demo_process import DemoError, DemoProcess, launch_demo
+from opsmind.cli.options import finite
 
 ui_app = typer.Typer(no_args_is_help=True, help="The dashboard: screenshots of its pages.")
 console = Console(stderr=True)
@@ -262,6 +263,7 @@ def screenshots(
     timeout: float = typer.Option(
         300.0,
         min=10,
+        callback=finite,
         help="seconds to wait for an incident, a scaling decision, an audit entry and an SLO status",
     ),
 ) -> None:

@@ -182,6 +182,8 @@ class _CadSeries:
         span = hi - lo
         step = (span if span != 0.0 else float(self.max_level)) / self.max_level
         q = (x - lo) / step
+        if not math.isfinite(q):  # a range wider than a float holds (values near +-1e308): the nearer end
+            q = 0.0 if x <= lo / 2 + hi / 2 else float(self.max_level)
         return min(max(int(q), 0), self.max_level) if self.fixed is not None else int(q)
 
     def sensed(self, level: int) -> Facts:

@@ -803,6 +803,9 @@ def load_runbook(path: str | Path, known_metrics: Collection[str] | None = None)
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RunbookError([Problem(str(path), None, "(file)", exc.strerror or str(exc))]) from None
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise RunbookError([Problem(str(path), None, "(file)", problem)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(yaml)"

@@ -41,6 +41,8 @@ def _read_yaml(p: Path) -> dict[str, Any]:
         raise ScenarioError(f"{p}: cannot read: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{p}: not valid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{p}: the top level must be a mapping")
     return data
