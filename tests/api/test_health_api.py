@@ -153,3 +153,28 @@ def test_anomalies_on_old_points_do_not_hurt_current_health(server: RunningServe
     with server.client() as c:
         h = c.get("/api/v1/services/billing/health").json()
     assert h["status"] == "ok" and h["score"] >= 90, h
+
+
+def test_predictions_do_not_make_a_healthy_service_critical(server: RunningServer) -> None:
+    # After a fault was cured, its spent error budget (a prediction, probability 1) kept the service's
+    # health "critical" although every golden signal was back within its baseline.
+    from opsmind.types import Anomaly
+
+    now = time.time()
+    push(server, golden("billing", now - 1))
+    server.engine.store.put(
+        Anomaly(
+            at=now,
+            service="billing",
+            series='predicted_error_budget_burn{service="billing"}',
+            ts=now,
+            value=1.0,
+            score=1.0,
+            probability=1.0,
+            detector="prediction:error_budget_burn",
+            type="prediction",
+        )
+    )
+    with server.client() as c:
+        h = c.get("/api/v1/services/billing/health").json()
+    assert h["status"] == "ok" and h["score"] >= 90, h

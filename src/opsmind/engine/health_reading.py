@@ -52,10 +52,12 @@ def _anomaly_probabilities(
     """The highest recent anomaly probability per golden signal, and under ``OTHER`` for the rest.
 
     Recent means the anomalous *point* is recent (``ts >= data_since``), not only its detection: a backfill
-    or a replay detects hour-old anomalies now, and those say nothing about the service's current state."""
+    or a replay detects hour-old anomalies now, and those say nothing about the service's current state.
+    Predictions (``type == "prediction"``: a bottleneck ahead, an error budget spent) are not the service's
+    state either: a spent budget kept a service "critical" for its whole SLO window after it recovered."""
     out: dict[str, float] = {}
     for a in events.find(Anomaly, service=service, since=since, limit=ANOMALY_SCAN_LIMIT):
-        if a.ts < data_since:
+        if a.ts < data_since or a.type == "prediction":
             continue
         try:
             signal = signal_of(Series.parse(a.series).name) or OTHER
