@@ -237,6 +237,26 @@ def test_approval_flow_approve_and_reject(tmp_path: Path) -> None:
         assert all(req.service == "api" for req, _ in r.actuator.sent)
 
 
+def test_a_proposal_no_longer_needed_is_withdrawn(tmp_path: Path) -> None:
+    # A failover waited for approval after an operator's own restart had cured the cache: three such
+    # approvals sat in the list, each of which would only have ended "precheck failed, nothing sent".
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        r = rig(store)
+        waiting = r.executor.submit(service="api", runbook="scale", risk=5).remediation
+        still = r.executor.submit(service="db", runbook="scale", risk=5).remediation
+        r.metrics.values[("db", "replicas")] = 2.0
+        r.metrics.values[("api", "replicas")] = 50.0  # its precheck (replicas < 10) no longer holds
+        assert r.executor.withdraw_unneeded(advance(r, 30)) == []  # too soon to tell
+        (gone,) = r.executor.withdraw_unneeded(advance(r, 31))
+        assert gone.id == waiting.id and gone.state is S.ABORTED
+        assert "no longer needed" in gone.history[-1].why and "replicas" in gone.history[-1].why
+        kept = r.executor.log.get(still.id)
+        assert kept is not None and kept.state is S.PROPOSED  # its precheck still holds
+        withdrawals = [a for a in store.find(AuditEntry, limit=100) if a.verb == "withdraw"]
+        assert [a.subject for a in withdrawals] == [waiting.id]
+        assert r.actuator.sent == []
+
+
 def test_kill_switch_stops_a_running_remediation(tmp_path: Path) -> None:
     with SqliteStore(str(tmp_path / "h.db")) as store:
         r = rig(store)

@@ -134,6 +134,9 @@ StepsFor = Callable[[str, Mapping[str, str]], Sequence[Step] | None]
 """``(runbook, context) -> steps``: a runbook bound to the remediation's context (its incident's fields,
 persisted with the remediation), so the same steps come back after a restart; None when it is gone."""
 
+PROPOSAL_SETTLE_S = 60.0
+"""A proposal awaiting approval is withdrawn once its precheck no longer holds, from this age on: a minute
+of the condition it was proposed on has passed, so a "no" now is the problem gone, not the same reading."""
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -323,6 +326,29 @@ class Executor:
         for rem in self.log.in_states([S.PROPOSED]):
             if rem.incident_id != incident_id:
                 continue
+            new = rem.advance(S.ABORTED, at=now, by=self.actor, why=why)
+            out.append(self._commit(new, "withdraw", why, now).remediation)
+        return out
+
+    def withdraw_unneeded(self, now: float, min_age_s: float = PROPOSAL_SETTLE_S) -> list[Remediation]:
+        """Abort the proposals awaiting a person's approval whose first precheck no longer holds: what they
+        were proposed for is gone (the fault ended, another fix or a person's own action cured it), so an
+        approval would only end in "precheck failed, nothing sent" - and an approver must not be left a
+        list of actions nobody needs. Only proposals older than ``min_age_s`` are looked at (a precheck
+        right at the proposal's time says the same as when it was made). Audited with what the precheck
+        saw."""
+        out: list[Remediation] = []
+        for rem in self.log.in_states([S.PROPOSED]):
+            if now - rem.created_at < min_age_s or rem.service is None:
+                continue
+            steps = self.runbooks(rem.runbook, rem.context)
+            first = steps[0].precheck if steps else None
+            if first is None:
+                continue
+            ok, seen = self._check(first, rem.service)
+            if ok:
+                continue
+            why = f"no longer needed: its precheck does not hold any more ({seen})"
             new = rem.advance(S.ABORTED, at=now, by=self.actor, why=why)
             out.append(self._commit(new, "withdraw", why, now).remediation)
         return out

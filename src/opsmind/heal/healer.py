@@ -465,7 +465,11 @@ class Healer:
         )
 
     def tick(self) -> list[Outcome]:
-        """Drive every remediation one step further; learn from the ones that ended."""
+        """Drive every remediation one step further; learn from the ones that ended; withdraw the
+        proposals no longer needed (their runbook may be proposed again if the problem returns)."""
+        for rem in self.executor.withdraw_unneeded(self.clock.now()):
+            self._plans.pop(rem.id, None)
+            self._forget_try(rem)
         outcomes = self.executor.tick()
         for outcome in outcomes:
             rem = outcome.remediation
