@@ -68,6 +68,21 @@ def test_refuses_an_uncertain_capacity() -> None:
     assert model.saturation_per_replica == pytest.approx(MU, rel=0.1)  # kept for display
 
 
+def test_refuses_a_curve_that_does_not_fit() -> None:
+    # An outage among the samples (requests failing at a fixed timeout whatever the load, and load past the
+    # curve): the demo's cache was given a capacity from an R2 -43.8 fit and warned of saturation every
+    # minute after it had recovered.
+    rng = np.random.default_rng(1)
+    x = np.linspace(10, 99, 60)
+    lat = 0.01 / (1 - x / 100.0) * np.exp(rng.normal(0, 0.05, x.size))
+    assert fit_capacity(x, lat, np.ones_like(x), 0.5).ok
+    outage_x, outage_lat = rng.uniform(20, 130, 60), 0.05 * np.exp(rng.normal(0, 0.02, 60))
+    load, p95 = np.r_[x, outage_x], np.r_[lat, outage_lat]
+    m = fit_capacity(load, p95, np.ones_like(load), 0.5)
+    assert not m.ok and m.r2 < 0 and "does not fit the samples" in m.reason, m.reason
+    assert math.isnan(m.capacity_per_replica)
+
+
 def test_refuses_too_few_samples() -> None:
     model = fit_capacity(*mm1(n=5), latency_slo=SLO)
     assert not model.ok and "5 usable samples" in model.reason

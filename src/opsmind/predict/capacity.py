@@ -11,8 +11,9 @@ loaded samples dominate.
 ``capacity_per_replica`` is the load per replica at which the curve reaches the latency SLO:
 ``mu * (1 - base / slo)``. The model refuses, with a reason, when the data cannot support it: too few
 samples, latency that does not rise with load, a service never loaded past ``min_utilisation`` of its
-estimated saturation (the curve's bend was never seen, so ``mu`` would be extrapolated), or a
-bootstrap interval wider than ``max_relative_uncertainty``.
+estimated saturation (the curve's bend was never seen, so ``mu`` would be extrapolated), a curve that
+explains the log latency no better than its mean (R2 below ``MIN_R2``), or a bootstrap interval wider
+than ``max_relative_uncertainty``.
 
 A fit or a configured figure can be too high, and a saturated fleet cannot correct it: its latency is
 off the curve (the fit refuses such data) and its load is capped at what its pods serve. What it does
@@ -40,6 +41,10 @@ SATURATED_CPU = 0.95
 # would understate the capacity for good; forgotten at once, a capacity that is too high would be
 # claimed again, and a fleet scaled by it saturated again, as soon as it was out of saturation.
 SATURATED_MEMORY_S = 6 * 3600.0
+# A fit that explains less of the log latency than its mean does is no model of the service: in the demo a
+# cache's fit of R2 -43.8 (samples of its outage among them, 102 % of the saturation it implied) was used,
+# and predicted its saturation "in 1 minute" every minute for a quarter of an hour after it had recovered.
+MIN_R2 = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +202,12 @@ def fit_capacity(
         max_utilisation=utilisation,
         n_samples=n,
     )
+    if not r2 >= MIN_R2:  # NaN too: latency that never varied
+        reason = (
+            f"the latency curve does not fit the samples (R2 {r2:.2f}: no better than their mean); "
+            f"{n} samples up to {utilisation:.0%} of the saturation it implies"
+        )
+        return replace(model, ok=False, reason=reason, capacity_per_replica=NAN)
     spread = (hi - lo) / cap if cap > 0 else math.inf
     if cap <= 0 or spread > max_relative_uncertainty:
         reason = f"capacity {cap:.3g}/replica too uncertain (90% interval {lo:.3g}..{hi:.3g})"
