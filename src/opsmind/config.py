@@ -28,6 +28,34 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from opsmind.label_regex import compile_label_regex
 
 
+class StrictYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key repeated in one mapping. YAML 1.2 says keys are unique, yet
+    PyYAML keeps the last one silently: a second ``api:`` section dropped the first one's settings with
+    ``config check`` saying "valid"."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:  # an unhashable key: the base class says so
+                continue
+            if first != key_node.start_mark.line:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r} (first on line {first + 1})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text through :class:`StrictYamlLoader` (safe, no duplicate keys); raises yaml.YAMLError."""
+    return yaml.load(text, Loader=StrictYamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; ``str(err)`` lists ``key.path: reason`` lines."""
 
@@ -603,7 +631,7 @@ def read_users_file(path: str | Path) -> dict[str, AuthUser]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: the users file is not UTF-8 text ({exc.reason})") from exc
     try:
-        loaded = yaml.safe_load(text)
+        loaded = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
     if not isinstance(loaded, dict) or not loaded:
@@ -709,7 +737,7 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{p}: not UTF-8 text ({exc.reason})") from exc
         try:
-            loaded = yaml.safe_load(text)
+            loaded = load_yaml(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
         if loaded is None:

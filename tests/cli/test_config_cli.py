@@ -72,3 +72,11 @@ def test_a_bad_value_from_the_environment_is_not_blamed_on_the_file(tmp_path: Pa
     f.write_text("{}\n")
     res = CliRunner().invoke(app, ["config", "check", str(f)], env={"OPSMIND_API__PORT": "abc"})
     assert res.exit_code == 2 and "values from the environment: OPSMIND_API__PORT" in flat(res.output)
+
+
+def test_a_repeated_section_is_refused(tmp_path: Path) -> None:
+    # The second api: section silently replaced the first (its port was lost) and the check said "valid".
+    f = tmp_path / "opsmind.yaml"
+    f.write_text("api:\n  port: 9090\nstorage:\n  path: x.db\napi:\n  host: 0.0.0.0\n")
+    res = CliRunner().invoke(app, ["config", "check", str(f)])
+    assert res.exit_code == 2 and "found duplicate key 'api' (first on line 1)" in flat(res.output), res.output

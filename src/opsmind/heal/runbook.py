@@ -71,6 +71,8 @@ from pydantic import (
     model_validator,
 )
 
+from opsmind.config import load_yaml
+
 # The simulator's fault kinds (opsmind.sim.spec.FaultKind; a test keeps the two equal) plus `unknown`.
 FAULT_KINDS = (
     "crash_loop",
@@ -800,7 +802,7 @@ def load_runbook(path: str | Path, known_metrics: Collection[str] | None = None)
     """Read and validate one runbook file; RunbookError names the file, the step and the field."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RunbookError([Problem(str(path), None, "(file)", exc.strerror or str(exc))]) from None
     except UnicodeDecodeError as exc:
