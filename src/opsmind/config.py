@@ -711,6 +711,24 @@ def format_validation_error(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _misspelt_environment() -> list[str]:
+    """``OPSMIND_<SECTION>_<KEY>`` variables (one underscore where two belong): pydantic-settings matches
+    only ``OPSMIND_<SECTION>`` and ``OPSMIND_<SECTION>__<KEY>`` and ignores the rest, so
+    ``OPSMIND_API_PORT=9090`` left the port at 8080 without a word. Other ``OPSMIND_*`` variables (a
+    token, test switches) do not start with a section's name and are left alone."""
+    sections = sorted(Settings.model_fields, key=len, reverse=True)
+    found = []
+    for name in sorted(os.environ):
+        rest = name.removeprefix("OPSMIND_").lower()
+        if rest == name.lower() or "__" in rest or rest in Settings.model_fields:
+            continue
+        section = next((s for s in sections if rest.startswith(s + "_")), None)
+        if section is not None:
+            key = rest[len(section) + 1 :].upper()
+            found.append(f"{name} (did you mean OPSMIND_{section.upper()}__{key}?)")
+    return found
+
+
 def _env_sources(exc: ValidationError) -> list[str]:
     """The ``OPSMIND_*`` variables set for the fields ``exc`` refuses (``api.port`` <- ``OPSMIND_API__PORT``,
     or the whole section's), so an error is not blamed on a file that does not hold the value."""
@@ -748,6 +766,9 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
             )
         data = loaded
     data.update(overrides)
+    misspelt = _misspelt_environment()
+    if misspelt:
+        raise ConfigError("environment variables OpsMind would ignore: " + "; ".join(misspelt))
     try:
         return Settings(**data)
     except ValidationError as exc:

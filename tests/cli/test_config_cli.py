@@ -79,4 +79,17 @@ def test_a_repeated_section_is_refused(tmp_path: Path) -> None:
     f = tmp_path / "opsmind.yaml"
     f.write_text("api:\n  port: 9090\nstorage:\n  path: x.db\napi:\n  host: 0.0.0.0\n")
     res = CliRunner().invoke(app, ["config", "check", str(f)])
-    assert res.exit_code == 2 and "found duplicate key 'api' (first on line 1)" in flat(res.output), res.output
+    assert res.exit_code == 2 and "found duplicate key 'api' (first on line 1)" in flat(res.output), (
+        res.output
+    )
+
+
+def test_a_variable_with_one_underscore_too_few_is_named(tmp_path: Path) -> None:
+    # OPSMIND_API_PORT=9090 was ignored without a word: the port stayed 8080.
+    f = tmp_path / "opsmind.yaml"
+    f.write_text("{}\n")
+    env = {"OPSMIND_API_PORT": "9090", "OPSMIND_TOKEN": "not a setting, left alone"}
+    res = CliRunner().invoke(app, ["config", "check", str(f)], env=env)
+    text = flat(res.output)
+    assert res.exit_code == 2 and "OPSMIND_API_PORT (did you mean OPSMIND_API__PORT?)" in text, res.output
+    assert "OPSMIND_TOKEN" not in text
