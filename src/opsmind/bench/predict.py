@@ -651,7 +651,9 @@ def _markdown(results: dict[str, dict[str, Any]], paths: Sequence[Path], horizon
         "",
         "fit_capacity (load vs p95 vs replicas, a single-server curve) is scored the same way for "
         "reference; it is not the headline because that curve does not fit the replay's many-server "
-        "queue (its capacity error is shown: learned vs the replay's own SLO capacity).",
+        "queue (its capacity error is shown: learned vs the replay's own SLO capacity; '-' where it "
+        "refuses, e.g. a curve that explains the latency no better than its mean, R2 < 0: see "
+        "warning_setup.fit_capacity.capacity.reason in --json).",
         "",
         "The alerting rule removes the flicker (one warning per fluctuation of a risk that stays up: "
         "WorldCup-98 went from 777 warning episodes to about a hundred), but a warning it holds from more "
