@@ -106,6 +106,7 @@ def test_success_runs_every_step_once_and_audits(tmp_path: Path) -> None:
         assert [o.event for o in r.executor.tick(advance(r, 5))] == ["succeeded"]
         rem = r.executor.log.get(first.remediation.id)
         assert rem is not None and rem.state is S.SUCCEEDED and rem.finished
+        assert rem.rollback_steps == (0,)  # what a person can undo: the restart, not the scale-up
         assert [req.action for req, dry in r.actuator.sent] == ["rollout_restart", "scale"]
         assert not any(dry for _, dry in r.actuator.sent)
         assert r.actuator.sent[0][0].idempotency_key == step_key(rem.id, 0)

@@ -193,7 +193,7 @@ export function mount(root, { live }, id) {
                 "span",
                 { class: "buttons" },
                 r.state === "proposed" ? [decide(r, true), decide(r, false)] : null,
-                ROLLBACK_FROM.has(r.state) && !r.dry_run && (r.sent_keys || []).length ? rollback(r) : null,
+                ROLLBACK_FROM.has(r.state) && !r.dry_run && canRollBack(r) ? rollback(r) : null,
               ),
           },
         ],
@@ -425,6 +425,14 @@ export function mount(root, { live }, id) {
     });
   });
   return () => {};
+}
+
+function canRollBack(r) {
+  // What the server undoes (Executor.roll_back): a sent step whose runbook declares a rollback, or one
+  // whose actuator returned a revert token. Offering it otherwise only earned a 409.
+  if (Object.keys(r.revert_tokens || {}).length) return true;
+  const sent = new Set((r.sent_keys || []).map((k) => Number((/:step(\d+):action$/.exec(k) || [])[1])));
+  return (r.rollback_steps || []).some((i) => sent.has(i));
 }
 
 function stepOf(r) {

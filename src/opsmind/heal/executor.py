@@ -309,6 +309,7 @@ class Executor:
             incident_id=incident_id,
             touched_replicas=touched_replicas,
             context=context,
+            rollback_steps=tuple(i for i, step in enumerate(steps) if step.rollback is not None),
             **more,
         )
 

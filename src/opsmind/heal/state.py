@@ -142,6 +142,9 @@ class Remediation(Record):
     history: tuple[Transition, ...] = ()
     sent_keys: tuple[str, ...] = Field(default=(), description="idempotency keys of actions maybe sent")
     revert_tokens: dict[str, str] = Field(default_factory=dict, description="step index -> revert token")
+    rollback_steps: tuple[int, ...] = Field(
+        default=(), description="the steps whose runbook declares a rollback (what a person can undo)"
+    )
     touched_replicas: int = Field(1, ge=0, description="replicas the runbook touches at once")
     dry_run: bool = False
     created_at: float
@@ -207,6 +210,7 @@ def new_remediation(
     context: dict[str, str] | None = None,
     requested_by: str | None = None,
     dry_run: bool = False,
+    rollback_steps: tuple[int, ...] = (),
 ) -> Remediation:
     """A freshly proposed remediation whose history starts with its creation; ``requested_by`` names the
     person who ran it by hand, ``dry_run`` asks for a dry run whatever the automation mode."""
@@ -225,6 +229,7 @@ def new_remediation(
         context=dict(context or {}),
         requested_by=requested_by,
         dry_run=dry_run,
+        rollback_steps=rollback_steps,
         **extra,
     )
 
