@@ -52,8 +52,9 @@ def test_sim_run_refuses_a_bad_scenario_naming_the_key(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["sim", "run", str(f), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2
     assert "unknown service 'dbb'" in " ".join(res.output.split())
-    res = CliRunner().invoke(app, ["sim", "run", str(f), "--speed", "fast"])
-    assert res.exit_code == 2 and "invalid --speed" in res.output
+    for speed in ("fast", "nan", "inf", "0"):  # nan ran at full speed without a word
+        res = CliRunner().invoke(app, ["sim", "run", str(f), "--speed", speed])
+        assert res.exit_code == 2 and "invalid --speed" in res.output, (speed, res.output)
 
 
 def test_bench_sim_prints_the_json_key(tmp_path: Path) -> None:

@@ -487,7 +487,7 @@ def sim_run(
 
     try:
         factor = None if speed == "max" else float(speed)
-        if factor is not None and factor <= 0:
+        if factor is not None and not (math.isfinite(factor) and factor > 0):  # nan ran at full speed
             raise ValueError
     except ValueError as exc:
         console.print(f"[red]invalid --speed {speed!r}[/red]: use 'max' or a positive number")
