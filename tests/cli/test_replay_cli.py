@@ -94,8 +94,9 @@ def test_replay_sends_its_token_and_says_when_retention_will_delete_the_points(
     try:
         engine = running.engine
         secret, _ = engine.credentials.create_token("loader", "operator", engine.clock.now())
-        f = tmp_path / "old.csv"
-        f.write_text("timestamp,value\n" + "".join(f"{1_600_000_000 + 60 * i},{i}\n" for i in range(5)))
+        f = tmp_path / "old.csv"  # five points, the last two on the same minute
+        rows = [1_600_000_000 + 60 * i for i in (0, 1, 2, 3, 3)]
+        f.write_text("timestamp,value\n" + "".join(f"{t},{i}\n" for i, t in enumerate(rows)))
         args = ["replay", str(f), "--metric", "m", "--url", running.url]
         refused = CliRunner().invoke(app, args)
         assert refused.exit_code == 1 and "HTTP 401" in refused.output, refused.output
@@ -103,6 +104,7 @@ def test_replay_sends_its_token_and_says_when_retention_will_delete_the_points(
         text = " ".join(res.output.split())
         assert res.exit_code == 0 and "replayed 5 points" in text, res.output
         assert "keeps raw points 2 days" in text and "--align-now" in text  # 2020's points: deleted soon
+        assert "1 of them repeated a timestamp" in text  # one value kept per series and timestamp
     finally:
         srv.should_exit = True
         thread.join(timeout=15)

@@ -53,11 +53,18 @@ async def run_replay(
     is on); return the process exit code."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     newest = -math.inf
+    seen: dict[str, set[float]] = {}  # the timestamps sent per series, to count the repeated ones
+    repeated = 0
     async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as client:
 
         async def sink(batch: list[SeriesSamples]) -> None:
-            nonlocal newest
+            nonlocal newest, repeated
             newest = max(newest, *(max(s.timestamps, default=-math.inf) for s in batch))
+            for s in batch:
+                times = seen.setdefault(s.series.key, set())
+                before = len(times)
+                times.update(s.timestamps)
+                repeated += len(s.timestamps) - (len(times) - before)
             try:
                 r = await client.post("/api/v1/ingest", json=compact_body(batch))
             except httpx.HTTPError as exc:
@@ -103,6 +110,12 @@ async def run_replay(
         console.print(f"[red]{escape(str(file))}: no points to replay[/red]")
         return 2
     console.print(f"replayed {sent} points from {file} to {url}")
+    if repeated:
+        console.print(
+            f"[yellow]note: {repeated} of them repeated a timestamp of their series already sent; the "
+            "engine keeps one value per series and timestamp (the last), so they replaced earlier ones."
+            "[/yellow]"
+        )
     age = time.time() - newest
     keep = StorageSettings()  # the defaults: the CLI cannot read the engine's own settings
     if not align_now and age > keep.raw_retention_s:
