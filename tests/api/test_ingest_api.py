@@ -322,8 +322,9 @@ def test_a_service_known_only_from_an_alert_is_listed(server: RunningServer) -> 
             time.sleep(0.1)
         listed = {s["name"]: s for s in c.get("/api/v1/services").json()}
         one = c.get("/api/v1/services/billing-db")
+        mapped = c.get("/api/v1/topology").json()["services"]
     assert listed["billing-db"]["open_incidents"] == 1 and listed["billing-db"]["status"] == "incident"
-    assert one.status_code == 200
+    assert one.status_code == 200 and "billing-db" in mapped
 
 
 def test_head_answers_like_get_without_a_body(server: RunningServer) -> None:

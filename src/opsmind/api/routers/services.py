@@ -87,6 +87,15 @@ def _registration_public(reg: ServiceRegistration) -> RegistrationPublic:
     )
 
 
+def open_incidents_by_service(engine: Engine) -> dict[str, int]:
+    """How many open incidents each service is filed under (blocking: a store read)."""
+    out: dict[str, int] = {}
+    for inc in engine.store.find(Incident, status=IncidentStatus.OPEN.value, limit=100_000):
+        if inc.service:
+            out[inc.service] = out.get(inc.service, 0) + 1
+    return out
+
+
 def _collect(engine: Engine) -> dict[str, ServicePublic]:
     by_service: dict[str, tuple[int, set[str]]] = {}
     for info in engine.store.series(None, SERIES_SCAN_LIMIT):
@@ -96,10 +105,7 @@ def _collect(engine: Engine) -> dict[str, ServicePublic]:
         count, names = by_service.get(svc, (0, set()))
         names.add(info.series.name)
         by_service[svc] = (count + 1, names)
-    open_by_service: dict[str, int] = {}
-    for inc in engine.store.find(Incident, status=IncidentStatus.OPEN.value, limit=100_000):
-        if inc.service:
-            open_by_service[inc.service] = open_by_service.get(inc.service, 0) + 1
+    open_by_service = open_incidents_by_service(engine)
     registered = engine.registry.registered()
     out: dict[str, ServicePublic] = {}
     # A service known only from its open incidents (an Alertmanager alert about a service OpsMind has no

@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
 
 from opsmind.api.deps import EngineDep
+from opsmind.api.routers.services import open_incidents_by_service
 from opsmind.engine import Engine
 
 router = APIRouter()
@@ -72,7 +73,8 @@ def _topology(engine: Engine) -> dict[str, Any]:
         if info.series.service is not None
     }
     edges = sorted({(caller, callee) for caller, callees in configured.items() for callee in callees})
-    services = sorted(seen | set(engine.registry.registered()) | {s for edge in edges for s in edge})
+    named = {s for edge in edges for s in edge} | set(open_incidents_by_service(engine))
+    services = sorted(seen | set(engine.registry.registered()) | named)
     return {
         "services": services,
         "edges": [{"from": a, "to": b} for a, b in edges],
@@ -82,7 +84,7 @@ def _topology(engine: Engine) -> dict[str, Any]:
 
 @router.get("/api/v1/topology", tags=["services"])
 async def topology(engine: EngineDep) -> dict[str, Any]:
-    """The service map: every service seen in the stored series, registered, or named in
-    ``incidents.topology``, and
+    """The service map: every service seen in the stored series, registered, named in
+    ``incidents.topology`` or filed under an open incident (an external alert's), and
     the configured calls between them (``from`` calls ``to``); no edges when none are configured."""
     return await asyncio.to_thread(_topology, engine)
