@@ -546,6 +546,31 @@ def test_escalate_hears_of_a_runbook_awaiting_approval(tmp_path: Path, classifie
         assert w.actions() == ["failover"] and len(told) == 1
 
 
+def test_a_proposal_withdrawn_as_no_longer_needed_is_not_proposed_again(
+    tmp_path: Path, classifier: FaultClassifier
+) -> None:
+    # In a demo soak the withdrawn failover was proposed again at the same tick (the classification had
+    # not changed), withdrawn a minute later, and so on, asking a person each time.
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, w = SimClock(T0), world()
+        told: list[Outcome] = []
+        h = healer(store, clock, w, classifier, escalate=told.append, approval_above_risk=0)
+        request = incident("dependency_outage", service="db", fields={"service": "db"})
+        d = h.handle(request)
+        assert d.runbook == "dependency_outage_failover" and d.outcome is not None
+        assert d.outcome.event == "awaiting_approval"
+        w.set("error_ratio", 0.001, service="db")  # a person's own fix: the failover is not needed now
+        advance(clock, 61)
+        h.tick()
+        withdrawn = h.executor.log.get(d.outcome.remediation.id)
+        assert withdrawn is not None and withdrawn.state is RemediationState.ABORTED
+        again = h.handle(request)
+        assert again.runbook != "dependency_outage_failover", again
+        proposed = h.executor.log.in_states([RemediationState.PROPOSED])
+        assert all(r.runbook != "dependency_outage_failover" for r in proposed)
+        assert w.sent == []
+
+
 def test_escalate_hears_of_a_guard_refusal(tmp_path: Path, classifier: FaultClassifier) -> None:
     with SqliteStore(str(tmp_path / "h.db")) as store:
         clock, w = SimClock(T0), world()

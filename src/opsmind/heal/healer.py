@@ -466,10 +466,12 @@ class Healer:
 
     def tick(self) -> list[Outcome]:
         """Drive every remediation one step further; learn from the ones that ended; withdraw the
-        proposals no longer needed (their runbook may be proposed again if the problem returns)."""
+        proposals no longer needed. A withdrawn runbook stays tried for its incident: forgotten, the next
+        ask proposed it again at once (the classification had not changed), to be withdrawn a minute
+        later, over and over, each time asking a person; a relapse after the incident resolved is a new
+        incident and may have it again."""
         for rem in self.executor.withdraw_unneeded(self.clock.now()):
             self._plans.pop(rem.id, None)
-            self._forget_try(rem)
         outcomes = self.executor.tick()
         for outcome in outcomes:
             rem = outcome.remediation
