@@ -178,3 +178,25 @@ def test_predictions_do_not_make_a_healthy_service_critical(server: RunningServe
     with server.client() as c:
         h = c.get("/api/v1/services/billing/health").json()
     assert h["status"] == "ok" and h["score"] >= 90, h
+
+
+def test_a_service_label_with_a_slash_is_fetched_by_its_name(server: RunningServer) -> None:
+    """Prometheus labels may hold '/' (a job named "namespace/name"); such a service was listed but its
+    page, health and registration answered 404 or 405. The dashboard sends the name URL-encoded."""
+    push(server, golden("shop/cart", time.time() - 1))
+    with server.client() as c:
+        listed = [s["name"] for s in c.get("/api/v1/services").json()]
+        one = c.get("/api/v1/services/shop%2Fcart")
+        health = c.get("/api/v1/services/shop%2Fcart/health")
+        plain = c.get("/api/v1/services/shop/cart/health")
+        register = c.put("/api/v1/services/shop%2Fcart", json={"by": "ana", "type": "api"})
+        pause = c.put("/api/v1/automation/services/shop%2Fcart", json={"paused": True, "why": "test"})
+        forecast = c.get("/api/v1/forecasts/shop%2Fcart")
+    assert "shop/cart" in listed
+    assert one.status_code == 200 and one.json()["name"] == "shop/cart", one.text
+    assert health.status_code == 200 and health.json()["service"] == "shop/cart", health.text
+    assert plain.status_code == 200 and plain.json()["service"] == "shop/cart", plain.text
+    # A registration's name is a DNS-style name: the reason, not a 405.
+    assert register.status_code == 422 and "service name 'shop/cart'" in register.text, register.text
+    assert pause.status_code in (200, 503), pause.text  # 503 when healing is off in this server
+    assert forecast.status_code in (200, 404) and "shop/cart" in forecast.text, forecast.text

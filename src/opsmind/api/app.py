@@ -81,9 +81,11 @@ def create_app(
         ingest.router,
         live.router,
         series.router,
+        # Before the service routes: a service label may hold '/' (e.g. "shop/cart", matched by
+        # {name:label}, opsmind.api.paths), so ".../<name>/health" must be tried as the health route first.
+        health_scores.router,
         services.router,
         silences.router,
-        health_scores.router,
         records.router,
         feedback.router,
         platform_events.router,

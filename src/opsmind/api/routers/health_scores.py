@@ -62,7 +62,7 @@ def compute_health(engine: Engine, service: str, window_s: float, recent_s: floa
 
 
 @router.get(
-    "/{name}/health",
+    "/{name:label}/health",
     response_model=HealthPublic,
     responses={404: {"description": "no stored series carries this service"}},
 )

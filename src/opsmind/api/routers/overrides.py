@@ -240,7 +240,7 @@ async def list_paused(engine: EngineDep) -> list[dict[str, Any]]:
 
 
 @router.put(
-    "/automation/services/{service}",
+    "/automation/services/{service:label}",
     responses={422: {"description": "bad body"}, 503: {"description": "healing disabled"}},
 )
 async def put_paused(service: str, body: PauseUpdate, request: Request, engine: EngineDep) -> dict[str, Any]:

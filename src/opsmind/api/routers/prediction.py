@@ -39,7 +39,7 @@ def _capacity(m: CapacityModel | None) -> dict[str, Any] | None:
     }
 
 
-@router.get("/forecasts/{service}", responses={404: {"description": "service not followed"}})
+@router.get("/forecasts/{service:label}", responses={404: {"description": "service not followed"}})
 async def get_forecast(service: str, engine: EngineDep) -> dict[str, Any]:
     """The service's load forecast (mean and interval bounds per step, and the model that made it), with
     its capacity model, bottleneck warnings and SLO burn report."""

@@ -136,7 +136,7 @@ async def list_services(engine: EngineDep) -> list[ServicePublic]:
     return list((await asyncio.to_thread(_collect, engine)).values())
 
 
-@router.get("/{name}", response_model=ServicePublic)
+@router.get("/{name:label}", response_model=ServicePublic)
 async def get_service(name: str, engine: EngineDep) -> ServicePublic:
     found = (await asyncio.to_thread(_collect, engine)).get(name)
     if found is None:
@@ -164,7 +164,7 @@ def _check_registration(name: str, body: ServiceRegister) -> None:
 
 
 @router.put(
-    "/{name}",
+    "/{name:label}",
     response_model=ServicePublic,
     responses={
         201: {"description": "registered"},
@@ -202,7 +202,7 @@ async def register_service(
 
 
 @router.delete(
-    "/{name}", response_model=RegistrationPublic, responses={404: {"description": "not registered"}}
+    "/{name:label}", response_model=RegistrationPublic, responses={404: {"description": "not registered"}}
 )
 async def deregister_service(
     name: str, request: Request, engine: EngineDep, why: str = "", by: str | None = None
