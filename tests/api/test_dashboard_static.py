@@ -66,13 +66,27 @@ def test_topology_is_the_configured_graph_plus_services_seen(make_settings: Any)
             }
             assert c.post("/api/v1/ingest", json=body).status_code == 200
             topo = c.get("/api/v1/topology").json()
+            # A registered service's dependencies join the map while it is registered.
+            reg = {"by": "ana", "depends_on": ["orders", "cache", "orders"]}
+            assert c.put("/api/v1/services/search", json=reg).status_code == 201
+            registered = c.get("/api/v1/topology").json()
+            assert c.delete("/api/v1/services/search", params={"by": "ana"}).status_code == 200
+            after = c.get("/api/v1/topology").json()
     finally:
         srv.should_exit = True
         thread.join(timeout=15)
+    declared = ["incidents.topology"]
     assert topo["services"] == ["auth", "db", "gateway", "orders", "search"]
     assert topo["edges"] == [
-        {"from": "gateway", "to": "auth"},
-        {"from": "gateway", "to": "orders"},
-        {"from": "orders", "to": "db"},
+        {"from": "gateway", "to": "auth", "source": declared},
+        {"from": "gateway", "to": "orders", "source": declared},
+        {"from": "orders", "to": "db", "source": declared},
     ]
     assert topo["source"] == "incidents.topology"
+    assert registered["services"] == ["auth", "cache", "db", "gateway", "orders", "search"]
+    assert registered["edges"][-2:] == [
+        {"from": "search", "to": "cache", "source": ["registration"]},
+        {"from": "search", "to": "orders", "source": ["registration"]},
+    ]
+    assert registered["source"] == "incidents.topology + registration"
+    assert after == topo

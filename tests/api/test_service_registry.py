@@ -102,6 +102,7 @@ def test_a_registered_service_is_scraped_listed_and_stops_being_scraped_once_rem
         "metrics_url": exporter.url,
         "scrape_interval_s": 1.0,
         "labels": {"env": "prod"},
+        "depends_on": [],
         "by": "ana",
         "at": s["registration"]["at"],
     }
@@ -140,7 +141,9 @@ def test_a_registration_without_metrics_is_listed_without_data(server: RunningSe
 def test_registrations_survive_a_restart(make_settings: Any, exporter: Exporter) -> None:
     first, srv, thread = start_server(make_settings())
     try:
-        r = register(first, "recommender", metrics_url=exporter.url, scrape_interval_s=1)
+        r = register(
+            first, "recommender", metrics_url=exporter.url, scrape_interval_s=1, depends_on=["feature-store"]
+        )
         assert r.status_code == 201, r.text
     finally:
         srv.should_exit = True
@@ -150,6 +153,8 @@ def test_registrations_survive_a_restart(make_settings: Any, exporter: Exporter)
     try:
         wait_until(lambda: exporter.scrapes > before + 1)
         assert service(again, "recommender")["registration"]["metrics_url"] == exporter.url
+        # What it calls is part of the call graph again from the start.
+        assert again.engine.topology.edges == {"recommender": ("feature-store",)}
     finally:
         srv.should_exit = True
         thread.join(timeout=15)
@@ -166,6 +171,10 @@ def test_registrations_survive_a_restart(make_settings: Any, exporter: Exporter)
         ("x", {"scrape_interval_s": 0}, "scrape_interval_s"),
         ("x", {"type": "mainframe"}, "type"),
         ("x", {"colour": "blue"}, "colour"),
+        ("x", {"depends_on": ["x"]}, "depends_on[0]: a service does not depend on itself"),
+        ("x", {"depends_on": ["db", " db"]}, "depends_on[1]: ' db' is not a service name"),
+        ("x", {"depends_on": ["a\nb"]}, "depends_on[0]"),
+        ("x", {"depends_on": [f"s{i}" for i in range(65)]}, "depends_on"),
     ],
 )
 def test_a_bad_registration_is_refused_with_the_reason_and_stores_nothing(

@@ -26,7 +26,7 @@ from opsmind.heal.followup import PATIENCE_S
 from opsmind.heal.state import InvalidTransition, Remediation, RemediationState
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
 from opsmind.notify.base import NotifyResult
-from opsmind.notify.stage import RetryPolicy
+from opsmind.notify.stage import NotifyStage, RetryPolicy
 from opsmind.types import AuditEntry, Incident, IncidentStatus, Series, SeriesSamples
 
 T0 = 1_700_000_000.0
@@ -426,3 +426,17 @@ async def test_a_person_can_still_run_a_runbook_once_the_healers_cure_holds(tmp_
         assert not list(engine.healing._requests(incident(), clock.now()))  # the healer asks nothing
         _, options, service = await engine.healing.advise("inc-1")
         assert service == "checkout" and options
+
+
+def test_every_stage_reads_the_engines_one_call_graph(tmp_path: Path) -> None:
+    """A registration's depends_on changes the graph the incidents, notify and heal stages read."""
+    cfg = settings(tmp_path).model_copy(update={"detect": load_settings().detect})  # with its stages
+    engine = Engine(cfg, notifiers=[(Collect(), RetryPolicy(0, 0.01))])
+    try:
+        notify = next(s for s in engine.stages if isinstance(s, NotifyStage))
+        assert engine.healing is not None and engine.incidents is not None
+        assert engine.healing.topology is engine.topology is engine.incidents.topology is notify.topology
+        engine.topology.set_registered({"checkout": ["payments"]})
+        assert "payments" in engine.healing._scope(incident())
+    finally:
+        engine.store.close()

@@ -90,6 +90,18 @@ SCRAPED = {"prometheus.io/scrape": "true", "prometheus.io/port": "9102", "promet
             deployment("ftp", pod_annotations={**SCRAPED, "prometheus.io/scheme": "ftp"}),
             "shop/ftp: prometheus.io/scheme='ftp' is not http or https",
         ),
+        (
+            deployment("cart", annotations={"opsmind.io/depends-on": " postgres, redis,,postgres "}),
+            DiscoveredService("cart", "shop", None, "", None, ("postgres", "redis")),
+        ),
+        (
+            deployment("cart", annotations={"opsmind.io/depends-on": "postgres, bad name"}),
+            "shop/cart: opsmind.io/depends-on names 'bad name', not a service name",
+        ),
+        (
+            deployment("cart", annotations={"opsmind.io/depends-on": "cart"}),
+            "shop/cart: opsmind.io/depends-on names 'cart', itself",
+        ),
     ],
 )
 def test_what_a_deployment_says(d: dict[str, Any], expected: DiscoveredService | str | None) -> None:
@@ -150,14 +162,19 @@ async def test_the_engine_keeps_its_registry_in_line_with_the_cluster(kmock: Any
     assert regs["ranker"].service_type == "ml" and regs["ledger"].by == "ana"
     assert "http://web.shop.svc:9102/stats" in [str(t.url) for t in engine.scraper.targets]
     assert await engine.discover_once() == ([], [])  # nothing changed: nothing written
+    assert engine.topology.graph is None  # no Deployment says what it calls
     kmock.objects[_resource(kmock), "shop", "ranker"] = deployment(
-        "ranker", labels={"opsmind.io/type": "worker"}
+        "ranker", labels={"opsmind.io/type": "worker"}, annotations={"opsmind.io/depends-on": "ledger"}
     )
     del kmock.objects[_resource(kmock), "shop", "web"]
     del kmock.objects[_resource(kmock), "shop", "ledger"]
     assert await engine.discover_once() == (["ranker"], ["web"])
     regs = engine.registry.registered()
     assert sorted(regs) == ["ledger", "ranker"] and regs["ranker"].service_type == "worker"
+    assert regs["ranker"].depends_on == ("ledger",)
+    # The annotation is an edge of the graph every stage reads.
+    assert engine.topology.edges == {"ranker": ("ledger",)}
+    assert engine.incidents is not None and engine.incidents.correlator.topology is engine.topology
     assert engine.scraper.targets == []  # web's scrape stopped
     verbs = [e.verb for e in engine.store.find(AuditEntry, service="web", limit=10)]
     assert verbs == ["service_deregister", "service_register"]

@@ -393,13 +393,16 @@ def test_the_service_page_says_how_its_latency_warnings_fared(operator_page: Pag
 def test_a_registered_service_shows_its_registration(operator_page: Page, demo: Demo) -> None:
     """An admin registers a service over the API; its page says what the registry knows before any data."""
     with demo.client("admin") as c:
-        body = {"type": "database", "owner": "payments", "why": "ui test"}
+        body = {"type": "database", "owner": "payments", "why": "ui test", "depends_on": ["postgres"]}
         r = c.put("/api/v1/services/ledger-db", json=body)
     assert r.status_code in (200, 201), r.text
     page = operator_page
     page.goto(f"{demo.url}/#/service/ledger-db")
     expect(page.get_by_test_id("registration")).to_contain_text("database; owner payments", timeout=LIVE_S)
     expect(page.get_by_text("Metrics: no metrics URL.")).to_be_visible()
+    expect(page.get_by_test_id("depends-on")).to_have_text("Calls: postgres")
+    page.get_by_test_id("depends-on").get_by_role("link", name="postgres").click()
+    expect(page).to_have_url(f"{demo.url}/#/service/postgres")
     page.goto(f"{demo.url}/#/service/personalization")
     expect(page.get_by_text("Not registered: known from the service label of its series.")).to_be_visible(
         timeout=LIVE_S

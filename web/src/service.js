@@ -147,6 +147,14 @@ export function mount(root, { live }, name) {
         `${reg.type || "type not given"}; owner ${reg.owner || "not given"}; registered by ${reg.by} ${fmtAgo(reg.at)}.`,
       ),
       h("p", {}, `Metrics: ${scraped}.`),
+      h(
+        "p",
+        { testid: "depends-on" },
+        "Calls: ",
+        (reg.depends_on || []).length
+          ? reg.depends_on.flatMap((callee, i) => [i ? ", " : "", h("a", { href: href("service", callee) }, callee)])
+          : h("span", { class: "muted" }, "none declared (depends_on)"),
+      ),
     );
   };
 

@@ -29,8 +29,8 @@ from opsmind.engine.registry import DISCOVERED_BY_KUBERNETES, ServiceRegistry
 from opsmind.engine.scaling import ScaleStage
 from opsmind.heal.executor import Actuate
 from opsmind.incidents.feedback import NoiseClassifier
-from opsmind.incidents.root_cause import topology_graph
 from opsmind.incidents.stage import IncidentStage
+from opsmind.incidents.topology import Topology
 from opsmind.ingest.errors import IngestError, ahead_of_clock
 from opsmind.ingest.kubernetes_discovery import KubernetesDiscovery
 from opsmind.ingest.scrape import Scraper
@@ -113,6 +113,9 @@ class Engine:
         self.stages: list[Stage] = []
         self.noise = NoiseClassifier()  # learns from operators' verdicts; see retrain_noise
         self.incidents: IncidentStage | None = None
+        # The call graph every stage reads: incidents.topology plus what registered services declare
+        # (depends_on), kept in line by the registry.
+        self.topology = Topology(settings.incidents.topology)
         self.notifiers = notifiers if notifiers is not None else build_notifiers(settings)
         if settings.detect.enabled:
             self.stages.append(DetectStage(self.bus, self.clock, self.telemetry, self.store, settings.detect))
@@ -125,6 +128,7 @@ class Engine:
                 samples=self.store,
                 noise=self.noise,
                 objectives=settings.predict,
+                topology=self.topology,
             )
             self.stages.append(self.incidents)
             self.stages.append(
@@ -135,7 +139,7 @@ class Engine:
                     self.store,
                     self.notifiers,
                     settings.notify,
-                    settings.incidents.topology,
+                    self.topology,
                     noise=self.noise,
                 )
             )
@@ -183,7 +187,7 @@ class Engine:
                 build_actuate(settings, remediators or {}),
                 [n for n, _ in self.notifiers],
                 settings.incidents.group_window_s,
-                topology_graph(settings.incidents.topology),
+                self.topology,
                 settings.predict if settings.incidents.hold_while_breaching else None,
                 lambda: {n: r.service_type for n, r in self.registry.registered().items() if r.service_type},
             )
@@ -198,7 +202,11 @@ class Engine:
         self.kubernetes_discovery = kubernetes_discovery  # built on first use from scale.kubeconfig
         self._discovery_skipped: list[str] = []
         self.registry = ServiceRegistry(
-            self.store, self.scraper, self.clock, frozenset(str(t.url) for t in settings.scrape)
+            self.store,
+            self.scraper,
+            self.clock,
+            frozenset(str(t.url) for t in settings.scrape),
+            on_change=lambda regs: self.topology.set_registered({n: r.depends_on for n, r in regs.items()}),
         )
         t = self.telemetry
         self._samples = t.counter("opsmind_ingest_samples_total", "Samples stored", ("source",))
@@ -423,6 +431,7 @@ class Engine:
                 metrics_url=d.metrics_url,
                 scrape_interval_s=cfg.scrape_interval_s,
                 labels={"namespace": d.namespace},
+                depends_on=d.depends_on,
                 by=DISCOVERED_BY_KUBERNETES,
             )
             for d in found.services

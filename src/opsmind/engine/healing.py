@@ -71,6 +71,7 @@ from opsmind.incidents.breach import breaches
 from opsmind.incidents.grouping import services_of
 from opsmind.incidents.root_cause import callees, columns_from_store
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
+from opsmind.incidents.topology import Topology
 from opsmind.notify.base import Notifier
 from opsmind.store.protocols import EventStore, SampleStore
 from opsmind.telemetry import Telemetry
@@ -151,7 +152,7 @@ class HealStage(Stage):
         actuate: Actuate,
         notifiers: Sequence[Notifier] = (),
         group_window_s: float = 300.0,
-        graph: nx.DiGraph | None = None,
+        graph: Topology | nx.DiGraph | None = None,
         objectives: PredictSettings | None = None,
         registered_kinds: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
@@ -161,7 +162,8 @@ class HealStage(Stage):
         self.settings = settings
         self.notifiers = list(notifiers)
         self.group_window_s = group_window_s
-        self.graph = graph  # the declared call graph (incidents.topology); None: ranked without one
+        # The call graph, declared and registered, read live (None inside: ranked without one).
+        self.topology = Topology.of(graph)
         self.inventory = inventory(settings)
         # The service registry's types (blocking store read): a service heal.inventory does not declare
         # takes the type it was registered with; the configuration wins where both say.
@@ -334,7 +336,8 @@ class HealStage(Stage):
         times, cols = columns_from_store(self.view.samples, inc.opened_at - BASELINE_S, now)
         scope = self._scope(inc)
         inventory = self.fleet_inventory()
-        entry_rate = f"{entry_service(inventory, self.graph, cols, '')}_request_rate"
+        graph = self.topology.graph  # one version for this whole request
+        entry_rate = f"{entry_service(inventory, graph, cols, '')}_request_rate"
         cols = {c: v for c, v in cols.items() if c.split("_", 1)[0] in scope or c == entry_rate}
         found: list[tuple[IncidentObservation, str]] = []
         if cols:
@@ -348,7 +351,7 @@ class HealStage(Stage):
                         times,
                         cols,
                         seen,
-                        self.graph,
+                        graph,
                         inventory,
                         held,
                     )
@@ -379,7 +382,8 @@ class HealStage(Stage):
         not) in the declared call graph - a root cause sits downstream of its symptoms. Without a graph,
         only its own: OpsMind does not act on a service that is not part of the incident."""
         own = set(inc.services) | ({inc.service} if inc.service else set())
-        return own.union(*(callees(self.graph, s) for s in own))
+        graph = self.topology.graph
+        return own.union(*(callees(graph, s) for s in own))
 
     # -- the loop --
 

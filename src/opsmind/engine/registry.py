@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import ValidationError
 
@@ -52,12 +52,19 @@ class ServiceRegistry:
     """Registrations in ``store``, their metrics scraped by ``scraper`` (the engine's)."""
 
     def __init__(
-        self, store: EventStore, scraper: Scraper, clock: Clock, configured: frozenset[str] = frozenset()
+        self,
+        store: EventStore,
+        scraper: Scraper,
+        clock: Clock,
+        configured: frozenset[str] = frozenset(),
+        on_change: Callable[[Mapping[str, ServiceRegistration]], object] | None = None,
     ) -> None:
         self.store = store
         self.scraper = scraper
         self.clock = clock
         self.configured = configured  # the URLs of the configured scrape targets: not the registry's
+        # Told the registrations after each load and change (the engine keeps its call graph in line).
+        self.on_change = on_change
         # One change at a time: a registration read, stored and its scrape moved by one request must not
         # interleave with another's (a PUT racing a DELETE left a scrape that no registration owned).
         self._lock = asyncio.Lock()
@@ -84,14 +91,21 @@ class ServiceRegistry:
             target = scrape_target(reg)
             if target is not None:
                 self.scraper.add(target)
+        self._changed(regs)
         return len(regs)
+
+    def _changed(self, regs: Mapping[str, ServiceRegistration]) -> None:
+        if self.on_change is not None:
+            self.on_change(regs)
 
     async def register(self, reg: ServiceRegistration, why: str) -> tuple[ServiceRegistration, bool]:
         """Store ``reg`` (a new registration, or a change of one) and scrape its metrics URL from now on;
         whether it is new. ValueError: its URL or labels cannot be scraped, or another service's
         registration has the same URL (nothing is stored)."""
         async with self._lock:
-            return await self._register(reg, why)
+            out = await self._register(reg, why)
+            self._changed(await asyncio.to_thread(self.registered))
+            return out
 
     async def _register(self, reg: ServiceRegistration, why: str) -> tuple[ServiceRegistration, bool]:
         target = scrape_target(reg)
@@ -128,7 +142,10 @@ class ServiceRegistry:
     async def deregister(self, name: str, by: str, why: str) -> ServiceRegistration | None:
         """Stop scraping ``name`` and mark it removed (its data stays); None when it is not registered."""
         async with self._lock:
-            return await self._deregister(name, by, why)
+            out = await self._deregister(name, by, why)
+            if out is not None:
+                self._changed(await asyncio.to_thread(self.registered))
+            return out
 
     async def _deregister(self, name: str, by: str, why: str) -> ServiceRegistration | None:
         reg = await asyncio.to_thread(self.get, name)
@@ -151,7 +168,10 @@ class ServiceRegistry:
         registered (a person, another discovery) is theirs and left as it is. Returns the names
         registered or changed and those removed; one that cannot be registered is logged and skipped."""
         async with self._lock:
-            return await self._sync(source, found)
+            changed, removed = await self._sync(source, found)
+            if changed or removed:
+                self._changed(await asyncio.to_thread(self.registered))
+            return changed, removed
 
     async def _sync(self, source: str, found: Sequence[ServiceRegistration]) -> tuple[list[str], list[str]]:
         current = await asyncio.to_thread(self.registered)
@@ -175,5 +195,5 @@ class ServiceRegistry:
 
 def _same(a: ServiceRegistration, b: ServiceRegistration) -> bool:
     """The same registration, whoever made it and when."""
-    keep = {"service_type", "owner", "metrics_url", "scrape_interval_s", "labels", "status"}
+    keep = {"service_type", "owner", "metrics_url", "scrape_interval_s", "labels", "status", "depends_on"}
     return a.model_dump(include=keep) == b.model_dump(include=keep)

@@ -45,6 +45,7 @@ from opsmind.incidents import grouping
 from opsmind.incidents.cadence import Cadence
 from opsmind.incidents.feedback import NoiseClassifier, decide, priority_multiplier
 from opsmind.incidents.priority import Prioritiser
+from opsmind.incidents.topology import Topology
 from opsmind.ingest.alertmanager import DETECTOR as ALERTMANAGER
 from opsmind.types import Anomaly, Incident, IncidentStatus
 
@@ -67,13 +68,13 @@ class Correlator:
     def __init__(
         self,
         settings: IncidentSettings,
-        graph: nx.DiGraph | None = None,
+        graph: Topology | nx.DiGraph | None = None,
         noise: NoiseClassifier | None = None,
     ) -> None:
         self.settings = settings
         self.noise = noise
-        self.graph = graph
-        self.prioritiser = Prioritiser(graph, settings.criticality)
+        self.topology = Topology.of(graph)  # read live: registrations change it
+        self.prioritiser = Prioritiser(self.topology, settings.criticality)
         self.active: dict[str, Incident] = {}  # by id
         self.resolved: dict[str, Incident] = {}  # recently resolved, by id, for reopening
         self._pending: dict[str, list[Anomaly]] = {}  # by service: anomalies not yet in an incident
@@ -85,6 +86,16 @@ class Correlator:
         self._last_seen: dict[str, dict[str, float]] = {}
         self._first_seen: dict[str, dict[str, float]] = {}
         self._callees: dict[str, frozenset[str]] = {}
+        self._graph_version = self.topology.version  # of the graph _neighbours and _callees came from
+
+    @property
+    def graph(self) -> nx.DiGraph | None:
+        """The call graph now; the caches derived from an older one are dropped."""
+        if self._graph_version != self.topology.version:
+            self._neighbours.clear()
+            self._callees.clear()
+            self._graph_version = self.topology.version
+        return self.topology.graph
 
     def restore(self, incidents: Iterable[Incident]) -> None:
         """Take back the incidents that were active when the engine stopped."""
@@ -94,9 +105,9 @@ class Correlator:
 
     def neighbours(self, service: str) -> frozenset[str]:
         """Services that call ``service`` or that it calls (empty without a graph)."""
+        g = self.graph  # first: a changed graph drops the cache
         got = self._neighbours.get(service)
         if got is None:
-            g = self.graph
             got = (
                 frozenset(g.predecessors(service)) | frozenset(g.successors(service))
                 if g is not None and service in g
@@ -107,9 +118,9 @@ class Correlator:
 
     def callees(self, service: str) -> frozenset[str]:
         """Services that ``service`` calls (empty without a graph)."""
+        g = self.graph  # first: a changed graph drops the cache
         got = self._callees.get(service)
         if got is None:
-            g = self.graph
             got = frozenset(g.successors(service)) if g is not None and service in g else frozenset()
             self._callees[service] = got
         return got

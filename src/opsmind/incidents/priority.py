@@ -23,6 +23,7 @@ from typing import Any
 import networkx as nx
 
 from opsmind.incidents.muting import severity_of
+from opsmind.incidents.topology import Topology
 from opsmind.rca.ranker import ERRORS, LATENCY, metric_class
 from opsmind.types import Incident
 
@@ -37,12 +38,24 @@ def metric_of(series_key: str) -> str:
 
 
 class Prioritiser:
-    def __init__(self, graph: nx.DiGraph | None, criticality: Mapping[str, float]) -> None:
-        self.graph = graph
+    def __init__(self, graph: Topology | nx.DiGraph | None, criticality: Mapping[str, float]) -> None:
+        self.topology = Topology.of(graph)  # read live: registrations change it
         self.criticality = criticality
-        self.entries = (
-            frozenset(n for n in graph if graph.in_degree(n) == 0) if graph is not None else frozenset()
-        )
+        self._entries: tuple[int, frozenset[str]] = (-1, frozenset())
+
+    @property
+    def graph(self) -> nx.DiGraph | None:
+        return self.topology.graph
+
+    @property
+    def entries(self) -> frozenset[str]:
+        """The services nothing calls: where users come in (recomputed when the graph changes)."""
+        version, entries = self._entries
+        if version != self.topology.version:
+            g = self.topology.graph
+            entries = frozenset(n for n in g if g.in_degree(n) == 0) if g is not None else frozenset()
+            self._entries = (self.topology.version, entries)
+        return entries
 
     def affected(self, services: tuple[str, ...]) -> set[str]:
         out = set(services)
@@ -56,8 +69,9 @@ class Prioritiser:
     def score(self, incident: Incident) -> tuple[float, dict[str, Any]]:
         services = incident.services or ((incident.service,) if incident.service else ())
         affected = self.affected(services)
-        fleet = len(self.graph) if self.graph is not None and len(self.graph) else max(len(affected), 1)
-        user_facing = self.graph is None or bool(affected & self.entries)
+        g = self.graph
+        fleet = len(g) if g is not None and len(g) else max(len(affected), 1)
+        user_facing = g is None or bool(affected & self.entries)
         severity = severity_of(incident.max_probability)
         classes = {metric_class(metric_of(s)) for s in incident.series}
         slo_signals = bool(classes & {LATENCY, ERRORS})

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
+import networkx as nx
+
 from opsmind.bus.protocols import Bus, Message
 from opsmind.bus.stage import Stage
 from opsmind.clock import Clock
@@ -25,7 +27,8 @@ from opsmind.incidents import grouping
 from opsmind.incidents.breach import breaches
 from opsmind.incidents.correlator import Change, ChangeKind, Correlator
 from opsmind.incidents.feedback import NoiseClassifier
-from opsmind.incidents.root_cause import callees, root_causes, topology_graph
+from opsmind.incidents.root_cause import callees, root_causes
+from opsmind.incidents.topology import Topology
 from opsmind.store.protocols import EventStore, SampleStore
 from opsmind.telemetry import Telemetry
 from opsmind.types import Anomaly, AuditEntry, Incident, IncidentStatus
@@ -67,6 +70,7 @@ class IncidentStage(Stage):
         samples: SampleStore | None = None,
         noise: NoiseClassifier | None = None,
         objectives: PredictSettings | None = None,
+        topology: Topology | None = None,
     ) -> None:
         super().__init__(bus, clock, telemetry)
         self.events = events
@@ -75,14 +79,19 @@ class IncidentStage(Stage):
         self._objectives: tuple[SampleStore, PredictSettings] | None = None
         if samples is not None and objectives is not None and settings.hold_while_breaching:
             self._objectives = (samples, objectives)
-        self.graph = topology_graph(settings.topology)
+        # The engine's shared call graph (declared and registered); on its own, the declared one.
+        self.topology = topology if topology is not None else Topology(settings.topology)
         self.settings = settings
         self.tick_interval = settings.check_interval_s
-        self.correlator = Correlator(settings, self.graph, noise)
+        self.correlator = Correlator(settings, self.topology, noise)
         self._lock = asyncio.Lock()  # anomalies, ticks and operators' moves change the same state
         self._opened = telemetry.counter("opsmind_incidents_opened_total", "Incidents opened")
         self._resolved = telemetry.counter("opsmind_incidents_resolved_total", "Incidents resolved")
         self._open_gauge = telemetry.gauge("opsmind_incidents_open", "Incidents currently open")
+
+    @property
+    def graph(self) -> nx.DiGraph | None:
+        return self.topology.graph
 
     async def start(self) -> None:
         # Pick up incidents that were active when the engine last stopped, so they keep grouping and resolve.
@@ -142,13 +151,14 @@ class IncidentStage(Stage):
         # A predicted breach has not happened: there is no fault time to rank causes around.
         if self.samples is None or incident.type == "prediction":
             return incident
+        graph = self.graph  # one version for the ranking and the filing
         causes, why_not = await asyncio.to_thread(
             root_causes,
             self.samples,
             incident.opened_at,
             max(now, incident.last_anomaly_at),
             self.settings.root_cause_lookback_s,
-            self.graph,
+            graph,
         )
         note = {"at": now, "event": "root_causes"}
         if why_not is not None:
@@ -160,7 +170,7 @@ class IncidentStage(Stage):
             "timeline": (*incident.timeline, note),
         }
         if causes:
-            reach = partial(callees, self.graph)
+            reach = partial(callees, graph)
             update.update(grouping.filed_under_cause(incident, causes[0].service, reach))
         return incident.model_copy(update=update)
 

@@ -11,6 +11,8 @@ What a Deployment says about itself, by the conventions a cluster already follow
   the Service of the same name: ``<scheme>://<name>.<namespace>.svc:<port><path>`` (one pod per scrape,
   the Service balancing; per-pod scraping is what Prometheus' own Kubernetes discovery is for, and its
   remote-write into OpsMind carries every pod);
+- what it calls is the annotation ``opsmind.io/depends-on``, service names separated by commas
+  (``"postgres, redis"``): edges of the engine's call graph while the service is registered;
 - ``opsmind.io/ignore: "true"`` (label or annotation) leaves it out.
 
 A name that is not a valid service name, or a scrape annotation that names no port, is skipped with
@@ -32,6 +34,7 @@ from opsmind.types import SERVICE_NAME, SERVICE_TYPES
 TYPE_LABEL = "opsmind.io/type"
 OWNER_LABEL = "opsmind.io/owner"
 IGNORE = "opsmind.io/ignore"
+DEPENDS_ON = "opsmind.io/depends-on"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class DiscoveredService:
     service_type: str | None
     owner: str
     metrics_url: str | None
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass
@@ -88,7 +92,12 @@ def from_deployment(deployment: Mapping[str, Any]) -> DiscoveredService | str | 
             return f"{where}: prometheus.io/scheme={scheme!r} is not http or https"
         url = f"{scheme}://{name}.{namespace}.svc:{port}{path if path.startswith('/') else '/' + path}"
     owner = labels.get(OWNER_LABEL) or labels.get("team") or ""
-    return DiscoveredService(name, namespace, kind, owner, url)
+    calls = [c.strip() for c in annotations.get(DEPENDS_ON, "").split(",") if c.strip()]
+    for callee in calls:
+        if SERVICE_NAME.fullmatch(callee) is None or callee == name:
+            what = "itself" if callee == name else "not a service name"
+            return f"{where}: {DEPENDS_ON} names {callee[:80]!r}, {what}"
+    return DiscoveredService(name, namespace, kind, owner, url, tuple(dict.fromkeys(calls)))
 
 
 def discover(deployments: Iterable[Mapping[str, Any]]) -> Discovery:

@@ -33,6 +33,7 @@ from opsmind.incidents.muting import (
     incident_labels,
 )
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
+from opsmind.incidents.topology import Topology
 from opsmind.notify import dispatch
 from opsmind.notify.base import Notifier, NotifyResult
 from opsmind.store.protocols import EventStore
@@ -64,7 +65,7 @@ class NotifyStage(Stage):
         events: EventStore,
         notifiers: list[tuple[Notifier, RetryPolicy]],
         settings: NotifySettings | None = None,
-        topology: Mapping[str, Sequence[str]] | None = None,
+        topology: Topology | Mapping[str, Sequence[str]] | None = None,
         noise: NoiseClassifier | None = None,
     ) -> None:
         super().__init__(bus, clock, telemetry)
@@ -72,7 +73,8 @@ class NotifyStage(Stage):
         self.events = events
         self.notifiers = notifiers
         self.settings = settings or NotifySettings()
-        self.topology = topology or {}
+        # The call graph for inhibition, read at each decision: registrations change it.
+        self.topology = topology if isinstance(topology, Topology) else Topology(topology)
         self.tick_interval = self.settings.flush_interval_s
         self._maintenance = MaintenanceMuter(self.settings.maintenance_windows)
         self._groups: dict[str, dispatch.Group] = {}
@@ -149,7 +151,7 @@ class NotifyStage(Stage):
         active = list(self._active.values())
         muters: list[Muter] = [
             SilenceMuter(silences),
-            InhibitionMuter(active, self.topology, self.settings.inhibition_slack_s),
+            InhibitionMuter(active, self.topology.edges, self.settings.inhibition_slack_s),
             self._maintenance,
             FlappingMuter(active),
         ]

@@ -260,4 +260,7 @@ class ServiceRegistration(Record):
     metrics_url: str | None = None
     scrape_interval_s: float = 15.0
     labels: dict[str, str] = Field(default_factory=dict, description="added to every scraped series")
+    depends_on: tuple[str, ...] = Field(
+        (), description="the services it calls: edges of the call graph while it is registered"
+    )
     by: str = Field(description="who registered or last changed it")

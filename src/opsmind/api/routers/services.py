@@ -31,6 +31,8 @@ from opsmind.types import (
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 SERIES_SCAN_LIMIT = 1_000_000
 RESERVED_LABELS = frozenset({"service", "instance"})
+MAX_DEPENDENCIES = 64
+MAX_LABEL_VALUE = 256  # a dependency is named by its series' service label, which may be any such value
 
 
 class RegistrationPublic(BaseModel):
@@ -39,6 +41,7 @@ class RegistrationPublic(BaseModel):
     metrics_url: str | None
     scrape_interval_s: float
     labels: dict[str, str]
+    depends_on: list[str]
     by: str
     at: float
 
@@ -70,6 +73,12 @@ class ServiceRegister(BaseModel):
     )
     scrape_interval_s: float = Field(15.0, ge=1.0, le=3600.0)
     labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+    depends_on: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_DEPENDENCIES,
+        description="the services it calls (their service label): edges of the call graph used for "
+        "grouping, root causes, blast radius, remediation scope and inhibition while it is registered",
+    )
     # Required while auth is off; with auth on the signed-in principal's name is recorded instead.
     by: str | None = Field(None, min_length=1, max_length=256)
     why: str = Field("", max_length=4096)
@@ -82,6 +91,7 @@ def _registration_public(reg: ServiceRegistration) -> RegistrationPublic:
         metrics_url=reg.metrics_url,
         scrape_interval_s=reg.scrape_interval_s,
         labels=dict(reg.labels),
+        depends_on=list(reg.depends_on),
         by=reg.by,
         at=reg.at,
     )
@@ -154,6 +164,16 @@ def _check_registration(name: str, body: ServiceRegister) -> None:
             f"service name {name[:80]!r}: 1-63 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",
         )
+    for i, callee in enumerate(body.depends_on):
+        if callee == name:
+            raise HTTPException(422, f"depends_on[{i}]: a service does not depend on itself")
+        padded = callee != callee.strip()
+        if not callee or padded or len(callee) > MAX_LABEL_VALUE or not callee.isprintable():
+            raise HTTPException(
+                422,
+                f"depends_on[{i}]: {callee[:80]!r} is not a service name (1-{MAX_LABEL_VALUE} printable "
+                "characters, no leading or trailing spaces)",
+            )
     for key, value in body.labels.items():
         if key in RESERVED_LABELS:
             raise HTTPException(422, f"labels.{key}: set by OpsMind for a registered service's series")
@@ -187,6 +207,7 @@ async def register_service(
         metrics_url=str(body.metrics_url) if body.metrics_url is not None else None,
         scrape_interval_s=body.scrape_interval_s,
         labels=body.labels,
+        depends_on=tuple(dict.fromkeys(body.depends_on)),  # in order, each once
         by=by,
     )
     try:

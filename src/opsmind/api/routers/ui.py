@@ -66,19 +66,20 @@ async def asset(name: str) -> FileResponse:
 
 
 def _topology(engine: Engine) -> dict[str, Any]:
-    configured = engine.settings.incidents.topology
+    topology = engine.topology
     seen = {
         info.series.service
         for info in engine.store.series(None, SERIES_SCAN_LIMIT)
         if info.series.service is not None
     }
-    edges = sorted({(caller, callee) for caller, callees in configured.items() for callee in callees})
+    edges = sorted({(caller, callee) for caller, callees in topology.edges.items() for callee in callees})
     named = {s for edge in edges for s in edge} | set(open_incidents_by_service(engine))
     services = sorted(seen | set(engine.registry.registered()) | named)
+    sources = sorted({src for a, b in edges for src in topology.source(a, b)})
     return {
         "services": services,
-        "edges": [{"from": a, "to": b} for a, b in edges],
-        "source": "incidents.topology" if edges else "none configured",
+        "edges": [{"from": a, "to": b, "source": topology.source(a, b)} for a, b in edges],
+        "source": " + ".join(sources) if sources else "none configured",
     }
 
 
@@ -86,5 +87,6 @@ def _topology(engine: Engine) -> dict[str, Any]:
 async def topology(engine: EngineDep) -> dict[str, Any]:
     """The service map: every service seen in the stored series, registered, named in
     ``incidents.topology`` or filed under an open incident (an external alert's), and
-    the configured calls between them (``from`` calls ``to``); no edges when none are configured."""
+    the calls between them (``from`` calls ``to``) that ``incidents.topology`` and the registered
+    services' ``depends_on`` declare, each with its ``source``; no edges when none are declared."""
     return await asyncio.to_thread(_topology, engine)
