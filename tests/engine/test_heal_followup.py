@@ -50,6 +50,8 @@ def _chain_metrics(until: float) -> list[SeriesSamples]:
         cpu = 0.3 + rng.normal(0, 0.01, len(ts)) + np.where(jump & (service == "db"), 0.5, 0.0)
         series = {
             Series.of("latency_seconds", {"service": service, "quantile": "0.95"}): latency,
+            # the tail the unknown restart's precheck reads: slow (>= 0.5 s) once the service is hit
+            Series.of("latency_seconds", {"service": service, "quantile": "0.99"}): latency + 0.15,
             Series.of("cpu_utilisation", {"service": service}): cpu,
             Series.of("replicas_ready", {"service": service}): np.full(len(ts), 3.0),
             Series.of("error_ratio", {"service": service}): np.full(len(ts), 0.01),
@@ -181,6 +183,8 @@ def _two_fault_metrics(until: float) -> list[SeriesSamples]:
         errors = 0.01 + np.where(jump & (service == "db"), 0.2, 0.0)
         series = {
             Series.of("latency_seconds", {"service": service, "quantile": "0.95"}): latency,
+            # the tail the unknown restart's precheck reads: slow (>= 0.5 s) once the service is hit
+            Series.of("latency_seconds", {"service": service, "quantile": "0.99"}): latency + 0.15,
             Series.of("cpu_utilisation", {"service": service}): cpu,
             Series.of("replicas_ready", {"service": service}): np.full(len(ts), 3.0),
             Series.of("error_ratio", {"service": service}): errors,

@@ -99,13 +99,16 @@ def telling(tmp_path: Path, clock: SimClock, actuator: RecordingActuator, collec
     )
 
 
-async def healthy_metrics(engine: Engine, service: str = "checkout") -> None:
-    """Ready replicas (the restart's precheck) and a low error ratio (its verification)."""
+async def slow_metrics(engine: Engine, service: str = "checkout") -> None:
+    """Ready replicas and a slow tail (the unknown restart's precheck: it serves badly) and a low error
+    ratio (its verification)."""
     ts = tuple(T0 - 30 + 10 * i for i in range(4))
+    p99 = Series.of("latency_seconds", {"service": service, "quantile": "0.99"})
     await engine.ingest(
         [
             SeriesSamples(Series.of("replicas_ready", {"service": service}), ts, (3.0,) * 4),
             SeriesSamples(Series.of("error_ratio", {"service": service}), ts, (0.01,) * 4),
+            SeriesSamples(p99, ts, (0.8,) * 4),
         ],
         "test",
     )
@@ -122,7 +125,7 @@ async def healing_engine(
     engine = telling(tmp_path, clock, actuator, collect)
     await engine.start()
     try:
-        await healthy_metrics(engine)
+        await slow_metrics(engine)
         yield engine, clock, actuator, collect
     finally:
         await engine.stop()
@@ -222,7 +225,7 @@ async def test_an_unclear_incident_that_lasts_is_acted_on_after_the_patience(tmp
     await engine.start()
     try:
         assert engine.healing is not None
-        await healthy_metrics(engine)
+        await slow_metrics(engine)
         inc = incident()
         await asyncio.to_thread(engine.store.put, inc)
         await engine.bus.publish(INCIDENTS_TOPIC, IncidentEvent("opened", inc))
@@ -269,7 +272,7 @@ async def test_a_proposal_is_withdrawn_when_its_incident_resolves(tmp_path: Path
     approves a restart of a service that has recovered. A proposal of another incident stays."""
     async with healing_engine(tmp_path) as (engine, clock, actuator, collect):
         assert engine.healing is not None
-        await healthy_metrics(engine, "payments")
+        await slow_metrics(engine, "payments")
         rem = await open_incident(engine, incident())
         other = await open_incident(engine, incident("payments", "inc-2"))
         assert rem.state is other.state is RemediationState.PROPOSED
@@ -357,7 +360,7 @@ async def test_a_restart_mid_step_resumes_without_sending_it_twice(tmp_path: Pat
     engine = Engine(cfg, clock=clock, remediators={"log": first})
     await engine.start()
     assert engine.healing is not None
-    await healthy_metrics(engine)
+    await slow_metrics(engine)
     rem = await open_incident(engine, incident())
     assert rem.state is RemediationState.APPROVED
     with pytest.raises(Crash):
@@ -390,7 +393,7 @@ async def test_dry_run_records_what_it_would_do(tmp_path: Path) -> None:
     await engine.start()
     try:
         assert engine.healing is not None
-        await healthy_metrics(engine)
+        await slow_metrics(engine)
         rem = await open_incident(engine, incident())
         assert rem.state is RemediationState.APPROVED  # dry run: nobody is asked, nothing changes
         await engine.healing.tick()
@@ -426,6 +429,36 @@ async def test_a_person_can_still_run_a_runbook_once_the_healers_cure_holds(tmp_
         assert not list(engine.healing._requests(incident(), clock.now()))  # the healer asks nothing
         _, options, service = await engine.healing.advise("inc-1")
         assert service == "checkout" and options
+
+
+async def test_an_incident_whose_runbooks_do_not_apply_yet_is_asked_again_not_given_up(
+    tmp_path: Path,
+) -> None:
+    """The only candidate's precheck does not hold (billing reports no ready replicas yet): nothing is
+    proposed, a person is not told "nothing left to try", and the incident is asked again after
+    settle_s; once the condition holds, the runbook is proposed."""
+    async with healing_engine(tmp_path) as (engine, clock, actuator, collect):
+        assert engine.healing is not None
+        inc = incident("billing")
+        await asyncio.to_thread(engine.store.put, inc)
+        await engine.bus.publish(INCIDENTS_TOPIC, IncidentEvent("opened", inc))
+
+        def decisions() -> list[AuditEntry]:
+            return [a for a in engine.store.find(AuditEntry, limit=1000) if a.verb == "heal_decide"]
+
+        await wait_for(lambda: len(decisions()) == 1)
+        (first,) = decisions()
+        assert first.detail["runbook"] is None and first.detail["deferred"] == ["unknown_restart"]
+        assert "may apply later" in first.detail["explanation"]
+        await asyncio.sleep(0.2)  # time enough for a "nothing left to try" to have been sent
+        assert remediations(engine) == [] and collect.events == []
+
+        await slow_metrics(engine, "billing")
+        await clock.advance(engine.healing.settings.settle_s + 1)
+        await engine.healing.tick()
+        await wait_for(lambda: len(decisions()) == 2)
+        (rem,) = remediations(engine)
+        assert rem.runbook == "unknown_restart" and rem.incident_id == inc.id
 
 
 def test_every_stage_reads_the_engines_one_call_graph(tmp_path: Path) -> None:

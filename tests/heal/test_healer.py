@@ -739,42 +739,82 @@ def test_restart_mid_send_never_sends_the_step_twice(tmp_path: Path, classifier:
         assert w2.sent == []
 
 
-def test_a_precheck_refusal_teaches_nothing_frees_the_service_and_may_be_retried(
+def test_a_runbook_whose_precheck_does_not_hold_now_is_passed_over_not_proposed(
     tmp_path: Path, classifier: FaultClassifier
 ) -> None:
+    """A soak showed runbooks proposed for a service that had recovered: each waited for a person and was
+    withdrawn a minute later, or ran only to end "precheck failed, nothing sent". Weighed now, a runbook
+    whose first precheck does not hold is passed over (nothing recorded, nothing sent), the next option
+    is chosen, and it stays a candidate: it was never tried."""
     with SqliteStore(str(tmp_path / "h.db")) as store:
         clock, w = SimClock(T0), world()
         w.set(EVENT_COUNT_METRIC, 0.0, service="api", reason="Deployment")  # the precheck's event not seen
         h = healer(store, clock, w, classifier)
         first = h.handle(incident())
-        assert first.runbook == "bad_deployment_rollback"
-        assert [o.event for o in h.tick()] == ["started", "precheck_failed"]
-        assert w.sent == []
-        assert not h.busy() and not h.busy("api")  # nothing was sent: the service is not held
+        assert first.runbook is not None and first.runbook != "bad_deployment_rollback"
+        assert first.deferred == ("bad_deployment_rollback",)
+        assert any(s.startswith("bad_deployment_rollback does not apply now: ") for s in first.skipped)
+        assert [r.runbook for r in h.executor.log.in_states(list(S))] == [first.runbook]
         assert h.knowledge is not None
         st = h.knowledge.stats("bad_deployment", "bad_deployment_rollback")
         assert (st.successes, st.failures) == (0, 0)  # no evidence either way
 
-        for _ in range(MAX_PRECHECK_REFUSALS - 1):  # offered again while the condition may still come
-            advance(clock, 40)
-            again = h.handle(incident())
-            assert again.runbook == "bad_deployment_rollback"
-            assert [o.event for o in h.tick()] == ["started", "precheck_failed"]
-        advance(clock, 40)
-        last = h.handle(incident())
-        assert last.runbook != "bad_deployment_rollback"  # refused too often: the next one is chosen
+        # Weighed again while the condition may still come, as often as the incident asks.
+        later = [h.handle(incident()) for _ in range(MAX_PRECHECK_REFUSALS + 1)]
+        assert all("bad_deployment_rollback" in d.deferred for d in later)
+        assert "bad_deployment_rollback" not in h.tried["inc-1"]
 
 
-def test_a_refused_runbook_runs_once_its_precheck_holds(tmp_path: Path, classifier: FaultClassifier) -> None:
+def test_with_nothing_applying_now_the_decision_says_what_may_apply_later(
+    tmp_path: Path, classifier: FaultClassifier
+) -> None:
+    rb = load_library()["bad_deployment_rollback"]
     with SqliteStore(str(tmp_path / "h.db")) as store:
         clock, w = SimClock(T0), world()
         w.set(EVENT_COUNT_METRIC, 0.0, service="api", reason="Deployment")
-        h = healer(store, clock, w, classifier)
-        h.handle(incident())
-        h.tick()
+        h = healer(store, clock, w, classifier, library={rb.name: rb})
+        decision = h.handle(incident())
+        assert decision.runbook is None and decision.outcome is None
+        assert decision.deferred == ("bad_deployment_rollback",)
+        assert "bad_deployment_rollback may apply later" in decision.explanation
+        assert h.executor.log.in_states(list(S)) == [] and w.sent == []
+
+
+def test_a_passed_over_runbook_runs_once_its_precheck_holds(
+    tmp_path: Path, classifier: FaultClassifier
+) -> None:
+    rb = load_library()["bad_deployment_rollback"]
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, w = SimClock(T0), world()
+        w.set(EVENT_COUNT_METRIC, 0.0, service="api", reason="Deployment")
+        h = healer(store, clock, w, classifier, library={rb.name: rb})
+        assert h.handle(incident()).runbook is None
         w.set(EVENT_COUNT_METRIC, 1.0, service="api", reason="Deployment")
         advance(clock, 40)
         assert h.handle(incident()).runbook == "bad_deployment_rollback"
+        h.tick()
+        assert w.actions() == ["rollback"]
+
+
+def test_a_precheck_that_fails_by_the_start_teaches_nothing_frees_the_service_and_may_be_retried(
+    tmp_path: Path, classifier: FaultClassifier
+) -> None:
+    """The condition held when the runbook was chosen and was gone by its start: nothing is sent, nothing
+    learned, the service is free, and the runbook may be offered again while the condition may come."""
+    rb = load_library()["bad_deployment_rollback"]
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        clock, w = SimClock(T0), world()
+        h = healer(store, clock, w, classifier, library={rb.name: rb})
+        assert h.handle(incident()).runbook == "bad_deployment_rollback"
+        w.set(EVENT_COUNT_METRIC, 0.0, service="api", reason="Deployment")  # gone before the start
+        assert [o.event for o in h.tick()] == ["started", "precheck_failed"]
+        assert w.sent == [] and not h.busy() and not h.busy("api")
+        assert h.knowledge is not None
+        st = h.knowledge.stats("bad_deployment", "bad_deployment_rollback")
+        assert (st.successes, st.failures) == (0, 0)
+        w.set(EVENT_COUNT_METRIC, 1.0, service="api", reason="Deployment")
+        advance(clock, 40)
+        assert h.handle(incident()).runbook == "bad_deployment_rollback"  # offered again
         h.tick()
         assert w.actions() == ["rollback"]
 

@@ -345,8 +345,18 @@ def test_advice_ranks_the_candidates_and_says_which_bind(tmp_path: Path) -> None
             ("risky_restart", UNKNOWN, 1, True, False)
         ]
         assert "ranked 1 of 1" in options[0].explanation and options[0].risk == "high"
+        # The World has no error ratio for api: the precheck does not hold, which the advice says.
+        assert options[0].applies_now is False and "error_ratio" in options[0].precheck
         h.run_by_hand(request(), "risky_restart", who="ana", why="go")
         assert h.advise(request())[1][0].tried
+
+
+def test_advice_says_whether_a_runbook_applies_now(tmp_path: Path) -> None:
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        h = healer(store, World({("error_ratio", "api"): 0.3}))
+        (option,) = h.advise(request())[1]
+        assert option.applies_now is True and option.precheck == 'error_ratio{service="api"} = 0.3 >= 0'
+        assert option.as_json()["applies_now"] is True
 
 
 def test_a_rollback_by_hand_is_learnt_as_a_failure(tmp_path: Path) -> None:

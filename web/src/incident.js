@@ -248,7 +248,16 @@ export function mount(root, { live }, id) {
           { title: "Risk", cell: (r) => riskName(r.risk) },
           {
             title: "Why",
-            cell: (r) => h("span", { class: "detail" }, r.explanation || "", r.problem ? h("em", {}, ` (${r.problem})`) : null, r.tried ? " (tried)" : ""),
+            cell: (r) =>
+              h(
+                "span",
+                { class: "detail" },
+                r.explanation || "",
+                r.problem ? h("em", {}, ` (${r.problem})`) : null,
+                r.tried ? " (tried)" : "",
+                // The healer passes such a runbook over; a person may still run it (its precheck refuses).
+                r.applies_now === false ? h("em", { class: "muted" }, ` (does not apply now: ${r.precheck})`) : null,
+              ),
           },
           { title: "", cell: (r) => (r.bindable === false ? h("span", { class: "muted" }, "cannot bind") : run(r)) },
         ],

@@ -259,18 +259,21 @@ class HealStage(Stage):
         """Ask the healer about the incident's likeliest root cause; when nothing is left to try there,
         about the next services (see :func:`opsmind.heal.followup.looks`). Then decide when to ask
         again: an unclear harmless incident after ``observe_again_s``; one whose remediation could not
-        start (refused, awaiting a person) or that has nothing to do beside a remediation still verifying
-        after ``settle_s``; one with a remediation under way once it ends (see :meth:`tick`). When
-        nothing is left to try, a person is told once."""
+        start (refused, awaiting a person), that has nothing to do beside a remediation still verifying or
+        whose runbooks' prechecks do not hold yet (``deferred``) after ``settle_s``; one with a remediation
+        under way once it ends (see :meth:`tick`). When nothing is left to try, a person is told once."""
         now = self.clock.now()
         decision: HealDecision | None = None
+        deferred = False  # a runbook passed over because its precheck does not hold yet
         requests = await asyncio.to_thread(lambda: list(self._requests(inc, now, held)))
         for request in requests:
             decision = await asyncio.to_thread(self.healer.handle, request)
             await self._audit_decision(now, request, decision)
+            deferred = deferred or bool(decision.deferred)
             if decision.runbook is not None or decision.waiting:
                 break
-        if decision is None or (held and decision.runbook is None and not decision.waiting):
+        nothing_yet = decision is not None and decision.runbook is None and not decision.waiting
+        if decision is None or (nothing_yet and (held or deferred)):
             self._again[inc.id] = now + self.settings.settle_s  # nothing (else) to do yet
         elif decision.waiting:
             self._again[inc.id] = now + self.settings.observe_again_s
@@ -309,6 +312,7 @@ class HealStage(Stage):
             "held": decision.held,
             "impact": request.impact,
             "skipped": list(decision.skipped),
+            "deferred": list(decision.deferred),
             "filed_under": request.service,
         }
         await self._audit(now, request.service, "heal_decide", request.incident_id, detail)

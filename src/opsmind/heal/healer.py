@@ -73,9 +73,10 @@ RISK_LEVEL = {"low": 0, "medium": 1, "high": 2}
 MIN_ALTERNATIVE_P = 0.05
 """Kinds less likely than this are not tried as second opinions."""
 MAX_RUNS_PER_RUNBOOK = 3
-MAX_PRECHECK_REFUSALS = 3
-"""A runbook whose precheck keeps saying no on an incident is not offered a fourth time."""
 """A runbook that verified may run again for the same incident (e.g. scale out again) up to this often."""
+MAX_PRECHECK_REFUSALS = 3
+"""A runbook whose first precheck keeps saying no when it is to start (it held when the runbook was chosen)
+is not offered a fourth time on that incident."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,9 @@ class HealDecision:
     held: str | None = None
     """``runbook`` was not proposed: a guard that already refused it for this incident (a person was
     told) would refuse it again now, so it waits for the guard to clear ("guard: reason")."""
+    deferred: tuple[str, ...] = ()
+    """Runbooks passed over because their first precheck does not hold now, which may be offered when it
+    does: with no runbook chosen, something may still be done later, so ask again."""
 
     @property
     def explanation(self) -> str:
@@ -116,8 +120,11 @@ class HealDecision:
         if self.waiting:
             return f"{head}; not acting on a guess while no user is affected: observing further"
         if self.runbook is None:
-            return f"{head}; no runbook could be chosen" + (
-                f" ({'; '.join(self.skipped)})" if self.skipped else ""
+            later = f"; {', '.join(self.deferred)} may apply later" if self.deferred else ""
+            return (
+                f"{head}; no runbook could be chosen"
+                + (f" ({'; '.join(self.skipped)})" if self.skipped else "")
+                + later
             )
         chosen = next((c.explanation for c in self.choices if c.runbook == self.runbook), self.runbook)
         if self.held is not None:
@@ -148,6 +155,11 @@ class RunbookOption:
     bindable: bool
     problem: str | None
     tried: bool
+    applies_now: bool | None = None
+    """Whether its first precheck holds now (None when it cannot be bound); the healer itself passes over
+    a runbook that does not apply, a person may still run it (the precheck then refuses, nothing sent)."""
+    precheck: str = ""
+    """What the first precheck saw."""
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -162,6 +174,8 @@ class RunbookOption:
             "bindable": self.bindable,
             "problem": self.problem,
             "tried": self.tried,
+            "applies_now": self.applies_now,
+            "precheck": self.precheck,
         }
 
 
@@ -243,6 +257,7 @@ class Healer:
             return waiting
         tried = self.tried.setdefault(request.incident_id, {})
         skipped: list[str] = []
+        deferred: list[str] = []
         first: tuple[str, tuple[Choice, ...]] | None = None
         for kind, confidence in _kinds_to_try(prediction):
             candidates = [
@@ -259,10 +274,20 @@ class Healer:
                 runbook = self.runbooks[choice.runbook]
                 context = {**request.fields, "fault_kind": kind, "incident_id": request.incident_id}
                 try:
-                    plan(runbook, context, self.read, self.clock.now)
+                    steps = plan(runbook, context, self._reader_for(""), self.clock.now)
                 except PlanError as exc:
                     skipped.append(str(exc))
                     tried.setdefault(runbook.name, {})[_signature(runbook, request.fields)] = False
+                    continue
+                applies, seen = _first_precheck(steps)
+                if not applies:
+                    # Its condition is not there now: proposed, it would wait for a person only to be
+                    # withdrawn, or run only to end "precheck failed, nothing sent". The next option is
+                    # weighed instead. Nothing was tried, so it stays a candidate for when the condition
+                    # comes; while the incident lasts it is asked again (and a person is not told that
+                    # nothing is left to try because nothing applies yet).
+                    skipped.append(f"{runbook.name} does not apply now: {seen}")
+                    deferred.append(runbook.name)
                     continue
                 held = self._held(request, runbook, context)
                 outcome: Outcome | None = None
@@ -285,11 +310,21 @@ class Healer:
                     outcome,
                     tuple(skipped),
                     held=held,
+                    deferred=tuple(deferred),
                 )
                 return self._decided(decision)
         kind, choices = first or (prediction.kind, ())
         decision = HealDecision(
-            request.incident_id, request.service, now, prediction, kind, choices, None, None, tuple(skipped)
+            request.incident_id,
+            request.service,
+            now,
+            prediction,
+            kind,
+            choices,
+            None,
+            None,
+            tuple(skipped),
+            deferred=tuple(deferred),
         )
         return self._decided(decision)
 
@@ -365,8 +400,11 @@ class Healer:
                 runbook = self.runbooks[choice.runbook]
                 seen.add(runbook.name)
                 context = {**request.fields, "fault_kind": kind, "incident_id": request.incident_id}
+                applies: bool | None = None
+                saw = ""
                 try:
-                    plan(runbook, context, self.read, self.clock.now)
+                    steps = plan(runbook, context, self._reader_for(""), self.clock.now)
+                    applies, saw = _first_precheck(steps)
                     problem = None
                 except PlanError as exc:
                     problem = str(exc)
@@ -383,6 +421,8 @@ class Healer:
                         problem is None,
                         problem,
                         runbook.name in tried,
+                        applies,
+                        saw,
                     )
                 )
         return prediction, out
@@ -584,9 +624,10 @@ class Healer:
         return check.condition.evaluate(self.read)
 
     def _refused(self, rem: Remediation) -> None:
-        """Its first precheck said no and nothing was sent: no evidence about the runbook, so nothing is
-        learned, and the condition may hold later (a pool still filling up), so it may be tried again on
-        this incident, at most ``MAX_PRECHECK_REFUSALS`` times."""
+        """Its first precheck said no when it was to start (it held when it was chosen) and nothing was
+        sent: no evidence about the runbook, so nothing is learned, and the condition may hold again
+        (a pool still filling up), so it may be tried again on this incident, at most
+        ``MAX_PRECHECK_REFUSALS`` times."""
         assert rem.incident_id is not None
         key = (rem.incident_id, rem.runbook)
         self._refusals[key] = self._refusals.get(key, 0) + 1
@@ -689,6 +730,17 @@ def _may_run(runs: Mapping[Signature, bool], signature: Signature) -> bool:
         return False
     service = dict(signature).get("service")
     return all(ok or dict(other).get("service") != service for other, ok in runs.items())
+
+
+def _first_precheck(steps: Sequence[PlannedStep]) -> tuple[bool, str]:
+    """Whether the first step's precheck holds now, and what it saw (no precheck: it holds)."""
+    check = steps[0].precheck if steps else None
+    if check is None:
+        return True, "no precheck"
+    try:
+        return check.condition.evaluate(check.read)
+    except Exception as exc:  # a broken metrics source says "not now", never stops the healer
+        return False, f"the check raised {type(exc).__name__}: {exc}"
 
 
 def _kinds_to_try(prediction: Prediction) -> list[tuple[str, float]]:
