@@ -1,8 +1,8 @@
 """The storage contract, run against every backend.
 
-Each backend is one param of the ``store_factory`` fixture; a PostgreSQL backend joins by adding a param
-that builds it (and returns ``persistent=True``). All data is generated here with explicit timestamps, so
-the tests do not depend on the wall clock.
+Each backend is one param of the ``store_factory`` fixture: SQLite in a file and in memory, and PostgreSQL
+(marked ``postgres``; a fresh schema per test on the server of ``tests/store/conftest.py``, dropped
+after). All data is generated here with explicit timestamps, so the tests do not depend on the wall clock.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from opsmind.config import StorageSettings
-from opsmind.store import SqliteStore, TooManySeriesError
+from opsmind.store import PostgresStore, SqliteStore, TooManySeriesError
 from opsmind.types import Action, ActionStatus, Anomaly, Incident, IncidentStatus, Series, SeriesSamples
+from tests.store.conftest import drop_schema, need_postgres, new_schema
 
 T0 = 1_700_000_000.0 // 3600 * 3600  # an hour boundary, so minute and hour buckets are easy to predict
 HOUR = 3600.0
@@ -40,16 +41,25 @@ class Backend:
         return store
 
 
-@pytest.fixture(params=["sqlite-file", "sqlite-memory"])
+@pytest.fixture(params=["sqlite-file", "sqlite-memory", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    schema = None
     if request.param == "sqlite-file":
         path = str(tmp_path / "store.db")
         backend = Backend(request.param, True, lambda s, m: SqliteStore(path, s, max_series=m))
-    else:
+    elif request.param == "sqlite-memory":
         backend = Backend(request.param, False, lambda s, m: SqliteStore(":memory:", s, max_series=m))
+    else:
+        # A schema of its own on the test server (skipped or failed as need_postgres says when it is down).
+        dsn, schema = need_postgres(), new_schema()
+        backend = Backend(
+            request.param, True, lambda s, m: PostgresStore(dsn, s, max_series=m, schema=schema)
+        )
     yield backend
     for store in backend.opened:
         store.close()
+    if schema is not None:
+        drop_schema(dsn, schema)
 
 
 @pytest.fixture

@@ -7,10 +7,12 @@ Every write method is durable when it returns: an acknowledged write survives ``
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 
+from opsmind.config import StorageSettings
 from opsmind.types import Record, Series, SeriesSamples
 
 Resolution = Literal["raw", "1m", "1h", "auto"]
@@ -45,6 +47,23 @@ class MaintenanceReport:
     deleted_raw: int
     deleted_minutes: int
     deleted_hours: int
+
+
+def finest_resolution(
+    start: float, newest_ms: int | None, maintained_ms: int | None, settings: StorageSettings
+) -> Literal["raw", "1m", "1h"]:
+    """The finest resolution whose retention still covers ``start`` (what ``auto`` means).
+
+    "Now" is the newest stored timestamp or the time of the last maintenance, whichever is later, not the
+    wall clock: a store fed with simulated or replayed time then chooses the same way as a live one. An
+    empty, never maintained store uses ``time.time()``."""
+    refs = [r for r in (newest_ms, maintained_ms) if r is not None]
+    now = max(refs) / 1000.0 if refs else time.time()
+    if start >= now - settings.raw_retention_s:
+        return "raw"
+    if start >= now - settings.minute_retention_s:
+        return "1m"
+    return "1h"
 
 
 class TooManySeriesError(RuntimeError):
@@ -102,5 +121,11 @@ class EventStore(Protocol):
         ``newest_first`` is false. Named ``find``, not ``query``, so that one class can implement both
         protocols: :meth:`SampleStore.query` reads a range of samples."""
         ...
+
+    def close(self) -> None: ...
+
+
+class Store(SampleStore, EventStore, Protocol):
+    """Both halves in one object, as every backend provides them (the engine holds one of these)."""
 
     def close(self) -> None: ...

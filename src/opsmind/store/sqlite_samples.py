@@ -11,14 +11,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from opsmind.config import StorageSettings
-from opsmind.store.protocols import MaintenanceReport, RangeResult, Resolution, SeriesInfo, TooManySeriesError
+from opsmind.store.protocols import (
+    MaintenanceReport,
+    RangeResult,
+    Resolution,
+    SeriesInfo,
+    TooManySeriesError,
+    finest_resolution,
+)
 from opsmind.store.sqlite_connections import SqliteConnections
 from opsmind.store.sqlite_schema import (
     COMPACT,
@@ -216,18 +222,8 @@ class SqliteSamples:
         return (self._maintained_ms - round(self._settings.hour_retention_s * 1000)) // HOUR_MS * HOUR_MS
 
     def resolve(self, start: float) -> Literal["raw", "1m", "1h"]:
-        """The finest resolution whose retention still covers ``start``.
-
-        "Now" is the newest stored timestamp or the time of the last :meth:`maintain`, whichever is later,
-        not the wall clock: a store fed with simulated or replayed time then chooses the same way as a live
-        one. An empty, never maintained store uses ``time.time()``."""
-        refs = [r for r in (self._newest_ms, self._maintained_ms) if r is not None]
-        now = max(refs) / 1000.0 if refs else time.time()
-        if start >= now - self._settings.raw_retention_s:
-            return "raw"
-        if start >= now - self._settings.minute_retention_s:
-            return "1m"
-        return "1h"
+        """The finest resolution whose retention still covers ``start``; see :func:`finest_resolution`."""
+        return finest_resolution(start, self._newest_ms, self._maintained_ms, self._settings)
 
     def query(self, series: Series, start: float, end: float, resolution: Resolution = "auto") -> RangeResult:
         """Points of ``series`` with ``start <= ts <= end``, oldest first; see :meth:`SampleStore.query`.
