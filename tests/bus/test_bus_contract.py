@@ -1,8 +1,15 @@
 """The bus contract, run against every backend through the ``bus_factory`` fixture.
 
 A backend plugs in by adding a branch to ``bus_factory`` that builds a :class:`Harness`: the bus, the
-telemetry it reports to, and ``advance`` which lets the ack timeout pass (simulated time for the memory
-bus; a Redis backend would sleep a little longer than a tiny real ``ack_timeout_s``).
+telemetry it reports to, ``advance`` which lets the ack timeout pass, and ``settle`` which lets work
+already set in motion finish. The memory bus runs on simulated time, and everything it does in reaction
+to a call happens within a few turns of the event loop. The Redis bus measures the ack timeout in real
+time on the server, so a test that asks for an ack timeout gets a short real one and ``advance`` sleeps
+just past it; and an ack or a fetch is a round trip to Redis, so ``settle`` also gives it a few real
+milliseconds. The assertions are the same for every backend.
+
+The Redis cases are marked ``redis`` and need the server of ``OPSMIND_TEST_REDIS_URL`` (see
+tests/bus/conftest.py); each bus works under a prefix of its own, deleted after the test.
 """
 
 from __future__ import annotations
@@ -14,14 +21,30 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from tests.bus.conftest import delete_prefix, need_redis, new_prefix
 
 from opsmind.bus import Bus, MemoryBus, Message, consume
+from opsmind.bus.redis_streams import RedisBus
 from opsmind.clock import SimClock
 from opsmind.config import BusSettings
 from opsmind.telemetry import Telemetry
 
 # Not "samples": the default settings override its overflow policy, and these tests set it explicitly.
 TOPIC = "events"
+
+# The real ack timeout of the Redis bus in a test that sets one: long enough for a test's immediate
+# steps to finish well within it, short enough that letting it pass a few times costs about a second.
+REDIS_ACK_TIMEOUT_S = 0.25
+# Redis counts idle time in whole milliseconds; sleeping a little longer makes sure it has passed there.
+REDIS_IDLE_MARGIN_S = 0.005
+# Time for replies to round trips already under way (an ack after a handler returned, say).
+REDIS_SETTLE_S = 0.01
+
+
+async def settle() -> None:
+    """Give other tasks a few turns, enough for a woken task to run until it waits again."""
+    for _ in range(10):
+        await asyncio.sleep(0)
 
 
 @dataclass
@@ -32,6 +55,7 @@ class Harness:
     telemetry: Telemetry
     settings: BusSettings
     advance: Callable[[float], Awaitable[None]]
+    settle: Callable[[], Awaitable[None]] = settle
 
     async def pass_ack_timeout(self) -> None:
         """Let just over one ack timeout elapse, so every pending message becomes claimable."""
@@ -44,17 +68,35 @@ class Harness:
 Factory = Callable[..., Harness]
 
 
-@pytest.fixture(params=["memory"])
+async def redis_advance(seconds: float) -> None:
+    await asyncio.sleep(seconds + REDIS_IDLE_MARGIN_S)
+
+
+async def redis_settle() -> None:
+    await settle()
+    await asyncio.sleep(REDIS_SETTLE_S)
+    await settle()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def bus_factory(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
     """Build harnesses from ``BusSettings`` overrides; every bus built is closed after the test."""
     made: list[Harness] = []
+    prefixes: list[str] = []
+    url = need_redis() if request.param == "redis" else ""
 
     def make(**overrides: Any) -> Harness:
+        if request.param == "redis" and "ack_timeout_s" in overrides:
+            overrides = {**overrides, "ack_timeout_s": REDIS_ACK_TIMEOUT_S}
         settings = BusSettings(**overrides)
         telemetry = Telemetry()
         if request.param == "memory":
             clock = SimClock()
             harness = Harness(MemoryBus(settings, telemetry, clock), telemetry, settings, clock.advance)
+        elif request.param == "redis":
+            prefixes.append(new_prefix())
+            bus = RedisBus(settings, telemetry, url=url, prefix=prefixes[-1])
+            harness = Harness(bus, telemetry, settings, redis_advance, redis_settle)
         else:  # pragma: no cover - a new backend adds its branch here
             raise AssertionError(f"unknown backend {request.param}")
         made.append(harness)
@@ -63,6 +105,8 @@ async def bus_factory(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
     yield make
     for harness in made:
         await harness.bus.close()
+    for prefix in prefixes:
+        delete_prefix(url, prefix)
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 1.0) -> None:
@@ -71,12 +115,6 @@ async def eventually(condition: Callable[[], bool], timeout: float = 1.0) -> Non
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.001)
-
-
-async def settle() -> None:
-    """Give other tasks a few turns, enough for a woken task to run until it waits again."""
-    for _ in range(10):
-        await asyncio.sleep(0)
 
 
 def ids(messages: list[Message]) -> list[int]:
@@ -138,7 +176,7 @@ async def test_waiting_consumers_of_one_group_share_a_message(bus_factory: Facto
     h = bus_factory()
     subs = [h.bus.subscribe(TOPIC, "g", f"c{i}") for i in range(2)]
     waiting = [asyncio.create_task(s.fetch(timeout=0.05)) for s in subs]
-    await settle()
+    await h.settle()
     mid = await put(h.bus, "x")
     results = await asyncio.gather(*waiting)
     assert sorted(ids(results[0]) + ids(results[1])) == [mid]
@@ -152,7 +190,7 @@ async def test_unacked_message_is_redelivered_after_ack_timeout(bus_factory: Fac
     assert await c2.fetch(timeout=0) == [], "still within the ack timeout"
     # A consumer already waiting must be woken by the passing of time alone.
     waiting = asyncio.create_task(c2.fetch(timeout=10.0))
-    await settle()
+    await h.settle()
     assert not waiting.done()
     await h.pass_ack_timeout()
     again = await asyncio.wait_for(waiting, 0.5)
@@ -184,7 +222,7 @@ async def test_block_policy_makes_the_producer_wait_for_an_ack(bus_factory: Fact
     assert not producer.done(), "the topic is full, the producer must wait"
     got = await sub.fetch(1, timeout=0)
     assert ids(got) == [first]
-    await settle()
+    await h.settle()
     assert not producer.done(), "fetching alone frees nothing; only an ack does"
     await sub.ack(first)
     third = await asyncio.wait_for(producer, 1.0)
@@ -218,7 +256,7 @@ async def test_topic_overflow_overrides_the_policy_per_topic(bus_factory: Factor
     await put(h.bus, 1)
     assert await asyncio.wait_for(h.bus.publish("lossy", 2), 0.5) is None, "shed at once"
     blocked = asyncio.create_task(h.bus.publish(TOPIC, 2))
-    await settle()
+    await h.settle()
     assert not blocked.done(), "the other topic keeps the default policy"
     blocked.cancel()
     assert h.metric("opsmind_bus_shed_messages_total", topic="lossy") == 1
@@ -246,7 +284,7 @@ async def test_close_wakes_a_waiting_fetch_and_refuses_publishes(bus_factory: Fa
     await h.bus.publish(TOPIC, 1)
     blocked = asyncio.create_task(h.bus.publish(TOPIC, 2))
     waiting = asyncio.create_task(other.fetch(timeout=None))
-    await settle()
+    await h.settle()
     assert not waiting.done() and not blocked.done()
     await h.bus.close()
     assert await asyncio.wait_for(waiting, 1.0) == []
@@ -276,7 +314,7 @@ async def test_consume_acks_successes_retries_failures_and_dead_letters_poison(b
     for payload in ("ok", "flaky", "poison"):
         await h.bus.publish(TOPIC, payload)
     await eventually(lambda: attempts["poison"] == 1)
-    await settle()
+    await h.settle()
     assert attempts == {"ok": 1, "flaky": 1, "poison": 1}
     assert h.bus.backlog(TOPIC) == 2, "only the success was acked"
 
@@ -287,7 +325,7 @@ async def test_consume_acks_successes_retries_failures_and_dead_letters_poison(b
             return attempts["poison"] == d
 
         await eventually(poison_attempted)
-        await settle()
+        await h.settle()
 
     assert attempts == {"ok": 1, "flaky": 2, "poison": 5}
     assert errors == [("flaky", 1), ("poison", 1), *[("poison", d) for d in range(2, 6)]]

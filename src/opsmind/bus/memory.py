@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from opsmind.bus.metrics import BusMetrics
 from opsmind.bus.protocols import Message
 from opsmind.clock import Clock, RealClock
 from opsmind.config import BusSettings
@@ -135,26 +136,9 @@ class MemoryBus:
         self.clock: Clock = clock if clock is not None else RealClock()
         self._topics: dict[str, _Topic] = {}
         self._closed = False
-        t = self.telemetry
-        self._published = t.counter(
-            "opsmind_bus_published_messages_total", "Messages accepted by the bus.", ("topic",)
-        )
-        self._shed = t.counter(
-            "opsmind_bus_shed_messages_total", "Messages dropped because their topic was full.", ("topic",)
-        )
-        self._unrouted = t.counter(
-            "opsmind_bus_unrouted_messages_total",
-            "Messages dropped because their topic had no consumer group.",
-            ("topic",),
-        )
-        self._redelivered = t.counter(
-            "opsmind_bus_redelivered_messages_total",
-            "Pending messages delivered again after their ack timeout.",
-            ("topic", "group"),
-        )
-        self._backlog = t.gauge(
-            "opsmind_bus_backlog_messages", "Messages of a topic not yet acked by every group.", ("topic",)
-        )
+        m = BusMetrics.of(self.telemetry)  # the same metrics on every backend
+        self._published, self._shed, self._unrouted = m.published, m.shed, m.unrouted
+        self._redelivered, self._backlog = m.redelivered, m.backlog
 
     @property
     def closed(self) -> bool:
