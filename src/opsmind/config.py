@@ -67,8 +67,22 @@ class _Section(BaseModel):
 
 
 class StorageSettings(_Section):
-    backend: Literal["sqlite"] = "sqlite"
-    path: str = Field("opsmind.db", description="SQLite file; ':memory:' keeps nothing on disk")
+    backend: Literal["sqlite", "postgres"] = Field(
+        "sqlite", description="sqlite: one embedded file (path); postgres: a PostgreSQL server (dsn)"
+    )
+    path: str = Field(
+        "opsmind.db",
+        description="SQLite file; ':memory:' keeps nothing on disk. With backend postgres it still holds "
+        "the API's users and tokens",
+    )
+    dsn: str | None = Field(
+        None, description="PostgreSQL connection string (backend postgres), e.g. postgresql://opsmind@db/ops"
+    )
+    pg_schema: str = Field(
+        "opsmind",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema holding OpsMind's tables (several instances may share one database)",
+    )
     raw_retention_s: float = Field(2 * 86400, gt=0, description="keep raw samples this long")
     minute_retention_s: float = Field(14 * 86400, gt=0, description="keep 1-minute rollups this long")
     hour_retention_s: float = Field(400 * 86400, gt=0, description="keep 1-hour rollups this long")
@@ -78,6 +92,8 @@ class StorageSettings(_Section):
     def _retention_order(self) -> StorageSettings:
         if not self.raw_retention_s <= self.minute_retention_s <= self.hour_retention_s:
             raise ValueError("retention must grow with resolution: raw <= minute <= hour")
+        if self.backend == "postgres" and not (self.dsn or "").strip():
+            raise ValueError("storage.backend postgres needs storage.dsn (a PostgreSQL connection string)")
         return self
 
 
@@ -89,7 +105,17 @@ def _default_topic_overflow() -> dict[str, Overflow]:
 
 
 class BusSettings(_Section):
-    backend: Literal["memory"] = "memory"
+    backend: Literal["memory", "redis"] = Field(
+        "memory", description="memory: in-process (one engine); redis: Redis Streams (redis_url)"
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", pattern=r"^rediss?://", description="Redis server (backend redis)"
+    )
+    redis_prefix: str = Field(
+        "opsmind",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="key prefix of the streams (topic t is the stream {prefix}:{t})",
+    )
     max_backlog: int = Field(10_000, ge=1, description="unacked messages per topic before backpressure")
     overflow: Overflow = Field(
         "block", description="when a topic is full: make producers wait, or drop and count"

@@ -95,3 +95,32 @@ def test_availability_objectives_per_service() -> None:
     assert s.predict.error_objective_for("gateway") == 0.99
     with pytest.raises(ConfigError, match=r"error_objective_overrides.*between 0 and 1.*'gateway': 1\.0"):
         load_settings(predict={"error_objective_overrides": {"gateway": 1.0}})
+
+
+def test_shared_backends_are_checked(tmp_path: Path) -> None:
+    s = load_settings(
+        storage={"backend": "postgres", "dsn": "postgresql://x@db/ops"}, bus={"backend": "redis"}
+    )
+    assert (s.storage.pg_schema, s.bus.redis_url) == ("opsmind", "redis://127.0.0.1:6379/0")
+    with pytest.raises(ConfigError, match="storage.backend postgres needs storage.dsn"):
+        load_settings(storage={"backend": "postgres"})
+    with pytest.raises(ConfigError, match="storage.pg_schema"):
+        load_settings(storage={"backend": "postgres", "dsn": "postgresql://x@db/ops", "pg_schema": "a; drop"})
+    with pytest.raises(ConfigError, match="bus.redis_url"):
+        load_settings(bus={"backend": "redis", "redis_url": "127.0.0.1:6379"})
+    with pytest.raises(ConfigError, match="storage.backend"):
+        load_settings(storage={"backend": "mysql"})
+
+
+def test_config_check_reaches_the_servers_without_changing_them(tmp_path: Path) -> None:
+    """A PostgreSQL or Redis that cannot be reached is named by ``config check`` (port 1: nothing listens)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("storage: {backend: postgres, dsn: 'postgresql://postgres@127.0.0.1:1/test'}\n")
+    res = CliRunner().invoke(app, ["config", "check", str(cfg)])
+    assert res.exit_code == 2 and "cannot reach PostgreSQL" in " ".join(res.output.split()), res.output
+    cfg.write_text(
+        f"storage: {{path: {tmp_path / 'x.db'}}}\nbus: {{backend: redis, redis_url: 'redis://:s3cr3tpw@127.0.0.1:1/0'}}\n"
+    )
+    res = CliRunner().invoke(app, ["config", "check", str(cfg)])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2 and "cannot reach Redis" in out and "s3cr3tpw" not in out, res.output

@@ -108,7 +108,8 @@ def preflight(settings: Settings) -> None:
     """What ``opsmind run`` would refuse at start, found without starting: the engine is built once on an
     in-memory database (it loads the runbooks, the classifier, the users file, the prices and the command
     allow-list, raising ConfigError), and the database at ``storage.path`` is opened read-only when it
-    exists (sqlite3.Error when it is not one) or its folder checked for writing."""
+    exists (sqlite3.Error when it is not one) or its folder checked for writing; a PostgreSQL store or a
+    Redis bus is connected to and left as it is (ConnectionError when it cannot be reached)."""
     from opsmind.engine import Engine
 
     path = settings.storage.path
@@ -119,8 +120,18 @@ def preflight(settings: Settings) -> None:
                 conn.execute("PRAGMA schema_version").fetchone()
         elif not os.access(db.parent if str(db.parent) else Path("."), os.W_OK):
             raise ConfigError(f"storage.path: cannot create {path} (its folder is missing or not writable)")
-    memory = settings.storage.model_copy(update={"path": ":memory:"})
-    engine = Engine(settings.model_copy(update={"storage": memory}))
+    if settings.storage.backend == "postgres":
+        from opsmind.store.backends import check_reachable
+
+        check_reachable(settings.storage)
+    if settings.bus.backend == "redis":
+        from opsmind.bus.backends import check_reachable as check_bus
+
+        check_bus(settings.bus)
+    # Built on embedded backends: the check creates nothing on a server.
+    memory = settings.storage.model_copy(update={"path": ":memory:", "backend": "sqlite"})
+    bus = settings.bus.model_copy(update={"backend": "memory"})
+    engine = Engine(settings.model_copy(update={"storage": memory, "bus": bus}))
     engine.store.close()
     engine.credentials.close()
 
@@ -205,7 +216,7 @@ def _serve(
                 "until it is swapped in, every incident is classified unknown (the log says when)"
             )
     else:
-        engine = Engine(settings)
+        engine = Engine(settings)  # an unreachable PostgreSQL or Redis: ConnectionError, one line (main)
     fastapi_app = create_app(engine, sources=sources, extra_routers=routers)
     console.print(f"OpsMind API on http://{settings.api.host}:{settings.api.port}/api/v1/health")
     uvicorn.run(fastapi_app, host=settings.api.host, port=settings.api.port, log_level="warning")
@@ -400,10 +411,16 @@ def config_check(file: Path = typer.Argument(..., help="YAML configuration file"
         console.print(f"[red]{escape(str(file))}: {escape(_describe(exc))}[/red]")
         raise typer.Exit(2) from exc
     console.print(
-        f"[green]{file}: valid[/green] (storage {settings.storage.path}, "
+        f"[green]{file}: valid[/green] (storage {_storage_name(settings)}, bus {settings.bus.backend}, "
         f"API {settings.api.host}:{settings.api.port}, {len(settings.scrape)} scrape targets, "
         f"{len(settings.notify.webhooks)} webhooks)"
     )
+
+
+def _storage_name(settings: Settings) -> str:
+    """The store in a message, never with the DSN's password."""
+    st = settings.storage
+    return f"postgres, schema {st.pg_schema}" if st.backend == "postgres" else st.path
 
 
 @app.command()

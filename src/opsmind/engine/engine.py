@@ -15,7 +15,7 @@ from typing import Any
 from opsmind.act.base import Actuator, ReplicaBounds
 from opsmind.act.kubernetes import KubernetesScaler, api_client_from_environment
 from opsmind.act.log import LogScaler
-from opsmind.bus.memory import MemoryBus
+from opsmind.bus.backends import open_bus
 from opsmind.bus.stage import Stage
 from opsmind.clock import Clock, RealClock
 from opsmind.config import ScaleServiceSettings, Settings, read_users_file
@@ -42,6 +42,7 @@ from opsmind.notify.stage import NotifyStage, RetryPolicy
 from opsmind.notify.webhook import WebhookNotifier
 from opsmind.predict.base import Forecaster
 from opsmind.predict.stage import PredictStage, ServiceView
+from opsmind.store.backends import open_store
 from opsmind.store.credentials import CredentialStore
 from opsmind.store.protocols import TooManySeriesError
 from opsmind.telemetry import Telemetry
@@ -104,12 +105,10 @@ class Engine:
         self.clock = clock or RealClock()
         self.telemetry = telemetry or Telemetry()
         # Observed: the live hub hears of the records the stages and the API write (audit, remediations...).
-        self.store = ObservedStore(
-            settings.storage.path, settings.storage, max_series=settings.ingest.max_series
-        )
+        self.store = ObservedStore(open_store(settings.storage, max_series=settings.ingest.max_series))
         self.credentials = CredentialStore(settings.storage.path)
         self.auth_enabled = self._load_credentials()
-        self.bus = MemoryBus(settings.bus, self.telemetry, self.clock)
+        self.bus = open_bus(settings.bus, self.telemetry, self.clock)
         self.stages: list[Stage] = []
         self.noise = NoiseClassifier()  # learns from operators' verdicts; see retrain_noise
         self.incidents: IncidentStage | None = None
@@ -462,10 +461,16 @@ class Engine:
             await self.clock.sleep(interval)
 
     def health(self) -> dict[str, Any]:
+        """Blocking (it counts the store's series): call it from a worker thread."""
         stages = {s.name: ("up" if s.is_running else "down") for s in self.stages}
-        return {
-            "status": "ok" if self.started else "starting",
-            "stages": stages,
-            "series": self.store.series_count(),
-            "time": self.clock.now(),
-        }
+        status = "ok" if self.started else "starting"
+        out: dict[str, Any] = {"status": status, "stages": stages}
+        try:
+            out["series"] = self.store.series_count()
+        except Exception as exc:  # a database server that went away: say so rather than answer 500
+            log.warning("health: the store did not answer: %s", exc)
+            out.update(status="degraded", series=None, storage_error=str(exc).strip() or type(exc).__name__)
+        out["storage"] = self.settings.storage.backend
+        out["bus"] = self.settings.bus.backend
+        out["time"] = self.clock.now()
+        return out

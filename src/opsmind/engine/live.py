@@ -43,13 +43,14 @@ from typing import Any
 from opsmind.bus.consumer import consume
 from opsmind.bus.protocols import Bus, Message
 from opsmind.clock import Clock
-from opsmind.config import LiveSettings, StorageSettings
+from opsmind.config import LiveSettings
 from opsmind.detect.health import HealthScore
 from opsmind.detect.stage import ANOMALIES_TOPIC, SAMPLES_TOPIC
 from opsmind.engine.health_reading import compute_health, services
 from opsmind.heal.state import Remediation
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
-from opsmind.store.sqlite import SqliteStore
+from opsmind.store.composed import ComposedStore
+from opsmind.store.protocols import Store
 from opsmind.telemetry import Telemetry
 from opsmind.types import Anomaly, AuditEntry, Decision, InvalidSeriesError, Record, Series, SeriesSamples
 
@@ -92,17 +93,21 @@ RecordListener = Callable[[Sequence[Record]], None]
 """Called with the records of each durable write, in the writing thread (often a worker thread)."""
 
 
-class ObservedStore(SqliteStore):
-    """The engine's :class:`SqliteStore`, telling its listeners about every record once it is durable.
+class ObservedStore(ComposedStore):
+    """The engine's store (any backend: :func:`~opsmind.store.backends.open_store`), telling its listeners
+    about every record once it is durable. Every other call goes straight to the backend.
 
     Listeners run in the thread that wrote (the stages write from worker threads) and must be quick
-    and must not raise; one that raises is logged and the write still counts."""
+    and must not raise; one that raises is logged and the write still counts. Only this process's writes
+    are heard: another engine instance on the same PostgreSQL database has its own hub."""
 
-    def __init__(
-        self, path: str, settings: StorageSettings | None = None, max_series: int = 1_000_000
-    ) -> None:
-        super().__init__(path, settings, max_series)
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner, inner)
+        self.inner = inner
         self.listeners: list[RecordListener] = []
+
+    def close(self) -> None:
+        self.inner.close()
 
     def put(self, record: Record) -> None:
         super().put(record)

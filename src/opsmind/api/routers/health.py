@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -14,8 +15,9 @@ router = APIRouter()
 
 @router.get("/api/v1/health", tags=["health"])
 async def health(engine: EngineDep) -> dict[str, Any]:
-    """Whether the engine runs, the state of each stage and how many series it holds."""
-    return engine.health()
+    """Whether the engine runs, the state of each stage, how many series it holds and in which backends
+    (``degraded`` with ``storage_error`` when the store does not answer)."""
+    return await asyncio.to_thread(engine.health)
 
 
 @router.get("/metrics", tags=["health"], response_class=Response)

@@ -1,0 +1,82 @@
+"""The engine on its server-grade backends: PostgreSQL for the stores and Redis Streams for the bus, the
+real servers on 127.0.0.1 (tests/store/conftest.py, tests/bus/conftest.py: skipped where they are
+missing, required on CI).
+
+The same spine as tests/engine/test_pipeline.py, so what it shows is that nothing in the engine depends on
+the embedded backends: a spike becomes an anomaly, an incident and a notification with every record in
+PostgreSQL and every message through Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsmind.config import Settings, load_settings
+from opsmind.engine import Engine
+from opsmind.notify.stage import RetryPolicy
+from opsmind.store.postgres import PostgresStore
+from opsmind.types import Anomaly, Incident, IncidentStatus, Series, SeriesSamples
+from tests.bus.conftest import delete_prefix, need_redis, new_prefix
+from tests.engine.test_pipeline import Collect, history, wait_for
+from tests.store.conftest import drop_schema, need_postgres, new_schema
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[str, str, str, str]]:
+    """``(dsn, schema, redis url, prefix)`` of this test alone; cleaned up afterwards."""
+    dsn, url = need_postgres(), need_redis()
+    schema, prefix = new_schema(), new_prefix()
+    yield dsn, schema, url, prefix
+    drop_schema(dsn, schema)
+    delete_prefix(url, prefix)
+
+
+def shared_settings(tmp_path: Path, servers: tuple[str, str, str, str], **extra: Any) -> Settings:
+    dsn, schema, url, prefix = servers
+    base: dict[str, Any] = {
+        # storage.path still holds the users and tokens
+        "storage": {
+            "backend": "postgres",
+            "dsn": dsn,
+            "pg_schema": schema,
+            "path": str(tmp_path / "auth.db"),
+        },
+        "bus": {"backend": "redis", "redis_url": url, "redis_prefix": prefix, "ack_timeout_s": 0.5},
+        "incidents": {"group_window_s": 60, "resolve_after_s": 0.5, "check_interval_s": 0.05},
+        "notify": {"group_wait_s": 0, "group_interval_s": 0.05, "flush_interval_s": 0.05},
+    }
+    base.update(extra)
+    return load_settings(**base)
+
+
+async def test_the_spine_runs_on_postgres_and_redis(
+    tmp_path: Path, servers: tuple[str, str, str, str]
+) -> None:
+    collect = Collect()
+    engine = Engine(shared_settings(tmp_path, servers), notifiers=[(collect, RetryPolicy(0, 0.01))])
+    await engine.start()
+    try:
+        t0 = time.time() - 300  # recent: the engine's maintenance (real clock) applies retention
+        await engine.ingest(history("checkout", 100, t0), "test")
+        s = Series.of("latency_seconds", {"service": "checkout"})
+        await engine.ingest([SeriesSamples(s, (t0 + 100, t0 + 101), (55.0, 60.0))], "test")
+        await wait_for(lambda: len(engine.store.find(Anomaly)) >= 2, timeout=30)
+        await wait_for(lambda: bool(engine.store.find(Incident)), timeout=30)
+        await wait_for(lambda: engine.store.find(Incident)[0].status is IncidentStatus.RESOLVED, timeout=30)
+        await wait_for(lambda: [e for e, _ in collect.events] == ["opened", "resolved"], timeout=30)
+        health = engine.health()
+        assert (health["storage"], health["bus"], health["series"]) == ("postgres", "redis", 1)
+    finally:
+        await engine.stop()
+    # Everything is in PostgreSQL, readable by another process's store.
+    dsn, schema, _, _ = servers
+    with PostgresStore(dsn, schema=schema) as other:
+        assert other.series_count() == 1
+        assert len(other.query(s, t0, t0 + 101, "raw").values) == 102
+        assert other.find(Incident)[0].anomaly_count == 2
