@@ -25,10 +25,11 @@ from tests.engine.test_pipeline import Collect, history, wait_for
 from tests.store.conftest import drop_schema, need_postgres, new_schema
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+Servers = tuple[str, str, str, str]  # PostgreSQL DSN, schema, Redis URL, stream prefix
 
 
 @pytest.fixture
-def servers() -> Iterator[tuple[str, str, str, str]]:
+def servers() -> Iterator[Servers]:
     """``(dsn, schema, redis url, prefix)`` of this test alone; cleaned up afterwards."""
     dsn, url = need_postgres(), need_redis()
     schema, prefix = new_schema(), new_prefix()
@@ -37,7 +38,7 @@ def servers() -> Iterator[tuple[str, str, str, str]]:
     delete_prefix(url, prefix)
 
 
-def shared_settings(tmp_path: Path, servers: tuple[str, str, str, str], **extra: Any) -> Settings:
+def shared_settings(tmp_path: Path, servers: Servers, **extra: Any) -> Settings:
     dsn, schema, url, prefix = servers
     base: dict[str, Any] = {
         # storage.path still holds the users and tokens
@@ -55,9 +56,7 @@ def shared_settings(tmp_path: Path, servers: tuple[str, str, str, str], **extra:
     return load_settings(**base)
 
 
-async def test_the_spine_runs_on_postgres_and_redis(
-    tmp_path: Path, servers: tuple[str, str, str, str]
-) -> None:
+async def test_the_spine_runs_on_postgres_and_redis(tmp_path: Path, servers: Servers) -> None:
     collect = Collect()
     engine = Engine(shared_settings(tmp_path, servers), notifiers=[(collect, RetryPolicy(0, 0.01))])
     await engine.start()
@@ -80,3 +79,21 @@ async def test_the_spine_runs_on_postgres_and_redis(
         assert other.series_count() == 1
         assert len(other.query(s, t0, t0 + 101, "raw").values) == 102
         assert other.find(Incident)[0].anomaly_count == 2
+
+
+async def test_health_says_degraded_when_the_database_fails_under_it(
+    tmp_path: Path, servers: Servers
+) -> None:
+    """The store's tables vanish under a running engine (a restore, a wrong migration): the health route
+    says so in its answer instead of failing with a 500, and recovers when they are back."""
+    engine = Engine(shared_settings(tmp_path, servers))
+    await engine.start()
+    try:
+        assert engine.health()["status"] == "ok"
+        dsn, schema, _, _ = servers
+        drop_schema(dsn, schema)
+        health = engine.health()
+        assert health["status"] == "degraded" and health["series"] is None
+        assert "meta" in health["storage_error"]  # names what is missing
+    finally:
+        await engine.stop()

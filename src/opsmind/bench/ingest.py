@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cramjam
 import httpx
@@ -148,12 +149,55 @@ def post_all(url: str, bodies: list[bytes], deadline: float | None) -> tuple[int
     return state["ok"], state["failed"], time.perf_counter() - start
 
 
-def opsmind_config(directory: Path, port: int, pipeline: bool) -> Path:
-    cfg = {
+@dataclass(frozen=True)
+class SharedBackends:
+    """PostgreSQL (and optionally Redis) servers to run OpsMind on, beside the embedded rows."""
+
+    dsn: str
+    redis_url: str | None = None
+
+    def settings(self, directory: Path, tag: str) -> dict[str, Any]:
+        """Storage and bus settings of one server start; its schema and prefix are ``tag``."""
+        cfg: dict[str, Any] = {
+            "storage": {
+                "backend": "postgres",
+                "dsn": self.dsn,
+                "pg_schema": tag,
+                "path": str(directory / "a.db"),
+            }
+        }
+        if self.redis_url:
+            cfg["bus"] = {"backend": "redis", "redis_url": self.redis_url, "redis_prefix": tag}
+        return cfg
+
+    def drop(self, tag: str) -> None:
+        """Remove what a server start left on the servers (its schema, its streams)."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.dsn, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(tag)))
+        if self.redis_url:
+            import redis
+
+            client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
+            try:
+                keys = list(client.scan_iter(match=f"{tag}:*", count=1000))
+                if keys:
+                    client.delete(*keys)
+            finally:
+                client.close()
+
+
+def opsmind_config(
+    directory: Path, port: int, pipeline: bool, backends: dict[str, Any] | None = None
+) -> Path:
+    cfg: dict[str, Any] = {
         "storage": {"path": str(directory / "bench.db")},
         "api": {"port": port},
         "detect": {"enabled": pipeline},
         "notify": {"log": False},
+        **(backends or {}),
     }
     path = directory / "bench.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -204,7 +248,15 @@ def samples_shed(base_url: str) -> int | None:
     return 0 if "opsmind_" in text else None
 
 
-def run_ingest_benchmark(series: int, seconds: float, out: Path, json_out: bool, console: Console) -> None:
+def run_ingest_benchmark(
+    series: int,
+    seconds: float,
+    out: Path,
+    json_out: bool,
+    console: Console,
+    shared: SharedBackends | None = None,
+) -> None:
+    """With ``shared``, OpsMind also runs on PostgreSQL (and Redis) in the same run, as two more rows."""
     pin(os.getpid(), 1)  # the client gets the core the servers do not use
     t0_ms = int(time.time() * 1000) - 7_200_000
     tput_series = fleet_series(20_000, seed=1)
@@ -217,12 +269,17 @@ def run_ingest_benchmark(series: int, seconds: float, out: Path, json_out: bool,
     with tempfile.TemporaryDirectory(prefix="opsmind-bench-") as tmp:
         workdir = Path(tmp)
 
-        def opsmind_server(pipeline: bool) -> Callable[[], Server]:
+        def opsmind_server(pipeline: bool, shared_tag: str | None = None) -> Callable[[], Server]:
             def start() -> Server:
                 port = free_port()
                 d = Path(tempfile.mkdtemp(dir=workdir))
+                backends = None
+                if shared is not None and shared_tag is not None:
+                    tag = f"{shared_tag}_{port}"
+                    tags.append(tag)
+                    backends = shared.settings(d, tag)
                 return Server(
-                    opsmind_argv(opsmind_config(d, port, pipeline)),
+                    opsmind_argv(opsmind_config(d, port, pipeline, backends)),
                     f"http://127.0.0.1:{port}",
                     "/api/v1/health",
                     core=0,
@@ -235,6 +292,13 @@ def run_ingest_benchmark(series: int, seconds: float, out: Path, json_out: bool,
             ("opsmind (ingest only)", opsmind_server(False)),
             ("opsmind (default pipeline)", opsmind_server(True)),
         ]
+        tags: list[str] = []
+        if shared is not None:
+            on = "PostgreSQL + Redis" if shared.redis_url else "PostgreSQL"
+            systems += [
+                (f"opsmind on {on} (ingest only)", opsmind_server(False, "bench_ingest")),
+                (f"opsmind on {on} (default pipeline)", opsmind_server(True, "bench_pipeline")),
+            ]
         prom = shutil.which("prometheus")
         if prom:
 
@@ -259,12 +323,17 @@ def run_ingest_benchmark(series: int, seconds: float, out: Path, json_out: bool,
             systems.append(("prometheus 2.x receiver (peer)", prometheus_server))
         else:
             console.print("[yellow]prometheus not installed: the peer row is missing[/yellow]")
-        for name, start_server in systems:
-            rows.append(
-                measure(
-                    name, start_server, "/api/v1/write", tput_bodies, mem_bodies, series, seconds, console
+        try:
+            for name, start_server in systems:
+                rows.append(
+                    measure(
+                        name, start_server, "/api/v1/write", tput_bodies, mem_bodies, series, seconds, console
+                    )
                 )
-            )
+        finally:
+            if shared is not None:
+                for tag in tags:
+                    shared.drop(tag)
     main = rows[0]
     result = {
         "samples_per_s": round(main.samples_per_s),
@@ -274,7 +343,7 @@ def run_ingest_benchmark(series: int, seconds: float, out: Path, json_out: bool,
         "rows": [asdict(r) for r in rows],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_markdown(rows, series, seconds))
+    out.write_text(render_markdown(rows, series, seconds, shared is not None))
     if json_out:
         print(json.dumps(result))
         return
@@ -313,7 +382,7 @@ def cells(r: Row) -> list[str]:
     ]
 
 
-def render_markdown(rows: list[Row], series: int, seconds: float) -> str:
+def render_markdown(rows: list[Row], series: int, seconds: float, shared: bool = False) -> str:
     lines = [
         "# Ingest benchmark",
         "",
@@ -325,6 +394,15 @@ def render_markdown(rows: list[Row], series: int, seconds: float) -> str:
         "OpsMind answers 204 only after the SQLite WAL commit (durable against kill -9). "
         "'ingest only' runs with detection off; 'default pipeline' runs the default configuration, "
         "where detection shares the one core and sheds sample batches it cannot keep up with.",
+        *(
+            [
+                "The PostgreSQL rows store in a PostgreSQL server on this machine (204 after its commit, "
+                "synchronous_commit on): its processes are not pinned and share the client's core, and "
+                "their memory is not in the RSS column, which is OpsMind's process alone."
+            ]
+            if shared
+            else []
+        ),
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|---|" + "---:|" * (len(COLUMNS) - 1),

@@ -546,13 +546,42 @@ def bench_ingest(
     series: int = typer.Option(100_000, min=1, help="active series for the memory measurement"),
     seconds: float = typer.Option(20.0, min=1, callback=finite, help="duration of the throughput run"),
     out: Path = typer.Option(Path("docs/benchmarks/ingest.md"), help="where the table is written"),
+    postgres: str | None = typer.Option(
+        None,
+        "--postgres",
+        help="also run OpsMind on this PostgreSQL (a DSN; a schema per run, dropped after)",
+    ),
+    redis_url: str | None = typer.Option(
+        None,
+        "--redis",
+        help="with --postgres, carry the bus on this Redis (redis://...; streams deleted after)",
+    ),
 ) -> None:
     """Remote-write throughput (durably stored samples/s on one core) and memory per active series."""
     _check_out(out)
-    from opsmind.bench.ingest import run_ingest_benchmark
+    from opsmind.bench.ingest import SharedBackends, run_ingest_benchmark
 
+    shared = None
+    if redis_url and not postgres:
+        console.print("[red]--redis needs --postgres (the rows on shared backends store in PostgreSQL)[/red]")
+        raise typer.Exit(2)
+    if postgres:
+        from opsmind.bus.backends import check_reachable as check_bus
+        from opsmind.config import BusSettings, StorageSettings
+        from opsmind.store.backends import check_reachable
+
+        try:
+            check_reachable(StorageSettings(backend="postgres", dsn=postgres))
+            if redis_url:
+                check_bus(BusSettings(backend="redis", redis_url=redis_url))
+        except (ConnectionError, ValueError) as exc:
+            console.print(f"[red]{escape(str(exc))}[/red]")
+            raise typer.Exit(2) from exc
+        shared = SharedBackends(postgres, redis_url)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    run_ingest_benchmark(series=series, seconds=seconds, out=out, json_out=json_out, console=console)
+    run_ingest_benchmark(
+        series=series, seconds=seconds, out=out, json_out=json_out, console=console, shared=shared
+    )
 
 
 @bench_app.command("detect")
