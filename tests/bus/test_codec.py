@@ -288,3 +288,14 @@ def test_undecodable_bytes_raise_codec_error(data: bytes) -> None:
 def test_the_format_is_json() -> None:
     data = encode({"n": 1, "t": (1.5, NAN)})
     assert data == b'{"n":1,"t":{"$":"tuple","v":[1.5,NaN]}}'
+
+
+def test_an_ingest_batch_travels_in_columns_and_keeps_each_key() -> None:
+    batch = samples()
+    data = encode(batch)
+    assert data.count(b'"$"') == 1  # one object for the whole list, not one per series
+    back = decode(data)
+    assert [(s.series, s.series.key, s.timestamps) for s in back] == [
+        (s.series, s.series.key, s.timestamps) for s in batch
+    ]
+    assert decode(encode([])) == []  # an empty list is a plain list

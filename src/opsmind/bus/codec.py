@@ -10,7 +10,8 @@ way Python's :mod:`json` writes them, so detector figures survive), with small t
 * a ``dict`` whose keys are all strings and which has no ``"$"`` key is a plain JSON object; any other
   dict, ``tuple``, ``set``, ``frozenset`` and ``bytes`` are tagged, so they come back as what they were.
 * :class:`~opsmind.types.SeriesSamples` and :class:`~opsmind.types.Series` are written field by field:
-  samples travel in bulk and their timestamps and values are plain JSON arrays.
+  samples travel in bulk and their timestamps and values are plain JSON arrays; a list of samples (an
+  ingest batch) is written in columns, one object for the whole list, with each series' key.
 * a :class:`~opsmind.types.Record` (Anomaly, Event, Incident, ...) is tagged with its class name and
   decoded with pydantic's validation, from its python-mode dump encoded by the rules here. Pydantic's own
   JSON would write NaN and infinities as ``null``, which an ``Anomaly`` then refuses.
@@ -30,6 +31,7 @@ import base64
 import dataclasses
 import importlib
 import json
+import sys
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, TypeVar
@@ -163,6 +165,8 @@ def _plain(value: Any) -> Any:
     if value is None or kind is str or kind is int or kind is float or kind is bool:
         return value
     if kind is list:
+        if value and all(type(v) is SeriesSamples for v in value):
+            return _batch(value)
         return [_plain(v) for v in value]
     if kind is dict:
         return _dict(value)
@@ -210,6 +214,22 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot encode a {kind.__module__}.{kind.__qualname__} for the bus: {value!r:.200}")
 
 
+def _batch(batch: list[SeriesSamples]) -> dict[str, Any]:
+    """A list of samples (an ingest batch: thousands of series, a point or a few each) in columns: one
+    JSON object instead of one per series, and each series' key sent along so the reader need not render
+    it again (together a third of the encoding time and half the decoding time of a remote-write batch).
+    The key is taken as sent: the bus is the engine's own, and a writer able to forge it could as well
+    send wrong samples."""
+    return {
+        TAG: "batch",
+        "n": [s.series.name for s in batch],
+        "l": [s.series.labels for s in batch],
+        "k": [s.series.key for s in batch],
+        "t": [s.timestamps for s in batch],
+        "v": [s.values for s in batch],
+    }
+
+
 def _dict(value: dict[Any, Any]) -> Any:
     if TAG not in value and all(type(k) is str for k in value):
         return {k: _plain(v) for k, v in value.items()}
@@ -233,6 +253,17 @@ def decode(data: bytes | str) -> Any:
 def _series(obj: dict[str, Any]) -> Series:
     # Series(...) rather than Series.of: the producer validated the names; the key is recomputed here.
     return Series(obj["name"], tuple((k, v) for k, v in obj["labels"]))
+
+
+def _unbatch(obj: dict[str, Any]) -> list[SeriesSamples]:
+    # Names interned as the ingest path does: one string per distinct label name and value in memory.
+    intern = sys.intern
+    return [
+        SeriesSamples(
+            Series(intern(n), tuple((intern(a), intern(b)) for a, b in labels), key), tuple(t), tuple(v)
+        )
+        for n, labels, key, t, v in zip(obj["n"], obj["l"], obj["k"], obj["t"], obj["v"], strict=True)
+    ]
 
 
 def _build(obj: dict[str, Any]) -> Any:
@@ -264,6 +295,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "frozenset": lambda obj: frozenset(obj["v"]),
     "bytes": lambda obj: base64.b64decode(obj["v"], validate=True),
     "samples": lambda obj: SeriesSamples(_series(obj), tuple(obj["t"]), tuple(obj["v"])),
+    "batch": _unbatch,
     "series": _series,
     "record": _record,
     "dataclass": _build,

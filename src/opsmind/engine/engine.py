@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from itertools import chain
 from typing import Any
+
+import numpy as np
 
 from opsmind.act.base import Actuator, ReplicaBounds
 from opsmind.act.kubernetes import KubernetesScaler, api_client_from_environment
@@ -284,6 +287,12 @@ class Engine:
     def _refuse_future(self, batch: list[SeriesSamples]) -> None:
         """IngestError (400) naming the first series with a sample too far ahead of the clock."""
         now, grace = self.clock.now(), self.settings.ingest.future_grace_s
+        # One pass in C over every timestamp first: a remote-write request holds thousands of series, and
+        # the loop below cost a few milliseconds a request on the event loop. (NaN fails the test too, and
+        # takes the loop, which judges it as before.)
+        stamps = np.fromiter(chain.from_iterable(s.timestamps for s in batch), dtype=np.float64)
+        if bool(np.all(stamps <= now + grace)):
+            return
         for s in batch:
             newest = max(s.timestamps, default=None)
             if newest is not None and (error := ahead_of_clock(f"series {s.series.key}", newest, now, grace)):
