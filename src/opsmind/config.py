@@ -72,8 +72,8 @@ class StorageSettings(_Section):
     )
     path: str = Field(
         "opsmind.db",
-        description="SQLite file; ':memory:' keeps nothing on disk. With backend postgres it still holds "
-        "the API's users and tokens",
+        description="SQLite file (backend sqlite, with the API's users and tokens); ':memory:' keeps "
+        "nothing on disk. Unused with backend postgres, which keeps users and tokens in pg_schema",
     )
     dsn: str | None = Field(
         None, description="PostgreSQL connection string (backend postgres), e.g. postgresql://opsmind@db/ops"

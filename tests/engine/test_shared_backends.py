@@ -41,12 +41,11 @@ def servers() -> Iterator[Servers]:
 def shared_settings(tmp_path: Path, servers: Servers, **extra: Any) -> Settings:
     dsn, schema, url, prefix = servers
     base: dict[str, Any] = {
-        # storage.path still holds the users and tokens
         "storage": {
             "backend": "postgres",
             "dsn": dsn,
             "pg_schema": schema,
-            "path": str(tmp_path / "auth.db"),
+            "path": str(tmp_path / "unused.db"),
         },
         "bus": {"backend": "redis", "redis_url": url, "redis_prefix": prefix, "ack_timeout_s": 0.5},
         "incidents": {"group_window_s": 60, "resolve_after_s": 0.5, "check_interval_s": 0.05},

@@ -1,8 +1,10 @@
 """``opsmind users ...`` and ``opsmind tokens ...``: manage the API's users and tokens from the shell.
 
-Both open the credential store in the database of the configured ``storage.path`` (``--config``, or the
-``OPSMIND_*`` environment), the same one the server reads, so they work while it runs. Each change is
-written to the audit log as done by ``cli:<login name>``. A new token is printed once, alone on stdout,
+Both open the credential store of the configured storage (``--config``, or the ``OPSMIND_*``
+environment): the SQLite database of ``storage.path``, or with ``storage.backend: postgres`` the schema
+``storage.pg_schema`` of ``storage.dsn``; the same one the server reads, so they work while it runs. Each
+change is written to the audit log of that store (the one the engine serves) as done by
+``cli:<login name>``. A new token is printed once, alone on stdout,
 so a script can capture it; everything else goes to stderr.
 """
 
@@ -16,17 +18,18 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from opsmind.config import ConfigError, Settings, load_settings
+from opsmind.config import ConfigError, Settings, StorageSettings, load_settings
+from opsmind.store.backends import open_credentials, open_store
 from opsmind.store.credentials import CredentialError, CredentialStore
-from opsmind.store.sqlite import SqliteStore
 from opsmind.types import AuditEntry
 
 users_app = typer.Typer(no_args_is_help=True, help="Users of the API and the dashboard (access control).")
 tokens_app = typer.Typer(no_args_is_help=True, help="API tokens (access control).")
 err = Console(stderr=True)
 
-ConfigOption = typer.Option(None, "--config", "-c", help="YAML configuration file (for storage.path)")
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML configuration file (for storage)")
 
 
 class RoleChoice(StrEnum):
@@ -43,21 +46,30 @@ def _settings(config: Path | None) -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _store(config: Path | None) -> tuple[CredentialStore, str]:
-    path = _settings(config).storage.path
-    if path == ":memory:":
+def _store(config: Path | None) -> tuple[CredentialStore, StorageSettings]:
+    """The configured credential store and the storage settings (for :func:`_audit`)."""
+    storage = _settings(config).storage
+    if storage.backend == "sqlite" and storage.path == ":memory:":
         err.print("[red]storage.path is :memory:[/red]: users and tokens would be lost at once")
         raise typer.Exit(2)
-    return CredentialStore(path), path
+    try:
+        return open_credentials(storage), storage
+    except ConnectionError as exc:  # names the server, never the DSN's password
+        err.print(f"[red]cannot open the users and tokens[/red]: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
 
 
-def _audit(path: str, verb: str, subject: str, **detail: object) -> None:
+def _audit(storage: StorageSettings, verb: str, subject: str, **detail: object) -> None:
+    """Record the change in the store's audit log, where the engine (and its API) reads it."""
     try:
         who = getpass.getuser()
     except (KeyError, OSError):  # no login name (a container without a passwd entry)
         who = "unknown"
-    with SqliteStore(path) as store:
+    store = open_store(storage)
+    try:
         store.put(AuditEntry(at=time.time(), actor=f"cli:{who}", verb=verb, subject=subject, detail=detail))
+    finally:
+        store.close()
 
 
 def _password(from_stdin: bool) -> str:
@@ -80,7 +92,7 @@ def users_add(
 ) -> None:
     """Add a user, or replace an existing user's password and role (their sessions end)."""
     password = _password(password_stdin)
-    store, path = _store(config)
+    store, storage = _store(config)
     with store:
         existed = store.get_user(name) is not None
         now = time.time()
@@ -93,8 +105,8 @@ def users_add(
             for t in store.tokens(owner=name, kind="session"):
                 if t.state(now) == "active":
                     store.revoke_token(t.id, now)
-    _audit(path, "replace_user" if existed else "create_user", name, role=role.value)
-    err.print(f"{'replaced' if existed else 'added'} user {name} ({role.value}) in {path}")
+    _audit(storage, "replace_user" if existed else "create_user", name, role=role.value)
+    err.print(f"{'replaced' if existed else 'added'} user {name} ({role.value}) in {escape(store.where)}")
 
 
 @users_app.command("list")
@@ -109,12 +121,12 @@ def users_list(config: Path | None = ConfigOption) -> None:
 @users_app.command("delete")
 def users_delete(name: str = typer.Argument(...), config: Path | None = ConfigOption) -> None:
     """Delete a user and revoke every token they own."""
-    store, path = _store(config)
+    store, storage = _store(config)
     with store:
         if not store.delete_user(name, time.time()):
             err.print(f"[red]no user {name!r}[/red]")
             raise typer.Exit(1)
-    _audit(path, "delete_user", name)
+    _audit(storage, "delete_user", name)
     err.print(f"deleted user {name}")
 
 
@@ -127,14 +139,14 @@ def tokens_create(
     config: Path | None = ConfigOption,
 ) -> None:
     """Create an API token and print it (the only time it is shown)."""
-    store, path = _store(config)
+    store, storage = _store(config)
     with store:
         try:
             secret, info = store.create_token(owner, role.value, time.time(), ttl_s=ttl, label=label)
         except CredentialError as exc:
             err.print(f"[red]refused[/red]: {exc}")
             raise typer.Exit(1) from exc
-    _audit(path, "create_token", info.id, owner=owner, role=role.value, expires_at=info.expires)
+    _audit(storage, "create_token", info.id, owner=owner, role=role.value, expires_at=info.expires)
     err.print(f"token {info.id} for {owner} ({role.value}); it is shown only now:")
     typer.echo(secret)
 
@@ -154,11 +166,11 @@ def tokens_list(
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: str = typer.Argument(...), config: Path | None = ConfigOption) -> None:
     """Revoke a token now."""
-    store, path = _store(config)
+    store, storage = _store(config)
     with store:
         info = store.revoke_token(token_id, time.time())
     if info is None:
         err.print(f"[red]no token {token_id!r}[/red]")
         raise typer.Exit(1)
-    _audit(path, "revoke_token", token_id, owner=info.owner, kind=info.kind)
+    _audit(storage, "revoke_token", token_id, owner=info.owner, kind=info.kind)
     err.print(f"revoked {token_id}")

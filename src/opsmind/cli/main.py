@@ -107,13 +107,14 @@ def _check_port_free(host: str, port: int, option: str = "api.port or OPSMIND_AP
 def preflight(settings: Settings) -> None:
     """What ``opsmind run`` would refuse at start, found without starting: the engine is built once on an
     in-memory database (it loads the runbooks, the classifier, the users file, the prices and the command
-    allow-list, raising ConfigError), and the database at ``storage.path`` is opened read-only when it
-    exists (sqlite3.Error when it is not one) or its folder checked for writing; a PostgreSQL store or a
-    Redis bus is connected to and left as it is (ConnectionError when it cannot be reached)."""
+    allow-list, raising ConfigError), and the SQLite database at ``storage.path`` is opened read-only when
+    it exists (sqlite3.Error when it is not one) or its folder checked for writing; a PostgreSQL store
+    (which keeps the users and tokens too, so ``storage.path`` is not used) or a Redis bus is connected
+    to and left as it is (ConnectionError when it cannot be reached)."""
     from opsmind.engine import Engine
 
     path = settings.storage.path
-    if path != ":memory:":
+    if settings.storage.backend == "sqlite" and path != ":memory:":
         db = Path(path)
         if db.exists():
             with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
@@ -324,11 +325,11 @@ DEMO_ROLES = ("admin", "operator", "viewer")
 
 def _demo_auth(settings: Settings, auth_file: Path | None) -> None:
     """Turn access control on for the demo: the users of ``auth_file``, else one user per role with a
-    random password, stored (hashed) in the demo's database and printed once."""
+    random password, stored (hashed) in the demo's credential store and printed once."""
     import secrets
 
     from opsmind.config import AuthSettings, read_users_file
-    from opsmind.store.credentials import CredentialStore
+    from opsmind.store.backends import open_credentials
 
     if auth_file is not None:
         try:
@@ -342,7 +343,7 @@ def _demo_auth(settings: Settings, auth_file: Path | None) -> None:
     import time
 
     passwords = {role: secrets.token_urlsafe(12) for role in DEMO_ROLES}
-    with CredentialStore(settings.storage.path) as store:
+    with open_credentials(settings.storage) as store:
         for role, password in passwords.items():
             store.set_user(role, password, role, time.time())
     settings.api.auth = AuthSettings(enabled=True)

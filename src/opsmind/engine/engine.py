@@ -45,8 +45,7 @@ from opsmind.notify.stage import NotifyStage, RetryPolicy
 from opsmind.notify.webhook import WebhookNotifier
 from opsmind.predict.base import Forecaster
 from opsmind.predict.stage import PredictStage, ServiceView
-from opsmind.store.backends import open_store
-from opsmind.store.credentials import CredentialStore
+from opsmind.store.backends import open_credentials, open_store
 from opsmind.store.protocols import TooManySeriesError
 from opsmind.telemetry import Telemetry
 from opsmind.types import (
@@ -109,7 +108,7 @@ class Engine:
         self.telemetry = telemetry or Telemetry()
         # Observed: the live hub hears of the records the stages and the API write (audit, remediations...).
         self.store = ObservedStore(open_store(settings.storage, max_series=settings.ingest.max_series))
-        self.credentials = CredentialStore(settings.storage.path)
+        self.credentials = open_credentials(settings.storage)
         self.auth_enabled = self._load_credentials()
         self.bus = open_bus(settings.bus, self.telemetry, self.clock)
         self.stages: list[Stage] = []
