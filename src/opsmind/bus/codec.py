@@ -264,7 +264,8 @@ def _unbatch(obj: dict[str, Any]) -> list[SeriesSamples]:
     for key in obj["k"]:
         found = cache.get(key)
         if found is None:
-            found = cache[key] = Series.parse(key)  # validates, as the ingest path did
+            found = Series.parse(key)  # validates, as the ingest path did; interns names and values
+            cache[found.key] = found  # keyed by its own key string: the decoded one is not kept
         series.append(found)
     return [SeriesSamples(s, tuple(t), tuple(v)) for s, t, v in zip(series, obj["t"], obj["v"], strict=True)]
 
