@@ -9,6 +9,7 @@ the engine's :class:`~opsmind.engine.live.ObservedStore` around any of them, onl
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Protocol, Self
 
@@ -47,7 +48,7 @@ class EventsPart(Protocol):
     ) -> list[R]: ...
 
 
-class ComposedStore:
+class ComposedStore(ABC):
     """Both storage protocols, each call handed to ``samples`` or ``events`` (see the protocols in
     :mod:`opsmind.store.protocols` for what each method promises). Subclasses add ``close``."""
 
@@ -55,8 +56,9 @@ class ComposedStore:
         self._samples = samples
         self._events = events
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the backend's connections; closing twice is harmless."""
 
     def __enter__(self) -> Self:
         return self

@@ -4,8 +4,8 @@ records of every kind in the ``events`` table, one JSON body per record, as in t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from opsmind.store.event_query import find_query
 from opsmind.store.postgres_connections import PostgresConnections
 from opsmind.store.postgres_schema import GET_EVENT, PUT_EVENT
 from opsmind.store.protocols import R
@@ -51,19 +51,14 @@ class PostgresEvents:
     ) -> list[R]:
         """:meth:`EventStore.find`: ``since <= at <= until``, ties on ``at`` broken by id (bytewise, the
         column's collation being "C", as SQLite compares)."""
-        where: list[str] = ["kind = %s"]
-        params: list[Any] = [cls.kind]
-        for column, value in (("service", service), ("status", status)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(str(value))
-        for op, bound in ((">=", since), ("<=", until)):
-            if bound is not None:
-                where.append(f"at {op} %s")
-                params.append(bound)
-        order = "DESC" if newest_first else "ASC"
-        query = (
-            f"SELECT body FROM events WHERE {' AND '.join(where)} ORDER BY at {order}, id {order} LIMIT %s"
+        query, params = find_query(
+            cls.kind,
+            service=service,
+            status=status,
+            since=since,
+            until=until,
+            newest_first=newest_first,
+            mark="%s",
         )
         with self._db.connection() as conn:
             # A negative limit means none, as SQLite's LIMIT -1 does.

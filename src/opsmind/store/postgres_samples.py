@@ -48,13 +48,11 @@ from opsmind.store.protocols import (
     SeriesInfo,
     TooManySeriesError,
     finest_resolution,
+    raw_result,
+    rollup_result,
 )
 from opsmind.types import Series, SeriesSamples
 from opsmind.types.series import LABEL_NAME_RE, NAME_LABEL
-
-
-def _nan(value: float | None) -> float:
-    return float("nan") if value is None else value
 
 
 class PostgresSamples:
@@ -236,21 +234,13 @@ class PostgresSamples:
         if res == "raw":
             with self._db.connection() as c:
                 rows = c.execute(RAW_SQL, {"key": series.key, "a": a, "b": b}).fetchall()
-            return RangeResult(series, res, [t / 1000.0 for t, _ in rows], [_nan(v) for _, v in rows])
+            return raw_result(series, rows)
         width = MIN_MS if res == "1m" else HOUR_MS
         with self._db.connection() as c:
             rows = c.execute(
                 ROLLUP_SQL[width], {"key": series.key, "a": a // width * width, "b": b}
             ).fetchall()
-        return RangeResult(
-            series,
-            res,
-            timestamps=[r[0] / 1000.0 for r in rows],
-            values=[r[2] / r[1] if r[1] and r[2] is not None else float("nan") for r in rows],
-            minimums=[_nan(r[3]) for r in rows],
-            maximums=[_nan(r[4]) for r in rows],
-            counts=[r[1] for r in rows],
-        )
+        return rollup_result(series, res, rows)
 
     def maintain(self, now: float) -> MaintenanceReport:
         """Roll up, compact and apply retention (see :class:`PostgresMaintenance`), then drop from the id

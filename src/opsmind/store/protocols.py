@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from opsmind.config import StorageSettings
 from opsmind.types import Record, Series, SeriesSamples
@@ -38,6 +38,31 @@ class RangeResult:
     minimums: list[float] = field(default_factory=list)
     maximums: list[float] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def raw_result(series: Series, rows: Sequence[tuple[int, float | None]]) -> RangeResult:
+    """A raw range from ``(ts_ms, value)`` rows as both SQL backends read them (NaN is stored as NULL)."""
+    return RangeResult(series, "raw", [t / 1000.0 for t, _ in rows], [_nan(v) for _, v in rows])
+
+
+def rollup_result(
+    series: Series, resolution: Literal["1m", "1h"], rows: Sequence[Sequence[Any]]
+) -> RangeResult:
+    """A rollup range from ``(bucket_ms, count, sum, min, max)`` rows as both SQL backends read them: the
+    value is the bucket's mean (NaN where its sum is not a number)."""
+    return RangeResult(
+        series,
+        resolution,
+        timestamps=[r[0] / 1000.0 for r in rows],
+        values=[r[2] / r[1] if r[1] and r[2] is not None else float("nan") for r in rows],
+        minimums=[_nan(r[3]) for r in rows],
+        maximums=[_nan(r[4]) for r in rows],
+        counts=[r[1] for r in rows],
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@ records of every kind in the ``events`` table, one JSON body per record."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from opsmind.store.event_query import find_query
 from opsmind.store.protocols import R
 from opsmind.store.sqlite_connections import SqliteConnections
 from opsmind.store.sqlite_schema import PUT_EVENT
@@ -49,18 +49,15 @@ class SqliteEvents:
         newest_first: bool = True,
     ) -> list[R]:
         """:meth:`EventStore.find`: ``since <= at <= until``, ties on ``at`` broken by id."""
-        where: list[str] = ["kind = ?"]
-        params: list[Any] = [cls.kind]
-        for column, op, value in (("service", "=", service), ("status", "=", status)):
-            if value is not None:
-                where.append(f"{column} {op} ?")
-                params.append(str(value))
-        for op, bound in ((">=", since), ("<=", until)):
-            if bound is not None:
-                where.append(f"at {op} ?")
-                params.append(bound)
-        order = "DESC" if newest_first else "ASC"
-        sql = f"SELECT body FROM events WHERE {' AND '.join(where)} ORDER BY at {order}, id {order} LIMIT ?"
+        sql, params = find_query(
+            cls.kind,
+            service=service,
+            status=status,
+            since=since,
+            until=until,
+            newest_first=newest_first,
+            mark="?",
+        )
         with self._db.reader() as conn:
             rows = conn.execute(sql, [*params, limit]).fetchall()
         return [cls.model_validate_json(body) for (body,) in rows]

@@ -24,6 +24,8 @@ from opsmind.store.protocols import (
     SeriesInfo,
     TooManySeriesError,
     finest_resolution,
+    raw_result,
+    rollup_result,
 )
 from opsmind.store.sqlite_connections import SqliteConnections
 from opsmind.store.sqlite_schema import (
@@ -51,10 +53,6 @@ from opsmind.types.series import LABEL_NAME_RE, NAME_LABEL
 SLICE_ROWS = 200_000  # points per maintenance transaction: bounds how long an append can wait
 _NO_FIRST = np.iinfo(np.int64).max
 _NO_LAST = np.iinfo(np.int64).min
-
-
-def _nan(value: float | None) -> float:
-    return float("nan") if value is None else value
 
 
 class SqliteSamples:
@@ -239,20 +237,12 @@ class SqliteSamples:
         if res == "raw":
             with self._db.reader() as conn:
                 rows = conn.execute(RAW_SQL, {"sid": sid, "a": a, "b": b}).fetchall()
-            return RangeResult(series, res, [t / 1000.0 for t, _ in rows], [_nan(v) for _, v in rows])
+            return raw_result(series, rows)
         width = MIN_MS if res == "1m" else HOUR_MS
         params = {"sid": sid, "a": a // width * width, "b": b}
         with self._db.reader() as conn:
             rows = conn.execute(ROLLUP_SQL[width], params).fetchall()
-        return RangeResult(
-            series,
-            res,
-            timestamps=[r[0] / 1000.0 for r in rows],
-            values=[r[2] / r[1] if r[1] and r[2] is not None else float("nan") for r in rows],
-            minimums=[_nan(r[3]) for r in rows],
-            maximums=[_nan(r[4]) for r in rows],
-            counts=[r[1] for r in rows],
-        )
+        return rollup_result(series, res, rows)
 
     def maintain(self, now: float) -> MaintenanceReport:
         """Roll up complete minutes and hours, move rolled-up raw points to ``samples``, apply retention and
