@@ -7,6 +7,7 @@ Environment variables override the file, nested keys joined by ``__``: ``OPSMIND
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -740,13 +741,22 @@ def format_validation_error(err: ValidationError) -> str:
 def _misspelt_environment() -> list[str]:
     """``OPSMIND_<SECTION>_<KEY>`` variables (one underscore where two belong): pydantic-settings matches
     only ``OPSMIND_<SECTION>`` and ``OPSMIND_<SECTION>__<KEY>`` and ignores the rest, so
-    ``OPSMIND_API_PORT=9090`` left the port at 8080 without a word. Other ``OPSMIND_*`` variables (a
-    token, test switches) do not start with a section's name and are left alone."""
+    ``OPSMIND_API_PORT=9090`` left the port at 8080 without a word; and ``OPSMIND_<X>__<KEY>`` where
+    ``X`` is no section (``OPSMIND_STORAGEE__PATH``), which was ignored the same way. Other ``OPSMIND_*``
+    variables (a token, test switches) neither start with a section's name nor hold ``__``, and are left
+    alone."""
     sections = sorted(Settings.model_fields, key=len, reverse=True)
     found = []
     for name in sorted(os.environ):
         rest = name.removeprefix("OPSMIND_").lower()
-        if rest == name.lower() or "__" in rest or rest in Settings.model_fields:
+        if rest == name.lower() or rest in Settings.model_fields:
+            continue
+        if "__" in rest:
+            head, _, tail = rest.partition("__")
+            if head not in Settings.model_fields:
+                close = difflib.get_close_matches(head, Settings.model_fields, n=1)
+                hint = f"; did you mean OPSMIND_{close[0].upper()}__{tail.upper()}?" if close else ""
+                found.append(f"{name} (no settings section {head!r}{hint})")
             continue
         section = next((s for s in sections if rest.startswith(s + "_")), None)
         if section is not None:

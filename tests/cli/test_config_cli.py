@@ -93,3 +93,17 @@ def test_a_variable_with_one_underscore_too_few_is_named(tmp_path: Path) -> None
     text = flat(res.output)
     assert res.exit_code == 2 and "OPSMIND_API_PORT (did you mean OPSMIND_API__PORT?)" in text, res.output
     assert "OPSMIND_TOKEN" not in text
+
+
+def test_a_variable_naming_no_section_is_named(tmp_path: Path) -> None:
+    # OPSMIND_STORAGEE__PATH was ignored without a word: the database stayed opsmind.db.
+    f = tmp_path / "opsmind.yaml"
+    f.write_text("{}\n")
+    env = {"OPSMIND_STORAGEE__PATH": "/var/lib/x.db", "OPSMIND_REQUIRE_REDIS": "1"}
+    res = CliRunner().invoke(app, ["config", "check", str(f)], env=env)
+    text = flat(res.output)
+    assert res.exit_code == 2, res.output
+    assert (
+        "OPSMIND_STORAGEE__PATH (no settings section 'storagee'; did you mean OPSMIND_STORAGE__PATH?)" in text
+    )
+    assert "OPSMIND_REQUIRE_REDIS" not in text
