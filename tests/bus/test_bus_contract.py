@@ -162,6 +162,54 @@ async def test_fan_out_every_group_gets_every_message(bus_factory: Factory) -> N
     assert h.bus.backlog(TOPIC) == 0
 
 
+async def test_leave_frees_what_only_the_group_owed_and_keeps_what_others_owe(bus_factory: Factory) -> None:
+    h = bus_factory()
+    stays, goes = h.bus.subscribe(TOPIC, "stays"), h.bus.subscribe(TOPIC, "goes")
+    published = [await put(h.bus, n) for n in range(6)]
+    await stays.ack(*ids(await stays.fetch(4, timeout=0)))  # 1-4 acked by the group that stays
+    got = await goes.fetch(3, timeout=0)  # 1-3 pending in the group that leaves, 4-6 never read by it
+    assert ids(got) == published[:3]
+    assert h.bus.backlog(TOPIC) == 6
+    await h.bus.leave(TOPIC, "goes")
+    assert h.bus.backlog(TOPIC) == 2, "only what the remaining group still owes is kept"
+    assert ids(await stays.fetch(10, timeout=0)) == published[4:]
+    assert await goes.fetch(10, timeout=0) == [], "a subscription of a group that left fetches nothing"
+    await h.bus.leave(TOPIC, "goes")  # leaving twice, or a group that never was, does nothing
+    await h.bus.leave(TOPIC, "never")
+    await h.bus.leave("no-such-topic", "goes")
+
+
+async def test_leave_wakes_a_waiting_fetch_and_frees_a_blocked_producer(bus_factory: Factory) -> None:
+    h = bus_factory(max_backlog=2, overflow="block", block_timeout_s=5)
+    sub = h.bus.subscribe(TOPIC, "g")
+    await put(h.bus, 1)
+    await put(h.bus, 2)
+    blocked = asyncio.create_task(h.bus.publish(TOPIC, 3))
+    other = h.bus.subscribe("other", "g")
+    waiting = asyncio.create_task(other.fetch(timeout=None))
+    await h.settle()
+    assert not blocked.done() and not waiting.done()
+    await h.bus.leave(TOPIC, "g")
+    assert await asyncio.wait_for(blocked, 2.0) is not None, "the full topic had room once the group left"
+    assert h.bus.backlog(TOPIC) == 0, "with no group left the topic keeps nothing"
+    await h.bus.leave("other", "g")
+    assert await asyncio.wait_for(waiting, 2.0) == []
+    assert await sub.fetch(timeout=0) == []
+
+
+async def test_a_group_joined_again_after_leaving_starts_at_the_end(bus_factory: Factory) -> None:
+    h = bus_factory()
+    keep = h.bus.subscribe(TOPIC, "keep")
+    h.bus.subscribe(TOPIC, "live")
+    await put(h.bus, "while joined")
+    await h.bus.leave(TOPIC, "live")
+    await put(h.bus, "while away")
+    again = h.bus.subscribe(TOPIC, "live")
+    later = await put(h.bus, "after joining again")
+    assert ids(await again.fetch(10, timeout=0)) == [later]
+    assert len(await keep.fetch(10, timeout=0)) == 3
+
+
 async def test_load_sharing_between_consumers_of_one_group(bus_factory: Factory) -> None:
     h = bus_factory()
     c1, c2 = h.bus.subscribe(TOPIC, "g", "c1"), h.bus.subscribe(TOPIC, "g", "c2")

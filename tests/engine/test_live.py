@@ -165,6 +165,51 @@ async def test_samples_cost_nothing_while_nobody_follows_a_series(engine: Engine
     assert hub.seq == before and not hub._series_refs
 
 
+def has_live_group(engine: Engine, topic: str) -> bool:
+    # The memory bus's group table (no public listing of groups in the Bus protocol).
+    t = engine.bus._topics.get(topic)  # type: ignore[attr-defined]
+    return t is not None and GROUP in t.groups
+
+
+async def test_the_hub_is_in_the_samples_group_only_while_a_series_is_followed(engine: Engine) -> None:
+    hub = hub_of(engine)
+    assert not has_live_group(engine, "samples") and has_live_group(engine, "incidents")
+    client = await connect(engine, topics=["samples"], series=[LATENCY.key])
+    assert has_live_group(engine, "samples"), "joined before the client heard 'subscribed'"
+    await engine.ingest([SeriesSamples(LATENCY, (1.0,), (2.0,))], "t")
+    assert (await recv(client))["data"]["points"] == [[1.0, 2.0]]
+    client.receive(json.dumps({"type": "subscribe", "topics": ["samples"]}))  # follows no series now
+    assert (await recv(client))["type"] == "subscribed"
+    await wait_for(lambda: not has_live_group(engine, "samples"))
+    before = hub.seq
+    await engine.ingest([SeriesSamples(LATENCY, (2.0,), (3.0,))], "t")
+    await wait_for(lambda: engine.bus.backlog("samples") == 0)
+    assert hub.seq == before
+    # Followed again (by another client, the first one leaving): joined again, at the topic's end.
+    again = await connect(engine, topics=["samples"], series=[LATENCY.key])
+    client.disconnect()
+    await engine.ingest([SeriesSamples(LATENCY, (3.0,), (4.0,))], "t")
+    assert (await recv(again))["data"]["points"] == [[3.0, 4.0]]
+    assert has_live_group(engine, "samples")
+    again.disconnect()
+    await wait_for(lambda: not has_live_group(engine, "samples"))
+
+
+async def test_following_and_unfollowing_quickly_never_loses_the_group(engine: Engine) -> None:
+    """Unfollow and follow again in the same breath, many times: the follower must not leave the group a
+    client just asked for (a leave racing a join), so the last subscription's samples arrive."""
+    client = await connect(engine, topics=["samples"], series=[LATENCY.key])
+    for _ in range(20):
+        client.receive(json.dumps({"type": "subscribe", "topics": ["samples"]}))
+        client.receive(json.dumps({"type": "subscribe", "topics": ["samples"], "series": [LATENCY.key]}))
+        await asyncio.sleep(random.random() * 0.005)
+    await wait_for(lambda: has_live_group(engine, "samples") and not hub_of(engine)._samples_leaving)
+    while client.pending():
+        await recv(client)  # the subscribed acknowledgements
+    await engine.ingest([SeriesSamples(LATENCY, (9.0,), (9.0,))], "t")
+    assert (await recv(client))["data"]["points"] == [[9.0, 9.0]]
+
+
 async def test_resume_with_since_has_no_gap_and_no_duplicate(engine: Engine) -> None:
     first = await connect(engine, topics=["audit"])
     await put(engine, *(audit(n=i) for i in range(3)))

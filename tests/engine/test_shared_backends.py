@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from opsmind.config import Settings, load_settings
 from opsmind.engine import Engine
@@ -21,6 +22,7 @@ from opsmind.notify.stage import RetryPolicy
 from opsmind.store.postgres import PostgresStore
 from opsmind.types import Anomaly, Incident, IncidentStatus, Series, SeriesSamples
 from tests.bus.conftest import delete_prefix, need_redis, new_prefix
+from tests.engine.test_live import LATENCY, connect, recv
 from tests.engine.test_pipeline import Collect, history, wait_for
 from tests.store.conftest import drop_schema, need_postgres, new_schema
 
@@ -96,3 +98,31 @@ async def test_health_says_degraded_when_the_database_fails_under_it(
         assert "meta" in health["storage_error"]  # names what is missing
     finally:
         await engine.stop()
+
+
+async def test_the_live_hub_is_in_the_samples_group_on_redis_only_while_a_series_is_followed(
+    tmp_path: Path, servers: Servers
+) -> None:
+    _, _, url, prefix = servers
+    key = f"{prefix}:samples"
+    r = redis.Redis.from_url(url, decode_responses=True)
+
+    def groups() -> set[str]:
+        return {g["name"] for g in r.xinfo_groups(key)}
+
+    r.xgroup_create(key, "live", id="$", mkstream=True)  # as an engine killed with a follower leaves it
+    engine = Engine(shared_settings(tmp_path, servers))
+    await engine.start()
+    try:
+        assert "live" not in groups() and groups(), "the dead hub's group is left at start"
+        client = await connect(engine, topics=["samples"], series=[LATENCY.key])
+        assert "live" in groups()
+        await engine.ingest([SeriesSamples(LATENCY, (1.0,), (2.0,))], "t")
+        assert (await recv(client))["data"]["points"] == [[1.0, 2.0]]
+        client.disconnect()
+        await wait_for(lambda: "live" not in groups(), timeout=10)
+        await engine.ingest([SeriesSamples(LATENCY, (2.0,), (3.0,))], "t")
+        await wait_for(lambda: r.xlen(key) == 0, timeout=10)  # drained by the engine's own groups
+    finally:
+        await engine.stop()
+        r.close()

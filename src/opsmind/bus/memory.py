@@ -6,7 +6,8 @@ after it was created. Each group remembers the last id it handed out and a pendi
 consumer, delivery count, time of last delivery). ``fetch`` first claims this group's pending messages
 whose ack timeout expired (like ``XAUTOCLAIM``: the fetching consumer takes them over and the delivery
 count goes up), then hands out new messages. ``ack`` removes a message from the group's pending list, and
-a message leaves the log once every group that existed when it was published has acked it.
+a message leaves the log once every group that existed when it was published has acked it (or left:
+``leave`` deletes a group and what it alone still owed).
 
 Time: the ack timeout is measured on the injected :class:`~opsmind.clock.Clock` (so a replay on
 ``SimClock`` redelivers when simulated time passes), while the ``timeout`` of ``fetch`` and the block
@@ -66,6 +67,7 @@ class _Group:
         # ack timeout expired are always a prefix and the first entry tells when the next one expires.
         self.pending: OrderedDict[int, _Pending] = OrderedDict()
         self.waiters: set[asyncio.Future[None]] = set()
+        self.left = False
 
 
 class _Topic:
@@ -162,16 +164,13 @@ class MemoryBus:
         self._check_open(topic)
         t = self._topic(topic)
         if not t.groups:
-            # Nobody could ever read it (new groups start at the end), so keeping it would only cost memory.
-            mid = t.next_id
-            t.next_id += 1
-            t.published.inc()
-            t.unrouted.inc()
-            return mid
+            return self._unrouted_id(t)
         if len(t.log) >= self.settings.max_backlog:
             if t.overflow == "shed" or not await self._wait_for_space(t):
                 t.shed.inc()
                 return None
+            if not t.groups:  # the last group left while this producer waited
+                return self._unrouted_id(t)
         mid = t.next_id
         t.next_id += 1
         # Counted against the groups that exist now: a group created later starts after this message.
@@ -180,6 +179,15 @@ class MemoryBus:
         t.backlog_gauge.set(len(t.log))
         for group in t.groups.values():
             _wake(group.waiters)
+        return mid
+
+    @staticmethod
+    def _unrouted_id(t: _Topic) -> int:
+        # Nobody could ever read it (new groups start at the end), so keeping it would only cost memory.
+        mid = t.next_id
+        t.next_id += 1
+        t.published.inc()
+        t.unrouted.inc()
         return mid
 
     async def _wait_for_space(self, t: _Topic) -> bool:
@@ -226,8 +234,8 @@ class MemoryBus:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + max(0.0, timeout)
         t = self._topics[sub.topic]
-        group = t.groups[sub.group]
-        while not self._closed:
+        group = t.groups.get(sub.group)
+        while not self._closed and group is not None and not group.left:
             messages = self._collect(t, group, sub.consumer, max_messages)
             if messages:
                 return messages
@@ -303,6 +311,25 @@ class MemoryBus:
         if freed:
             t.backlog_gauge.set(len(t.log))
             _wake(t.space_waiters)
+
+    async def leave(self, topic: str, group: str) -> None:
+        """Delete ``group`` from ``topic``; what only it had to ack leaves the log (see the protocol)."""
+        t = self._topics.get(topic)
+        g = t.groups.pop(group, None) if t is not None else None
+        if t is None or g is None:
+            return
+        g.left = True
+        _wake(g.waiters)
+        owed = [*g.pending, *range(g.last_delivered + 1, t.next_id)]
+        for mid in owed:
+            entry = t.log.get(mid)
+            if entry is None:
+                continue
+            entry.groups_left -= 1
+            if entry.groups_left == 0:
+                del t.log[mid]
+        t.backlog_gauge.set(len(t.log))
+        _wake(t.space_waiters)
 
     # -- inspection and shutdown -----------------------------------------------------------------------
 

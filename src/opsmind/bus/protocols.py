@@ -48,8 +48,24 @@ class Bus(Protocol):
         """Join ``group`` on ``topic`` (creating the group at the topic's current end if new)."""
         ...
 
+    async def leave(self, topic: str, group: str) -> None:
+        """Delete ``group`` from ``topic``: the messages it had not acked are no longer owed to it (they
+        leave the topic unless another group still owes them), and waiting and later fetches of this
+        bus's subscriptions to it return ``[]`` until ``subscribe`` joins it again, at the topic's end.
+        For a consumer that only wants messages while something needs them (the live hub's
+        ``samples``): a group nobody reads would fill the topic and hold its producers up. Leaving a group
+        that does not exist does nothing. Stop the group's consumers first, in every process: what they
+        fetch meanwhile is lost to them, and on Redis a consumer in another process would create the
+        group again."""
+        ...
+
     def backlog(self, topic: str) -> int:
         """Messages of ``topic`` not yet acked by its slowest group."""
+        ...
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
         ...
 
     async def close(self) -> None: ...

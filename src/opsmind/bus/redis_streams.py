@@ -22,6 +22,8 @@ one step on the server even with many producers and consumers in many processes:
   and no longer pending). The stream therefore holds exactly the messages some group has not acked, its
   length is the backlog, and a full topic is ``XLEN >= max_backlog``: it never grows past that, without
   any trimming.
+* leave: the entries the group owes (its pending ones and those after its last delivered id), then
+  ``XGROUP DESTROY``, then ``XDEL`` of each of those entries no remaining group owes.
 
 Groups. ``subscribe`` is synchronous in the protocol, so it creates the group (``XGROUP CREATE ... $
 MKSTREAM``, an existing group is kept) with a small synchronous client: one round trip that blocks the
@@ -143,42 +145,86 @@ end
 return {claimed, deliveries, new, wait, redis.call('XLEN', key)}
 """
 
-_ACK = """
-local key, group = KEYS[1], ARGV[1]
-if redis.call('EXISTS', key) == 0 then
-  return {0, 0}
-end
+# Shared by the ack and leave scripts: the stream's groups, and whether one of them still owes an entry.
+_GROUPS = """
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)%-(%d+)$')
   return tonumber(ms), tonumber(seq)
 end
-local groups = {}
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
-  local name, last
-  for i = 1, #g, 2 do
-    if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
+local function read_groups(key)
+  local groups = {}
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+    local name, last
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
+    end
+    local ms, seq = parse(last)
+    groups[#groups + 1] = {name, ms, seq}
   end
-  local ms, seq = parse(last)
-  groups[#groups + 1] = {name, ms, seq}
+  return groups
 end
+local function owed(key, groups, id)
+  local ms, seq = parse(id)
+  for _, g in ipairs(groups) do
+    -- Still owed to g: not delivered to it yet, or delivered and not acked.
+    if g[2] < ms or (g[2] == ms and g[3] < seq) or #redis.call('XPENDING', key, g[1], id, id, 1) > 0 then
+      return true
+    end
+  end
+  return false
+end
+"""
+
+_ACK = (
+    _GROUPS
+    + """
+local key, group = KEYS[1], ARGV[1]
+if redis.call('EXISTS', key) == 0 then
+  return {0, 0}
+end
+local groups = read_groups(key)
 local ids = {}
 for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
 redis.call('XACK', key, group, unpack(ids))
 local deleted = 0
 for _, id in ipairs(ids) do
-  local ms, seq = parse(id)
-  local done = true
-  for _, g in ipairs(groups) do
-    -- Still owed to g: not delivered to it yet, or delivered and not acked.
-    if g[2] < ms or (g[2] == ms and g[3] < seq) or #redis.call('XPENDING', key, g[1], id, id, 1) > 0 then
-      done = false
-      break
-    end
-  end
-  if done then deleted = deleted + redis.call('XDEL', key, id) end
+  if not owed(key, groups, id) then deleted = deleted + redis.call('XDEL', key, id) end
 end
 return {deleted, redis.call('XLEN', key)}
 """
+)
+
+_LEAVE = (
+    _GROUPS
+    + """
+local key, group = KEYS[1], ARGV[1]
+if redis.call('EXISTS', key) == 0 then
+  return {0, 0}
+end
+local mine
+for _, g in ipairs(read_groups(key)) do
+  if g[1] == group then mine = g end
+end
+local length = redis.call('XLEN', key)
+if not mine then
+  return {0, length}
+end
+-- What the group owes: its pending entries and everything after its last delivered one (ids are 0-<n>).
+local ids = {}
+if length > 0 then
+  for _, p in ipairs(redis.call('XPENDING', key, group, '-', '+', length)) do ids[#ids + 1] = p[1] end
+  local _, newest = parse(redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][1])
+  for n = mine[3] + 1, newest do ids[#ids + 1] = '0-' .. n end
+end
+redis.call('XGROUP', 'DESTROY', key, group)
+local groups = read_groups(key)
+local deleted = 0
+for _, id in ipairs(ids) do
+  if not owed(key, groups, id) then deleted = deleted + redis.call('XDEL', key, id) end
+end
+return {deleted, redis.call('XLEN', key)}
+"""
+)
 
 
 def _message_id(stream_id: bytes) -> int:
@@ -286,6 +332,10 @@ class RedisBus:
         self._publish_script = self._redis.register_script(_PUBLISH)
         self._fetch_script = self._redis.register_script(_FETCH)
         self._ack_script = self._redis.register_script(_ACK)
+        self._leave_script = self._redis.register_script(_LEAVE)
+        # Groups this bus left and has not joined again: their subscriptions fetch nothing (a fetch would
+        # otherwise create the group again, as after a Redis restart).
+        self._left: set[tuple[str, str]] = set()
         self._topics: dict[str, _Topic] = {}
         self._closed = False
         self._closing = asyncio.Event()
@@ -395,6 +445,7 @@ class RedisBus:
         """
         self._check_open(topic)
         t = self._topic(topic)
+        self._left.discard((topic, group))
         try:
             self._create_group(t.key, group)
             t.set_backlog(int(self._sync.xlen(t.key)))
@@ -428,7 +479,7 @@ class RedisBus:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + max(0.0, timeout)
         try:
-            while not self._closed:
+            while not self._closed and (sub.topic, sub.group) not in self._left:
                 messages, due = await self._collect(sub, max_messages)
                 if messages:
                     return messages
@@ -437,7 +488,7 @@ class RedisBus:
                     break
                 wait = min(s for s in (remaining, due, MAX_BLOCK_S) if s is not None)
                 messages = await self._read_new(sub, max_messages, wait)
-                if messages:
+                if messages and (sub.topic, sub.group) not in self._left:
                     return messages
         except (RuntimeError, ConnectionError, redis.RedisError):
             if self._closed:  # close() cut the connection under us
@@ -553,6 +604,18 @@ class RedisBus:
             t.set_backlog(length)
             if deleted:
                 _wake(t.space_waiters)
+
+    async def leave(self, topic: str, group: str) -> None:
+        """Delete ``group`` from ``topic`` (``XGROUP DESTROY``) and, in the same script, the entries only
+        it still owed; see the protocol."""
+        self._check_open(topic)
+        t = self._topic(topic)
+        self._left.add((topic, group))
+        with self._redis_errors(topic):
+            deleted, length = await self._leave_script(keys=[t.key], args=[group])
+        t.set_backlog(length)
+        if deleted:
+            _wake(t.space_waiters)
 
     # -- inspection and shutdown -----------------------------------------------------------------------
 

@@ -3,8 +3,9 @@ updates").
 
 The hub follows the engine from the side and never holds it up:
 
-- the bus topics ``samples``, ``anomalies`` and ``incidents``, each under the hub's own consumer group
-  (``live``), acked as soon as the message is turned into an event, whatever the clients do;
+- the bus topics ``anomalies``, ``incidents`` and, while some client follows a series, ``samples``, each
+  under the hub's own consumer group (``live``), acked as soon as the message is turned into an event,
+  whatever the clients do;
 - the records the stages and the API write to the store (:class:`ObservedStore` tells the hub after each
   durable write): audit entries (topic ``audit``; switches of the healing automation, globally or per
   service, also on ``automation``), remediations (``remediations``, once per state change of the heal
@@ -18,8 +19,13 @@ Each event gets the next global sequence number and goes into a ring buffer of t
 (topics, services, series), as one JSON text encoded once for all of them. A client's queue holds at
 most ``live.client_queue`` messages: a client that falls that far behind is dropped (close code 1013,
 "try again later") and resumes with ``since``; nobody waits for it. ``samples`` events are made only
-for series some client follows, so they cost a set lookup per series of a batch, and nothing at all
-while nobody follows a series.
+for series some client follows, so they cost a set lookup per series of a batch; and the hub is in the
+``samples`` group only while some client follows a series: it joins when the first one does (before
+that client hears ``subscribed``, so the samples after it are not missed) and leaves the group
+(:meth:`~opsmind.bus.protocols.Bus.leave`) when the last one stops, so that ingest pays nothing for the
+hub the rest of the time; on Redis every batch a group reads is fetched and decoded, which made the
+idle hub about a third of the shared-backend ingest cost. A group left behind by a process that died
+is left at start.
 
 Sequence numbers start at the hub's start time in milliseconds (wall clock), not at 1: a number a client
 kept from before a restart is then older than the new buffer, and gets a ``reset`` instead of a replay
@@ -41,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsmind.bus.consumer import consume
-from opsmind.bus.protocols import Bus, Message
+from opsmind.bus.protocols import Bus, Message, Subscription
 from opsmind.clock import Clock
 from opsmind.config import LiveSettings
 from opsmind.detect.health import HealthScore
@@ -373,6 +379,11 @@ class LiveHub:
         self.buffer: deque[LiveEvent] = deque(maxlen=settings.buffer_size)
         self.clients: set[LiveClient] = set()
         self._series_refs: Counter[str] = Counter()
+        # The samples group, joined while some client follows a series (see the module docstring).
+        self._samples_sub: Subscription | None = None
+        self._samples_wanted = asyncio.Event()
+        self._samples_idle = asyncio.Event()
+        self._samples_leaving = False
         self._health: dict[str, _Health] = {}
         self._remediations: OrderedDict[str, int] = OrderedDict()  # id -> transitions seen
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -397,7 +408,6 @@ class LiveHub:
         self.seq = max(self.seq, time.time_ns() // 1_000_000 - 1)
         self.buffer.clear()
         handlers: dict[str, Callable[[Message], Awaitable[None]]] = {
-            SAMPLES_TOPIC: self._on_samples,
             ANOMALIES_TOPIC: self._on_anomaly,
             INCIDENTS_TOPIC: self._on_incident,
         }
@@ -405,6 +415,11 @@ class LiveHub:
             sub = self.bus.subscribe(topic, group=GROUP, consumer=f"{GROUP}-0")
             loop = self._consumer(sub, handler)
             self._tasks.append(asyncio.create_task(self._supervise(loop), name=f"live-{topic}"))
+        # A samples group kept by a hub that died (Redis keeps it) would fill the topic: nobody reads it.
+        await self.bus.leave(SAMPLES_TOPIC, GROUP)
+        self._samples_sub = None
+        self._following_changed()
+        self._tasks.append(asyncio.create_task(self._supervise(self._follow_samples), name="live-samples"))
         if self.settings.health_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._supervise(self._health_loop), name="live-health"))
         self.running = True
@@ -417,9 +432,47 @@ class LiveHub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._samples_sub is not None:
+            self._samples_sub = None
+            try:
+                await self.bus.leave(SAMPLES_TOPIC, GROUP)
+            except (RuntimeError, ConnectionError) as exc:  # the bus closed or went away first
+                log.warning("live: could not leave the samples group at stop: %s", exc)
         for client in list(self.clients):
             client.close(Close(CLOSE_GOING_AWAY, "server shutting down"))
         self._loop = None
+
+    def _following_changed(self) -> None:
+        """After the followed series changed: join the samples group now if a first series is followed
+        (unless the follower is leaving it: it joins again right after), or tell the follower to leave."""
+        if self._series_refs:
+            if self._samples_sub is None and not self._samples_leaving and self.running:
+                self._samples_sub = self.bus.subscribe(SAMPLES_TOPIC, group=GROUP, consumer=f"{GROUP}-0")
+            self._samples_idle.clear()
+            self._samples_wanted.set()
+        else:
+            self._samples_wanted.clear()
+            self._samples_idle.set()
+
+    async def _follow_samples(self) -> None:
+        """Read ``samples`` while some client follows a series; leave the group when none does."""
+        while True:
+            await self._samples_wanted.wait()
+            if self._samples_sub is None:
+                self._samples_sub = self.bus.subscribe(SAMPLES_TOPIC, group=GROUP, consumer=f"{GROUP}-0")
+            await consume(
+                self._samples_sub, self._guarded(self._on_samples), stop=self._samples_idle, batch=500
+            )
+            if self.bus.closed:
+                return
+            if self._series_refs:
+                continue  # followed again before the group was left (or in the instant consume stopped)
+            self._samples_sub = None
+            self._samples_leaving = True
+            try:
+                await self.bus.leave(SAMPLES_TOPIC, GROUP)
+            finally:
+                self._samples_leaving = False
 
     def _consumer(
         self, sub: Any, handler: Callable[[Message], Awaitable[None]]
@@ -475,6 +528,7 @@ class LiveHub:
             self._series_refs.subtract(client.filter.series)
             self._series_refs += Counter()  # drops the keys nobody follows any more
             client.filter = None
+            self._following_changed()
 
     def _subscribe(self, client: LiveClient, flt: _Filter, since: int | None) -> None:
         if client not in self.clients:
@@ -484,6 +538,7 @@ class LiveHub:
         self._series_refs.update(flt.series)
         self._series_refs += Counter()
         client.filter = flt
+        self._following_changed()
         head: list[dict[str, Any]] = [{"type": "subscribed", "seq": self.seq}]
         replay: list[LiveEvent] = []
         if since is not None:
