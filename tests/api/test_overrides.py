@@ -176,6 +176,14 @@ async def wait_for(cond: Callable[[], Any], timeout: float = 10) -> Any:
     raise AssertionError("condition not met in time")
 
 
+async def known(rig: Rig, *services: str) -> None:
+    """Make ``services`` known to OpsMind (a series carries each), as a pause needs."""
+    now = rig.clock.now()
+    batch = [SeriesSamples(Series.of("up", {"service": s}), (now,), (1.0,)) for s in services]
+    await rig.engine.ingest(batch, "test")
+    await wait_for(lambda: all(rig.engine.store.series({"service": s}, 1) for s in services))
+
+
 async def open_incident(rig: Rig, service: str) -> Incident:
     """Healthy-looking metrics for the runbook's precheck and verification, then two firing alerts;
     returns the incident once the heal stage has made its remediation of it."""
@@ -303,6 +311,7 @@ async def check_pause_service(rig: Rig) -> None:
     for loose in ("yes", 1, "true"):  # a mistake to refuse, not a pause to guess
         r = await rig.client.put(url, json={"paused": loose, "who": "eve", "why": why})
         assert r.status_code == 422 and "paused" in r.text, r.text
+    await known(rig, "svc-paused")
     r = await rig.client.put(url, json={"paused": True, "who": "eve", "why": why})
     assert r.status_code == 200 and r.json()["paused"] is True
     (listed,) = (await rig.client.get("/api/v1/automation/services")).json()
@@ -484,6 +493,7 @@ async def test_a_pause_is_kept_across_a_restart(tmp_path: Path) -> None:
     clock = SimClock(T0)
     first = await start(tmp_path, clock)
     try:
+        await known(first, "svc-a")
         r = await first.client.put(
             "/api/v1/automation/services/svc-a", json={"paused": True, "who": "ana", "why": "freeze"}
         )
@@ -515,6 +525,7 @@ async def test_a_pause_needs_a_name_a_service_could_have(rig: Rig) -> None:
         assert r.status_code == 422, (name[:20], r.text)
         assert "is not a service name" in r.json()["detail"]
     assert (await rig.client.get("/api/v1/automation/services")).json() == []
+    await known(rig, "my svc")
     ok = await rig.client.put("/api/v1/automation/services/my%20svc", json=body)  # inner spaces are fine
     assert ok.status_code == 200 and ok.json()["service"] == "my svc"
 
@@ -615,6 +626,7 @@ async def test_with_access_control_the_audit_names_the_signed_in_person(tmp_path
         remediators={"log": RecordingActuator()},
     )
     await engine.start()
+    await engine.ingest([SeriesSamples(Series.of("up", {"service": "svc-k"}), (T0,), (1.0,))], "test")
     app = create_app(engine, manage_engine=False)
     url = "/api/v1/automation/services/svc-k"
     try:
@@ -659,3 +671,23 @@ def test_every_override_route_has_a_control_in_the_dashboard() -> None:
             if not re.search(call, source):
                 missing.append(f"{route.method} {route.path} ({op.key}: {route.name})")
     assert not missing, f"override routes the dashboard never calls: {missing}"
+
+
+async def test_a_pause_names_a_service_opsmind_knows_and_a_paused_one_can_always_resume(rig: Rig) -> None:
+    # A typo answered 200 and was listed as paused while the real service went on being healed.
+    body = {"paused": True, "who": "ana", "why": "freeze"}
+    await known(rig, "personalization")
+    r = await rig.client.put("/api/v1/automation/services/personalisation", json=body)
+    assert r.status_code == 404 and "GET /api/v1/services" in r.json()["detail"], r.text
+    assert (await rig.client.get("/api/v1/automation/services")).json() == []
+    # Registered without data yet, or named only by an open incident: known.
+    reg = await rig.client.put("/api/v1/services/billing", json={"by": "ana"})
+    assert reg.status_code in (200, 201), reg.text
+    assert (await rig.client.put("/api/v1/automation/services/billing", json=body)).status_code == 200
+    await open_incident(rig, "vault")
+    assert (await rig.client.put("/api/v1/automation/services/vault", json=body)).status_code == 200
+    # Paused, then deregistered (no series, no registration): resuming still works.
+    assert (await rig.client.delete("/api/v1/services/billing?by=ana")).status_code == 200
+    resume = {"paused": False, "who": "ana", "why": "done"}
+    assert (await rig.client.put("/api/v1/automation/services/billing", json=resume)).status_code == 200
+    assert [p["service"] for p in (await rig.client.get("/api/v1/automation/services")).json()] == ["vault"]

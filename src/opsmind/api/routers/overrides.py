@@ -7,7 +7,9 @@ it names). This router also carries the overrides of self-healing that the remed
 - ``GET /api/v1/automation/services`` lists the services whose healing is paused (who, why, since when);
   ``PUT /api/v1/automation/services/{service}`` ``{"paused", "why"}`` pauses or resumes one: nothing
   starts on a paused service (the ``service_paused`` guard refuses, audited like every guard) and a
-  running remediation sends no further step. Kept across restarts, like the automation mode.
+  running remediation sends no further step. Kept across restarts, like the automation mode. Pausing a
+  service OpsMind does not know (no series, registration or open incident names it) is a 404, so a typo
+  is not taken for a pause; resuming a paused one always works.
 - ``POST /api/v1/remediations/{id}/rollback`` ``{"why"}`` undoes the steps an executing, verifying or
   succeeded remediation sent, with the rollback actions its runbook declares; it ends ``rolled_back``
   (``escalated`` when a rollback action fails). 404 unknown; 409 not possible now, naming the states
@@ -26,6 +28,7 @@ off, the body's ``who``. Every route but ``/overrides`` answers 503 while ``heal
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
@@ -35,10 +38,12 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
 
 from opsmind.api import auth, problems
 from opsmind.api.deps import EngineDep
+from opsmind.engine import Engine
 from opsmind.engine.healing import HealStage
 from opsmind.heal.executor import RollbackRefused
 from opsmind.heal.healer import RunbookNotBound
 from opsmind.heal.state import InvalidTransition, Remediation
+from opsmind.types import Incident, IncidentStatus
 
 router = APIRouter(prefix="/api/v1", tags=["overrides"])
 
@@ -203,6 +208,16 @@ def _stage(engine: EngineDep) -> HealStage:
     return engine.healing
 
 
+def _known(engine: Engine, service: str) -> bool:
+    """Whether ``service`` is one GET /api/v1/services lists: a series carries it, it is registered, or
+    an open incident names it (blocking: store reads)."""
+    return bool(
+        service in engine.registry.registered()
+        or engine.store.series({"service": service}, 1)
+        or engine.store.find(Incident, service=service, status=IncidentStatus.OPEN.value, limit=1)
+    )
+
+
 def _service_name(service: str) -> str:
     """The path's service, refused (422) when it cannot be one: a pause is kept under the exact name, so a
     padded ``" checkout "`` would answer 200 and leave ``checkout`` unpaused, and control characters or a
@@ -241,13 +256,25 @@ async def list_paused(engine: EngineDep) -> list[dict[str, Any]]:
 
 @router.put(
     "/automation/services/{service:label}",
-    responses={422: {"description": "bad body"}, 503: {"description": "healing disabled"}},
+    responses={
+        404: {"description": "pausing a service OpsMind does not know"},
+        422: {"description": "bad body"},
+        503: {"description": "healing disabled"},
+    },
 )
 async def put_paused(service: str, body: PauseUpdate, request: Request, engine: EngineDep) -> dict[str, Any]:
     """Pause (``paused: true``) or resume healing on one service; audited, and kept across restarts."""
     stage = _stage(engine)
     service = _service_name(service)
     who = auth.acting(request, body.who, "who")
+    # Resuming what is paused always works (its series may be gone since); a pause must name a service
+    # OpsMind knows, or a typo ("personalisation") would answer 200 while the real one goes on healing.
+    if body.paused and service not in stage.paused and not await asyncio.to_thread(_known, engine, service):
+        raise HTTPException(
+            404,
+            f"no series carries service={service!r}, no service of that name is registered and no open "
+            "incident names it (GET /api/v1/services lists the services OpsMind knows)",
+        )
     try:
         return await stage.set_paused(service, body.paused, who, body.why)
     except ValueError as exc:
