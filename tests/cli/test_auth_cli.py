@@ -42,7 +42,7 @@ def test_users_and_tokens_from_the_shell(tmp_path: Path) -> None:
     assert "ana\tadmin" in run(app, ["users", "list", "-c", str(cfg)]).stdout
     assert info.id in run(app, ["tokens", "list", "-c", str(cfg)]).stdout
     assert run(app, ["tokens", "revoke", info.id, "-c", str(cfg)]).exit_code == 0
-    assert run(app, ["tokens", "revoke", "tok_nope", "-c", str(cfg)]).exit_code == 1
+    assert run(app, ["tokens", "revoke", "tok_nope", "-c", str(cfg)]).exit_code == 2
     with SqliteStore(str(db)) as events:
         verbs = {e.verb for e in events.find(AuditEntry)}
     assert {"create_user", "create_token", "revoke_token"} <= verbs
@@ -55,7 +55,7 @@ def test_refusals(tmp_path: Path) -> None:
     r = run(app, ["users", "add", "ana", "--role", "boss", "--password-stdin", "-c", str(cfg)], input="x\n")
     assert r.exit_code == 2  # not a role
     r = run(app, ["users", "add", "ana", "--role", "viewer", "--password-stdin", "-c", str(cfg)], input="\n")
-    assert r.exit_code == 1 and "password" in r.output
+    assert r.exit_code == 2 and "password" in r.output
     r = run(app, ["tokens", "create", "--owner", "x", "--role", "viewer", "--ttl", "0", "-c", str(cfg)])
-    assert r.exit_code == 1 and "ttl" in r.output
-    assert run(app, ["users", "delete", "nobody", "-c", str(cfg)]).exit_code == 1
+    assert r.exit_code == 2 and "ttl" in r.output
+    assert run(app, ["users", "delete", "nobody", "-c", str(cfg)]).exit_code == 2

@@ -32,6 +32,10 @@ def test_detect_scores_every_row_and_flags_the_spike(tmp_path: Path) -> None:
     out = tmp_path / "scored.csv"
     res = CliRunner().invoke(app, ["detect", str(f), "--out", str(out)])
     assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    # The typo is scored as a gap, but not silently: the summary names its line.
+    assert "1 without a finite value, left unscored (line 301 has 'not-a-number', not a number)" in said
+    assert "1 timestamp not after the row before" in said  # 04:59:30 is written before 04:59:00
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert len(rows) == 601
     assert rows[299]["anomaly_probability"] == ""  # the non-numeric value
@@ -89,3 +93,14 @@ def test_detect_survives_values_at_the_ends_of_the_float_range(tmp_path: Path) -
     )
     res = CliRunner().invoke(app, ["detect", str(f), "-o", str(tmp_path / "out.csv")])
     assert res.exit_code == 0 and "300 rows scored" in res.output, res.output
+
+
+def test_detect_counts_timestamps_out_of_order_or_repeated(tmp_path: Path) -> None:
+    f = tmp_path / "shuffled.csv"
+    times = [0, 60, 120, 60, 180, 180, 240]
+    f.write_text("timestamp,value\n" + "".join(f"{1_700_000_000 + t},1\n" for t in times))
+    res = CliRunner().invoke(app, ["detect", str(f)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and "7 rows scored" in said, said
+    assert "2 timestamps not after the row before (out of order or repeated)" in said
+    assert "without a finite value" not in said

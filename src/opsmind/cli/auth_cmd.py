@@ -79,7 +79,7 @@ def _password(from_stdin: bool) -> str:
     first = getpass.getpass("Password: ")
     if getpass.getpass("Repeat it: ") != first:
         err.print("[red]the passwords differ[/red]")
-        raise typer.Exit(1)
+        raise typer.Exit(2)
     return first
 
 
@@ -100,7 +100,7 @@ def users_add(
             store.set_user(name, password, role.value, now)
         except CredentialError as exc:
             err.print(f"[red]refused[/red]: {exc}")
-            raise typer.Exit(1) from exc
+            raise typer.Exit(2) from exc
         if existed:
             for t in store.tokens(owner=name, kind="session"):
                 if t.state(now) == "active":
@@ -125,7 +125,7 @@ def users_delete(name: str = typer.Argument(...), config: Path | None = ConfigOp
     with store:
         if not store.delete_user(name, time.time()):
             err.print(f"[red]no user {name!r}[/red]")
-            raise typer.Exit(1)
+            raise typer.Exit(2)
     _audit(storage, "delete_user", name)
     err.print(f"deleted user {name}")
 
@@ -145,7 +145,7 @@ def tokens_create(
             secret, info = store.create_token(owner, role.value, time.time(), ttl_s=ttl, label=label)
         except CredentialError as exc:
             err.print(f"[red]refused[/red]: {exc}")
-            raise typer.Exit(1) from exc
+            raise typer.Exit(2) from exc
     _audit(storage, "create_token", info.id, owner=owner, role=role.value, expires_at=info.expires)
     err.print(f"token {info.id} for {owner} ({role.value}); it is shown only now:")
     typer.echo(secret)
@@ -171,6 +171,6 @@ def tokens_revoke(token_id: str = typer.Argument(...), config: Path | None = Con
         info = store.revoke_token(token_id, time.time())
     if info is None:
         err.print(f"[red]no token {token_id!r}[/red]")
-        raise typer.Exit(1)
+        raise typer.Exit(2)
     _audit(storage, "revoke_token", token_id, owner=info.owner, kind=info.kind)
     err.print(f"revoked {token_id}")

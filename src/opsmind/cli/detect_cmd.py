@@ -6,8 +6,11 @@ ensemble's, ``context_novelty`` CAD OSE's reported novelty (:mod:`opsmind.detect
 is 1 when either reaches its alarm level (the ensemble's threshold, CAD's ``CONTEXT_ALARM``). Columns
 named ``timestamp`` and ``value`` in the header are used wherever they are; otherwise the first two
 columns, and a first row that reads as data (a timestamp and a number) is data: the file has no header.
-Rows whose value is not a finite number get empty scores; a row whose timestamp cannot be read is an error
-naming the line, and nothing is written.
+Rows whose value is not a finite number get empty scores (a gap, as a live series' missing scrape); the
+summary counts them and names the first that is not empty and does not read as a number (a typo
+in the file, say), and counts the timestamps not after the one before (out of order or repeated: the
+detectors treat them as hygiene.py says). A row whose timestamp cannot be read is an error naming the
+line, and nothing is written.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import csv
 import io
 import itertools
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +34,42 @@ class DetectFileError(ValueError):
     """The input file cannot be scored; the message names the file and the line."""
 
 
-def read_series(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Timestamps as written, Unix seconds and values (NaN where a value is missing or not a number)."""
+@dataclass(slots=True)
+class SeriesFile:
+    """The rows of a file: timestamps as written, Unix seconds, values (NaN where a value is missing or
+    not a number) and the first row whose value was text that is no number at all."""
+
+    raw_ts: list[str]
+    ts: np.ndarray
+    values: np.ndarray
+    first_not_a_number: tuple[int, str] | None = None
+
+
+@dataclass(slots=True)
+class Scored:
+    """``opsmind detect``'s output and what its summary line says."""
+
+    text: str
+    rows: int
+    alarms: int
+    gaps: int = 0
+    first_not_a_number: tuple[int, str] | None = None
+    not_after_previous: int = 0
+
+    def summary(self) -> str:
+        out = f"{self.rows} rows scored, {self.alarms} at or above the alarm threshold"
+        if self.gaps:
+            out += f"; {self.gaps} without a finite value, left unscored"
+            if self.first_not_a_number is not None:
+                line, text = self.first_not_a_number
+                out += f" (line {line} has {text[:40]!r}, not a number)"
+        if n := self.not_after_previous:
+            out += f"; {n} timestamp{'s' * (n != 1)} not after the row before (out of order or repeated)"
+        return out
+
+
+def read_series(path: Path) -> SeriesFile:
+    """The file's rows; see :class:`SeriesFile`."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -45,6 +83,7 @@ def read_series(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     raw_ts: list[str] = []
     ts: list[float] = []
     values: list[float] = []
+    first_not_a_number: tuple[int, str] | None = None
     for line, row in enumerate(rows if headed else itertools.chain([header], rows), start=2 if headed else 1):
         if not row:
             continue
@@ -58,11 +97,13 @@ def read_series(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
             v = float(row[i_value])
         except ValueError:
             v = math.nan
+            if row[i_value].strip() and first_not_a_number is None:
+                first_not_a_number = (line, row[i_value])
         raw_ts.append(row[i_ts])
         values.append(v if math.isfinite(v) else math.nan)
     if not ts:
         raise DetectFileError(f"{path}: no rows")
-    return raw_ts, np.asarray(ts), np.asarray(values)
+    return SeriesFile(raw_ts, np.asarray(ts), np.asarray(values), first_not_a_number)
 
 
 def _columns(first: list[str]) -> tuple[int, int, bool]:
@@ -87,9 +128,10 @@ def _columns(first: list[str]) -> tuple[int, int, bool]:
     return i_ts, i_value, True
 
 
-def score_file(path: Path) -> tuple[str, int, int]:
-    """Score ``path``; return (CSV text, rows, rows flagged anomalous)."""
-    raw_ts, ts, values = read_series(path)
+def score_file(path: Path) -> Scored:
+    """Score ``path``: the CSV text and the counts of its summary line."""
+    f = read_series(path)
+    raw_ts, ts, values = f.raw_ts, f.ts, f.values
     ensemble = Ensemble()
     prob = ensemble.score_series(ts, values)
     novelty = cad_series(values)
@@ -104,4 +146,6 @@ def score_file(path: Path) -> tuple[str, int, int]:
         flag = (not math.isnan(p) and p >= ensemble.threshold) or c >= CONTEXT_ALARM
         alarms += flag
         w.writerow([t, repr(v), "" if math.isnan(p) else f"{p:.6f}", f"{c:.6f}", int(flag)])
-    return buf.getvalue(), len(raw_ts), alarms
+    not_after = int(np.count_nonzero(ts[1:] <= np.maximum.accumulate(ts)[:-1])) if len(ts) > 1 else 0
+    gaps = int(np.count_nonzero(np.isnan(values)))
+    return Scored(buf.getvalue(), len(raw_ts), alarms, gaps, f.first_not_a_number, not_after)

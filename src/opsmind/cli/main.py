@@ -472,19 +472,19 @@ def detect(
         _check_out(out)  # before scoring, which takes minutes for a large file
 
     try:
-        text, rows, alarms = score_file(file)
+        scored = score_file(file)
     except DetectFileError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from exc
     if out is None:
-        print(text, end="")
+        print(scored.text, end="")
     else:
         try:
-            out.write_text(text)
+            out.write_text(scored.text)
         except OSError as exc:
             console.print(f"[red]--out {escape(str(out))}: cannot write ({exc.strerror or exc})[/red]")
             raise typer.Exit(2) from exc
-    console.print(f"{rows} rows scored, {alarms} at or above the alarm threshold")
+    console.print(escape(scored.summary()))
 
 
 sim_app = typer.Typer(no_args_is_help=True, help="The fleet simulator.")
