@@ -53,3 +53,25 @@ def test_bad_events_are_refused_and_nothing_is_stored(server: RunningServer) -> 
         )
         assert 400 <= r.status_code < 500
         assert c.get("/api/v1/events").json() == []
+
+
+def test_a_body_that_is_no_json_object_and_a_wrong_method_are_named(server: RunningServer) -> None:
+    # They answered "body.0: JSON decode error", "Input should be a valid dictionary" and a bare
+    # "Method Not Allowed" without the Allow header RFC 9110 requires.
+    cases = [
+        (b'{"events": [', "application/json", "body: not valid JSON ("),
+        (b"[1, 2]", "application/json", "body: expected a JSON object, not an array"),
+        (
+            b"events=1",
+            "text/plain",
+            "body: expected a JSON object (send it with Content-Type: application/json)",
+        ),
+    ]
+    with server.client() as c:
+        for content, kind, said in cases:
+            r = c.post("/api/v1/events", content=content, headers={"content-type": kind})
+            assert r.status_code == 422 and r.json()["detail"].startswith(said), r.text
+        r = c.delete("/api/v1/events")
+        assert r.status_code == 405 and r.headers["allow"] == "GET, POST", r.headers
+        assert r.json()["detail"] == "DELETE is not allowed on /api/v1/events; allowed: GET, POST"
+        assert c.get("/api/v1/events").json() == []
