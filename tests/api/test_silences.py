@@ -48,6 +48,11 @@ def test_create_list_expire(server: RunningServer) -> None:
         (body(startsAt=time.time() + 7200), 422, "must be after startsAt"),
         (body(unknown=1), 422, "unknown"),
         ({"matchers": [{"name": "a", "value": "b"}]}, 422, "endsAt"),
+        # A misspelt key was ignored: the pattern was then matched literally.
+        (body(matchers=[{"name": "service", "value": "check.*", "isregex": True}]), 422, "unknown key"),
+        # Milliseconds sent as seconds: a one-hour silence that would last for ever.
+        (body(endsAt=(time.time() + 3600) * 1000), 422, "not milliseconds"),
+        (body(endsAt=1e300), 422, "days ahead"),
     ],
 )
 def test_bad_silences_are_refused_with_the_reason(

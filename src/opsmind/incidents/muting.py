@@ -62,6 +62,10 @@ class Matcher:
     @classmethod
     def parse(cls, raw: Mapping[str, Any], where: str = "matcher") -> Matcher:
         name, value = raw.get("name"), raw.get("value")
+        unknown = sorted(str(k) for k in raw if k not in MATCHER_KEYS)
+        if unknown:
+            # A misspelt "isregex" was ignored, and the silence then matched its pattern literally.
+            raise MatcherError(f"{where}: unknown key(s) {unknown}; a matcher has {list(MATCHER_KEYS)}")
         if not isinstance(name, str) or not isinstance(value, str):
             raise MatcherError(f"{where}: needs a string 'name' and a string 'value'")
         try:
@@ -91,6 +95,10 @@ class Matcher:
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "value": self.value, "isRegex": self.is_regex, "isEqual": self.is_equal}
+
+
+MATCHER_KEYS = ("name", "value", "isRegex", "isEqual")
+"""The keys of a matcher in Alertmanager's v2 API."""
 
 
 class Muter(Protocol):

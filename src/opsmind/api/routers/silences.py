@@ -22,6 +22,7 @@ from opsmind.types import AuditEntry, Silence
 
 router = APIRouter(prefix="/api/v1/silences", tags=["silences"])
 MAX_MATCHERS = 32
+MAX_SILENCE_S = 366 * 86_400
 
 
 class SilenceCreate(BaseModel):
@@ -77,6 +78,13 @@ async def create_silence(body: SilenceCreate, request: Request, engine: EngineDe
         raise _invalid("endsAt is in the past: the silence would never be active")
     if body.endsAt <= start:
         raise _invalid(f"endsAt ({body.endsAt}) must be after startsAt ({start})")
+    if body.endsAt - now > MAX_SILENCE_S:
+        # Milliseconds sent as seconds look like this (a one-hour silence would last for ever), and a
+        # silence meant for good hides every future incident it matches without anyone seeing it listed.
+        raise _invalid(
+            f"endsAt ({body.endsAt}) is more than {MAX_SILENCE_S // 86_400} days ahead: Unix seconds, "
+            "not milliseconds; a silence ends, renew it when it must go on"
+        )
     silence = Silence(
         at=now,
         matchers=tuple(matchers),
