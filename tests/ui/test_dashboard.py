@@ -159,6 +159,8 @@ def test_an_injected_fault_shows_up_live_as_an_incident(operator_page: Page, dem
         # A bad fault is refused with its reason, not pydantic's dump.
         bad = c.post("/api/v1/demo/faults", json={"kind": "bad_deployment"})
         assert bad.status_code == 422 and bad.json()["detail"] == "bad_deployment needs a service", bad.text
+        endless = {"kind": "latency_injection", "service": "auth", "duration_s": 1e300}
+        assert c.post("/api/v1/demo/faults", json=endless).status_code == 422  # a fault cannot be called off
         r = c.post(
             "/api/v1/demo/faults",
             json={"kind": "latency_injection", "service": "auth", "params": {"delay_ms": 400}},

@@ -281,7 +281,8 @@ class FaultInject(BaseModel):
     service: str | None = None
     node: str | None = None
     zone: str | None = None
-    duration_s: float | None = Field(None, gt=0)
+    # A day at most: a fault cannot be called off (its remedies can), so 1e300 kept the demo broken.
+    duration_s: float | None = Field(None, gt=0, le=86_400)
     params: dict[str, float | str] = Field(default_factory=dict)
 
 
