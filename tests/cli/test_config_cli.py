@@ -35,7 +35,7 @@ def test_check_finds_what_the_start_would_refuse(tmp_path: Path) -> None:
     not_db.write_text("hello")
     cases = {
         "heal:\n  enabled: true\n  runbook_dirs: [/nonexistent]\n": "heal.runbook_dirs: invalid runbooks",
-        f"storage:\n  path: {not_db}\n": "database (storage.path): file is not a database",
+        f"storage:\n  path: {not_db}\n": f"storage.path: {not_db} is not a database OpsMind can open",
         "storage:\n  path: /proc/nope/x.db\n": "storage.path: cannot create /proc/nope/x.db",
     }
     for text, reason in cases.items():
@@ -55,7 +55,10 @@ def test_run_reports_a_bad_setting_in_one_line(tmp_path: Path, capsys: pytest.Ca
     with pytest.raises(SystemExit) as stop:
         main(["run", "-c", str(f)])
     err = flat(capsys.readouterr().err)
-    assert stop.value.code == 2 and "error: database (storage.path): unable to open database file" in err, err
+    # It said "database (storage.path): unable to open database file", naming neither the file nor why.
+    assert stop.value.code == 2 and f"storage.path: {tmp_path} is a folder; name the database file" in err, (
+        err
+    )
     assert "Traceback" not in err
 
 

@@ -104,6 +104,26 @@ def _check_port_free(host: str, port: int, option: str = "api.port or OPSMIND_AP
             raise typer.Exit(2) from exc
 
 
+def check_storage_path(settings: Settings) -> None:
+    """The SQLite database at ``storage.path`` opened read-only when it exists (sqlite3.Error naming the
+    file when it is not one), or its folder checked for writing (ConfigError): SQLite's own "unable to
+    open database file" names neither."""
+    path = settings.storage.path
+    if settings.storage.backend != "sqlite" or path == ":memory:":
+        return
+    db = Path(path)
+    if db.is_dir():
+        raise ConfigError(f"storage.path: {path} is a folder; name the database file in it")
+    if db.exists():
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                conn.execute("PRAGMA schema_version").fetchone()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"storage.path: {path} is not a database OpsMind can open ({exc})") from exc
+    elif not os.access(db.parent if str(db.parent) else Path("."), os.W_OK):
+        raise ConfigError(f"storage.path: cannot create {path} (its folder is missing or not writable)")
+
+
 def preflight(settings: Settings) -> None:
     """What ``opsmind run`` would refuse at start, found without starting: the engine is built once on an
     in-memory database (it loads the runbooks, the classifier, the users file, the prices and the command
@@ -113,14 +133,7 @@ def preflight(settings: Settings) -> None:
     to and left as it is (ConnectionError when it cannot be reached)."""
     from opsmind.engine import Engine
 
-    path = settings.storage.path
-    if settings.storage.backend == "sqlite" and path != ":memory:":
-        db = Path(path)
-        if db.exists():
-            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-                conn.execute("PRAGMA schema_version").fetchone()
-        elif not os.access(db.parent if str(db.parent) else Path("."), os.W_OK):
-            raise ConfigError(f"storage.path: cannot create {path} (its folder is missing or not writable)")
+    check_storage_path(settings)
     if settings.storage.backend == "postgres":
         from opsmind.store.backends import check_reachable
 
@@ -185,6 +198,7 @@ def _serve(
     _check_port_free(
         settings.api.host, settings.api.port, "--port" if demo is not None else "api.host, api.port"
     )
+    check_storage_path(settings)
     sources = []
     routers = []
     if demo is not None:
