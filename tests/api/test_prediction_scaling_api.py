@@ -32,7 +32,7 @@ def test_forecast_capacity_and_recommendations(scaled: RunningServer) -> None:
     now = time.time()
     ts = tuple(now - 60 * (120 - i) for i in range(120))
     load = tuple(20.0 + 5.0 * ((i % 30) / 30) for i in range(120))
-    errors = tuple(0.01 for _ in ts)  # half the budget of its 98 % objective: no alert
+    errors = tuple(0.01 for _ in ts)  # burn 0.5 of its 98 % objective: no alert
     scaled.engine.store.append(
         [
             SeriesSamples(Series.of("request_rate", {"service": "api"}), ts, load),
@@ -49,7 +49,19 @@ def test_forecast_capacity_and_recommendations(scaled: RunningServer) -> None:
         assert r.json()["capacity"]["ok"] is True  # the configured capacity stands in
         slo = r.json()["slo"]
         assert slo["objective"] == 0.98 and slo["severity"] is None and slo["alerts"] == []
-        assert slo["error_ratio"] == pytest.approx(0.01) and slo["budget_remaining"] == pytest.approx(0.5)
+        # Two hours (121 minutes: the first sample counts the minute before it) at burn 0.5 spend 0.5 x
+        # 121 min / 30 days of the budget - not half of it, which 0.5 over the whole period would.
+        spent = 0.5 * 7260 / (30 * 86400)
+        assert slo["error_ratio"] == pytest.approx(0.01) and slo["budget_covered_s"] == pytest.approx(7260)
+        assert slo["budget_spent"] == pytest.approx(spent) and slo["budget_remaining"] == pytest.approx(
+            1 - spent
+        )
+        assert slo["budget_exhausted_in_s"] is None  # no alert, no rate to run it out at
+        # Only the windows two hours cover have a burn rate; the others say how much of them is covered.
+        assert set(slo["window_burn"]) == {"300s", "1800s", "3600s", "7200s"}
+        windows = {w["window_s"]: w for w in slo["windows"]}
+        assert windows[259200]["complete"] is False and windows[259200]["covered_s"] == pytest.approx(7260)
+        assert windows[259200]["burn_over_covered"] == pytest.approx(0.5)
         assert r.json()["warning_track_record"] is None  # no latency series: no breach to score against
         missing = c.get("/api/v1/forecasts/nope")
         assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
@@ -59,6 +71,34 @@ def test_forecast_capacity_and_recommendations(scaled: RunningServer) -> None:
         assert recs.status_code == 200
         priorities = [x["priority"] for x in recs.json()]
         assert priorities == sorted(priorities, reverse=True)
+
+
+def test_a_budget_half_spent_reads_the_same_in_every_figure(scaled: RunningServer) -> None:
+    # A fresh service (99.9 % over 30 days) failing every request - burn 1,000 - for 21.6 minutes has
+    # spent exactly half its budget; the other half lasts 0.5 x 30 days / 1,000 = 21.6 minutes more.
+    now = time.time()
+    ts = tuple(now - 36.0 * (35 - i) for i in range(36))  # the first counts (now - 1296 s, now - 1260 s]
+    scaled.engine.store.append(
+        [
+            SeriesSamples(Series.of("request_rate", {"service": "web"}), ts, (20.0,) * len(ts)),
+            SeriesSamples(Series.of("error_ratio", {"service": "web"}), ts, (1.0,) * len(ts)),
+        ]
+    )
+    assert scaled.engine.predict is not None
+    _, anomalies = scaled.engine.predict.step(now)
+    with scaled.client() as c:
+        slo = c.get("/api/v1/forecasts/web").json()["slo"]
+    assert slo["objective"] == 0.999 and slo["severity"] == "page"
+    assert slo["budget_covered_s"] == pytest.approx(1296)
+    assert slo["budget_spent"] == pytest.approx(0.5) and slo["budget_remaining"] == pytest.approx(0.5)
+    assert slo["budget_exhausted_in_s"] == pytest.approx(1296)
+    assert all("50.0% of the 30d error budget spent in 22 min" in reason for reason in slo["alerts"])
+    (burn,) = [a for a in anomalies if a.service == "web" and a.labels.get("warning") == "error_budget_burn"]
+    assert burn.labels["lead_s"] == "1296" and burn.labels["budget_remaining"] == "0.5000"
+    assert burn.evidence.endswith(
+        "50.0% of the 30d error budget spent in the 22 min of data, 50.0% left: "
+        "at 1000x it is spent in 22 min"
+    )
 
 
 def test_scaling_override_and_release(scaled: RunningServer) -> None:

@@ -48,7 +48,7 @@ import math
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 
 import numpy as np
@@ -545,9 +545,7 @@ class PredictStage(Stage):
             # resolution left them out (a fresh service's budget read as untouched).
             tp, fp = readings.read_fresh(self.samples, series.errors, now - s.slo_period_s, now)
             whole = evaluate_bad_fraction(slo, tp, np.clip(fp, 0.0, 1.0), now=now, rules=())
-            report = BurnReport(
-                report.now, report.alerts, report.window_burn, whole.budget_remaining, whole.error_ratio
-            )
+            report = replace(report, budget=whole.budget)
         return report
 
     def _week_ahead(
@@ -587,18 +585,21 @@ class PredictStage(Stage):
         return _prediction(w.service, w.kind, now, w.probability, labels, evidence)
 
     def _burn_anomaly(self, service: str, report: BurnReport, now: float) -> Anomaly:
-        alert = max(report.alerts, key=lambda a: a.long_burn / a.threshold)
-        # At the current burn, the rest of the budget lasts remaining x period / burn.
-        left = max(report.budget_remaining, 0.0) * self.settings.slo_period_s / max(alert.long_burn, 1e-12)
+        # Every figure is the report's (the top alert, its budget and time to exhaustion), so the
+        # incident's title (from lead_s and burn_rate), its timeline (the evidence) and the API agree.
+        alert, left = report.top_alert, report.exhausted_in_s
+        if alert is None or left is None:
+            raise ValueError("a burn report without alerts makes no anomaly")
         labels = {
             "warning": ERROR_BUDGET_BURN,
             "severity": report.severity or alert.severity,
             "lead_s": f"{left:.0f}",
             "expected_at": f"{now + left:.0f}",
             "burn_rate": f"{alert.long_burn:.2f}",
+            "budget_spent": f"{report.budget.spent:.4f}",
             "budget_remaining": f"{report.budget_remaining:.4f}",
         }
-        evidence = f"{alert.reason}; at this rate the error budget is spent in {left / 3600:.1f} h"
+        evidence = f"{alert.reason}; {report.budget.summary(alert.long_burn)}"
         return _prediction(service, ERROR_BUDGET_BURN, now, 1.0, labels, evidence)
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException
 
 from opsmind.api.deps import EngineDep
 from opsmind.predict.capacity import CapacityModel
+from opsmind.predict.slo import BurnReport
 from opsmind.predict.stage import ServiceView
 from opsmind.predict.track_record import TrackRecord
 
@@ -60,16 +61,6 @@ async def get_forecast(service: str, engine: EngineDep) -> dict[str, Any]:
             "lo": {str(k): _nums(x) for k, x in fc.lo.items()},
             "hi": {str(k): _nums(x) for k, x in fc.hi.items()},
         }
-    burn = None
-    if v.burn is not None:
-        burn = {
-            "objective": engine.settings.predict.error_objective_for(service),
-            "severity": v.burn.severity,
-            "budget_remaining": _num(v.burn.budget_remaining),
-            "error_ratio": _num(v.burn.error_ratio),
-            "window_burn": {f"{k:g}s": _num(x) for k, x in v.burn.window_burn.items()},
-            "alerts": [a.reason for a in v.burn.alerts],
-        }
     return {
         "service": service,
         "updated_at": v.updated_at,
@@ -87,9 +78,41 @@ async def get_forecast(service: str, engine: EngineDep) -> dict[str, Any]:
             }
             for w in v.warnings
         ],
-        "slo": burn,
+        "slo": _slo(v.burn),
         "warning_track_record": _track_record(v.track_record, v.step_s),
         "notes": v.notes,
+    }
+
+
+def _slo(r: BurnReport | None) -> dict[str, Any] | None:
+    """The burn report as the API shows it: every figure read from the report, none recomputed here.
+    ``window_burn`` has only the windows the data fully cover (a 3-day burn from an hour of data is no
+    3-day burn); ``windows`` has all of them with how much of each is covered and the burn over that."""
+    if r is None:
+        return None
+    b = r.budget
+    exhausted = r.exhausted_in_s
+    return {
+        "objective": b.slo.objective,
+        "period_s": b.slo.period_s,
+        "severity": r.severity,
+        "error_ratio": _num(b.error_ratio),
+        "budget_covered_s": _num(b.covered_s),
+        "budget_spent": _num(b.spent),
+        "budget_remaining": _num(b.remaining),
+        # At the top alert's long-window burn, the rate the incident reports; null without an alert.
+        "budget_exhausted_in_s": None if exhausted is None else _num(exhausted),
+        "window_burn": {f"{k:g}s": _num(x) for k, x in r.window_burn.items()},
+        "windows": [
+            {
+                "window_s": w.length_s,
+                "covered_s": _num(w.covered_s),
+                "complete": w.complete,
+                "burn_over_covered": _num(w.burn),
+            }
+            for w in sorted(r.windows.values(), key=lambda w: w.length_s)
+        ],
+        "alerts": [a.reason for a in r.alerts],
     }
 
 
