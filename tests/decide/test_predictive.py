@@ -37,6 +37,7 @@ def test_forecast_term_wins_and_is_named() -> None:
     d = calculate(spec(), current_replicas=5, forecast_load=120, observed_load=100, capacity_per_pod=10)
     # Forecast: 120 x 1.1 / 7 = 18.86 -> 19. Reactive: 100 / 7 = 14.29 -> 15.
     assert d.replicas == 19
+    assert "7/s per pod: 10 at 100 % x 0.7 target" in d.explain()  # where the 7 comes from
     assert "forecast term ceil(120 x 1.1 / 7) = 19" in d.explain()
     assert "reactive term ceil(100 / 7) = 15" in d.explain()
     assert "forecast term won: 19 over reactive 15" in d.explain()

@@ -150,6 +150,10 @@ def calculate(
             reasons.append(f"reactive term: {observed:g}/s needs {terms['reactive']}")
     else:
         per_pod = capacity_per_pod * spec.target_utilisation
+        # The target is stated: "capacity per pod 214" then "/ 150" left the reader to guess a 70 % target.
+        reasons.append(
+            f"{per_pod:g}/s per pod: {capacity_per_pod:g} at 100 % x {spec.target_utilisation:g} target"
+        )
         if forecast is not None:
             terms["forecast"] = _pods_for(forecast * (1.0 + spec.headroom), per_pod)
             pad = 1.0 + spec.headroom
