@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import RunningServer
 
@@ -43,11 +48,33 @@ def push(server: RunningServer, body: list[dict[str, Any]]) -> None:
         assert r.status_code == 200, r.text
 
 
-def test_a_steady_service_is_healthy_and_the_gauge_is_set(server: RunningServer) -> None:
+SCORE = "opsmind_service_health_score"
+STATUS = "opsmind_service_health_status"
+
+
+def scrape(c: httpx.Client) -> dict[str, dict[str, Any]]:
+    """``/metrics`` parsed: the score by service, the statuses by service (``{status: value}``), and every
+    other sample's name under ``"other"``."""
+    r = c.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain"), r.text
+    out: dict[str, dict[str, Any]] = {SCORE: {}, STATUS: {}, "other": {}}
+    for family in text_string_to_metric_families(r.text):
+        for sample in family.samples:
+            if sample.name == SCORE:
+                assert sample.labels["service"] not in out[SCORE], "one sample per service"
+                out[SCORE][sample.labels["service"]] = sample.value
+            elif sample.name == STATUS:
+                out[STATUS].setdefault(sample.labels["service"], {})[sample.labels["status"]] = sample.value
+            else:
+                out["other"][sample.name] = sample.value
+    return out
+
+
+def test_a_steady_service_is_healthy_and_exported(server: RunningServer) -> None:
     push(server, golden("checkout", time.time() - 1))
     with server.client() as c:
         r = c.get("/api/v1/services/checkout/health")
-        metrics = c.get("/metrics").text
+        metrics = scrape(c)
     assert r.status_code == 200, r.text
     h = r.json()
     assert h["service"] == "checkout" and h["status"] == "ok" and h["score"] >= 90, h
@@ -56,18 +83,14 @@ def test_a_steady_service_is_healthy_and_the_gauge_is_set(server: RunningServer)
     assert signals == {"errors", "latency", "saturation", "traffic", "anomalies"}
     latency = next(c for c in h["contributions"] if c["signal"] == "latency")
     assert 'quantile="0.95"' in latency["series"] and latency["baseline"] is not None
-    gauge = server.engine.telemetry.value("opsmind_service_health_score", {"service": "checkout"})
-    assert gauge == h["score"]
-    assert 'opsmind_service_health_score{service="checkout"}' in metrics
-    # A reader asking about another window gets that window's score, but the exported gauge stays the
+    assert metrics[SCORE]["checkout"] == h["score"]
+    # A reader asking about another window gets that window's score, but the exported score stays the
     # default reading's (a viewer's ?window=0.001 set it to NaN).
     with server.client() as c:
         assert c.get("/api/v1/services/checkout/health", params={"window": 0.001}).status_code == 200
         nan = c.get("/api/v1/services/checkout/health", params={"window": "NaN"})
+        assert scrape(c)[SCORE]["checkout"] == h["score"]
     assert nan.status_code == 422 and "must be a finite number, not NaN" in nan.text, nan.text
-    assert (
-        server.engine.telemetry.value("opsmind_service_health_score", {"service": "checkout"}) == h["score"]
-    )
 
 
 def test_high_errors_make_a_service_critical(server: RunningServer) -> None:
@@ -200,3 +223,47 @@ def test_a_service_label_with_a_slash_is_fetched_by_its_name(server: RunningServ
     assert register.status_code == 422 and "service name 'shop/cart'" in register.text, register.text
     assert pause.status_code in (200, 503), pause.text  # 503 when healing is off in this server
     assert forecast.status_code in (200, 404) and "shop/cart" in forecast.text, forecast.text
+
+
+def test_metrics_export_every_service_fresh_at_each_scrape(server: RunningServer) -> None:
+    """The exported score was set only by REST requests: services nobody asked about were missing, a
+    score froze at the last request, and a service without a score was a NaN alert rules choke on."""
+    now = time.time()
+    # checkout's data ends two minutes ago: its current value is its last point until newer points come.
+    push(server, [*golden("checkout", now - 130), *golden("payments", now - 1)])
+    push(server, [series("queue_depth", {"service": "worker"}, [1.0, 2.0], now - 1)])
+    with server.client() as c:
+        first = scrape(c)
+        assert set(first[SCORE]) == {"checkout", "payments"}  # worker has no score: absent, not NaN
+        assert all(math.isfinite(v) for v in first[SCORE].values())
+        assert first[STATUS]["worker"] == {"ok": 0.0, "degraded": 0.0, "critical": 0.0, "unknown": 1.0}
+        assert first[STATUS]["checkout"]["ok"] == 1.0 and sum(first[STATUS]["checkout"].values()) == 1.0
+        assert first[SCORE]["checkout"] >= 90
+        # The data changes: checkout starts failing, a new service reports. Nobody calls the REST route.
+        push(server, [series("error_ratio", {"service": "checkout"}, [0.4] * 8, time.time() - 1)])
+        push(server, golden("redis", time.time() - 1))
+        second = scrape(c)
+        assert set(second[SCORE]) == {"checkout", "payments", "redis"}
+        assert second[SCORE]["checkout"] < 50 and second[STATUS]["checkout"]["critical"] == 1.0, second
+        assert second[STATUS]["checkout"]["ok"] == 0.0
+        # The same numbers the route reports, asked only now.
+        for name in ("checkout", "payments", "redis", "worker"):
+            h = c.get(f"/api/v1/services/{name}/health").json()
+            assert second[SCORE].get(name) == h["score"], (name, h)
+            assert second[STATUS][name][h["status"]] == 1.0
+    assert "opsmind_ingest_samples_total" in second["other"], "the engine's own metrics are there too"
+
+
+def test_metrics_survive_a_store_that_does_not_answer(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    push(server, golden("checkout", time.time() - 1))
+
+    def down(*args: object, **kwargs: object) -> object:
+        raise OSError("database server went away")
+
+    monkeypatch.setattr(server.engine.store, "series", down)
+    with server.client() as c:
+        metrics = scrape(c)
+    assert metrics[SCORE] == {} and metrics[STATUS] == {}
+    assert "opsmind_ingest_samples_total" in metrics["other"], "the engine's own metrics are still served"

@@ -13,6 +13,7 @@ from opsmind.detect.health import (
     LATENCY,
     MODEL_DRIFT,
     MODEL_QUALITY,
+    MODEL_SIGNALS,
     OTHER,
     SATURATION,
     TRAFFIC,
@@ -171,3 +172,50 @@ def test_model_signals_are_optional_and_never_reported_missing() -> None:
 def test_model_metric_names_map_to_the_model_signals() -> None:
     assert signal_of("model_accuracy") == MODEL_QUALITY and signal_of("model_auc") == MODEL_QUALITY
     assert signal_of("model_drift_score") == MODEL_DRIFT and signal_of("feature_drift_score") == MODEL_DRIFT
+
+
+def _model_readings() -> list[SignalReading]:
+    return [SignalReading(MODEL_QUALITY, 0.91, 0.91), SignalReading(MODEL_DRIFT, 0.05, 0.05)]
+
+
+@pytest.mark.parametrize(
+    "readings",
+    [healthy(), [*healthy(), *_model_readings()], [SignalReading(TRAFFIC, 100.0, 100.0)]],
+    ids=["golden", "golden+model", "traffic-only"],
+)
+def test_anomalies_elsewhere_alone_cannot_make_a_service_critical(readings: list[SignalReading]) -> None:
+    """The demo's personalization: every signal at its baseline, anomalies on other series at 1.0, and
+    a worst-penalty term applied to that 0.1-weight contribution halved the score to 46.8 "critical"."""
+    h = health_score("personalization", readings, other_anomaly_probability=1.0)
+    assert h.score is not None and h.status != "critical", h
+    # Its cost is bounded by its share of the weights: the score agrees with the listed contributions.
+    other = _of(h, OTHER)
+    assert other.penalty == 1.0 and all(c.penalty == 0.0 for c in h.contributions if c.signal != OTHER)
+    share = other.weight / sum(c.weight for c in h.contributions)
+    assert h.score == pytest.approx(100.0 * (1.0 - share), abs=0.05)
+    assert h.explanation.startswith(f"personalization is {h.status} ")
+    assert "anomalies on other series (probability 1.00)" in h.explanation
+    beside_golden = health_score("s", healthy(), other_anomaly_probability=1.0)
+    assert beside_golden.status == "ok" and (beside_golden.score or 0) >= 90
+
+
+@pytest.mark.parametrize("signal", [*GOLDEN_SIGNALS, *MODEL_SIGNALS])
+@pytest.mark.parametrize("with_model", [False, True], ids=["golden", "golden+model"])
+def test_one_signal_at_its_worst_makes_the_service_critical(signal: str, with_model: bool) -> None:
+    """What the worst-penalty term is for: the weighted mean alone leaves a service whose traffic stopped
+    at 86 ("ok"), however low the weights of the signals that are fine."""
+    worst = {ERRORS: 0.5, LATENCY: 10.0, SATURATION: 1.0, TRAFFIC: 0.0, MODEL_QUALITY: 0.1, MODEL_DRIFT: 1.0}
+    if signal in MODEL_SIGNALS and not with_model:
+        readings = [
+            *healthy(),
+            SignalReading(signal, worst[signal], 0.91 if signal == MODEL_QUALITY else 0.05),
+        ]
+    else:
+        base = [*healthy(), *_model_readings()] if with_model else healthy()
+        readings = [
+            r if r.signal != signal else SignalReading(signal, worst[signal], r.baseline) for r in base
+        ]
+    h = health_score("s", readings)
+    assert _of(h, signal).penalty == 1.0
+    assert all(c.penalty == 0.0 for c in h.contributions if c.signal != signal)
+    assert h.score is not None and h.score < 50 and h.status == "critical", h

@@ -39,9 +39,15 @@ one); saturation 0.20 is a leading indicator, not yet felt; traffic 0.15 is the 
 change of load is often nobody's fault. Other anomalies weigh 0.10. Model quality weighs 0.30 (users
 feel worse answers as they feel slow ones), model drift 0.15 (a leading indicator of it).
 
-**Score.** ``100 * (1 - weighted mean penalty) * (1 - worst_factor * worst penalty)``. The weighted mean
-alone would let a service failing every request score 65 because its other signals look fine; the
-second factor makes one fully broken signal halve the score. Status: ``ok`` from ``ok_at`` (80),
+**Score.** ``100 * (1 - weighted mean penalty) * (1 - worst_factor * worst signal penalty)``. The weighted
+mean alone would let a service failing every request score 65 because its other signals look fine; the
+second factor makes one fully broken signal halve the score, so any one golden or model signal at its
+worst makes the service critical. The worst is taken over those signals only, not over ``anomalies``:
+that contribution says that series of unknown meaning (a queue depth, a GC count) look unusual, not that
+users are hurt, so it counts through the weighted mean alone and costs at most its share of the weights
+present: 9 points beside the four golden signals, 40 beside a lone 0.15 signal, so with the default
+weights it never makes a service critical on its own (halving the score for it made a service whose every
+signal sat at its baseline "critical" at 47). Status: ``ok`` from ``ok_at`` (80),
 ``degraded`` from ``critical_below`` (50), ``critical`` under it. Missing signals are listed, never
 invented: the mean runs over the signals present, and with none at all the score is ``None`` (status
 ``unknown``).
@@ -67,6 +73,7 @@ MODEL_QUALITY = "model_quality"
 MODEL_DRIFT = "model_drift"
 MODEL_SIGNALS = (MODEL_QUALITY, MODEL_DRIFT)  # an ML service's own; optional (see the module docstring)
 SIGNALS = (*GOLDEN_SIGNALS, *MODEL_SIGNALS)
+STATUSES = ("ok", "degraded", "critical", "unknown")  # every HealthScore.status, best first
 
 #: Metric names mapped to golden signals: the simulator's names and common Prometheus ones.
 DEFAULT_SIGNAL_MAP: dict[str, str] = {
@@ -303,7 +310,7 @@ def health_score(
     contributions = [*best.values(), Contribution(OTHER, other, 0.0, other, p.weights[OTHER], other)]
     total_w = sum(c.weight for c in contributions)
     weighted = sum(c.impact for c in contributions) / total_w if total_w > 0 else 0.0
-    worst = max(c.penalty for c in contributions)
+    worst = max(c.penalty for c in best.values())  # the signals only (see "Score" in the module docstring)
     score = round(100.0 * (1.0 - weighted) * (1.0 - p.worst_factor * worst), 1)
     status = "ok" if score >= p.ok_at else ("degraded" if score >= p.critical_below else "critical")
     contributions.sort(key=lambda c: (-c.impact, c.signal))

@@ -10,6 +10,10 @@ the sum over its series; for the other signals every series is a reading and the
 latency summary with several quantiles is read at its preferred quantile (p95 first). Recent anomalies
 of the service raise the penalty of the signal they were found on; anomalies on other series count as
 their own contribution.
+
+:func:`compute_all` reads every service the same way at once, for the ``/metrics`` exposition: one scan
+of the series list instead of one per service (a per-service label filter scans every series, so doing
+it for each of N services costs N scans).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from opsmind.detect.hygiene import counter_rates, is_counter
 from opsmind.store.protocols import EventStore, SampleStore
 from opsmind.types import Anomaly, InvalidSeriesError, Series
 
-__all__ = ["ANOMALY_SCAN_LIMIT", "SERIES_SCAN_LIMIT", "compute_health", "services"]
+__all__ = ["ANOMALY_SCAN_LIMIT", "SERIES_SCAN_LIMIT", "compute_all", "compute_health", "services"]
 
 SERIES_SCAN_LIMIT = 100_000
 ANOMALY_SCAN_LIMIT = 10_000
@@ -75,12 +79,49 @@ def compute_health(
     infos = samples.series({"service": service}, SERIES_SCAN_LIMIT)
     if not infos:
         return None
+    return _score(samples, events, now, service, [i.series for i in infos], window_s, recent_s)
+
+
+def compute_all(
+    samples: SampleStore, events: EventStore, now: float, window_s: float, recent_s: float
+) -> dict[str, HealthScore]:
+    """:func:`compute_health` of every service among the first :data:`SERIES_SCAN_LIMIT` stored series,
+    by name. Blocking, like it."""
+    infos = samples.series(None, SERIES_SCAN_LIMIT)
+    by_service: dict[str, list[Series]] = {}
+    for info in infos:
+        if (name := info.series.service) is not None:
+            by_service.setdefault(name, []).append(info.series)
+    truncated = len(infos) >= SERIES_SCAN_LIMIT
+    out: dict[str, HealthScore] = {}
+    for service in sorted(by_service):
+        # A truncated scan may hold only part of a service's series: read those services the way the REST
+        # route does, so that the two never disagree.
+        series = by_service[service]
+        if truncated:
+            series = [i.series for i in samples.series({"service": service}, SERIES_SCAN_LIMIT)]
+            if not series:  # forgotten since the scan (retention): compute_health would say None
+                continue
+        out[service] = _score(samples, events, now, service, series, window_s, recent_s)
+    return out
+
+
+def _score(
+    samples: SampleStore,
+    events: EventStore,
+    now: float,
+    service: str,
+    series: list[Series],
+    window_s: float,
+    recent_s: float,
+) -> HealthScore:
+    """The score of ``service`` from ``series``, every stored series carrying it, ordered by key."""
     start = now - window_s
     by_signal: dict[str, list[Series]] = {}
-    for info in infos:
-        signal = signal_of(info.series.name)
+    for one in series:
+        signal = signal_of(one.name)
         if signal is not None:
-            by_signal.setdefault(signal, []).append(info.series)
+            by_signal.setdefault(signal, []).append(one)
     if LATENCY in by_signal:
         by_signal[LATENCY] = _latency_choice(by_signal[LATENCY])
     anomalies = _anomaly_probabilities(events, service, start, now - recent_s)
