@@ -124,6 +124,26 @@ def test_last_write_wins_after_maintenance_updates_rollups(store: Any) -> None:
     assert (r.values, r.counts, r.minimums, r.maximums) == ([30.0], [3], [10.0], [50.0])
 
 
+def test_query_raw_many_reads_what_query_reads_for_each_series(store: Any) -> None:
+    # One pass over the newest points for a whole fleet (the health scores of every service): the same
+    # answers as one query per series, also for a point corrected after maintenance moved its minute out
+    # of the write buffer, a NaN, a series asked twice and one the store does not have.
+    a, b, c = ser(service="gateway"), ser(service="db"), ser("error_ratio", service="db")
+    store.append([points(a, [T0 + 1, T0 + 2], [10.0, 20.0]), points(b, [T0 + 5], [math.nan])])
+    store.maintain(T0 + 120)
+    store.append([points(a, [T0 + 2, T0 + 70], [30.0, 40.0]), points(c, [T0 + 80, T0 + 90], [1.0, 2.0])])
+    asked = [a, ser(service="nope"), b, c, a]
+    for start, end in ((T0, T0 + 100), (T0 + 2, T0 + 80), (T0 + 500, T0 + 600)):
+        many = store.query_raw_many(asked, start, end)
+        one = [store.query(s, start, end, "raw") for s in asked]
+        assert [r.series for r in many] == asked
+        assert [(r.resolution, r.timestamps, [repr(v) for v in r.values]) for r in many] == [
+            (r.resolution, r.timestamps, [repr(v) for v in r.values]) for r in one
+        ]
+    assert store.query_raw_many([a], T0, T0 + 100)[0].values == [10.0, 30.0, 40.0]
+    assert store.query_raw_many([], T0, T0 + 100) == []
+
+
 def test_append_is_all_or_nothing(store_factory: Backend) -> None:
     store = store_factory.make(max_series=3)
     a, b = ser(service="a"), ser(service="b")

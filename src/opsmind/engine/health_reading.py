@@ -19,6 +19,7 @@ it for each of N services costs N scans).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from opsmind.detect.health import (
     summarise_window,
 )
 from opsmind.detect.hygiene import counter_rates, is_counter
-from opsmind.store.protocols import EventStore, SampleStore
+from opsmind.store.protocols import EventStore, RangeResult, SampleStore
 from opsmind.types import Anomaly, InvalidSeriesError, Series
 
 __all__ = ["ANOMALY_SCAN_LIMIT", "SERIES_SCAN_LIMIT", "compute_all", "compute_health", "services"]
@@ -93,6 +94,10 @@ def compute_all(
         if (name := info.series.service) is not None:
             by_service.setdefault(name, []).append(info.series)
     truncated = len(infos) >= SERIES_SCAN_LIMIT
+    # Every series a score reads, in one store pass (one query per series scanned the newest points once
+    # per series: 8 s for 1,000 services of 7 series each); a series read again below is read on its own.
+    wanted = [one for series in by_service.values() for one in series if signal_of(one.name) is not None]
+    raw = {r.series.key: r for r in samples.query_raw_many(wanted, now - window_s, now)}
     out: dict[str, HealthScore] = {}
     for service in sorted(by_service):
         # A truncated scan may hold only part of a service's series: read those services the way the REST
@@ -102,7 +107,7 @@ def compute_all(
             series = [i.series for i in samples.series({"service": service}, SERIES_SCAN_LIMIT)]
             if not series:  # forgotten since the scan (retention): compute_health would say None
                 continue
-        out[service] = _score(samples, events, now, service, series, window_s, recent_s)
+        out[service] = _score(samples, events, now, service, series, window_s, recent_s, raw)
     return out
 
 
@@ -114,8 +119,10 @@ def _score(
     series: list[Series],
     window_s: float,
     recent_s: float,
+    raw: Mapping[str, RangeResult] | None = None,
 ) -> HealthScore:
-    """The score of ``service`` from ``series``, every stored series carrying it, ordered by key."""
+    """The score of ``service`` from ``series``, every stored series carrying it, ordered by key; ``raw``
+    holds series already read over the window (by key), the others are read here."""
     start = now - window_s
     by_signal: dict[str, list[Series]] = {}
     for one in series:
@@ -129,7 +136,9 @@ def _score(
     for signal, series_list in sorted(by_signal.items()):
         summaries: list[tuple[Series, float, float | None]] = []
         for s in series_list:
-            rr = samples.query(s, start, now, "raw")
+            rr = raw.get(s.key) if raw is not None else None
+            if rr is None:
+                rr = samples.query(s, start, now, "raw")
             ts = np.asarray(rr.timestamps, dtype=np.float64)
             values = np.asarray(rr.values, dtype=np.float64)
             if is_counter(s.name):

@@ -26,6 +26,7 @@ class SamplesPart(Protocol):
     def query(
         self, series: Series, start: float, end: float, resolution: Resolution = "auto"
     ) -> RangeResult: ...
+    def query_raw_many(self, series: Sequence[Series], start: float, end: float) -> list[RangeResult]: ...
     def maintain(self, now: float) -> MaintenanceReport: ...
 
 
@@ -83,6 +84,10 @@ class ComposedStore(ABC):
     def query(self, series: Series, start: float, end: float, resolution: Resolution = "auto") -> RangeResult:
         """Points of ``series`` with ``start <= ts <= end``, oldest first."""
         return self._samples.query(series, start, end, resolution)
+
+    def query_raw_many(self, series: Sequence[Series], start: float, end: float) -> list[RangeResult]:
+        """Raw points of each of ``series`` with ``start <= ts <= end``, in one pass over the newest."""
+        return self._samples.query_raw_many(series, start, end)
 
     def maintain(self, now: float) -> MaintenanceReport:
         """Roll up, compact and apply retention."""

@@ -154,6 +154,17 @@ SELECT ts_ms, value FROM samples AS s WHERE series_id = {_SID} AND ts_ms BETWEEN
     AND NOT EXISTS (SELECT 1 FROM head AS h WHERE h.ts_ms = s.ts_ms AND h.series_id = s.series_id)
 ORDER BY ts_ms
 """
+# query_raw_many: the series' ids, the newest points of all of them in one pass over head (keyed by time
+# first), then their stored points (keyed by series first).
+IDS_BY_KEY = "SELECT key, id FROM series WHERE key = ANY(%(keys)s)"
+HEAD_RANGE = (
+    "SELECT series_id, ts_ms, value FROM head"
+    " WHERE ts_ms BETWEEN %(a)s AND %(b)s AND series_id = ANY(%(ids)s)"
+)
+SAMPLES_RANGE = (
+    "SELECT series_id, ts_ms, value FROM samples"
+    " WHERE series_id = ANY(%(ids)s) AND ts_ms BETWEEN %(a)s AND %(b)s ORDER BY series_id, ts_ms"
+)
 _WM_M = "(SELECT value FROM meta WHERE name = 'wm_1m')"
 _WM_H = "(SELECT value FROM meta WHERE name = 'wm_1h')"
 

@@ -44,6 +44,18 @@ def _nan(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
+def merge_raw(
+    series: Series, stored: Sequence[tuple[int, float | None]], head: Mapping[int, float | None] | None
+) -> RangeResult:
+    """A raw range from the rows of ``samples`` and those still in ``head`` (which win at the same
+    timestamp, as in the single-series query: the newer write)."""
+    if not head:
+        return raw_result(series, stored)
+    points = dict(stored)
+    points.update(head)
+    return raw_result(series, sorted(points.items()))
+
+
 def raw_result(series: Series, rows: Sequence[tuple[int, float | None]]) -> RangeResult:
     """A raw range from ``(ts_ms, value)`` rows as both SQL backends read them (NaN is stored as NULL)."""
     return RangeResult(series, "raw", [t / 1000.0 for t, _ in rows], [_nan(v) for _, v in rows])
@@ -111,6 +123,12 @@ class SampleStore(Protocol):
     def query(self, series: Series, start: float, end: float, resolution: Resolution = "auto") -> RangeResult:
         """Points with ``start <= ts <= end``, oldest first. ``auto`` picks the finest resolution whose
         retention still covers ``start``."""
+        ...
+
+    def query_raw_many(self, series: Sequence[Series], start: float, end: float) -> list[RangeResult]:
+        """``query(s, start, end, "raw")`` for each of ``series``, in order, in one pass over the newest
+        points (a reader of a whole fleet, such as the health scores of every service, would otherwise
+        scan them once per series)."""
         ...
 
     def maintain(self, now: float) -> MaintenanceReport:

@@ -56,6 +56,12 @@ SELECT ts_ms, value FROM samples AS s WHERE series_id = :sid AND ts_ms BETWEEN :
     AND NOT EXISTS (SELECT 1 FROM head AS h WHERE h.ts_ms = s.ts_ms AND h.series_id = :sid)
 ORDER BY ts_ms
 """
+# query_raw_many: the newest points in one pass (head is keyed by time first, so a per-series read of it
+# scans the whole range: fine once, quadratic over a fleet), then each series' stored points by its key.
+HEAD_RANGE = "SELECT series_id, ts_ms, value FROM head WHERE ts_ms BETWEEN :a AND :b"
+SAMPLES_RANGE = (
+    "SELECT ts_ms, value FROM samples WHERE series_id = :sid AND ts_ms BETWEEN :a AND :b ORDER BY ts_ms"
+)
 
 # maintain(): ``temp.late`` holds (series, minute) pairs whose points arrived after the minute was rolled up.
 # A temporary table belongs to one connection: :func:`open_writer` creates it on the writer.
