@@ -11,8 +11,9 @@ The hub follows the engine from the side and never holds it up:
   service, also on ``automation``), remediations (``remediations``, once per state change of the heal
   executor) and the scaling stage's decisions (``decisions``);
 - a timer (``live.health_interval_s`` of the engine clock) that computes every service's health score
-  with the function the REST route uses (:func:`~opsmind.engine.health_reading.compute_health`) and
-  pushes it on ``health`` when it moved by at least one point or its status changed.
+  with the REST route's reading, for all services in one pass
+  (:func:`~opsmind.engine.health_reading.compute_all`), and pushes it on ``health`` when it moved by at
+  least one point or its status changed.
 
 Each event gets the next global sequence number and goes into a ring buffer of the last
 ``live.buffer_size`` events (for resuming), then to every connected client whose subscription matches
@@ -52,7 +53,7 @@ from opsmind.clock import Clock
 from opsmind.config import LiveSettings
 from opsmind.detect.health import HealthScore
 from opsmind.detect.stage import ANOMALIES_TOPIC, SAMPLES_TOPIC
-from opsmind.engine.health_reading import compute_health, services
+from opsmind.engine.health_reading import compute_all
 from opsmind.heal.state import Remediation
 from opsmind.incidents.stage import INCIDENTS_TOPIC, IncidentEvent
 from opsmind.store.composed import ComposedStore
@@ -687,12 +688,7 @@ class LiveHub:
             self.emit("health", now, data, service=service)
 
     def _scores(self, now: float) -> dict[str, HealthScore]:
-        out: dict[str, HealthScore] = {}
-        for service in services(self.store):
-            h = compute_health(self.store, self.store, now, service, HEALTH_WINDOW_S, HEALTH_RECENT_S)
-            if h is not None:
-                out[service] = h
-        return out
+        return compute_all(self.store, self.store, now, HEALTH_WINDOW_S, HEALTH_RECENT_S)
 
 
 def _moved(before: _Health, now: HealthScore) -> bool:
