@@ -314,9 +314,9 @@ def test_a_service_known_only_from_an_alert_is_listed(server: RunningServer) -> 
     # An Alertmanager alert about a service OpsMind has no series of opened an incident that no service
     # listing showed: the services' open incidents did not add up to the incident list.
     with server.client() as c:
-        for at in ("2026-01-01T00:00:00Z", "2026-01-01T00:00:20Z"):  # two notifications confirm it
-            alert = {"labels": {"alertname": "DiskFull", "service": "billing-db"}, "startsAt": at}
-            assert c.post("/api/v1/alerts/alertmanager", json={"alerts": [alert]}).status_code == 200
+        labels = {"alertname": "DiskFull", "service": "billing-db"}
+        alert = {"labels": labels, "startsAt": "2026-01-01T00:00:00Z"}  # one firing alert is enough
+        assert c.post("/api/v1/alerts/alertmanager", json={"alerts": [alert]}).status_code == 200
         deadline = time.time() + 10
         while time.time() < deadline and not c.get("/api/v1/incidents", params={"status": "open"}).json():
             time.sleep(0.1)

@@ -245,22 +245,69 @@ def test_criticality_outside_0_1_is_refused() -> None:
         IncidentSettings.model_validate({"criticality": {"db": 3}})
 
 
+def alert(name: str, ts: float, service: str = "checkout") -> Anomaly:
+    """An Alertmanager alert as the webhook intake makes it: its id follows its labels and ``startsAt``."""
+    return anomaly(service, ts, f'ALERTS{{alertname="{name}"}}').model_copy(update={"detector": ALERTMANAGER})
+
+
 def test_alerts_from_alertmanager_already_held_and_need_no_run_of_scrapes() -> None:
     c = Correlator(settings())
-
-    def alert(name: str, ts: float) -> Anomaly:
-        return anomaly("checkout", ts, f'ALERTS{{alertname="{name}"}}').model_copy(
-            update={"detector": ALERTMANAGER}
-        )
-
-    assert c.add(alert("HighLatency", 100), 100) == []
-    (opened,) = c.add(alert("HighErrors", 100), 100)  # one point in time, but each held for its for:
-    assert opened.event == "opened" and opened.incident.anomaly_count == 2
+    (opened,) = c.add(alert("HighLatency", 100), 100)
+    (joined,) = c.add(alert("HighErrors", 100), 100)  # same service, same moment: the same trouble
+    assert opened.event == "opened" and joined.event == "updated" and joined.incident.anomaly_count == 2
     c = Correlator(settings())
     c.add(alert("HighLatency", 100), 100)
-    (opened,) = c.add(alert("HighErrors", 220), 220)  # two minutes apart: no run, still trouble
-    assert opened.event == "opened"
+    (joined,) = c.add(alert("HighErrors", 220), 220)  # two minutes apart: no run, still one incident
+    assert joined.event == "updated" and len(c.active) == 1
     # The same two points from the engine's own detector are stray points, not a run.
     c = Correlator(settings())
     c.add(anomaly("checkout", 100), 100)
     assert c.add(anomaly("checkout", 220, "errors_total"), 220) == []
+
+
+@pytest.mark.parametrize("min_anomalies", [2, 3])
+def test_one_firing_alert_opens_an_incident_at_once_and_its_repeats_change_nothing(
+    min_anomalies: int,
+) -> None:
+    # Alertmanager re-sends a firing alert (group_interval, repeat_interval) with the same labels and
+    # startsAt, so however often it is sent it is one anomaly: waiting for min_anomalies of them opened
+    # nothing, ever. Alertmanager already evaluated the rule's for:, so the one alert is enough.
+    c = Correlator(settings(min_anomalies=min_anomalies, resolve_after_s=600))
+    backlog = alert("QueueBacklog", 100, "event-ingest")
+    (opened,) = c.add(backlog, 110)
+    inc = opened.incident
+    assert opened.event == "opened" and inc.service == "event-ingest" and inc.anomaly_count == 1
+    assert "held for its rule's for:" in opened.reason
+    for now in (140, 400, 690):  # repeats while it is open: no new incident, no count inflated
+        assert c.add(backlog.model_copy(update={"at": now}), now) == []
+    assert c.active[inc.id].anomaly_count == 1
+    # The alert resolves (a resolved alert is no anomaly): the incident resolves once quiet for
+    # resolve_after_s, as every incident does, and a late redelivery of its firing does not reopen it.
+    assert c.tick(690) == []
+    (resolved,) = c.tick(700)
+    assert resolved.event == "resolved" and resolved.incident.id == inc.id
+    assert c.add(backlog.model_copy(update={"at": 710}), 710) == [] and c.active == {}
+    # A new firing of it (a new startsAt) within the reopen window is a relapse of that incident.
+    (again,) = c.add(alert("QueueBacklog", 900, "event-ingest"), 900)
+    assert again.event == "reopened" and again.incident.id == inc.id
+
+
+def test_one_anomaly_of_the_engines_own_detectors_still_opens_nothing() -> None:
+    # Only an alert that held for its rule's for: stands alone; one scrape's point still pages nobody.
+    c = Correlator(settings())
+    assert c.add(anomaly("event-ingest", 100), 100) == []
+    assert c.active == {}
+
+
+def test_a_repeat_after_a_restart_does_not_count_again() -> None:
+    # The engine restores its active incidents when it starts; a repeat of an alert already in one was
+    # taken as new (the ids seen were lost with the process) and counted a second time.
+    c = Correlator(settings())
+    backlog = alert("QueueBacklog", 100, "event-ingest")
+    (opened,) = c.add(backlog, 110)
+    restarted = Correlator(settings())
+    restarted.restore([opened.incident])
+    assert restarted.add(backlog.model_copy(update={"at": 400}), 400) == []
+    assert restarted.active[opened.incident.id].anomaly_count == 1
+    (joined,) = restarted.add(alert("DiskFull", 420, "event-ingest"), 420)  # a different alert still joins
+    assert joined.event == "updated" and joined.incident.anomaly_count == 2

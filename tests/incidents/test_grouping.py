@@ -99,6 +99,15 @@ def test_anomalies_at_one_point_in_time_are_not_repeated() -> None:
     assert grouping.pending_enough([*same, anomaly("a", 105)], 2, 300)[0]
 
 
+def test_an_alert_that_already_held_for_its_rule_is_enough_on_its_own() -> None:
+    # Its repeated notifications are one anomaly: asking for min_anomalies of them opened nothing, ever.
+    one = [anomaly("a", 100, 'ALERTS{alertname="QueueBacklog"}')]
+    ok, reason = grouping.pending_enough(one, 2, 300, held=True)
+    assert ok and "1 anomaly within 300s" in reason and "held for its rule's for:" in reason
+    assert grouping.pending_enough(one, 5, 300, held=True)[0]
+    assert not grouping.pending_enough(one, 2, 300)[0]  # not held: one point is a stray point
+
+
 def test_an_incident_is_filed_under_its_ranked_cause_within_its_reach() -> None:
     calls = {"gateway": {"api", "db"}, "api": {"db"}}
     callees = lambda s: calls.get(s, set())  # noqa: E731 - the graph's descendants

@@ -1,19 +1,25 @@
 """Alertmanager webhooks (v4) into OpsMind over real HTTP: with and without newer fields, repeated
-notifications, resolved alerts, and malformed bodies refused with a reason."""
+notifications, resolved alerts, and malformed bodies refused with a reason; and a REAL Alertmanager
+(Debian prometheus-alertmanager) on loopback whose webhook receiver is OpsMind."""
 
 from __future__ import annotations
 
 import copy
+import re
+import subprocess
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from opsmind.ingest.alertmanager import parse
 from opsmind.ingest.errors import IngestError
-from opsmind.types import Anomaly, Incident
-from tests.conftest import RunningServer
+from opsmind.types import Anomaly, Incident, IncidentStatus
+from tests.conftest import RunningServer, free_port, need_alertmanager, start_server
 
 V4: dict[str, Any] = {
     "version": "4",
@@ -98,7 +104,7 @@ def test_webhooks_over_http_open_an_incident_and_refuse_bad_bodies(server: Runni
         assert notjson.status_code == 400 and "not JSON" in notjson.json()["detail"]
         stored = c.get("/api/v1/anomalies", params={"service": "checkout"}).json()
         assert any(a["detector"] == "alertmanager" for a in stored)
-    # Two notifications of the same firing alert within the group window open one incident.
+    # The alert firing again (a new startsAt) joins the incident its first firing opened.
     with server.client() as c:
         c.post("/api/v1/alerts/alertmanager", json=V4)
         second = copy.deepcopy(V4)
@@ -122,3 +128,110 @@ def test_a_start_far_ahead_of_the_clock_is_taken_as_now() -> None:
     body["alerts"][0]["startsAt"] = "2027-01-15T08:05:00Z"  # within the grace: kept as sent
     (anomaly,), _ = parse(body, now=datetime(2027, 1, 15, 8, 0, tzinfo=UTC).timestamp())
     assert anomaly.ts == datetime(2027, 1, 15, 8, 5, tzinfo=UTC).timestamp()
+
+
+# Alertmanager's own timers shrunk to a second, so it re-sends the firing alert every second or two.
+AM_CONFIG = """
+route:
+  receiver: opsmind
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1s
+receivers:
+  - name: opsmind
+    webhook_configs:
+      - url: {url}/api/v1/alerts/alertmanager
+        send_resolved: true
+"""
+RESOLVE_AFTER_S = 8.0
+
+
+def until(cond: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if got := cond():
+            return got
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def metric(server: RunningServer, name: str) -> float:
+    """The sum of a metric's samples (over all its labels, unless ``name`` gives them)."""
+    with server.client() as c:
+        text = c.get("/metrics").text
+    found = re.findall(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text, re.M)
+    return sum(float(v) for v in found)
+
+
+@pytest.fixture
+def opsmind_behind_alertmanager(make_settings: Any, tmp_path: Path) -> Iterator[tuple[RunningServer, str]]:
+    """OpsMind (min_anomalies at its default of 2) as the webhook receiver of a real Alertmanager; yields
+    both, Alertmanager as its base URL."""
+    binary = need_alertmanager()
+    settings = make_settings(incidents={"resolve_after_s": RESOLVE_AFTER_S, "check_interval_s": 0.2})
+    running, srv, thread = start_server(settings)
+    port = free_port()
+    (tmp_path / "am.yml").write_text(AM_CONFIG.format(url=running.url))
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp_path / 'am.yml'}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    am = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{am}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        until(ready, timeout=10)
+        yield running, am
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        srv.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.mark.slow
+def test_one_alert_from_a_real_alertmanager_opens_one_incident_its_repeats_do_not_count(
+    opsmind_behind_alertmanager: tuple[RunningServer, str],
+) -> None:
+    server, am = opsmind_behind_alertmanager
+    start = datetime.now(UTC)
+    alert = {
+        "labels": {"alertname": "QueueBacklog", "service": "event-ingest", "severity": "critical"},
+        "annotations": {"summary": "events queue up"},
+        "startsAt": start.isoformat(),
+        "endsAt": datetime.fromtimestamp(start.timestamp() + 300, UTC).isoformat(),
+    }
+    assert httpx.post(f"{am}/api/v2/alerts", json=[alert]).status_code == 200
+
+    def ours() -> list[Incident]:
+        return [i for i in server.engine.store.find(Incident) if i.service == "event-ingest"]
+
+    (inc,) = until(ours)  # the one alert, from Alertmanager's first notification
+    assert inc.status is IncidentStatus.OPEN and inc.anomaly_count == 1
+    # Alertmanager re-sends it while it fires: the same alert, not more of it.
+    until(lambda: metric(server, 'opsmind_ingest_alerts_total{source="alertmanager"}') >= 3)
+    (inc,) = ours()
+    assert inc.status is IncidentStatus.OPEN and inc.anomaly_count == 1
+    assert len(server.engine.store.find(Anomaly, service="event-ingest")) == 1
+    # It resolves in Alertmanager, which sends the resolution; the incident resolves once quiet for
+    # resolve_after_s since the alert started, and nothing reopened or duplicated it.
+    ended = {**alert, "endsAt": datetime.now(UTC).isoformat()}
+    assert httpx.post(f"{am}/api/v2/alerts", json=[ended]).status_code == 200
+    (inc,) = until(lambda: [i for i in ours() if i.status is IncidentStatus.RESOLVED])
+    time.sleep(2)  # Alertmanager's last notifications of the group have been delivered by now
+    (inc,) = ours()
+    assert inc.status is IncidentStatus.RESOLVED and inc.reopened == 0 and inc.anomaly_count == 1
+    assert metric(server, "opsmind_ingest_rejected_requests_total") == 0  # its payloads were all accepted

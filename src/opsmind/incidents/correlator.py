@@ -12,8 +12,9 @@ It turns anomalies into incidents in time order and says what changed, with a re
 * **open** only when a service's anomalies repeat, like the ``for:`` clause of an alerting rule: a *run*
   of ``min_anomalies`` on consecutive scrapes (the scrape interval is learned from the anomalies,
   :mod:`opsmind.incidents.cadence`), at more than one point in time; stray points before the run are
-  not taken in, and one scrape where many series jump at once pages no one (an Alertmanager alert already
-  held for its rule's ``for:``, so ``min_anomalies`` of them within the window are enough);
+  not taken in, and one scrape where many series jump at once pages no one. An Alertmanager alert already
+  held for its rule's ``for:``, so it opens an incident on its own; its repeated notifications are the
+  same anomaly and change nothing;
 * with a dependency graph, a run that **starts together** with an active incident (its first anomaly
   within a scrape or two of the incident's first) joins it instead of opening another: trouble that
   starts on several services at one scrape has one cause, whether or not the graph links them;
@@ -98,10 +99,15 @@ class Correlator:
         return self.topology.graph
 
     def restore(self, incidents: Iterable[Incident]) -> None:
-        """Take back the incidents that were active when the engine stopped."""
+        """Take back the incidents that were active when the engine stopped, and the ids of the anomalies
+        their timelines name as seen: Alertmanager keeps re-sending a firing alert as the same anomaly,
+        and a repeat that arrives after a restart must not count in its incident a second time."""
         for inc in incidents:
             if inc.status.active:
                 self.active[inc.id] = inc
+                for entry in inc.timeline:
+                    if isinstance(seen := entry.get("anomaly"), str):
+                        self._seen.add(seen)
 
     def neighbours(self, service: str) -> frozenset[str]:
         """Services that call ``service`` or that it calls (empty without a graph)."""
@@ -160,7 +166,8 @@ class Correlator:
         pending = sorted([*self._pending.get(svc, []), anomaly], key=lambda a: a.ts)
         kept = grouping.within_window(pending, window)
         run_gap = self.cadence.run_gap(svc)
-        # An external alert already held for its rule's ``for:`` duration: it needs no run of scrapes.
+        # An external alert already held for its rule's ``for:`` duration: it needs no run of scrapes, nor
+        # company (Alertmanager's repeats of it are one anomaly, so it would wait for a second forever).
         held = any(a.detector in HELD_DETECTORS for a in kept)
         recent = kept if held else grouping.run_of(kept, run_gap)
         enough, why = grouping.pending_enough(recent, self.settings.min_anomalies, window, held)

@@ -113,11 +113,20 @@ def pending_enough(
     :func:`run_of`) justify opening an incident, and why. Like the ``for:`` clause of a Prometheus alerting
     rule: one stray point does not page anyone; the anomalies must repeat - ``min_anomalies`` of them, and
     when that is more than one, at more than one point in time: many series of one service jumping at one
-    scrape (a blip of traffic through the whole fleet) is one moment, not trouble that persists. ``held``:
-    among them is an alert that already held for its rule's duration, so one point in time is enough."""
+    scrape (a blip of traffic through the whole fleet) is one moment, not trouble that persists.
+
+    ``held``: among them is an alert that already held for its rule's ``for:`` duration (Alertmanager's),
+    so it is enough on its own. Its sender did the waiting this rule stands for, and its repeated
+    notifications are one anomaly (one id per labels and start), so asking for ``min_anomalies`` of them
+    would never open an incident for an alert that fires alone."""
+    if held:
+        return True, (
+            f"{len(recent)} anomal{'y' if len(recent) == 1 else 'ies'} within {group_window_s:.0f}s, "
+            "among them an alert that already held for its rule's for: duration"
+        )
     instants = len({a.ts for a in recent})
-    if len(recent) >= min_anomalies and (instants >= 2 or min_anomalies < 2 or held):
-        when = "" if min_anomalies < 2 or held else f" at {instants} points in time"
+    if len(recent) >= min_anomalies and (instants >= 2 or min_anomalies < 2):
+        when = "" if min_anomalies < 2 else f" at {instants} points in time"
         return True, (
             f"{len(recent)} anomalies{when} within {group_window_s:.0f}s (at least {min_anomalies})"
         )

@@ -12,8 +12,9 @@ alert's labels), its service the ``service`` label (else ``job``, else ``namespa
 ``external``), its time ``startsAt`` (else when it arrived) and its probability follows the
 ``severity`` label (critical 0.999999, warning 0.9999, anything else 0.999). The anomaly id derives from
 the labels and ``startsAt``, so Alertmanager's repeated notifications of one alert are one anomaly.
-Resolved alerts are counted and otherwise left alone: OpsMind resolves incidents when their signals
-stay quiet.
+Such an anomaly opens an incident on its own (Alertmanager already held it for its rule's ``for:``;
+see :mod:`opsmind.incidents.correlator`). Resolved alerts are counted and otherwise left alone: OpsMind
+resolves incidents when their signals stay quiet.
 """
 
 from __future__ import annotations
