@@ -64,6 +64,10 @@ def test_a_burn_rate_alert_is_titled_by_its_burn_not_as_a_breach_ahead() -> None
     days.labels["burn_rate"] = "1.50"
     (change,) = c.add(days, 1000)
     assert change.incident.title == "Error budget of db burning at 1.5x: spent in 21 days at this rate"
+    failing = predicted("web", 1000, 0, "error_budget_burn")  # every request fails against a 99.9 % SLO
+    failing.labels["burn_rate"] = "1000.00"
+    (change,) = c.add(failing, 1000)
+    assert change.incident.title == "Error budget of web burning at 1000x: already spent"  # not "1e+03x"
 
 
 def test_later_warnings_refresh_the_lead_and_keep_the_first() -> None:

@@ -135,6 +135,12 @@ def pending_enough(
     return False, f"{len(recent)} of {min_anomalies} anomalies needed within {group_window_s:.0f}s"
 
 
+def _burn(rate: float) -> str:
+    """3 significant digits without scientific notation (a budget of 0.1 % burnt by failing every
+    request is 1000x, which ``:.3g`` wrote as "1e+03x")."""
+    return f"{rate:.3g}" if rate < 100 else f"{rate:.0f}"
+
+
 def prediction_title(anomaly: Anomaly) -> str:
     labels, svc = anomaly.labels, service_of(anomaly)
     lead = labels.get("lead_s")
@@ -142,7 +148,7 @@ def prediction_title(anomaly: Anomaly) -> str:
         # A burn-rate alert is about now: the budget burns too fast. Its lead is when the budget runs
         # out at this rate, days away or already past, not a breach "in 0 min".
         burn = labels.get("burn_rate")
-        rate = f" at {float(burn):.3g}x" if burn else ""
+        rate = f" at {_burn(float(burn))}x" if burn else ""
         left = float(lead) if lead else 0.0
         when = "already spent" if left <= 0 else f"spent in {_duration(left)} at this rate"
         return f"Error budget of {svc} burning{rate}: {when}"
