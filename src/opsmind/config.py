@@ -204,6 +204,14 @@ class IncidentSettings(_Section):
         description="do not auto-resolve while a service of the incident breaches an objective "
         "(predict.latency_slo_s, predict.error_objective, a ready replica) it met before the incident",
     )
+    alert_firing_hold_s: float = Field(
+        18_000,
+        ge=0,
+        description="do not auto-resolve an incident while an Alertmanager alert in it still fires, counting "
+        "an alert as firing while its last firing notification is younger than this; Alertmanager re-sends "
+        "a firing alert every repeat_interval (4 h by default), so 5 h outlasts one repeat with room for a "
+        "late one, and an Alertmanager that stopped sending cannot hold an incident open for ever (0: off)",
+    )
     check_interval_s: float = Field(15, gt=0)
     root_cause: bool = Field(True, description="rank likely root-cause services when an incident opens")
     root_cause_lookback_s: float = Field(

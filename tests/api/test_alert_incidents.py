@@ -1,7 +1,8 @@
 """One external alert through Alertmanager's webhook, behind the real app (ASGI in process) on a real
 engine with a fake clock: it opens an incident at once, Alertmanager's repeats of it neither open
-another nor count again (also after the engine restarts), and once it is resolved the incident resolves
-after its quiet period, as every incident does."""
+another nor count again (also after the engine restarts) but hold the incident open while they come,
+and once it is resolved - or no longer notified for ``incidents.alert_firing_hold_s`` - the incident
+resolves after its quiet period, as every incident does."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from opsmind.clock import SimClock
 from opsmind.config import Settings, load_settings
 from opsmind.detect.stage import ANOMALIES_TOPIC
 from opsmind.engine import Engine
+from opsmind.incidents.grouping import HELD_OPEN
 from opsmind.types import Anomaly, Incident, IncidentStatus
 
 T0 = 1_800_000_000.0
@@ -28,13 +30,16 @@ RESOLVE_AFTER_S = 600.0
 CHECK_INTERVAL_S = 15.0
 
 
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, hold_s: float | None = None) -> Settings:
+    incidents: dict[str, float] = {"resolve_after_s": RESOLVE_AFTER_S, "check_interval_s": CHECK_INTERVAL_S}
+    if hold_s is not None:
+        incidents["alert_firing_hold_s"] = hold_s
     return load_settings(
         storage={"path": str(tmp_path / "opsmind.db")},
         notify={"log": False},
         predict={"enabled": False},
         # min_anomalies stays at its default of 2: the one alert must open an incident regardless.
-        incidents={"resolve_after_s": RESOLVE_AFTER_S, "check_interval_s": CHECK_INTERVAL_S},
+        incidents=incidents,
     )
 
 
@@ -67,8 +72,10 @@ def webhook(status: str, starts_at: float, ends_at: float | None = None) -> dict
 
 
 @asynccontextmanager
-async def running(tmp_path: Path, clock: SimClock) -> AsyncIterator[tuple[Engine, httpx.AsyncClient]]:
-    engine = Engine(settings(tmp_path), clock=clock, notifiers=[])
+async def running(
+    tmp_path: Path, clock: SimClock, hold_s: float | None = None
+) -> AsyncIterator[tuple[Engine, httpx.AsyncClient]]:
+    engine = Engine(settings(tmp_path, hold_s), clock=clock, notifiers=[])
     await engine.start()
     app = create_app(engine, manage_engine=False)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://opsmind.test")
@@ -156,3 +163,57 @@ async def test_a_repeat_after_a_restart_does_not_count_again(tmp_path: Path) -> 
         await handled(engine)
         (inc,) = incidents(engine)
         assert (inc.id, inc.anomaly_count, inc.status) == (opened.id, 1, IncidentStatus.OPEN)
+
+
+REPEAT_S = 900.0  # Alertmanager's repeat_interval, shrunk from 4 h to keep the fake clock's walk short
+
+
+def held_notes(inc: Incident) -> list[str]:
+    return [e["reason"] for e in inc.timeline if e["event"] == HELD_OPEN]
+
+
+async def test_an_incident_stays_open_while_its_alert_fires_and_resolves_once_it_is_resolved(
+    tmp_path: Path,
+) -> None:
+    clock = SimClock(T0)
+    async with running(tmp_path, clock) as (engine, client):
+        firing = webhook("firing", starts_at=T0 - 10)
+        await post(client, firing)
+        await wait_for(lambda: incidents(engine))
+        # Alertmanager re-sends the alert every repeat_interval, well past resolve_after_s: each repeat is
+        # the anomaly already counted, yet the incident stays open while they come.
+        for _ in range(3):
+            await advance(clock, REPEAT_S)
+            assert await post(client, firing) == {"firing": 1, "resolved": 0}
+        await handled(engine)
+        await advance(clock, 2 * CHECK_INTERVAL_S)
+        (inc,) = incidents(engine)
+        assert inc.status is IncidentStatus.OPEN and inc.anomaly_count == 1
+        (why,) = held_notes(inc)  # noted once, when the quiet period ran out
+        assert why.startswith('alert ALERTS{alertname="QueueBacklog",service="event-ingest"')
+        assert "still firing in Alertmanager" in why
+        # Alertmanager resolves it: the hold lifts, and the incident, quiet since the alert started, resolves
+        # on the stage's next check.
+        resolved_at = clock.now()
+        assert await post(client, webhook("resolved", T0 - 10, resolved_at)) == {"firing": 0, "resolved": 1}
+        await advance(clock, 2 * CHECK_INTERVAL_S)
+        (inc,) = await wait_for(lambda: [i for i in incidents(engine) if i.status is IncidentStatus.RESOLVED])
+        assert resolved_at <= (inc.resolved_at or 0.0) <= resolved_at + 2 * CHECK_INTERVAL_S
+        assert len(held_notes(inc)) == 1 and inc.anomaly_count == 1
+
+
+async def test_an_alert_no_longer_notified_holds_its_incident_only_for_alert_firing_hold_s(
+    tmp_path: Path,
+) -> None:
+    hold_s = 1200.0
+    clock = SimClock(T0)
+    async with running(tmp_path, clock, hold_s=hold_s) as (engine, client):
+        await post(client, webhook("firing", starts_at=T0 - 10))
+        await wait_for(lambda: incidents(engine))
+        # Alertmanager goes silent (dead, or its route to OpsMind removed) while the alert was firing.
+        await advance(clock, hold_s - 2 * CHECK_INTERVAL_S)
+        (inc,) = incidents(engine)
+        assert inc.status is IncidentStatus.OPEN and len(held_notes(inc)) == 1
+        await advance(clock, 4 * CHECK_INTERVAL_S)
+        (inc,) = await wait_for(lambda: [i for i in incidents(engine) if i.status is IncidentStatus.RESOLVED])
+        assert T0 + hold_s <= (inc.resolved_at or 0.0) <= T0 + hold_s + 2 * CHECK_INTERVAL_S

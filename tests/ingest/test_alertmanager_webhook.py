@@ -51,14 +51,14 @@ V4: dict[str, Any] = {
 
 
 def test_parse_maps_alerts_to_anomalies() -> None:
-    anomalies, resolved = parse(V4, now=1_800_000_000.0)
-    assert resolved == 1 and len(anomalies) == 2
-    a, b = anomalies
+    got = parse(V4, now=1_800_000_000.0)
+    assert got.resolved_total == 1 and len(got.resolved) == 1 and len(got.firing) == 2
+    a, b = got.firing
     assert a.service == "checkout" and a.detector == "alertmanager" and a.probability == 0.999999
     assert a.series == 'ALERTS{alertname="HighLatency",service="checkout",severity="critical"}'
     assert a.ts == 1_767_225_600.0
     assert b.service == "payments" and b.probability == 0.999  # no severity label
-    again, _ = parse(copy.deepcopy(V4), now=1_800_000_100.0)
+    again = parse(copy.deepcopy(V4), now=1_800_000_100.0).firing
     assert [x.id for x in again] == [a.id, b.id]  # a repeated notification is the same anomaly
 
 
@@ -66,10 +66,42 @@ def test_newer_and_missing_fields_are_tolerated() -> None:
     newer = copy.deepcopy(V4)
     newer["truncatedAlerts"] = 0
     newer["alerts"][0]["someFutureField"] = {"x": 1}
-    assert len(parse(newer, now=0.0)[0]) == 2
+    assert len(parse(newer, now=0.0).firing) == 2
     minimal = {"alerts": [{"labels": {"alertname": "Bare"}}]}
-    (only,), _ = parse(minimal, now=42.0)
+    (only,) = parse(minimal, now=42.0).firing
     assert only.service == "external" and only.ts == 42.0
+
+
+def test_a_resolved_alert_names_the_anomaly_its_firing_made() -> None:
+    firing = copy.deepcopy(V4)
+    resolved = copy.deepcopy(V4)
+    for alert in resolved["alerts"]:
+        alert["status"] = "resolved"
+        alert["endsAt"] = "2026-01-01T01:00:00Z"
+    made = parse(firing, now=1_800_000_000.0)
+    ended = parse(resolved, now=1_800_003_600.0)  # an hour later: ids do not follow arrival
+    assert ended.firing == [] and ended.resolved_total == 3
+    # The third alert was resolved in both bodies and has no startsAt: its id follows when it arrived,
+    # like a firing alert's would, so only the first two can be checked against a firing anomaly.
+    assert ended.resolved[:2] == [a.id for a in made.firing]
+    assert len(set(ended.resolved)) == 3
+    # Another start is another firing of the alert: another anomaly, another id.
+    resolved["alerts"][0]["startsAt"] = "2026-01-01T00:30:00Z"
+    assert parse(resolved, now=1_800_003_600.0).resolved[0] != made.firing[0].id
+
+
+def test_a_resolved_alert_that_cannot_be_named_is_only_counted() -> None:
+    # Its firing notifications were refused for the same fault, so no anomaly can have its id; refusing
+    # the batch would lose the other alerts in it.
+    body = {
+        "alerts": [
+            {"status": "resolved", "labels": {"bad-label": "x"}},
+            {"status": "resolved", "labels": {"alertname": "X"}, "startsAt": "yesterday"},
+            {"status": "firing", "labels": {"alertname": "Y"}, "startsAt": "2026-01-01T00:00:00Z"},
+        ]
+    }
+    got = parse(body, now=1_800_000_000.0)
+    assert (len(got.firing), got.resolved, got.resolved_total) == (1, [], 2)
 
 
 @pytest.mark.parametrize(
@@ -123,10 +155,10 @@ def test_a_start_far_ahead_of_the_clock_is_taken_as_now() -> None:
     # A sender whose clock is off by years stored an anomaly in 9999, the newest of every listing; refusing
     # it would lose the batch's other alerts, so it is firing now.
     body = {"alerts": [{"labels": {"alertname": "X", "service": "s"}, "startsAt": "9999-12-31T23:59:59Z"}]}
-    (anomaly,), _ = parse(body, now=1_800_000_000.0)
+    (anomaly,) = parse(body, now=1_800_000_000.0).firing
     assert anomaly.ts == 1_800_000_000.0
     body["alerts"][0]["startsAt"] = "2027-01-15T08:05:00Z"  # within the grace: kept as sent
-    (anomaly,), _ = parse(body, now=datetime(2027, 1, 15, 8, 0, tzinfo=UTC).timestamp())
+    (anomaly,) = parse(body, now=datetime(2027, 1, 15, 8, 0, tzinfo=UTC).timestamp()).firing
     assert anomaly.ts == datetime(2027, 1, 15, 8, 5, tzinfo=UTC).timestamp()
 
 

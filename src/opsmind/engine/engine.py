@@ -32,6 +32,7 @@ from opsmind.engine.registry import DISCOVERED_BY_KUBERNETES, ServiceRegistry
 from opsmind.engine.scaling import ScaleStage
 from opsmind.heal.executor import Actuate
 from opsmind.incidents.feedback import NoiseClassifier
+from opsmind.incidents.firing import FiringAlerts
 from opsmind.incidents.stage import IncidentStage
 from opsmind.incidents.topology import Topology
 from opsmind.ingest.errors import IngestError, ahead_of_clock
@@ -117,6 +118,9 @@ class Engine:
         # The call graph every stage reads: incidents.topology plus what registered services declare
         # (depends_on), kept in line by the registry.
         self.topology = Topology(settings.incidents.topology)
+        # External alerts still firing: written by the webhook route (ingest_alerts), read by the incident
+        # stage's hold. Shared in memory: the API and the stages run in this one process.
+        self.firing_alerts = FiringAlerts(settings.incidents.alert_firing_hold_s)
         self.notifiers = notifiers if notifiers is not None else build_notifiers(settings)
         if settings.detect.enabled:
             self.stages.append(DetectStage(self.bus, self.clock, self.telemetry, self.store, settings.detect))
@@ -130,6 +134,7 @@ class Engine:
                 noise=self.noise,
                 objectives=settings.predict,
                 topology=self.topology,
+                alerts=self.firing_alerts,
             )
             self.stages.append(self.incidents)
             self.stages.append(
@@ -317,6 +322,17 @@ class Engine:
             for a in anomalies:
                 await self.bus.publish(ANOMALIES_TOPIC, a)
         return len(anomalies)
+
+    async def ingest_alerts(self, firing: list[Anomaly], resolved: list[str], source: str) -> int:
+        """External alerts (Alertmanager's webhook): the firing ones stored and handed to the incident
+        stage like any external anomaly, and each marked firing now, a repeat included (a repeat is the
+        anomaly already counted, so only this mark says the alert still fires); the ``resolved`` anomaly
+        ids no longer hold their incidents open (:mod:`opsmind.incidents.firing`)."""
+        count = await self.ingest_anomalies(firing, source)
+        # After storing: a notification refused by the store must not hold anything open either.
+        self.firing_alerts.firing(firing, self.clock.now())
+        self.firing_alerts.resolved(resolved)
+        return count
 
     async def move_incident(self, incident_id: str, to: IncidentStatus, by: str, reason: str) -> Incident:
         """An operator's lifecycle move (see IncidentStage.transition). LookupError: the incident is not

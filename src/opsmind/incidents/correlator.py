@@ -21,7 +21,9 @@ It turns anomalies into incidents in time order and says what changed, with a re
 * **reopen** a recently resolved incident when the service it is filed under relapses on its series
   within ``reopen_window_s``, instead of opening a new one; an incident reopened ``flap_threshold``
   times is **flapping**;
-* **auto-resolve** an incident once its signals were healthy for ``resolve_after_s``;
+* **auto-resolve** an incident once its signals were healthy for ``resolve_after_s``, unless the tick's
+  ``hold`` gives a reason to keep it open (the stage's: an objective still breached, or an Alertmanager
+  alert in it still firing, since its repeats refresh nothing here);
 * operators (or remediations) move incidents along the lifecycle with :meth:`Correlator.transition`;
 * **predictions** (anomalies of type ``prediction``: a breach expected minutes ahead) are incidents of
   their own kind: a warning already passed its probability threshold, so it opens an incident at once;

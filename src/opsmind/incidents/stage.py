@@ -7,7 +7,9 @@ records it in the audit log and publishes it on ``incidents`` as an :class:`Inci
 caused it (:mod:`opsmind.incidents.root_cause`), ranked when it opens from the metrics before and since
 its first anomaly, and is filed under the top one when that is one of its services (a prediction
 incident, a breach expected ahead, has no fault to rank yet). Redelivered
-anomalies are recognised by id and ignored (idempotent).
+anomalies are recognised by id and ignored (idempotent). A quiet incident is held open while an
+objective of its services is breached (:mod:`opsmind.incidents.breach`) or an Alertmanager alert in it
+still fires (:mod:`opsmind.incidents.firing`, told by the webhook route through the engine).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from opsmind.incidents import grouping
 from opsmind.incidents.breach import breaches
 from opsmind.incidents.correlator import Change, ChangeKind, Correlator
 from opsmind.incidents.feedback import NoiseClassifier
+from opsmind.incidents.firing import FiringAlerts
 from opsmind.incidents.root_cause import callees, root_causes
 from opsmind.incidents.topology import Topology
 from opsmind.store.protocols import EventStore, SampleStore
@@ -71,6 +74,7 @@ class IncidentStage(Stage):
         noise: NoiseClassifier | None = None,
         objectives: PredictSettings | None = None,
         topology: Topology | None = None,
+        alerts: FiringAlerts | None = None,
     ) -> None:
         super().__init__(bus, clock, telemetry)
         self.events = events
@@ -81,6 +85,9 @@ class IncidentStage(Stage):
             self._objectives = (samples, objectives)
         # The engine's shared call graph (declared and registered); on its own, the declared one.
         self.topology = topology if topology is not None else Topology(settings.topology)
+        # The external alerts still firing, as the engine's webhook route tells them; on its own, an empty
+        # one (nothing told, nothing held).
+        self.alerts = alerts if alerts is not None else FiringAlerts(settings.alert_firing_hold_s)
         self.settings = settings
         self.tick_interval = settings.check_interval_s
         self.correlator = Correlator(settings, self.topology, noise)
@@ -182,7 +189,12 @@ class IncidentStage(Stage):
                 await self._emit(change, now, "opsmind:incidents")
 
     def _hold(self, now: float, incident: Incident) -> str | None:
-        """Why ``incident`` must stay open although it is quiet: the objectives its services still breach."""
+        """Why ``incident`` must stay open although it is quiet: an alert in it that Alertmanager still
+        reports firing, else the objectives its services still breach. The alert comes first: it is a
+        lookup in memory, while the breaches read the sample store."""
+        firing = self.alerts.holding(incident, now)
+        if firing is not None:
+            return firing
         if self._objectives is None:
             return None
         samples, objectives = self._objectives

@@ -13,13 +13,18 @@ alert's labels), its service the ``service`` label (else ``job``, else ``namespa
 ``severity`` label (critical 0.999999, warning 0.9999, anything else 0.999). The anomaly id derives from
 the labels and ``startsAt``, so Alertmanager's repeated notifications of one alert are one anomaly.
 Such an anomaly opens an incident on its own (Alertmanager already held it for its rule's ``for:``;
-see :mod:`opsmind.incidents.correlator`). Resolved alerts are counted and otherwise left alone: OpsMind
-resolves incidents when their signals stay quiet.
+see :mod:`opsmind.incidents.correlator`). A *resolved* alert becomes the id its firing anomaly had
+(computed the same way), so the incident stage stops holding that alert's incident open
+(:mod:`opsmind.incidents.firing`); the incident then resolves when its signals stay quiet, as every
+incident does. A resolved alert whose labels or ``startsAt`` could not make an anomaly is only counted:
+its firing notifications were refused the same way, so there is nothing it could match, and refusing
+the batch for it would lose the other alerts.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -78,8 +83,32 @@ def service_of(labels: dict[str, str]) -> str:
     return labels.get("service") or labels.get("job") or labels.get("namespace") or "external"
 
 
-def parse(body: Any, now: float, future_grace_s: float = 600.0) -> tuple[list[Anomaly], int]:
-    """The anomalies of a webhook body's firing alerts and the number of resolved alerts; raises
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """What one webhook body says: the anomalies of its firing alerts, the anomaly ids of its resolved
+    ones (as their firing notifications made them), and how many alerts were resolved in all (some may
+    have no id, see the module's docstring)."""
+
+    firing: list[Anomaly]
+    resolved: list[str]
+    resolved_total: int
+
+
+def _identity(alert: AmAlert, now: float, future_grace_s: float, where: str) -> tuple[Series, float]:
+    """The series and start an alert's anomaly is known by: one function for firing and resolved alerts,
+    so a resolved notification names exactly the anomaly its firing ones made. IngestError (422): none."""
+    ts = _time(alert.startsAt, now, f"{where}.startsAt")
+    if ts > now + future_grace_s:
+        ts = now
+    try:
+        series = Series.of("ALERTS", alert.labels)
+    except InvalidSeriesError as exc:
+        raise IngestError(f"{where}.labels: {exc}", status=422) from exc
+    return series, ts
+
+
+def parse(body: Any, now: float, future_grace_s: float = 600.0) -> Notification:
+    """The anomalies of a webhook body's firing alerts and the resolved ones; raises
     :class:`IngestError` (422) naming the first problem and accepting nothing. A ``startsAt`` more than
     ``future_grace_s`` after ``now`` (a sender's clock that is off) is taken as ``now``: the alert is
     firing now, whatever its sender's clock says, and refusing it would lose the batch's other alerts."""
@@ -94,19 +123,19 @@ def parse(body: Any, now: float, future_grace_s: float = 600.0) -> tuple[list[An
         where = ".".join(str(x) for x in first["loc"]) or "(body)"
         raise IngestError(f"{where}: {first['msg']}", status=422) from exc
     out: list[Anomaly] = []
-    resolved = 0
+    resolved: list[str] = []
+    resolved_total = 0
     for i, alert in enumerate(hook.alerts):
-        if alert.status == "resolved":
-            resolved += 1
-            continue
         where = f"alerts.{i}"
-        ts = _time(alert.startsAt, now, f"{where}.startsAt")
-        if ts > now + future_grace_s:
-            ts = now
-        try:
-            series = Series.of("ALERTS", alert.labels)
-        except InvalidSeriesError as exc:
-            raise IngestError(f"{where}.labels: {exc}", status=422) from exc
+        if alert.status == "resolved":
+            resolved_total += 1
+            try:
+                series, ts = _identity(alert, now, future_grace_s, where)
+            except IngestError:
+                continue  # nothing firing can have this id: its firing was refused for the same reason
+            resolved.append(anomaly_id(series.key, ts, DETECTOR))
+            continue
+        series, ts = _identity(alert, now, future_grace_s, where)
         severity = alert.labels.get("severity", "").lower()
         out.append(
             Anomaly(
@@ -122,4 +151,4 @@ def parse(body: Any, now: float, future_grace_s: float = 600.0) -> tuple[list[An
                 detector=DETECTOR,
             )
         )
-    return out, resolved
+    return Notification(out, resolved, resolved_total)

@@ -86,7 +86,8 @@ class AlertsAccepted(BaseModel):
 )
 async def alertmanager_webhook(request: Request, engine: EngineDep) -> AlertsAccepted:
     """Alertmanager's webhook (payload version 4; missing optional and unknown fields are fine): firing
-    alerts enter the pipeline as anomalies (see ``opsmind.ingest.alertmanager``)."""
+    alerts enter the pipeline as anomalies and hold their incidents open while they keep being notified;
+    resolved ones stop holding them (see ``opsmind.ingest.alertmanager``, ``opsmind.incidents.firing``)."""
     try:
         raw = await read_capped(request, engine.settings.ingest.max_body_bytes)
         try:
@@ -95,9 +96,9 @@ async def alertmanager_webhook(request: Request, engine: EngineDep) -> AlertsAcc
             raise IngestError(f"body is not JSON: {exc}", status=400) from exc
         except RecursionError as exc:  # Python's parser recurses per level: a body of '[[[[...' ends here
             raise IngestError("body is not JSON this receiver reads: nested too deeply", status=400) from exc
-        anomalies, resolved = parse(body, engine.clock.now(), engine.settings.ingest.future_grace_s)
-        await engine.ingest_anomalies(anomalies, "alertmanager")
+        got = parse(body, engine.clock.now(), engine.settings.ingest.future_grace_s)
+        await engine.ingest_alerts(got.firing, got.resolved, "alertmanager")
     except IngestError as exc:
         engine.reject("alertmanager", exc.status)
         raise
-    return AlertsAccepted(firing=len(anomalies), resolved=resolved)
+    return AlertsAccepted(firing=len(got.firing), resolved=got.resolved_total)
