@@ -571,8 +571,18 @@ async def test_running_a_runbook_by_hand_edges(rig: Rig) -> None:
     busy = await rig.client.post(f"{base}/test_flag/run", json={"who": "bo", "why": "again"})
     assert busy.status_code == 409  # one remediation at a time holds for a person's run too
     assert busy.json()["guard"] == "one_at_a_time" and live.json()["id"] in busy.json()["detail"]
-    refused = rig.engine.store.get(Remediation, busy.json()["remediation_id"])
-    assert refused is not None and refused.state.value == "escalated"
+    # A refusal stores nothing that reads as pending work ("escalated" asks for a person): audited only.
+    assert rig.engine.store.get(Remediation, busy.json()["remediation_id"]) is None
+    # A dry run is not held by the live one: it changes nothing.
+    preview = await rig.client.post(f"{base}/test_flag/run", json={**body, "dry_run": True})
+    assert preview.status_code == 200, preview.text
+    await wait_for(lambda: rig.engine.store.get(Remediation, preview.json()["id"]).state.value == "succeeded")
+    off = {"mode": "off", "who": "ana", "why": "incident review"}
+    assert (await rig.client.put("/api/v1/automation", json=off)).status_code == 200
+    switched_off = await rig.client.post(f"{base}/test_flag/run", json={**body, "dry_run": True})
+    assert switched_off.status_code == 409 and switched_off.json()["guard"] == "automation_switch"
+    assert rig.engine.store.get(Remediation, switched_off.json()["remediation_id"]) is None
+    assert not rig.engine.store.find(Remediation, status="escalated", limit=10)
 
 
 async def test_an_incidents_candidate_runbooks_are_ranked_and_explained(rig: Rig) -> None:

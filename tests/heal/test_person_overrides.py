@@ -324,6 +324,75 @@ def test_a_runbook_run_by_hand_that_cannot_bind_names_the_field(tmp_path: Path) 
         assert h.executor.log.get(out.remediation.id) is not None
 
 
+def test_a_refused_request_by_hand_leaves_no_remediation_only_its_audit(tmp_path: Path) -> None:
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        w = World({("error_ratio", "api"): 0.3})
+        h = healer(store, w)
+        live = h.run_by_hand(request(), "risky_restart", who="ana", why="first")
+        h.tick()  # sent, verifying: it holds the service
+        busy = h.run_by_hand(request(incident_id="inc-2"), "risky_restart", who="bo", why="again")
+        h.guards.settings = GuardSettings(mode=AutomationMode.OFF)
+        off = h.run_by_hand(request("web", "inc-3"), "risky_restart", who="cy", why="try")
+        for out, guard in ((busy, "one_at_a_time"), (off, "automation_switch")):
+            assert (out.event, out.guard, out.escalate) == ("refused", guard, False)
+            assert h.executor.log.get(out.remediation.id) is None  # nothing stored, nothing pending
+            audits = [a for a in store.find(AuditEntry, limit=100) if a.subject == out.remediation.id]
+            assert sorted(a.verb for a in audits) == ["refused", "run_by_hand"]
+            assert all(a.detail["recorded"] is False for a in audits)
+            (refusal,) = [a for a in audits if a.verb == "refused"]
+            assert refusal.detail["guard"] == guard and refusal.detail["reason"] == out.reason
+        # The only remediation is the one that runs: no escalated one asks a person for anything.
+        assert [r.id for r in h.executor.log.changed_since(0.0)] == [live.remediation.id]
+        assert not h.executor.log.in_states([S.ESCALATED])
+        # Refused, it was not tried: the healer (or a person) may still run it on that incident later.
+        assert "risky_restart" not in h.tried.get("inc-2", {})
+
+
+def test_a_dry_run_by_hand_runs_beside_a_live_remediation(tmp_path: Path) -> None:
+    with SqliteStore(str(tmp_path / "h.db")) as store:
+        w = World({("error_ratio", "api"): 0.3})
+        h = healer(store, w)
+        live = h.run_by_hand(request(), "risky_restart", who="ana", why="the fix")
+        h.tick()
+        dry = h.run_by_hand(
+            request(incident_id="inc-2"), "risky_restart", who="bo", why="preview", dry_run=True
+        )
+        # One at a time protects a service from two changes at once; a dry run makes none.
+        assert dry.event == "approved"
+        approved = dry.remediation.history[-1].why  # the guards' reasons, each one
+        assert "dry run: api already has remediation" in approved and "a live run would wait" in approved
+        h.tick()
+        rem = h.executor.log.get(dry.remediation.id)
+        assert rem is not None and rem.state is S.SUCCEEDED and rem.dry_run
+        assert [dry_run for _, dry_run in w.sent] == [False, True]  # the live restart, then the dry one
+        running = h.executor.log.get(live.remediation.id)
+        assert running is not None and running.state is S.VERIFYING
+        # ... and a dry run under way holds nothing: a live run is not refused because of it.
+        assert not rem.model_copy(update={"state": S.VERIFYING}).holds_service
+
+
+def test_the_guards_let_a_dry_run_past_one_at_a_time_and_say_what_live_would_meet() -> None:
+    running = new_remediation(service="api", runbook="two", risk=0, step_count=1, at=T0, by="t", why="w")
+    running = running.model_copy(update={"state": S.VERIFYING})
+    for dry_run in (False, True):
+        rem = new_remediation(
+            service="api", runbook="two", risk=0, step_count=1, at=T0, by="t", why="w", dry_run=dry_run
+        )
+        verdict = Guards(GuardSettings(mode=AutomationMode.ON)).check(GuardInput(rem, T0, active=[running]))
+        assert verdict.allowed is dry_run
+        if dry_run:
+            assert any(r.startswith("dry run: api already has remediation") for r in verdict.reasons)
+        else:
+            assert verdict.guard == "one_at_a_time"
+    # The switch still holds a dry run: "off" is a person's "nothing now".
+    rem = new_remediation(
+        service="api", runbook="two", risk=0, step_count=1, at=T0, by="t", why="w", dry_run=True
+    )
+    assert (
+        Guards(GuardSettings(mode=AutomationMode.OFF)).check(GuardInput(rem, T0)).guard == "automation_switch"
+    )
+
+
 def test_a_dry_run_by_hand_stays_dry_whatever_the_mode(tmp_path: Path) -> None:
     with SqliteStore(str(tmp_path / "h.db")) as store:
         w = World({("error_ratio", "api"): 0.01})

@@ -13,13 +13,15 @@ classifier treats it as not measured rather than as a guess.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from opsmind.clock import Clock
 from opsmind.heal.classify import EVENT_WINDOW_S, IncidentObservation, ObservedEvent, onset_order
 from opsmind.heal.fields import PodView, SeenEvent, incident_fields
-from opsmind.heal.runbook import EVENT_COUNT_METRIC
+from opsmind.heal.observation import BASELINE_S
+from opsmind.heal.runbook import EVENT_COUNT_METRIC, PODS_NOT_READY_METRIC
 from opsmind.store.protocols import EventStore, SampleStore
 from opsmind.types import Anomaly, Event, Incident
 
@@ -29,6 +31,9 @@ TREND_S = 600.0
 """Slopes (memory, disk) are fitted over this much recent history."""
 USUAL_S = 3600.0
 """A service's usual traffic: the median request rate over this long before the incident opened."""
+READY_FRESH_S = 30.0
+"""A pod whose last readiness sample is this much older than the service's newest one is gone: a deleted
+pod's series just stops, and one deleted while not ready must not hold a verification for ``stale_s``."""
 
 
 @dataclass
@@ -42,11 +47,38 @@ class StoreView:
 
     def read(self, metric: str, labels: dict[str, str]) -> float | None:
         """The runbooks' reader: the largest latest value among the series of ``metric`` carrying
-        ``labels`` (None when none has a recent value); ``EVENT_COUNT_METRIC`` counts platform events."""
+        ``labels`` (None when none has a recent value); ``EVENT_COUNT_METRIC`` counts platform events,
+        ``PODS_NOT_READY_METRIC`` the service's pods not ready (:meth:`pods_not_ready`)."""
         if metric == EVENT_COUNT_METRIC:
             return float(self._event_count(labels))
+        if metric == PODS_NOT_READY_METRIC:
+            service = labels.get("service")
+            return None if service is None else self.pods_not_ready(service)
         latest = [p[-1][1] for p in self._points(metric, labels, self.stale_s) if p]
         return max(latest) if latest else None
+
+    def level_before(self, metric: str, labels: dict[str, str], t: float) -> float | None:
+        """A series' usual level before ``t``: the median of its values in the ``BASELINE_S`` before (the
+        quarter hour the observation compares the incident with; a median, so the first faulty samples
+        before an incident opened do not move it), the largest among the matching series as :meth:`read`
+        takes the largest. None when no series has a value there."""
+        levels = [
+            statistics.median(v for _, v in pts)
+            for pts in self._points(metric, labels, BASELINE_S, until=t)
+            if pts
+        ]
+        return max(levels) if levels else None
+
+    def pods_not_ready(self, service: str) -> float | None:
+        """How many of ``service``'s current pods report ``pod_ready`` below 1 (None: it has no recent pod
+        readiness series). Current: reported within ``READY_FRESH_S`` of its newest pod sample."""
+        last: list[tuple[float, float]] = [
+            pts[-1] for pts in self._points("pod_ready", {"service": service}, self.stale_s) if pts
+        ]
+        if not last:
+            return None
+        newest = max(t for t, _ in last)
+        return float(sum(1 for t, v in last if t >= newest - READY_FRESH_S and v < 1.0))
 
     def _event_count(self, labels: Mapping[str, str]) -> int:
         since = self.clock.now() - float(labels.get("within_s", "3600"))

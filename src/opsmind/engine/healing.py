@@ -182,6 +182,7 @@ class HealStage(Stage):
             replicas=self._replicas,
             escalate=self._escalations.append,
             actor=ACTOR,
+            before=self.view.level_before,
         )
         if self.healer.unsupported:
             log.info(
@@ -379,7 +380,9 @@ class HealStage(Stage):
             if service in seen_services:
                 continue
             seen_services.add(service)
-            yield HealRequest(inc.id, service, observation, fields(self.view, service, now, seen), impact)
+            yield HealRequest(
+                inc.id, service, observation, fields(self.view, service, now, seen), impact, inc.opened_at
+            )
 
     def _scope(self, inc: Incident) -> set[str]:
         """The services a remediation for ``inc`` may target: its own, and those they call (directly or
@@ -601,8 +604,9 @@ class HealStage(Stage):
         self, incident_id: str, runbook: str, who: str, why: str, dry_run: bool = False
     ) -> Outcome:
         """A person runs ``runbook`` on the incident (see Healer.run_by_hand); the remediation starts at
-        once when the guards allow it. LookupError: no such incident; KeyError: no such runbook;
-        RunbookNotBound: it cannot be bound; ValueError: no who or why."""
+        once when the guards allow it, and a guard's refusal (outcome ``refused``) stores no remediation,
+        only the audit. LookupError: no such incident; KeyError: no such runbook; RunbookNotBound: it
+        cannot be bound; ValueError: no who or why."""
         request = await self._incident_request(incident_id)
         async with self._lock:
             outcome = await asyncio.to_thread(
@@ -614,6 +618,8 @@ class HealStage(Stage):
             "remediation_id": outcome.remediation.id,
             "why": why,
             "dry_run": dry_run,
+            "outcome": outcome.event,
+            "reason": outcome.reason,
         }
         await self._audit(now, request.service, "heal_run_by_hand", incident_id, {**detail, "who": who})
         if outcome.remediation.state is RemediationState.APPROVED:

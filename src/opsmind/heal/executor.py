@@ -6,9 +6,10 @@ holds or its timeout passes on the injected clock) -> the next step, or ``succee
 When a verification fails, the failing step's rollback runs (its declared rollback action, else the
 actuator's revert token) and the remediation ends ``rolled_back``, or ``escalated`` when the rollback
 fails. Steps already verified are kept: they did what they promised. Escalation is asked for (the
-``escalate`` flag of an :class:`Outcome`) whenever a guard refuses, approval is needed, a step fails (but
-not a first step's precheck: nothing was sent, the healer tries its next option), a remediation is aborted,
-or a rollback fails.
+``escalate`` flag of an :class:`Outcome`) whenever a guard refuses the healer's proposal, approval is
+needed, a step fails (but not a first step's precheck: nothing was sent, the healer tries its next
+option), a remediation is aborted, or a rollback fails. A guard's refusal of a person's request is
+answered to them and audited, nothing more.
 
 People step in with :meth:`Executor.approve` and :meth:`Executor.reject` (a proposed remediation),
 :meth:`Executor.roll_back` (undo the steps an executing, verifying or succeeded remediation sent, with the
@@ -236,7 +237,8 @@ class Executor:
         """Propose a remediation and ask the guards: approved automatically, left awaiting a person's
         approval, or refused and escalated. ``context`` (the incident's fields) is persisted with it and
         handed to ``runbooks`` with the runbook's name. ``requested_by``: a person ran it by hand (the
-        approval guard lets it pass, the others hold); ``dry_run``: only a dry run, whatever the mode."""
+        approval guard lets it pass, the others hold; a refusal is only audited, see
+        :meth:`_refuse_request`); ``dry_run``: only a dry run, whatever the mode."""
         why = why or f"runbook {runbook} proposed for {service}"
         by = self.actor if requested_by is None else f"user:{requested_by}"
         rem = self._draft(
@@ -253,9 +255,13 @@ class Executor:
             dry_run=dry_run,
         )
         now = rem.at
+        # Asked before anything is stored (the guards never count the draft itself): the same verdict as
+        # after storing it, and a person's refused request then leaves no remediation behind.
+        verdict = self._guard(rem, now)
+        if requested_by is not None and not verdict.allowed:
+            return self._refuse_request(rem, verdict, by, why, now)
         verb = "propose" if requested_by is None else "run_by_hand"
         self.log.commit(rem, [audit(rem, by, verb, now, reason=why)])
-        verdict = self._guard(rem, now)
         if verdict.allowed:
             new = rem.advance(S.APPROVED, at=now, by=self.actor, why="; ".join(verdict.reasons))
             return self._commit(new, "approved", verdict.reason, now, reasons=list(verdict.reasons))
@@ -619,6 +625,23 @@ class Executor:
         new = rem.advance(S.ESCALATED, at=now, by=self.actor, why=why, escalations=(*rem.escalations, why))
         outcome = self._commit(new, "refused", why, now, escalate=True, guard=verdict.guard)
         return replace(outcome, guard=verdict.guard)
+
+    def _refuse_request(
+        self, rem: Remediation, verdict: GuardVerdict, by: str, asked: str, now: float
+    ) -> Outcome:
+        """A person's request (run by hand) that a guard refuses: audited (the request and the refusal,
+        under the id it would have had), nothing stored in the remediation log and nobody paged. Stored,
+        it stayed ``escalated`` - "a person is needed" - for a refusal the asking person hears at once,
+        and listed beside the remediations that are real work; the healer's own refusals are stored and
+        escalated because there a person has to be told. The outcome carries the unstored draft."""
+        why = f"refused by {verdict.guard}: {verdict.reason}"
+        self.store.put_many(
+            [
+                audit(rem, by, "run_by_hand", now, reason=asked, recorded=False),
+                audit(rem, self.actor, "refused", now, reason=why, guard=verdict.guard, recorded=False),
+            ]
+        )
+        return Outcome(rem, "refused", why, escalate=False, guard=verdict.guard)
 
     def _stop(self, rem: Remediation, why: str, now: float) -> Outcome:
         """End a remediation that cannot go on: aborted before anything is undone, escalated after."""

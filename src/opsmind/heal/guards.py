@@ -13,8 +13,9 @@ blast radius, the cooldowns, the rate limits, and approval last. A remediation a
 (``requested_by``) passes the approval guard: their request is the approval; every other guard holds.
 
 Approval is recorded with :func:`approve` and :func:`reject`: who and why become a transition of the
-remediation and an audit entry. In dry-run mode approval is not asked (nothing changes), but the
-verdict says it would have been.
+remediation and an audit entry. A dry run (dry-run mode, or one a person asked for) is held by neither
+approval nor another remediation on its service (:data:`DRY_RUN_PASSES`): it changes nothing, so there is
+nothing to approve and nothing to collide with; the verdict still says what a live run would have met.
 """
 
 from __future__ import annotations
@@ -239,6 +240,15 @@ TEMPORARY_GUARDS = frozenset(
 )
 
 
+# Guards a dry run passes, with what its verdict says instead: both protect a service from a change (an
+# unapproved one, or two at once), and a dry run sends none. The others still hold: the switch and a
+# pause are a person's "nothing now", and cooldowns and rates make a dry run show what live would do.
+DRY_RUN_PASSES: Mapping[str, str] = {
+    "approval": "not asked because nothing changes",
+    "one_at_a_time": "a live run would wait; a dry run changes nothing, so it runs beside it",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class GuardVerdict:
     """The chain's answer. A refusal names its guard and asks for escalation; ``awaiting_approval`` means
@@ -287,10 +297,11 @@ class Guards:
     def check(self, inp: GuardInput) -> GuardVerdict:
         """The first refusal with its reason, or allowed with every guard's reason."""
         dry_run = self.settings.mode is AutomationMode.DRY_RUN
+        sends_nothing = dry_run or inp.remediation.dry_run
         reasons: list[str] = []
         for name, (ok, reason) in self.results(inp):
-            if not ok and name == "approval" and dry_run:
-                reasons.append(f"dry run: {reason}, not asked because nothing changes")
+            if not ok and sends_nothing and name in DRY_RUN_PASSES:
+                reasons.append(f"dry run: {reason}, {DRY_RUN_PASSES[name]}")
                 continue
             if not ok:
                 return GuardVerdict(False, reason, name, dry_run, (*reasons, reason))

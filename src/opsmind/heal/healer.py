@@ -77,6 +77,13 @@ MAX_RUNS_PER_RUNBOOK = 3
 MAX_PRECHECK_REFUSALS = 3
 """A runbook whose first precheck keeps saying no when it is to start (it held when the runbook was chosen)
 is not offered a fourth time on that incident."""
+OPENED_AT = "incident_opened_at"
+"""The context key (persisted with the remediation) of its incident's opening, so the levels from before
+the incident are the same ones when its steps are planned again after a restart."""
+
+LevelBefore = Callable[[str, dict[str, str], float], float | None]
+"""``(metric, labels, t) -> level``: a series' usual level before ``t`` (the engine's: the median of the
+quarter hour before, the largest among the matching series, as ``read`` takes the largest)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,9 @@ class HealRequest:
     fields: Mapping[str, str]
     impact: bool = True
     """Users are affected now (an SLO is breaching, a service is down): worth acting on a best guess."""
+    opened_at: float | None = None
+    """When the incident opened: its runbooks' ``baseline`` comparisons read the levels from before then
+    (None: not known, their absolute thresholds decide alone)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +205,9 @@ class Healer:
     replicas: Callable[[str], int | None] | None = None
     escalate: Callable[[Outcome], None] | None = None
     actor: str = "opsmind.heal"
+    before: LevelBefore | None = None
+    """Where the runbooks' ``baseline`` comparisons read the level before the incident (None: nowhere,
+    their absolute thresholds decide alone)."""
 
     def __post_init__(self) -> None:
         self.knowledge = self.knowledge or KnowledgeBase(self.store)
@@ -272,9 +285,11 @@ class Healer:
             first = first or (kind, choices)
             for choice in choices:
                 runbook = self.runbooks[choice.runbook]
-                context = {**request.fields, "fault_kind": kind, "incident_id": request.incident_id}
+                context = self._context(request, kind)
                 try:
-                    steps = plan(runbook, context, self._reader_for(""), self.clock.now)
+                    steps = plan(
+                        runbook, context, self._reader_for(""), self.clock.now, self._before(context)
+                    )
                 except PlanError as exc:
                     skipped.append(str(exc))
                     tried.setdefault(runbook.name, {})[_signature(runbook, request.fields)] = False
@@ -399,11 +414,13 @@ class Healer:
             for choice in self.recommender.rank(kind, candidates, confidence):
                 runbook = self.runbooks[choice.runbook]
                 seen.add(runbook.name)
-                context = {**request.fields, "fault_kind": kind, "incident_id": request.incident_id}
+                context = self._context(request, kind)
                 applies: bool | None = None
                 saw = ""
                 try:
-                    steps = plan(runbook, context, self._reader_for(""), self.clock.now)
+                    steps = plan(
+                        runbook, context, self._reader_for(""), self.clock.now, self._before(context)
+                    )
                     applies, saw = _first_precheck(steps)
                     problem = None
                 except PlanError as exc:
@@ -432,7 +449,7 @@ class Healer:
     ) -> Outcome:
         """Submit the runbook a person chose for ``request``'s incident, bound to its fields as
         :meth:`handle` binds them, as a remediation requested by ``who``: the approval guard lets it
-        pass, every other guard holds (a refusal is the outcome, escalated state and all).
+        pass, every other guard holds (a refusal is the outcome ``refused``, audited, nothing stored).
 
         KeyError: no such runbook; :class:`RunbookNotBound`: a field it needs is missing;
         ValueError: no who or why, or an action the actuator cannot carry out."""
@@ -450,16 +467,16 @@ class Healer:
         prediction = self.classify(request.observation)
         treats = [k for k, _ in _kinds_to_try(prediction) if k in runbook.fault_kinds]
         kind = treats[0] if treats else runbook.fault_kinds[0]
-        context = {**request.fields, "fault_kind": kind, "incident_id": request.incident_id}
+        context = self._context(request, kind)
         try:
-            plan(runbook, context, self.read, self.clock.now)
+            plan(runbook, context, self.read, self.clock.now)  # only whether it binds: no levels read
         except PlanError as exc:
             missing = sorted(f for f in runbook.fields if context.get(f) is None)
             raise RunbookNotBound(str(exc), missing) from exc
         outcome = self._submit(
             request, runbook, context, f"run by hand by {who}: {why}", requested_by=who, dry_run=dry_run
         )
-        if outcome.remediation.state is not S.ESCALATED:  # refused: it may still be chosen later
+        if outcome.event != "refused":  # refused, it sent nothing: it may still be chosen later
             runs = self.tried.setdefault(request.incident_id, {}).setdefault(runbook.name, {})
             runs[_signature(runbook, request.fields)] = False  # until it verifies (see _finished)
         return outcome
@@ -615,7 +632,7 @@ class Healer:
         if runbook is None:
             return False, f"runbook {rem.runbook!r} is no longer loaded"
         try:
-            steps = plan(runbook, rem.context, self.read, self.clock.now)
+            steps = plan(runbook, rem.context, self.read, self.clock.now, self._before(rem.context))
         except PlanError as exc:
             return False, str(exc)
         check = steps[-1].verify if steps else None
@@ -694,11 +711,37 @@ class Healer:
         if runbook is None:
             return None
         try:
-            steps = plan(runbook, context, self._reader_for(rid), self.clock.now)
+            steps = plan(runbook, context, self._reader_for(rid), self.clock.now, self._before(context))
         except PlanError:
             return None
         self._plans[rid] = steps
         return steps
+
+    def _context(self, request: HealRequest, kind: str) -> dict[str, str]:
+        """What a runbook is bound to for ``request`` treated as ``kind``: the incident's fields, the kind,
+        the incident and when it opened (persisted with the remediation, see :data:`OPENED_AT`)."""
+        context = {**request.fields, "fault_kind": kind, "incident_id": request.incident_id}
+        if request.opened_at is not None:
+            context[OPENED_AT] = repr(float(request.opened_at))
+        return context
+
+    def _before(self, context: Mapping[str, str]) -> Reader | None:
+        """The reader of the levels before the incident of ``context`` (None when either is unknown)."""
+        level_before, opened = self.before, context.get(OPENED_AT)
+        if level_before is None or opened is None:
+            return None
+        try:
+            at = float(opened)
+        except ValueError:  # a context written by hand or by another version: no baseline, not a crash
+            return None
+
+        def read(metric: str, labels: dict[str, str]) -> float | None:
+            try:
+                return level_before(metric, labels, at)
+            except Exception:  # a broken store: the absolute threshold decides, and the reason says so
+                return None
+
+        return read
 
     def _reader_for(self, remediation_id: str) -> Reader:
         """``read`` that also answers "how many *other* remediations are running" for the prechecks."""

@@ -32,8 +32,13 @@ Conditions (``precheck`` and ``verify``) are a small vocabulary, each evaluated 
 ``read(name, labels) -> float | None`` that the executor supplies (when several series match it
 returns the largest value; None when none does):
 
-* ``{metric, service?, labels?, op, value, if_missing?}``: a comparison (``<``, ``<=``, ``>``, ``>=``,
-  ``==``, ``!=``) of the metric's current value; ``if_missing: pass`` holds when there is no series;
+* ``{metric, service?, labels?, op, value, if_missing?, baseline?}``: a comparison (``<``, ``<=``, ``>``,
+  ``>=``, ``==``, ``!=``) of the metric's current value; ``if_missing: pass`` holds when there is no
+  series; ``baseline: {factor, slack}`` (``<``, ``<=``, ``>``, ``>=`` only) makes it hold only when the
+  value also compares true against ``factor`` x the series' level before the incident + ``slack``
+  (:class:`Baseline`; "back near its usual level": an absolute threshold alone is often met by the faulty
+  level too). The level is read when the runbook is bound (:func:`opsmind.heal.plan.plan`); where none is
+  known the absolute ``value`` decides alone, and the reason says so;
 * ``{event, service?, node?, within_s?, min_count?}``: at least ``min_count`` events with that reason
   in the last ``within_s`` seconds - read as the pseudo-metric ``EVENT_COUNT_METRIC`` with labels
   ``reason``, ``within_s`` and the given ``service``/``node``;
@@ -42,7 +47,10 @@ returns the largest value; None when none does):
 * ``{all: [...]}``, ``{any: [...]}``, ``{not: CONDITION}``.
 
 The outermost condition of a ``verify`` carries ``timeout_s`` (required, > 0) and ``for_s`` (default 0,
-below ``timeout_s``); a precheck carries neither. Loading validates everything and raises
+below ``timeout_s``); a precheck carries neither. A step whose action starts or replaces pods of a service
+(:data:`POD_ACTIONS`) is verified only once it has taken effect: every pod of that service is ready
+(:attr:`Step.settled`, read as the pseudo-metric ``PODS_NOT_READY_METRIC``), so ``for_s`` does not run
+while the old pods still serve. Loading validates everything and raises
 :class:`RunbookError` whose every line names the file, the step and the field.
 """
 
@@ -132,6 +140,21 @@ STANDARD_METRICS = (
 )
 EVENT_COUNT_METRIC = "opsmind:event_count"
 REMEDIATIONS_RUNNING_METRIC = "opsmind:remediations_running"
+PODS_NOT_READY_METRIC = "opsmind:pods_not_ready"
+"""Label ``service``: how many of the service's current pods report not ready (None: cannot tell)."""
+
+# Actions that start or replace pods, with the parameter naming the workload whose pods they are (the
+# Kubernetes actions name a Deployment, which the bundled runbooks name after the service). The actuator
+# answers once the request is accepted, but the new pods take their start-up time to become ready, and
+# until then the old ones serve: a verification counted from the answer measured the fault, not the fix.
+POD_ACTIONS: dict[str, str] = {
+    "restart": "service",
+    "rollback": "service",
+    "deploy": "service",
+    "scale": "service",
+    "rollout_restart": "deployment",
+    "rollout_undo": "deployment",
+}
 
 Reader = Callable[[str, dict[str, str]], float | None]
 Op = Literal["<", "<=", ">", ">=", "==", "!="]
@@ -297,6 +320,11 @@ class BaseCondition(_Model):
         """A copy with every template filled from ``fields`` (TemplateError when one is missing)."""
         raise NotImplementedError(f"{type(self).__name__} does not define render")
 
+    def with_baseline(self, before: Reader) -> BaseCondition:
+        """A copy whose metric comparisons with a ``baseline`` know the series' level before the
+        incident, read once with ``before(metric, labels)`` (render first: the labels are the series')."""
+        return self
+
     def children(self) -> tuple[tuple[str, BaseCondition], ...]:
         return ()
 
@@ -310,6 +338,19 @@ def _selector(name: str, labels: Mapping[str, str]) -> str:
     return f"{name}{{{inner}}}" if inner else name
 
 
+class Baseline(_Model):
+    """A threshold relative to the series' own level before the incident: ``factor`` x that level +
+    ``slack`` (in the metric's unit). ``{factor: 1.5, slack: 0.05}`` on a p99 latency ``<`` reads "back
+    below 1.5 x its usual p99 plus 50 ms"; the slack keeps a level near zero (an error ratio) from asking
+    for an exact zero."""
+
+    factor: float = Field(1.0, gt=0, description="times the level before the incident")
+    slack: float = Field(0.0, description="added to it, in the metric's unit")
+
+    def bound(self, before: float) -> float:
+        return self.factor * before + self.slack
+
+
 class MetricCondition(BaseCondition):
     metric: str = Field(pattern=r"^[A-Za-z_:][A-Za-z0-9_:]*$")
     service: str | None = None
@@ -317,9 +358,28 @@ class MetricCondition(BaseCondition):
     op: Op
     value: float
     if_missing: Literal["fail", "pass"] = "fail"
+    baseline: Baseline | None = Field(
+        None, description="also compare against the level before the incident (see Baseline)"
+    )
+
+    # The level before the incident, read when the runbook is bound (with_baseline); private, so a runbook
+    # cannot state it.
+    _before: float | None = PrivateAttr(None)
+
+    @field_validator("baseline")
+    @classmethod
+    def _ordered(cls, baseline: Baseline | None, info: ValidationInfo) -> Baseline | None:
+        if baseline is not None and info.data.get("op") in ("==", "!="):
+            raise ValueError("a baseline bound needs an ordering op (<, <=, >, >=), not == or !=")
+        return baseline
 
     def selector_labels(self) -> dict[str, str]:
         return {**self.labels, **_labels(service=self.service)}
+
+    @property
+    def before(self) -> float | None:
+        """The series' level before the incident, once bound (None: unknown, or no baseline asked)."""
+        return self._before
 
     def _evaluate(self, read: Reader) -> tuple[bool, str]:
         labels = self.selector_labels()
@@ -327,13 +387,49 @@ class MetricCondition(BaseCondition):
         got = read(self.metric, labels)
         if got is None:
             return self.if_missing == "pass", f"no data for {shown}"
-        ok = _OPS[self.op](got, self.value)
-        return ok, f"{shown} = {got:g} {'' if ok else 'not '}{self.op} {self.value:g}"
+        compare = _OPS[self.op]
+        ok = compare(got, self.value)
+        seen = f"{shown} = {got:g} {'' if ok else 'not '}{self.op} {self.value:g}"
+        if self.baseline is None:
+            return ok, seen
+        if self._before is None:
+            return ok, f"{seen} (no level before the incident known: the absolute threshold decides)"
+        bound = self.baseline.bound(self._before)
+        near = compare(got, bound)
+        how = f"{self.baseline.factor:g} x {self._before:g} before the incident"
+        how += f" + {self.baseline.slack:g}" if self.baseline.slack else ""
+        return ok and near, f"{seen}, {'' if near else 'not '}{self.op} {bound:g} ({how})"
 
     def render(self, fields: Mapping[str, object]) -> MetricCondition:
         labels = {k: str(render(v, fields)) for k, v in self.labels.items()}
         service = None if self.service is None else str(render(self.service, fields))
         return self.model_copy(update={"labels": labels, "service": service})
+
+    def with_baseline(self, before: Reader) -> MetricCondition:
+        if self.baseline is None:
+            return self
+        bound = self.model_copy()
+        bound._before = before(self.metric, self.selector_labels())
+        return bound
+
+
+class PodsReadyCondition(BaseCondition):
+    """Every pod of ``service`` is ready: what :attr:`Step.settled` waits for after an action on pods.
+    Not written in runbooks (derived from the action). A reader that cannot tell (no pod series) lets
+    it hold, with that said: without pod metrics a step is verified from the start, as before."""
+
+    service: str = Field(min_length=1)
+
+    def _evaluate(self, read: Reader) -> tuple[bool, str]:
+        waiting = read(PODS_NOT_READY_METRIC, {"service": self.service})
+        if waiting is None:
+            return True, f"cannot tell whether the pods of {self.service} are ready"
+        if waiting > 0:
+            return False, f"{waiting:g} pod(s) of {self.service} not ready yet"
+        return True, f"every pod of {self.service} is ready"
+
+    def render(self, fields: Mapping[str, object]) -> PodsReadyCondition:
+        return self.model_copy(update={"service": str(render(self.service, fields))})
 
 
 class EventCondition(BaseCondition):
@@ -392,6 +488,9 @@ class AllCondition(BaseCondition):
     def render(self, fields: Mapping[str, object]) -> AllCondition:
         return self.model_copy(update={"all": [c.render(fields) for c in self.all]})
 
+    def with_baseline(self, before: Reader) -> AllCondition:
+        return self.model_copy(update={"all": [c.with_baseline(before) for c in self.all]})
+
     def children(self) -> tuple[tuple[str, BaseCondition], ...]:
         return tuple((f"all[{i}]", c) for i, c in enumerate(self.all))
 
@@ -411,6 +510,9 @@ class AnyCondition(BaseCondition):
     def render(self, fields: Mapping[str, object]) -> AnyCondition:
         return self.model_copy(update={"any": [c.render(fields) for c in self.any]})
 
+    def with_baseline(self, before: Reader) -> AnyCondition:
+        return self.model_copy(update={"any": [c.with_baseline(before) for c in self.any]})
+
     def children(self) -> tuple[tuple[str, BaseCondition], ...]:
         return tuple((f"any[{i}]", c) for i, c in enumerate(self.any))
 
@@ -424,6 +526,9 @@ class NotCondition(BaseCondition):
 
     def render(self, fields: Mapping[str, object]) -> NotCondition:
         return self.model_copy(update={"not_": self.not_.render(fields)})
+
+    def with_baseline(self, before: Reader) -> NotCondition:
+        return self.model_copy(update={"not_": self.not_.with_baseline(before)})
 
     def children(self) -> tuple[tuple[str, BaseCondition], ...]:
         return (("not", self.not_),)
@@ -533,6 +638,15 @@ class Step(_Model):
     def verify_timeout_s(self) -> float:
         """How long verification may take (validated: present and > 0 on every loaded step)."""
         return self.verify.timeout_s or 0.0
+
+    @property
+    def settled(self) -> PodsReadyCondition | None:
+        """What shows the action has taken effect, for an action that starts or replaces pods
+        (:data:`POD_ACTIONS`): every pod of its workload is ready (templates not yet filled). Until then
+        the verification does not count; None for other actions, verified from the start."""
+        param = POD_ACTIONS.get(self.action)
+        target = None if param is None else self.params.get(param)
+        return PodsReadyCondition(service=target) if isinstance(target, str) and target else None
 
 
 class _Problems(ValueError):
@@ -869,6 +983,8 @@ __all__ = [
     "FAULT_KINDS",
     "FAULT_KIND_ALIASES",
     "INCIDENT_FIELDS",
+    "PODS_NOT_READY_METRIC",
+    "POD_ACTIONS",
     "REMEDIATIONS_RUNNING_METRIC",
     "STANDARD_METRICS",
     "ActionCall",
@@ -876,11 +992,13 @@ __all__ = [
     "AllCondition",
     "AnyCondition",
     "BaseCondition",
+    "Baseline",
     "Condition",
     "EventCondition",
     "MetricCondition",
     "NoRemediationCondition",
     "NotCondition",
+    "PodsReadyCondition",
     "Problem",
     "Reader",
     "Runbook",

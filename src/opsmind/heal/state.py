@@ -173,8 +173,9 @@ class Remediation(Record):
 
     @property
     def holds_service(self) -> bool:
-        """It is changing its service now (the one-at-a-time guard counts these)."""
-        return self.state in UNFINISHED and not self.finished
+        """It is changing its service now (the one-at-a-time guard counts these); a dry run changes
+        nothing, so it holds nothing."""
+        return self.state in UNFINISHED and not self.finished and not self.dry_run
 
     def advance(
         self, target: RemediationState, *, at: float, by: str, why: str, **changes: Any
