@@ -19,8 +19,10 @@ it names). This router also carries the overrides of self-healing that the remed
   whether it binds to the incident's fields and whether it was tried.
 - ``POST /api/v1/incidents/{id}/runbooks/{name}/run`` ``{"why", "dry_run"?}`` runs the runbook a person
   chose, bound to the incident as the healer binds it, as a remediation requested by them: every guard
-  but approval holds. 404 unknown incident or runbook; 409 a guard refused (its reason and name, and the
-  escalated remediation's id); 422 the runbook cannot be bound (the fields it lacks).
+  but approval holds; a dry run is not held by ``one_at_a_time`` (it acts on nothing). 404 unknown
+  incident or runbook; 409 a guard refused (its reason and name, and the id under which the refusal is
+  audited: nothing is stored as a remediation, the person asking has the answer); 422 the runbook cannot
+  be bound (the fields it lacks).
 
 Who acted comes from :func:`opsmind.api.auth.acting`: the signed-in principal, or, with access control
 off, the body's ``who``. Every route but ``/overrides`` answers 503 while ``heal.enabled`` is false.
