@@ -27,6 +27,8 @@ from opsmind.types import AuditEntry
 router = APIRouter(prefix="/api/v1", tags=["remediation"])
 
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096)]
+# A name, as every other route takes one (overrides, silences' createdBy, registrations' by): 256 at most.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
 
 
 class Verdict(BaseModel):
@@ -34,7 +36,7 @@ class Verdict(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    who: NonBlank | None = None  # required only while auth is off; otherwise the principal's name
+    who: Name | None = None  # required only while auth is off; otherwise the principal's name
     why: NonBlank
 
 
@@ -42,7 +44,7 @@ class AutomationUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Literal["off", "dry_run", "on"]
-    who: NonBlank | None = None  # required only while auth is off; otherwise the principal's name
+    who: Name | None = None  # required only while auth is off; otherwise the principal's name
     why: NonBlank
 
 
