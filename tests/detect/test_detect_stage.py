@@ -12,7 +12,7 @@ from opsmind.bus.protocols import Message
 from opsmind.clock import SimClock
 from opsmind.config import DetectSettings
 from opsmind.detect.cad import CadDetector
-from opsmind.detect.ensemble import Ensemble
+from opsmind.detect.ensemble import WARMUP_POINTS, Ensemble
 from opsmind.detect.points import PointScorer
 from opsmind.detect.stage import DetectStage, rounds
 from opsmind.store.sqlite import SqliteStore
@@ -41,9 +41,10 @@ def steps(n_series: int, n_steps: int, spike_at: int | None = None) -> list[Seri
 async def test_a_backfill_batch_is_scored_in_rounds_and_finds_the_spike() -> None:
     st, tel, store = stage()
     await st.handle(Message(1, "samples", steps(30, 80, spike_at=70), 1))
-    # Every point after each series' cold start is scored, in rounds of 30 series.
+    # Every point after each series' warm-up (1 s apart: its first WARMUP_POINTS points) is scored, in
+    # rounds of 30 series.
     scored = tel.value("opsmind_detect_points_scored_total")
-    assert 30 * 40 <= scored <= 30 * 79
+    assert scored == 30 * (80 - WARMUP_POINTS)
     found = {(a.service, a.ts) for a in store.find(Anomaly)}
     assert ("s0", 1070.0) in found
     # Calibration is still settling this early in 2,400 noisy points; a stray alarm or two is tolerated.
@@ -53,8 +54,8 @@ async def test_a_backfill_batch_is_scored_in_rounds_and_finds_the_spike() -> Non
 async def test_single_point_batches_and_multi_point_series_agree() -> None:
     a, tel_a, store_a = stage()
     b, tel_b, store_b = stage()
-    data = steps(5, 60, spike_at=50)
-    for t in range(60):
+    data = steps(5, 100, spike_at=90)
+    for t in range(100):
         await a.handle(Message(t, "samples", data[t * 5 : (t + 1) * 5], 1))
     by_series: dict[Series, list[SeriesSamples]] = {}
     for ss in data:
@@ -64,6 +65,7 @@ async def test_single_point_batches_and_multi_point_series_agree() -> None:
         for s, v in by_series.items()
     ]
     await b.handle(Message(1, "samples", merged, 1))
+    assert store_a.find(Anomaly)  # the spike, after the warm-up
     assert tel_a.value("opsmind_detect_points_scored_total") == tel_b.value(
         "opsmind_detect_points_scored_total"
     )
@@ -72,7 +74,7 @@ async def test_single_point_batches_and_multi_point_series_agree() -> None:
 
 async def test_redelivered_batch_is_not_scored_twice() -> None:
     st, tel, store = stage()
-    batch = steps(3, 40, spike_at=35)
+    batch = steps(3, 100, spike_at=90)
     await st.handle(Message(1, "samples", batch, 1))
     scored = tel.value("opsmind_detect_points_scored_total")
     await st.handle(Message(1, "samples", batch, 2))

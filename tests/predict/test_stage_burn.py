@@ -102,5 +102,5 @@ def test_an_overspent_budget_reads_spent_everywhere(tmp_path: Path) -> None:
     assert report.exhausted_in_s == 0.0 and burn.labels["lead_s"] == "0"
     assert burn.evidence.endswith("the 30d error budget is spent: 208.3% of it in the 90 min of data")
     (change,) = Correlator(IncidentSettings(group_window_s=300, min_anomalies=2)).add(burn, NOW)
-    assert change.incident.title == "Error budget of api burning at 1e+03x: already spent"
+    assert change.incident.title == "Error budget of api burning at 1000x: already spent"
     assert np.isfinite(float(burn.labels["expected_at"]))

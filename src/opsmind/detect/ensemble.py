@@ -17,6 +17,30 @@ learned, except that after ``relearn_after`` consecutive anomalous points of a r
 the streak is learned, so a lasting shift becomes the new normal after a bounded time. The calibrators
 see every finite score (with bounded influence, see :mod:`opsmind.detect.calibrate`).
 
+Warm-up, the defined behaviour for the first points of a series: a series is learned but not judged
+(probability NaN, as in the detectors' own cold start; an infinite value still gives 1) while it is
+younger than ``warmup_s`` (``WARMUP_S``, five minutes since its first point) *and* has fewer than
+``warmup_points`` (``WARMUP_POINTS``, 60) points. A new series is very often a new process - a pod, a
+job, a new instance - and its first minutes are its start-up, not its normal: a pod is not ready, then
+ready; its CPU is busy loading, then idle until traffic arrives. Learned as normal and then judged,
+that start-up made every new pod's readiness and CPU "level shifts", each alarmed until the
+``relearn_after`` rule accepted it. Five minutes is what Kubernetes' own ``startupProbe`` example
+grants a slow container (30 x 10 s); the point cap bounds the wait for a fast-scraped series, whose
+statistics are ready long before (at the demo's 5 s scrape both end together). Every point of the
+warm-up is learned, anomalous or not: there is no normal yet to protect. A series is new to *this*
+ensemble, so after an engine restart every series warms up again (as the detectors' cold start already
+did, for 10 to 30 points). At 5-minute steps only a series' first point is in the warm-up, inside the
+detectors' cold start: such series (the benchmarks' synthetic fleet, files in NAB's layout) score
+exactly as without it.
+
+Direction: a metric whose name says only one direction is bad (:func:`opsmind.detect.golden.direction_of`:
+readiness, ``up``, availability, success ratios higher-is-better; error ratios and model drift
+lower-is-better) scores 0 - not anomalous, and so learned - on a point on its good side of the expected
+value (the seasonal baseline's): a pod becoming ready, errors falling back after a fault. The other side
+is judged as before. The direction comes from the series key's metric name, so it applies to series
+stepped by key (:meth:`Ensemble.step`, the detect stage); rows stepped without a key
+(:meth:`Ensemble.score_series`, the benchmarks) are judged both ways.
+
 Tuning procedure (honest): data generated in code by :func:`opsmind.bench.detect.synthetic` (daily/hourly
 seasonality or none, Gaussian and heavy-tailed noise, random walks, quantised and constant series, with
 injected spikes, level shifts, variance changes and drifts); 2,000 series x 1,000 points of seed 1 to tune,
@@ -33,14 +57,16 @@ to choose a value.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from opsmind.detect.base import F64, I64, B, Detector, SeriesIndex, grow
+from opsmind.detect.base import F64, I64, B, Detector, SeriesIndex, as_run, grow
 from opsmind.detect.calibrate import Calibrator
 from opsmind.detect.cusum import CusumDetector
 from opsmind.detect.ewma import EwmaDetector
+from opsmind.detect.golden import EITHER, direction_of
 from opsmind.detect.jit import kernel
 from opsmind.detect.robust import Resolution
 from opsmind.detect.seasonal import SeasonalDetector
@@ -52,6 +78,8 @@ AGREEMENT = 0.5
 WEIGHTS: dict[str, float] = {"seasonal": 0.99, "ewma": 1.02, "cusum": 1.0, "spectral_residual": 0.90}
 MAX_SURPRISE = 15.0
 ONSET_REFRACTORY = 200  # points; see Ensemble.onset_series  # probability resolution: 1 - 1e-15
+WARMUP_S = 300.0  # a new series is learned, not judged, while younger than this ... (see the module)
+WARMUP_POINTS = 60  # ... and shorter than this
 
 
 @dataclass(frozen=True)
@@ -69,6 +97,27 @@ class EnsembleScores:
         return {
             n: 1.0 - np.power(10.0, -self.detector_surprise[:, i]) for i, n in enumerate(self.detector_names)
         }
+
+
+class KeyedIndex(SeriesIndex):
+    """A :class:`SeriesIndex` that also keeps each row's key (``keys[row]``), so the ensemble can read
+    what a new row's metric name says about it (its direction) once, when the row appears."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[str] = []
+
+    def row(self, key: str) -> int:
+        r = self._rows.get(key)
+        if r is None:
+            r = self._rows[key] = len(self.keys)
+            self.keys.append(key)
+        return r
+
+
+def metric_name(key: str) -> str:
+    """The metric name of a series key (``name{labels}``; a metric name never contains ``{``)."""
+    return key.partition("{")[0]
 
 
 def default_detectors(res: Resolution | None = None) -> list[Detector]:
@@ -103,37 +152,78 @@ class Ensemble:
         detectors: list[Detector] | None = None,
         weights: dict[str, float] | None = None,
         agreement: float = AGREEMENT,
+        warmup_s: float = WARMUP_S,
+        warmup_points: int = WARMUP_POINTS,
+        direction: Callable[[str], int] | None = direction_of,
     ) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError("threshold must be in (0, 1)")
+        if warmup_s < 0 or warmup_points < 0:
+            raise ValueError("warmup_s and warmup_points must not be negative")
         self.threshold = threshold
         self.relearn_after = relearn_after
+        self.warmup_s = warmup_s
+        self.warmup_points = warmup_points
+        self.direction = direction
         # The default detectors share one resolution tracker, learned here after they all learned.
         self.shared_res = Resolution() if detectors is None else None
         self.detectors = detectors if detectors is not None else default_detectors(self.shared_res)
         self.weights = np.array([(weights or WEIGHTS).get(d.name, 1.0) for d in self.detectors])
         self.agreement = agreement
         self.calibrator = Calibrator.for_detectors([d.name for d in self.detectors])
-        self.index = SeriesIndex()
+        self.index = KeyedIndex()
         self.streak = np.zeros(0, dtype=np.int64)
+        self.seen = np.zeros(0, dtype=np.int64)  # points stepped per row in its warm-up (its length)
+        self.born = np.zeros(0)  # a row's first timestamp, NaN before it (the warm-up's age)
+        # Rows still in their warm-up, and how many: once none is, a step skips the warm-up's arithmetic
+        # (a fleet in its steady state), and a row that has left its warm-up never goes back.
+        self.warming = np.zeros(0, dtype=np.bool_)
+        self._n_rows = 0
+        self._n_warming = 0
+        self.sign = np.zeros(0, dtype=np.int8)  # a row's direction (golden.direction_of), 0 = either
+        self._any_sign = False
+        self._signed = 0  # rows of the index below this have their direction set
+        self._directions: dict[str, int] = {}  # by metric name: a fleet repeats a name over many series
 
     @property
     def nbytes_per_series(self) -> int:
         shared = Resolution.NBYTES if self.shared_res is not None else 0
-        return sum(d.nbytes_per_series + Calibrator.NBYTES for d in self.detectors) + shared + 8
+        own = 8 + 8 + 8 + 1 + 1  # streak, seen, born, warming, sign
+        return sum(d.nbytes_per_series + Calibrator.NBYTES for d in self.detectors) + shared + own
 
     def _ensure(self, rows: I64) -> None:
         n = int(rows.max()) + 1 if len(rows) else 0
         self.streak = grow(self.streak, n, 0)
+        self.seen = grow(self.seen, n, 0)
+        self.born = grow(self.born, n, np.nan)
+        self.warming = grow(self.warming, n, True)
+        if n > self._n_rows:
+            self._n_warming += n - self._n_rows
+            self._n_rows = n
+        self.sign = grow(self.sign, max(n, len(self.index)), EITHER)
         for d in self.detectors:
             d.ensure_rows(n)
         self.calibrator.ensure_rows(n)
+        keys = self.index.keys
+        if len(keys) > self._signed:
+            # New series: their direction, from their metric name, once per row.
+            if self.direction is not None:
+                for r in range(self._signed, len(keys)):
+                    name = metric_name(keys[r])
+                    way = self._directions.get(name)
+                    if way is None:
+                        way = self._directions[name] = self.direction(name)
+                    self.sign[r] = way
+                    self._any_sign |= way != EITHER
+            self._signed = len(keys)
 
     def is_anomalous(self, probability: F64) -> B:
         with np.errstate(invalid="ignore"):
             return np.asarray(probability >= self.threshold)
 
-    def _score_rows(self, rows: I64, ts: F64, values: F64) -> tuple[EnsembleScores, F64]:
+    def _score_rows(self, rows: I64, ts: F64, values: F64) -> tuple[EnsembleScores, F64, B | None]:
+        """Scores, the detectors' raw scores and which rows are young (in their warm-up; None when no row
+        of the ensemble is)."""
         self._ensure(rows)
         raws = np.stack([d.score_many(rows, ts, values) for d in self.detectors], axis=1)  # [rows, detectors]
         surprises = self.calibrator.surprise(rows, raws)
@@ -143,8 +233,37 @@ class Ensemble:
             expected = seasonal.last_expected
         else:
             expected = np.full(len(rows), np.nan)
+        young = self._judge(rows, ts, values, expected, prob, total)
         names = tuple(d.name for d in self.detectors)
-        return EnsembleScores(rows, prob, expected, names, surprises, total), raws
+        return EnsembleScores(rows, prob, expected, names, surprises, total), raws, young
+
+    def _judge(self, rows: I64, ts: F64, values: F64, expected: F64, prob: F64, total: F64) -> B | None:
+        """The warm-up and the direction (see the module), in place on the combined ``prob`` / ``total``.
+        The per-detector surprises are left as the detectors saw the point. Returns which rows are young
+        (None when no row of the ensemble is)."""
+        young = None
+        idx = as_run(rows)
+        if self._n_warming:
+            with np.errstate(invalid="ignore"):
+                # NaN ``born`` (a first point) compares False, so a first point is in the warm-up.
+                young = self.warming[idx] & (self.seen[idx] < self.warmup_points)
+                young &= ~(ts - self.born[idx] >= self.warmup_s)
+            warm = young & np.isfinite(values)  # an infinite value stays certain (the contract of _combine)
+            if warm.any():
+                prob[warm] = np.nan
+                total[warm] = np.nan
+        if not self._any_sign:
+            return young
+        sign = self.sign[idx]
+        if sign.any():
+            with np.errstate(invalid="ignore"):
+                # NaN expected (nothing learned yet) compares False: judged both ways.
+                good = ((sign > 0) & (values > expected)) | ((sign < 0) & (values < expected))
+            good &= ~np.isnan(prob)
+            if good.any():
+                prob[good] = 0.0
+                total[good] = 0.0
+        return young
 
     def score_many(self, keys: list[str], ts: F64, values: F64) -> EnsembleScores:
         """Score one new point per (distinct) key without changing any state."""
@@ -152,10 +271,19 @@ class Ensemble:
 
     def step_rows(self, rows: I64, ts: F64, values: F64) -> EnsembleScores:
         """Score, then learn (rows distinct): the vectorised path for callers that own their row numbers."""
-        out, raws = self._score_rows(rows, ts, values)
+        out, raws, young = self._score_rows(rows, ts, values)
         anomalous = self.is_anomalous(out.probability)
         streak = np.where(anomalous, self.streak[rows] + 1, 0)
         self.streak[rows] = streak
+        if young is not None:
+            idx = as_run(rows)
+            self.seen[idx] += 1
+            born = self.born[idx]
+            self.born[idx] = np.where(np.isnan(born), ts, born)
+            grown = self.warming[idx] & ~young  # judged this time: out of the warm-up for good
+            if grown.any():
+                self.warming[rows[grown]] = False
+                self._n_warming -= int(np.count_nonzero(grown))
         learn = ~anomalous | (streak >= self.relearn_after)
         fin = np.isfinite(values)
         for d in self.detectors:
@@ -172,15 +300,26 @@ class Ensemble:
     def score_series(self, timestamps: F64, values: F64) -> F64:
         """Probabilities of a whole single series, strictly online (point i sees points 0..i only), on a
         fresh ensemble of this one's configuration (this ensemble's state is not touched)."""
-        fresh = Ensemble(self.threshold, self.relearn_after, None, None, self.agreement)
-        fresh.weights = self.weights.copy()
-        return fresh._series(timestamps, values)[0]
+        return self._fresh()._series(timestamps, values)[0]
 
     def surprise_series(self, timestamps: F64, values: F64) -> F64:
         """:meth:`score_series` as uncapped surprises ``-log10(1 - p)`` (same order, full resolution)."""
-        fresh = Ensemble(self.threshold, self.relearn_after, None, None, self.agreement)
+        return self._fresh()._series(timestamps, values)[1]
+
+    def _fresh(self) -> Ensemble:
+        """A new ensemble of this one's configuration (default detectors), with no state."""
+        fresh = Ensemble(
+            self.threshold,
+            self.relearn_after,
+            None,
+            None,
+            self.agreement,
+            self.warmup_s,
+            self.warmup_points,
+            self.direction,
+        )
         fresh.weights = self.weights.copy()
-        return fresh._series(timestamps, values)[1]
+        return fresh
 
     def onset_series(self, timestamps: F64, values: F64, refractory: int = ONSET_REFRACTORY) -> F64:
         """Alarm *onsets* of a whole series, strictly online: a point keeps its surprise only when it is

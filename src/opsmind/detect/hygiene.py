@@ -12,9 +12,10 @@ applied in this order to every point:
    because the detectors already scored it.
 3. **Out of order** - a point older than the last kept point is dropped and counted as ``out_of_order``:
    the detectors' state only moves forward in time.
-4. **First points** pass untouched: a series' cold start is the detectors' business, not hygiene's. The
-   one exception is a counter (below), whose first point only primes the rate and is reported as
-   ``counter_primed``.
+4. **First points** pass untouched: a series' cold start is the ensemble's business, not hygiene's (its
+   warm-up learns a new series' first minutes without judging them, see
+   :mod:`opsmind.detect.ensemble`). The one exception is a counter (below), whose first point only
+   primes the rate and is reported as ``counter_primed``.
 5. **Counters** - a series whose metric name ends in ``_total`` (the Prometheus convention, see
    :func:`is_counter`) is converted to a per-second rate ``(v - v_prev) / dt``. A decrease means the
    counter restarted from zero (the process restarted), so the rate is ``v / dt``, as Prometheus'

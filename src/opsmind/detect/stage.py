@@ -7,6 +7,10 @@ front: duplicates, out-of-order points (redeliveries included) and non-finite va
 counted by reason, and counters (``*_total``) are scored as per-second rates with resets handled. An
 anomaly's ``value`` is what the detectors saw (the rate, for a counter). Anomaly ids are derived from
 the series and timestamp, so a redelivered batch produces the same records (idempotent upserts).
+A new series is learned but not judged during its warm-up (its first five minutes, at most 60 points),
+and a metric with one bad direction (readiness, ``up``, availability, error ratios: see
+:func:`opsmind.detect.golden.direction_of`) is judged on that side only, so a new pod starting up and
+becoming ready is not reported (see :mod:`opsmind.detect.ensemble`).
 
 With ``detect.context`` on (off by default: see its setting), every cleaned point of the first
 ``detect.context_series`` series is also scored by CAD OSE (:mod:`opsmind.detect.cad`), in a worker
