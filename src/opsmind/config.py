@@ -177,6 +177,14 @@ class DetectSettings(_Section):
     relearn_after: int = Field(
         10, ge=1, description="consecutive anomalous points after which a lasting shift is learned as normal"
     )
+    new_series_warmup_s: float = Field(
+        0.0,
+        ge=0,
+        description="learn a new series without judging it while younger than this (and shorter than 60 "
+        "points): a new pod's start-up is not its normal (300 is a good value where pods churn); 0: off, "
+        "the default, because the same blindness missed memory leaks whose restarted pods are new series "
+        "(opsmind.detect.ensemble)",
+    )
     multivariate: bool = Field(
         True, description="also score each service's golden signals together (IsolationForest per service)"
     )

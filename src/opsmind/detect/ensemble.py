@@ -17,20 +17,25 @@ learned, except that after ``relearn_after`` consecutive anomalous points of a r
 the streak is learned, so a lasting shift becomes the new normal after a bounded time. The calibrators
 see every finite score (with bounded influence, see :mod:`opsmind.detect.calibrate`).
 
-Warm-up, the defined behaviour for the first points of a series: a series is learned but not judged
-(probability NaN, as in the detectors' own cold start; an infinite value still gives 1) while it is
-younger than ``warmup_s`` (``WARMUP_S``, five minutes since its first point) *and* has fewer than
-``warmup_points`` (``WARMUP_POINTS``, 60) points. A new series is very often a new process - a pod, a
-job, a new instance - and its first minutes are its start-up, not its normal: a pod is not ready, then
-ready; its CPU is busy loading, then idle until traffic arrives. Learned as normal and then judged,
-that start-up made every new pod's readiness and CPU "level shifts", each alarmed until the
-``relearn_after`` rule accepted it. Five minutes is what Kubernetes' own ``startupProbe`` example
-grants a slow container (30 x 10 s); the point cap bounds the wait for a fast-scraped series, whose
-statistics are ready long before (at the demo's 5 s scrape both end together). Every point of the
-warm-up is learned, anomalous or not: there is no normal yet to protect. A series is new to *this*
-ensemble, so after an engine restart every series warms up again (as the detectors' cold start already
-did, for 10 to 30 points). At 5-minute steps only a series' first point is in the warm-up, inside the
-detectors' cold start: such series (the benchmarks' synthetic fleet, files in NAB's layout) score
+Warm-up (off by default: ``warmup_s`` 0, the detect stage's ``detect.new_series_warmup_s``): a series is
+learned but not judged (probability NaN, as in the detectors' own cold start; an infinite value still
+gives 1) while it is younger than ``warmup_s`` (``WARMUP_S``, five minutes since its first point, is the
+value meant when it is switched on) *and* has fewer than ``warmup_points`` (``WARMUP_POINTS``, 60) points.
+A new series is very often a new process - a pod, a job, a new instance - and its first minutes are its
+start-up, not its normal: a pod is not ready, then ready; its CPU is busy loading, then idle until traffic
+arrives. Learned as normal and then judged, that start-up made every new pod's readiness and CPU "level
+shifts", each alarmed until the ``relearn_after`` rule accepted it. Five minutes is what Kubernetes' own
+``startupProbe`` example grants a slow container (30 x 10 s); the point cap bounds the wait for a
+fast-scraped series, whose statistics are ready long before (at the demo's 5 s scrape both end together).
+Every point of the warm-up is learned, anomalous or not: there is no normal yet to protect. It is off by
+default because the same blindness cost detections in ``opsmind bench chaos``: with a 5-minute warm-up
+three of its eight memory-leak faults were no longer healed (two with 2 minutes; auto-resolution over the
+80 faults 1.0 -> 0.963), their incidents closing before the healer was sure, most likely because a leak's
+restarted pods are new series. Direction alone (below) already keeps a new pod becoming ready from
+alarming; what the warm-up adds is a new pod's CPU start-up (busy, idle, then its load). A series is new
+to *this* ensemble, so after an engine restart every series warms up again (as the detectors' cold start
+already did, for 10 to 30 points). At 5-minute steps only a series' first point is in the warm-up, inside
+the detectors' cold start: such series (the benchmarks' synthetic fleet, files in NAB's layout) score
 exactly as without it.
 
 Direction: a metric whose name says only one direction is bad (:func:`opsmind.detect.golden.direction_of`:
@@ -78,8 +83,8 @@ AGREEMENT = 0.5
 WEIGHTS: dict[str, float] = {"seasonal": 0.99, "ewma": 1.02, "cusum": 1.0, "spectral_residual": 0.90}
 MAX_SURPRISE = 15.0
 ONSET_REFRACTORY = 200  # points; see Ensemble.onset_series  # probability resolution: 1 - 1e-15
-WARMUP_S = 300.0  # a new series is learned, not judged, while younger than this ... (see the module)
-WARMUP_POINTS = 60  # ... and shorter than this
+WARMUP_S = 300.0  # detect.new_series_warmup_s when switched on: learned, not judged, while younger ...
+WARMUP_POINTS = 60  # ... and shorter than this (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,7 @@ class Ensemble:
         detectors: list[Detector] | None = None,
         weights: dict[str, float] | None = None,
         agreement: float = AGREEMENT,
-        warmup_s: float = WARMUP_S,
+        warmup_s: float = 0.0,
         warmup_points: int = WARMUP_POINTS,
         direction: Callable[[str], int] | None = direction_of,
     ) -> None:

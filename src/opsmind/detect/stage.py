@@ -61,7 +61,11 @@ class DetectStage(Stage):
         # instead, a machine's first compilation (a few seconds) would hold the event loop and the API.
         warm_kernels()
         self.scorer = PointScorer(
-            Ensemble(threshold=settings.threshold, relearn_after=settings.relearn_after),
+            Ensemble(
+                threshold=settings.threshold,
+                relearn_after=settings.relearn_after,
+                warmup_s=settings.new_series_warmup_s,
+            ),
             telemetry,
             golden=GoldenVectors() if settings.multivariate else None,
             context=CadDetector() if settings.context else None,
