@@ -217,3 +217,26 @@ async def test_an_alert_no_longer_notified_holds_its_incident_only_for_alert_fir
         await advance(clock, 4 * CHECK_INTERVAL_S)
         (inc,) = await wait_for(lambda: [i for i in incidents(engine) if i.status is IncidentStatus.RESOLVED])
         assert T0 + hold_s <= (inc.resolved_at or 0.0) <= T0 + hold_s + 2 * CHECK_INTERVAL_S
+
+
+async def test_a_restart_keeps_holding_the_incident_of_an_alert_that_fires(tmp_path: Path) -> None:
+    # The firing state was in memory only: after a restart the restored incident, its alert started more
+    # than resolve_after_s before, resolved at the first check, and the alert's next repeat (the anomaly
+    # already seen) could not reopen it while Alertmanager still showed it firing.
+    clock = SimClock(T0)
+    firing = webhook("firing", starts_at=T0 - 10)
+    async with running(tmp_path, clock) as (engine, client):
+        await post(client, firing)
+        (opened,) = await wait_for(lambda: incidents(engine))
+        await advance(clock, RESOLVE_AFTER_S + 4 * CHECK_INTERVAL_S)
+        assert [i.status for i in incidents(engine)] == [IncidentStatus.OPEN]  # held
+    async with running(tmp_path, clock) as (engine, client):
+        await advance(clock, 4 * CHECK_INTERVAL_S)
+        (inc,) = incidents(engine)
+        assert (inc.id, inc.status) == (opened.id, IncidentStatus.OPEN), "held across the restart"
+        assert await post(client, webhook("resolved", T0 - 10, clock.now())) == {"firing": 0, "resolved": 1}
+        await advance(clock, 2 * CHECK_INTERVAL_S)
+        await wait_for(lambda: [i for i in incidents(engine) if i.status is IncidentStatus.RESOLVED])
+    # Resolved before a restart: nothing is held after it.
+    async with running(tmp_path, clock) as (engine, _):
+        assert engine.firing_alerts.holding(inc, clock.now()) is None

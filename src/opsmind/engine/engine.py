@@ -53,6 +53,7 @@ from opsmind.types import (
     Anomaly,
     Event,
     Feedback,
+    FiringAlert,
     Incident,
     IncidentStatus,
     SeriesSamples,
@@ -61,6 +62,7 @@ from opsmind.types import (
 
 log = logging.getLogger(__name__)
 EVENTS_TOPIC = "events"  # platform events, for the stages that correlate them (classification, RCA)
+MAX_FIRING_ALERTS = 100_000  # alerts notified firing within alert_firing_hold_s, read back at start
 
 
 def build_notifiers(settings: Settings) -> list[tuple[Notifier, RetryPolicy]]:
@@ -241,6 +243,7 @@ class Engine:
     async def start(self) -> None:
         self._stop.clear()
         await asyncio.to_thread(self.retrain_noise)  # verdicts given before a restart still count
+        await asyncio.to_thread(self._restore_firing_alerts)  # before the incident stage's first check
         if self.live is not None:
             await self.live.start()  # joins its consumer groups before any producer starts
         for stage in self.stages:
@@ -323,6 +326,15 @@ class Engine:
                 await self.bus.publish(ANOMALIES_TOPIC, a)
         return len(anomalies)
 
+    def _restore_firing_alerts(self) -> None:
+        hold_s = self.firing_alerts.hold_s
+        if hold_s <= 0:
+            return
+        now = self.clock.now()
+        kept = self.store.find(FiringAlert, status="firing", since=now - hold_s, limit=MAX_FIRING_ALERTS)
+        if self.firing_alerts.restore(kept, now):
+            log.info("incidents: %d Alertmanager alerts still firing as of before the restart", len(kept))
+
     async def ingest_alerts(self, firing: list[Anomaly], resolved: list[str], source: str) -> int:
         """External alerts (Alertmanager's webhook): the firing ones stored and handed to the incident
         stage like any external anomaly, and each marked firing now, a repeat included (a repeat is the
@@ -330,8 +342,16 @@ class Engine:
         ids no longer hold their incidents open (:mod:`opsmind.incidents.firing`)."""
         count = await self.ingest_anomalies(firing, source)
         # After storing: a notification refused by the store must not hold anything open either.
-        self.firing_alerts.firing(firing, self.clock.now())
+        now = self.clock.now()
+        self.firing_alerts.firing(firing, now)
         self.firing_alerts.resolved(resolved)
+        # Kept so that a restarted engine still holds their incidents (FiringAlerts.restore at start).
+        states = [
+            FiringAlert(id=a.id, at=now, service=a.service, status="firing", series=a.series) for a in firing
+        ]
+        states += [FiringAlert(id=key, at=now, status="resolved") for key in resolved]
+        if states:
+            await asyncio.to_thread(self.store.put_many, states)
         return count
 
     async def move_incident(self, incident_id: str, to: IncidentStatus, by: str, reason: str) -> Incident:

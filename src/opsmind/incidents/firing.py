@@ -16,10 +16,12 @@ The latest notification of an alert wins, whatever came before: Alertmanager's w
 to order a late firing notification against a resolved one, and an alert Alertmanager timed out as
 resolved (``resolve_timeout``) fires again under the same ``startsAt`` once its sender reaches it again.
 
-The state lives in memory only, in the engine's one process (the HTTP route writes it, the incident
-stage reads it from its worker thread, hence the lock). After a restart an incident whose alert still
-fires falls back to the quiet rule until Alertmanager's next repeat marks the alert firing again: that
-repeat comes within ``repeat_interval``, and persisting the state would mean storing every repeat.
+The state is read in memory, in the engine's one process (the HTTP route writes it, the incident
+stage reads it from its worker thread, hence the lock), and kept in the store as one
+:class:`~opsmind.types.FiringAlert` record per alert, rewritten by each notification: a restarted engine
+loads the alerts notified firing within ``hold_s`` (:meth:`FiringAlerts.restore`) before its stages
+start. Without them a restored incident whose alert started more than ``resolve_after_s`` ago resolved
+at the first check, and the alert's next repeat, the anomaly already seen, could not reopen it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import threading
 from collections.abc import Iterable
 
 from opsmind.incidents.grouping import TIMELINE_LIMIT
-from opsmind.types import Anomaly, Incident
+from opsmind.types import Anomaly, FiringAlert, Incident
 
 
 class FiringAlerts:
@@ -45,6 +47,18 @@ class FiringAlerts:
             for a in alerts:
                 self._last[a.id] = (now, a.series)
             self._forget_stale(now)
+
+    def restore(self, records: Iterable[FiringAlert], now: float) -> int:
+        """Take back the alerts the store says were notified firing (after a restart); returns how many
+        still count (notified within ``hold_s``)."""
+        if self.hold_s <= 0:
+            return 0
+        with self._lock:
+            for r in records:
+                if r.status == "firing" and r.at > self._last.get(r.id, (float("-inf"), ""))[0]:
+                    self._last[r.id] = (r.at, r.series)
+            self._forget_stale(now)
+            return len(self._last)
 
     def resolved(self, ids: Iterable[str]) -> None:
         """The alerts with these anomaly ids were notified as resolved."""

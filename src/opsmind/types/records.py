@@ -229,6 +229,17 @@ class Feedback(Record):
     )
 
 
+class FiringAlert(Record):
+    """An external alert's latest notification (see incidents/firing.py): ``id`` is the alert's anomaly id,
+    ``at`` when it was last notified, ``status`` firing or resolved. Kept so that a restarted engine
+    still holds open the incidents of the alerts that fire."""
+
+    kind: ClassVar[str] = "firing_alert"
+
+    status: Literal["firing", "resolved"]
+    series: str = ""
+
+
 class WarningModel(Record):
     """The fitted parameters of one service's learned warning rule (see predict/warning_learner.py), saved
     on every refit so that a restarted engine warns with it at once instead of relearning for half a day.
