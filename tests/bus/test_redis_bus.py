@@ -6,6 +6,7 @@ engine type; and failure modes.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -281,3 +282,27 @@ async def test_an_unreachable_server_fails_quickly_with_a_clear_error() -> None:
     with pytest.raises(ConnectionError, match=r"cannot reach Redis at redis://u:\*\*\*@127\.0\.0\.1:1/0"):
         RedisBus(BusSettings(), Telemetry(), url="redis://u:secret@127.0.0.1:1/0")
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.redis
+async def test_a_cancelled_fetch_ends_at_once_whenever_the_cancel_arrives(make_bus: MakeBus) -> None:
+    # A cancellation that arrived during a call to Redis could be lost: the fetch then blocked for the
+    # next message (timeout=None: for ever) or a whole MAX_BLOCK_S, and a consumer told to stop hung
+    # (seen once in CI, in the two-buses test above). Cancel at random moments, with messages or not.
+    bus = make_bus()
+    sub = bus.subscribe(TOPIC, "g", "c")
+    rng = random.Random(7)
+    for n in range(300):
+        if rng.random() < 0.5:
+            await bus.publish(TOPIC, n)
+        fetching = asyncio.ensure_future(sub.fetch(5, timeout=None))
+        await asyncio.sleep(rng.random() * 0.01)
+        fetching.cancel()
+        started = time.monotonic()
+        done, _ = await asyncio.wait({fetching}, timeout=2.0)
+        assert done, f"cancelled fetch {n} still running after 2 s"
+        assert time.monotonic() - started < 1.0, (
+            f"cancelled fetch {n} took {time.monotonic() - started:.1f} s"
+        )
+        if not fetching.cancelled() and (got := fetching.result()):
+            await sub.ack(*ids(got))

@@ -235,6 +235,15 @@ def _message_id(stream_id: bytes) -> int:
     return int(seq)
 
 
+def _raise_if_cancelled(task: asyncio.Task[Any] | None) -> None:
+    """Raise CancelledError when ``task`` was asked to cancel. A cancellation that arrives during a call
+    to Redis can be lost on the way (the call returns normally); a fetch that then went on to block,
+    with ``timeout=None`` for ever, kept a consumer told to stop waiting for the next message (seen
+    under load: a cancelled fetch hung, or took the whole ``MAX_BLOCK_S`` to end)."""
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _wake(waiters: set[asyncio.Future[None]]) -> None:
     for fut in waiters:
         if not fut.done():
@@ -478,11 +487,14 @@ class RedisBus:
             raise ValueError(f"max_messages must be at least 1, got {max_messages}")
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + max(0.0, timeout)
+        task = asyncio.current_task()
         try:
             while not self._closed and (sub.topic, sub.group) not in self._left:
+                _raise_if_cancelled(task)
                 messages, due = await self._collect(sub, max_messages)
                 if messages:
                     return messages
+                _raise_if_cancelled(task)
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
                     break
@@ -535,6 +547,7 @@ class RedisBus:
                 client_id: int | None = await conn.read_response()
             except redis.ResponseError:  # CLIENT denied to this user by an ACL: see below
                 client_id = None
+            _raise_if_cancelled(asyncio.current_task())  # before blocking: see _raise_if_cancelled
             reading = asyncio.ensure_future(conn.read_response(timeout=math.inf))
             await asyncio.wait({reading, closing}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             if self._closed:
