@@ -173,6 +173,14 @@ local function owed(key, groups, id)
   end
   return false
 end
+-- Delete those of ``ids`` that no group of ``groups`` owes; returns how many were deleted.
+local function delete_unowed(key, groups, ids)
+  local deleted = 0
+  for _, id in ipairs(ids) do
+    if not owed(key, groups, id) then deleted = deleted + redis.call('XDEL', key, id) end
+  end
+  return deleted
+end
 """
 
 _ACK = (
@@ -186,11 +194,7 @@ local groups = read_groups(key)
 local ids = {}
 for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
 redis.call('XACK', key, group, unpack(ids))
-local deleted = 0
-for _, id in ipairs(ids) do
-  if not owed(key, groups, id) then deleted = deleted + redis.call('XDEL', key, id) end
-end
-return {deleted, redis.call('XLEN', key)}
+return {delete_unowed(key, groups, ids), redis.call('XLEN', key)}
 """
 )
 
@@ -218,11 +222,7 @@ if length > 0 then
 end
 redis.call('XGROUP', 'DESTROY', key, group)
 local groups = read_groups(key)
-local deleted = 0
-for _, id in ipairs(ids) do
-  if not owed(key, groups, id) then deleted = deleted + redis.call('XDEL', key, id) end
-end
-return {deleted, redis.call('XLEN', key)}
+return {delete_unowed(key, groups, ids), redis.call('XLEN', key)}
 """
 )
 
